@@ -1,0 +1,225 @@
+//! `mailferry mirror`: copy every source folder into the store.
+
+use std::collections::HashMap;
+use std::io::IsTerminal as _;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::cli::{Cli, MirrorArgs};
+use crate::commands::{EXIT_INCOMPLETE, EXIT_OK};
+use crate::config;
+use crate::mirror::{self, MirrorOptions, Progress, Silent};
+use crate::store::Store;
+
+pub fn run(cli: &Cli, args: &MirrorArgs) -> Result<i32> {
+    let mut config = config::load(&args.accounts)?;
+    if let Some(h) = &args.source.host {
+        config.source.host = h.clone();
+    }
+    if let Some(p) = args.source.port {
+        config.source.port = p;
+    }
+    if let Some(a) = args.source.auth {
+        config.source.auth = a;
+    }
+    if let Some(ca) = &args.source.ca_file {
+        config.source.ca_file = Some(ca.clone());
+    }
+    if args.source.danger_accept_invalid_certs {
+        config.source.danger_accept_invalid_certs = true;
+        eprintln!(
+            "WARNING: --danger-accept-invalid-certs: the server's certificate is NOT checked; \
+             passwords and mail can be read by anyone on the path"
+        );
+    }
+    if let Some(c) = args.connections {
+        config.source.connections = c.max(1);
+    }
+    if !args.only.is_empty() {
+        let unknown: Vec<&String> = args
+            .only
+            .iter()
+            .filter(|o| {
+                !config
+                    .accounts
+                    .iter()
+                    .any(|a| a.name.eq_ignore_ascii_case(o))
+            })
+            .collect();
+        if !unknown.is_empty() {
+            bail!(
+                "--only names accounts not in {}: {}",
+                args.accounts.display(),
+                unknown
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        config
+            .accounts
+            .retain(|a| args.only.iter().any(|o| a.name.eq_ignore_ascii_case(o)));
+    }
+    let store_path = cli
+        .store
+        .clone()
+        .or_else(|| config.store.clone())
+        .unwrap_or_else(|| "mailferry-store".into());
+    let store = Arc::new(Store::open(&store_path)?);
+
+    let mut options = MirrorOptions::new(config.source.clone());
+    options.accounts_at_once = args
+        .accounts_at_once
+        .unwrap_or(config.accounts_at_once)
+        .max(1);
+    options.max_bytes_in_flight = args.max_memory_mib.max(1) << 20;
+    options.batch_bytes = options.batch_bytes.min(options.max_bytes_in_flight);
+
+    let progress: Arc<dyn Progress> = if cli.quiet {
+        Arc::new(Silent)
+    } else if std::io::stderr().is_terminal() {
+        Arc::new(Bars::new(config.accounts.len()))
+    } else {
+        Arc::new(LogLines)
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let summary = runtime.block_on(mirror::mirror(
+        store.clone(),
+        &config,
+        &options,
+        progress.clone(),
+    ))?;
+    drop(progress);
+
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print!("{}", crate::report::mirror_summary(&summary));
+    }
+    Ok(if summary.all_complete() {
+        EXIT_OK
+    } else {
+        EXIT_INCOMPLETE
+    })
+}
+
+/// Plain lines on stderr, for logs and pipes.
+struct LogLines;
+
+impl Progress for LogLines {
+    fn account_started(&self, account: &str) {
+        eprintln!("{account}: folders listed");
+    }
+    fn warn(&self, account: &str, message: &str) {
+        eprintln!("{account}: warning: {message}");
+    }
+    fn account_finished(&self, account: &str, error: Option<&str>) {
+        match error {
+            None => eprintln!("{account}: done"),
+            Some(e) => eprintln!("{account}: FAILED: {e}"),
+        }
+    }
+}
+
+/// Progress bars on a terminal: one per account and one overall.
+struct Bars {
+    multi: MultiProgress,
+    overall: ProgressBar,
+    accounts: Mutex<HashMap<String, ProgressBar>>,
+}
+
+impl Bars {
+    fn new(accounts: usize) -> Bars {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(5));
+        let overall = multi.add(ProgressBar::new(0));
+        overall.set_style(
+            ProgressStyle::with_template(
+                "{prefix:>24} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
+            )
+            .expect("template")
+            .progress_chars("=> "),
+        );
+        overall.set_prefix(format!("all {accounts} accounts"));
+        overall.enable_steady_tick(Duration::from_millis(500));
+        Bars {
+            multi,
+            overall,
+            accounts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn bar(&self, account: &str) -> ProgressBar {
+        let mut bars = self.accounts.lock().unwrap();
+        bars.entry(account.to_string())
+            .or_insert_with(|| {
+                let bar = self.multi.insert_before(&self.overall, ProgressBar::new(0));
+                bar.set_style(
+                    ProgressStyle::with_template("{prefix:>24} [{bar:30}] {pos}/{len} msgs {msg}")
+                        .expect("template")
+                        .progress_chars("=> "),
+                );
+                bar.set_prefix(shorten(account, 24));
+                bar
+            })
+            .clone()
+    }
+}
+
+fn shorten(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let tail: String = s
+            .chars()
+            .rev()
+            .take(n - 1)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        format!("…{tail}")
+    }
+}
+
+impl Progress for Bars {
+    fn account_started(&self, account: &str) {
+        self.bar(account).set_message("checking folders");
+    }
+    fn planned(&self, account: &str, messages: u64, bytes: u64) {
+        self.bar(account).inc_length(messages);
+        self.overall.inc_length(bytes);
+    }
+    fn fetched(&self, account: &str, messages: u64, bytes: u64) {
+        let bar = self.bar(account);
+        bar.inc(messages);
+        bar.set_message("fetching");
+        self.overall.inc(bytes);
+    }
+    fn warn(&self, account: &str, message: &str) {
+        self.multi
+            .suspend(|| eprintln!("{account}: warning: {message}"));
+    }
+    fn account_finished(&self, account: &str, error: Option<&str>) {
+        let bar = self.bar(account);
+        match error {
+            None => bar.finish_with_message("done"),
+            Some(e) => {
+                bar.abandon_with_message("FAILED");
+                self.multi.suspend(|| eprintln!("{account}: FAILED: {e}"));
+            }
+        }
+    }
+}
+
+impl Drop for Bars {
+    fn drop(&mut self) {
+        self.overall.finish_and_clear();
+    }
+}

@@ -1,0 +1,708 @@
+//! An authenticated IMAP session and the commands mailferry sends.
+//!
+//! Commands go through [`ImapSession::run`], which reads every response up
+//! to the command's own tagged reply and fails on NO, BAD or BYE: async-imap's
+//! own FETCH stream ends quietly on a tagged NO, and a short answer must
+//! never pass for a complete one. Every command is counted, so a run can
+//! report its round trips.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use async_imap::imap_proto::{
+    AttributeValue, MailboxDatum, NameAttribute, Response, ResponseCode, Status, StatusAttribute,
+};
+use async_imap::imap_proto::{MessageSection, SectionPath};
+use chrono::{DateTime, FixedOffset};
+use tokio::net::TcpStream;
+
+use super::wire::{Wire, WireStats};
+use crate::config::{AuthMethod, Password, ServerSettings};
+
+/// How long one response may take before the connection counts as dead.
+const IO_TIMEOUT: Duration = Duration::from_secs(180);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A server's refusal, with its own words.
+#[derive(Debug, thiserror::Error)]
+pub enum ImapError {
+    #[error("{command} refused by the server: {text}")]
+    No { command: String, text: String },
+    #[error("{command} rejected by the server as malformed: {text}")]
+    Bad { command: String, text: String },
+    #[error("the server closed the connection: {0}")]
+    Bye(String),
+    #[error("the connection was lost")]
+    ConnectionLost,
+    #[error("no answer from the server within {0:?}")]
+    Timeout(Duration),
+}
+
+/// A login the server refused: wrong user name or password, or a locked account.
+#[derive(Debug, thiserror::Error)]
+#[error("login refused for {username} at {server}: {text}")]
+pub struct LoginRefused {
+    pub username: String,
+    pub server: String,
+    pub text: String,
+}
+
+/// What the server offers, upper-cased.
+#[derive(Debug, Clone, Default)]
+pub struct Capabilities(HashSet<String>);
+
+impl Capabilities {
+    pub fn has(&self, name: &str) -> bool {
+        self.0.contains(&name.to_ascii_uppercase())
+    }
+}
+
+/// A folder as LIST (and, with LIST-STATUS, STATUS) describes it.
+#[derive(Debug, Clone)]
+pub struct ListedFolder {
+    /// The name as the server spells it (modified UTF-7), unescaped.
+    pub wire_name: String,
+    pub delimiter: Option<String>,
+    pub attributes: Vec<String>,
+    pub status: Option<FolderStatus>,
+}
+
+impl ListedFolder {
+    pub fn is_selectable(&self) -> bool {
+        !self.attributes.iter().any(|a| {
+            a.eq_ignore_ascii_case("\\Noselect") || a.eq_ignore_ascii_case("\\NonExistent")
+        })
+    }
+}
+
+/// STATUS or SELECT figures for a folder.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FolderStatus {
+    pub messages: Option<u32>,
+    pub uidnext: Option<u32>,
+    pub uidvalidity: Option<u32>,
+    pub highestmodseq: Option<u64>,
+}
+
+/// What SELECT/EXAMINE reported, plus QRESYNC's answers if asked for.
+#[derive(Debug, Clone, Default)]
+pub struct Selected {
+    pub status: FolderStatus,
+    /// UIDs reported gone by QRESYNC `VANISHED (EARLIER)`.
+    pub vanished: Vec<u32>,
+    /// Flag changes reported by QRESYNC.
+    pub changed: Vec<FetchedMessage>,
+}
+
+/// One FETCH response, with the items mailferry asks for.
+#[derive(Debug, Clone, Default)]
+pub struct FetchedMessage {
+    pub uid: u32,
+    pub flags: Option<Vec<String>>,
+    pub internal_date: Option<DateTime<FixedOffset>>,
+    pub size: Option<u32>,
+    pub modseq: Option<u64>,
+    /// `BODY[]` (or `BINARY[]`, when that was asked for).
+    pub body: Option<Vec<u8>>,
+    /// `BODY[HEADER.FIELDS (...)]`.
+    pub header_fields: Option<Vec<u8>>,
+}
+
+/// An authenticated connection.
+pub struct ImapSession {
+    session: async_imap::Session<Wire>,
+    caps: Capabilities,
+    wire: Arc<WireStats>,
+    commands: u64,
+    qresync: bool,
+    selected: Option<String>,
+}
+
+impl ImapSession {
+    /// Connects with TLS, logs in, identifies itself, and turns on
+    /// compression and QRESYNC when the server offers them.
+    pub async fn connect(
+        server: &ServerSettings,
+        tls: Arc<rustls::ClientConfig>,
+        username: &str,
+        password: &Password,
+    ) -> Result<ImapSession> {
+        let address = format!("{}:{}", server.host, server.port);
+        let tcp = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            TcpStream::connect((server.host.as_str(), server.port)),
+        )
+        .await
+        .map_err(|_| anyhow!("cannot connect to {address}: no answer within {CONNECT_TIMEOUT:?}"))?
+        .with_context(|| format!("cannot connect to {address}"))?;
+        tcp.set_nodelay(true).ok();
+        let name = rustls::pki_types::ServerName::try_from(server.host.clone())
+            .with_context(|| format!("{:?} is not a valid server name", server.host))?;
+        let tls_stream = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            tokio_rustls::TlsConnector::from(tls).connect(name, tcp),
+        )
+        .await
+        .map_err(|_| anyhow!("TLS handshake with {address} timed out"))?
+        .with_context(|| format!("TLS handshake with {address} failed"))?;
+        let wire = Wire::new(tls_stream);
+        let stats = wire.stats();
+        let mut client = async_imap::Client::new(wire);
+        let greeting = tokio::time::timeout(IO_TIMEOUT, client.read_response())
+            .await
+            .map_err(|_| anyhow!("{address} sent no greeting"))?
+            .with_context(|| format!("reading the greeting of {address}"))?
+            .ok_or_else(|| anyhow!("{address} closed the connection before its greeting"))?;
+        if let Response::Data {
+            status: Status::Bye,
+            outcome,
+        } = greeting.parsed()
+        {
+            bail!(
+                "{address} refused the connection: {}",
+                outcome.information.as_deref().unwrap_or("BYE")
+            );
+        }
+        if password.expose().contains(['\r', '\n', '\0']) {
+            bail!("the password for {username} holds a line break or NUL, which IMAP cannot send");
+        }
+        let refused = |e: async_imap::error::Error| -> anyhow::Error {
+            match e {
+                async_imap::error::Error::No(text) | async_imap::error::Error::Bad(text) => {
+                    LoginRefused {
+                        username: username.to_string(),
+                        server: address.clone(),
+                        text,
+                    }
+                    .into()
+                }
+                async_imap::error::Error::Validate(_) => anyhow!(
+                    "the user name or password for {username} holds characters IMAP LOGIN cannot send; try --auth plain"
+                ),
+                other => anyhow!("login at {address} failed: {other}"),
+            }
+        };
+        let (session, caps) = match server.auth {
+            AuthMethod::Login => {
+                let (s, caps) = client
+                    .login_with_capabilities(username, password.expose())
+                    .await
+                    .map_err(|(e, _)| refused(e))?;
+                (s, caps)
+            }
+            AuthMethod::Plain => {
+                let s = client
+                    .authenticate("PLAIN", PlainAuth { username, password })
+                    .await
+                    .map_err(|(e, _)| refused(e))?;
+                (s, None)
+            }
+        };
+        let mut imap = ImapSession {
+            session,
+            caps: Capabilities::default(),
+            wire: stats,
+            commands: 1,
+            qresync: false,
+            selected: None,
+        };
+        imap.caps = match caps {
+            Some(c) if c.iter().count() > 1 => capabilities_from(&c),
+            _ => imap.capability().await?,
+        };
+        if imap.caps.has("ID") {
+            let version = env!("CARGO_PKG_VERSION");
+            imap.run(
+                &format!("ID (\"name\" \"mailferry\" \"version\" \"{version}\")"),
+                |_| Ok(()),
+            )
+            .await?;
+        }
+        if imap.caps.has("COMPRESS=DEFLATE") {
+            imap.run("COMPRESS DEFLATE", |_| Ok(())).await?;
+            imap.session.get_mut().start_deflate();
+        }
+        if imap.caps.has("QRESYNC") {
+            imap.run("ENABLE QRESYNC", |_| Ok(())).await?;
+            imap.qresync = true;
+        } else if imap.caps.has("CONDSTORE") {
+            imap.run("ENABLE CONDSTORE", |_| Ok(())).await.ok();
+        }
+        Ok(imap)
+    }
+
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    pub fn has_condstore(&self) -> bool {
+        self.caps.has("CONDSTORE") || self.qresync
+    }
+
+    /// The folder opened by the last successful EXAMINE.
+    pub fn selected(&self) -> Option<&str> {
+        self.selected.as_deref()
+    }
+
+    pub fn has_qresync(&self) -> bool {
+        self.qresync
+    }
+
+    pub fn is_compressed(&self) -> bool {
+        self.session.get_ref().is_compressed()
+    }
+
+    /// Commands sent so far (each one is a round trip).
+    pub fn commands(&self) -> u64 {
+        self.commands
+    }
+
+    /// Bytes received and sent on the wire so far.
+    pub fn wire_bytes(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.wire.bytes_in.load(Relaxed),
+            self.wire.bytes_out.load(Relaxed),
+        )
+    }
+
+    async fn capability(&mut self) -> Result<Capabilities> {
+        let mut caps = HashSet::new();
+        self.run("CAPABILITY", |r| {
+            if let Response::Capabilities(list) = r {
+                for c in list {
+                    caps.insert(capability_name(c));
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(Capabilities(caps))
+    }
+
+    /// Sends `command` and feeds every untagged response to `on_data` until
+    /// the command's tagged reply, which must be OK. An error from `on_data`
+    /// is returned after the reply has been read, so the session stays usable.
+    pub async fn run<F>(&mut self, command: &str, mut on_data: F) -> Result<()>
+    where
+        F: FnMut(&Response<'_>) -> Result<()>,
+    {
+        self.commands += 1;
+        let verb = command_verb(command);
+        let tag = self
+            .session
+            .run_command(command)
+            .await
+            .map_err(|e| match e {
+                async_imap::error::Error::Io(io) => {
+                    anyhow::Error::from(io).context(format!("sending {verb}"))
+                }
+                other => anyhow!("sending {verb}: {other}"),
+            })?;
+        let mut callback_error = None;
+        loop {
+            let response = tokio::time::timeout(IO_TIMEOUT, self.session.read_response())
+                .await
+                .map_err(|_| ImapError::Timeout(IO_TIMEOUT))?
+                .with_context(|| format!("reading the answer to {verb}"))?
+                .ok_or(ImapError::ConnectionLost)?;
+            match response.parsed() {
+                Response::Done {
+                    tag: t,
+                    status,
+                    outcome,
+                } if *t == tag => {
+                    let text = outcome.information.as_deref().unwrap_or("").to_string();
+                    let code = outcome
+                        .code
+                        .as_ref()
+                        .map(|c| format!("[{}] ", code_name(c)))
+                        .unwrap_or_default();
+                    return match status {
+                        Status::Ok => match callback_error {
+                            Some(e) => Err(e),
+                            None => Ok(()),
+                        },
+                        Status::No => Err(ImapError::No {
+                            command: verb,
+                            text: format!("{code}{text}"),
+                        }
+                        .into()),
+                        _ => Err(ImapError::Bad {
+                            command: verb,
+                            text: format!("{code}{text}"),
+                        }
+                        .into()),
+                    };
+                }
+                Response::Data {
+                    status: Status::Bye,
+                    outcome,
+                } => {
+                    return Err(ImapError::Bye(
+                        outcome.information.as_deref().unwrap_or("").to_string(),
+                    )
+                    .into());
+                }
+                other => {
+                    if callback_error.is_none()
+                        && let Err(e) = on_data(other)
+                    {
+                        callback_error = Some(e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Lists every folder (under `root` when given), with STATUS figures in
+    /// the same round trip when the server has LIST-STATUS.
+    pub async fn list(&mut self, root: Option<&str>) -> Result<Vec<ListedFolder>> {
+        let mut returns = Vec::new();
+        if self.caps.has("SPECIAL-USE") {
+            returns.push("SPECIAL-USE".to_string());
+        }
+        if self.caps.has("LIST-STATUS") {
+            returns.push(format!("STATUS ({})", self.status_items()));
+        }
+        let pattern = match root {
+            Some(r) => quote(&format!("{}*", r)),
+            None => "\"*\"".to_string(),
+        };
+        let command = if returns.is_empty() {
+            format!("LIST \"\" {pattern}")
+        } else {
+            format!("LIST \"\" {pattern} RETURN ({})", returns.join(" "))
+        };
+        let mut folders: Vec<ListedFolder> = Vec::new();
+        let mut statuses: HashMap<String, FolderStatus> = HashMap::new();
+        self.run(&command, |r| {
+            match r {
+                Response::MailboxData(MailboxDatum::List(l)) => folders.push(ListedFolder {
+                    wire_name: unescape(&l.name),
+                    delimiter: l.delimiter.as_ref().map(|d| unescape(d)),
+                    attributes: l.name_attributes.iter().map(attribute_name).collect(),
+                    status: None,
+                }),
+                Response::MailboxData(MailboxDatum::Status { mailbox, status }) => {
+                    statuses.insert(unescape(mailbox), status_from(status));
+                }
+                _ => {}
+            }
+            Ok(())
+        })
+        .await?;
+        for f in &mut folders {
+            f.status = statuses.remove(&f.wire_name);
+        }
+        Ok(folders)
+    }
+
+    fn status_items(&self) -> &'static str {
+        if self.has_condstore() {
+            "MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ"
+        } else {
+            "MESSAGES UIDNEXT UIDVALIDITY"
+        }
+    }
+
+    /// STATUS of one folder.
+    pub async fn status(&mut self, folder: &str) -> Result<FolderStatus> {
+        let mut found = FolderStatus::default();
+        let command = format!("STATUS {} ({})", quote(folder), self.status_items());
+        self.run(&command, |r| {
+            if let Response::MailboxData(MailboxDatum::Status { status, .. }) = r {
+                found = status_from(status);
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(found)
+    }
+
+    /// Opens a folder read-only. With QRESYNC and a known state, the server
+    /// reports what vanished and which flags changed since `known_modseq`.
+    pub async fn examine(&mut self, folder: &str, qresync: Option<(u32, u64)>) -> Result<Selected> {
+        let mut command = format!("EXAMINE {}", quote(folder));
+        match qresync {
+            Some((uidvalidity, modseq)) if self.qresync => {
+                command.push_str(&format!(" (QRESYNC ({uidvalidity} {modseq}))"))
+            }
+            _ if self.has_condstore() => command.push_str(" (CONDSTORE)"),
+            _ => {}
+        }
+        let mut selected = Selected::default();
+        self.selected = None;
+        self.run(&command, |r| {
+            match r {
+                Response::MailboxData(MailboxDatum::Exists(n)) => {
+                    selected.status.messages = Some(*n)
+                }
+                Response::Data { outcome, .. } => match &outcome.code {
+                    Some(ResponseCode::UidValidity(v)) => selected.status.uidvalidity = Some(*v),
+                    Some(ResponseCode::UidNext(v)) => selected.status.uidnext = Some(*v),
+                    Some(ResponseCode::HighestModSeq(v)) => {
+                        selected.status.highestmodseq = Some(*v)
+                    }
+                    _ => {}
+                },
+                Response::Vanished { uids, .. } => {
+                    for range in uids {
+                        selected.vanished.extend(range.clone());
+                    }
+                }
+                Response::Fetch(_, attrs) => selected.changed.push(fetched_from(attrs)),
+                _ => {}
+            }
+            Ok(())
+        })
+        .await
+        .with_context(|| format!("cannot open folder {}", super::mutf7::display(folder)))?;
+        self.selected = Some(folder.to_string());
+        Ok(selected)
+    }
+
+    /// `UID FETCH uid_set (items) [modifiers]`, calling `on_message` for
+    /// each message as it arrives. Returns the UIDs reported VANISHED.
+    pub async fn uid_fetch<F>(
+        &mut self,
+        uid_set: &str,
+        items: &str,
+        modifiers: Option<&str>,
+        mut on_message: F,
+    ) -> Result<Vec<u32>>
+    where
+        F: FnMut(FetchedMessage) -> Result<()>,
+    {
+        let mut command = format!("UID FETCH {uid_set} ({items})");
+        if let Some(m) = modifiers {
+            command.push_str(&format!(" ({m})"));
+        }
+        let mut vanished = Vec::new();
+        self.run(&command, |r| {
+            match r {
+                Response::Fetch(_, attrs) => {
+                    let m = fetched_from(attrs);
+                    // A FETCH without UID is an unsolicited flag update
+                    // for a message we did not ask about.
+                    if m.uid != 0 {
+                        on_message(m)?;
+                    }
+                }
+                Response::Vanished { uids, .. } => {
+                    for range in uids {
+                        vanished.extend(range.clone());
+                    }
+                }
+                _ => {}
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(vanished)
+    }
+
+    /// `UID SEARCH ALL`: every UID in the selected folder.
+    pub async fn uid_search_all(&mut self) -> Result<Vec<u32>> {
+        let mut uids = Vec::new();
+        self.run("UID SEARCH ALL", |r| {
+            if let Response::MailboxData(MailboxDatum::Search(found)) = r {
+                uids.extend_from_slice(found);
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(uids)
+    }
+
+    pub async fn logout(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.session.logout()).await;
+    }
+}
+
+struct PlainAuth<'a> {
+    username: &'a str,
+    password: &'a Password,
+}
+
+impl async_imap::Authenticator for PlainAuth<'_> {
+    type Response = Vec<u8>;
+    fn process(&mut self, _challenge: &[u8]) -> Vec<u8> {
+        let mut r = Vec::new();
+        r.push(0);
+        r.extend_from_slice(self.username.as_bytes());
+        r.push(0);
+        r.extend_from_slice(self.password.expose().as_bytes());
+        r
+    }
+}
+
+fn capabilities_from(caps: &async_imap::types::Capabilities) -> Capabilities {
+    use async_imap::types::Capability;
+    Capabilities(
+        caps.iter()
+            .map(|c| match c {
+                Capability::Imap4rev1 => "IMAP4REV1".to_string(),
+                Capability::Auth(a) => format!("AUTH={}", a.to_ascii_uppercase()),
+                Capability::Atom(a) => a.to_ascii_uppercase(),
+            })
+            .collect(),
+    )
+}
+
+fn capability_name(c: &async_imap::imap_proto::Capability<'_>) -> String {
+    use async_imap::imap_proto::Capability;
+    match c {
+        Capability::Imap4rev1 => "IMAP4REV1".to_string(),
+        Capability::Auth(a) => format!("AUTH={}", a.to_ascii_uppercase()),
+        Capability::Atom(a) => a.to_ascii_uppercase(),
+    }
+}
+
+/// The command's name for messages, never its arguments (which may name a
+/// folder with odd characters or, for LOGIN, a password).
+fn command_verb(command: &str) -> String {
+    let mut words = command.split(' ');
+    let first = words.next().unwrap_or("");
+    if first.eq_ignore_ascii_case("UID") {
+        format!("UID {}", words.next().unwrap_or(""))
+    } else {
+        first.to_string()
+    }
+}
+
+fn code_name(code: &ResponseCode<'_>) -> String {
+    match code {
+        ResponseCode::Alert => "ALERT".into(),
+        ResponseCode::Parse => "PARSE".into(),
+        ResponseCode::ReadOnly => "READ-ONLY".into(),
+        ResponseCode::TryCreate => "TRYCREATE".into(),
+        other => {
+            let s = format!("{other:?}");
+            s.split(['(', ' '])
+                .next()
+                .unwrap_or("")
+                .to_ascii_uppercase()
+        }
+    }
+}
+
+fn attribute_name(a: &NameAttribute<'_>) -> String {
+    match a {
+        NameAttribute::NoInferiors => "\\Noinferiors".into(),
+        NameAttribute::NoSelect => "\\Noselect".into(),
+        NameAttribute::Marked => "\\Marked".into(),
+        NameAttribute::Unmarked => "\\Unmarked".into(),
+        NameAttribute::All => "\\All".into(),
+        NameAttribute::Archive => "\\Archive".into(),
+        NameAttribute::Drafts => "\\Drafts".into(),
+        NameAttribute::Flagged => "\\Flagged".into(),
+        NameAttribute::Junk => "\\Junk".into(),
+        NameAttribute::Sent => "\\Sent".into(),
+        NameAttribute::Trash => "\\Trash".into(),
+        NameAttribute::Extension(e) => e.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn status_from(attrs: &[StatusAttribute]) -> FolderStatus {
+    let mut s = FolderStatus::default();
+    for a in attrs {
+        match a {
+            StatusAttribute::Messages(n) => s.messages = Some(*n),
+            StatusAttribute::UidNext(n) => s.uidnext = Some(*n),
+            StatusAttribute::UidValidity(n) => s.uidvalidity = Some(*n),
+            StatusAttribute::HighestModSeq(n) => s.highestmodseq = Some(*n),
+            _ => {}
+        }
+    }
+    s
+}
+
+fn fetched_from(attrs: &[AttributeValue<'_>]) -> FetchedMessage {
+    let mut m = FetchedMessage::default();
+    for a in attrs {
+        match a {
+            AttributeValue::Uid(u) => m.uid = *u,
+            AttributeValue::Flags(f) => m.flags = Some(f.iter().map(|s| s.to_string()).collect()),
+            AttributeValue::InternalDate(d) => m.internal_date = parse_internal_date(d),
+            AttributeValue::Rfc822Size(n) => m.size = Some(*n),
+            AttributeValue::ModSeq(n) => m.modseq = Some(*n),
+            AttributeValue::Rfc822(data) => m.body = data.as_ref().map(|d| d.to_vec()),
+            AttributeValue::BodySection { section, data, .. } => match section {
+                None => m.body = Some(data.as_deref().unwrap_or_default().to_vec()),
+                Some(SectionPath::Full(MessageSection::Header)) => {
+                    m.header_fields = data.as_ref().map(|d| d.to_vec())
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    m
+}
+
+/// Parses an IMAP date-time such as ` 7-Jul-1996 02:44:25 -0700`.
+pub fn parse_internal_date(s: &str) -> Option<DateTime<FixedOffset>> {
+    DateTime::parse_from_str(s.trim_start(), "%d-%b-%Y %H:%M:%S %z").ok()
+}
+
+/// A folder name as an IMAP quoted string.
+pub fn quote(name: &str) -> String {
+    let mut q = String::with_capacity(name.len() + 2);
+    q.push('"');
+    for c in name.chars() {
+        if c == '"' || c == '\\' {
+            q.push('\\');
+        }
+        q.push(c);
+    }
+    q.push('"');
+    q
+}
+
+/// imap-proto hands quoted strings over with their escapes in place.
+fn unescape(s: &str) -> String {
+    if !s.contains('\\') {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(next) = chars.next() {
+                out.push(next);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_dates_parse_with_their_offset() {
+        let d = parse_internal_date(" 7-Jul-1996 02:44:25 -0700").unwrap();
+        assert_eq!(d.timestamp(), 836_732_665);
+        assert_eq!(d.offset().local_minus_utc(), -7 * 3600);
+        assert!(parse_internal_date("garbage").is_none());
+    }
+
+    #[test]
+    fn quoting_escapes_quotes_and_backslashes() {
+        assert_eq!(quote(r#"a "b" \c"#), r#""a \"b\" \\c""#);
+        assert_eq!(unescape(r#"a \"b\" \\c"#), r#"a "b" \c"#);
+    }
+
+    #[test]
+    fn command_names_in_errors_never_carry_arguments() {
+        assert_eq!(command_verb("LOGIN bob hunter2"), "LOGIN");
+        assert_eq!(command_verb("UID FETCH 1:* (FLAGS)"), "UID FETCH");
+    }
+}

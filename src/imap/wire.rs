@@ -1,0 +1,307 @@
+//! The byte stream under an IMAP session: TLS, optional COMPRESS=DEFLATE,
+//! byte counters, and a filter that lets the parser read BINARY literals.
+//!
+//! Layers, from the socket up:
+//! `TcpStream` → TLS → [`Counted`] (wire bytes) → deflate (after COMPRESS)
+//! → [`Literal8Filter`] → async-imap.
+//!
+//! The filter exists because imap-proto does not parse `~{n}` (RFC 3516
+//! literal8), which is the only way a server may send a message that holds
+//! NUL bytes unaltered, nor the `BINARY[]` item that carries it (presented
+//! as `BODY[]`; only the caller that asked for BINARY sees it). It tracks literal boundaries, so it only ever turns
+//! a `~{n}` that ends a response line into `{n}`; literal contents pass
+//! through untouched.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
+
+use async_compression::tokio::bufread::DeflateDecoder;
+use async_compression::tokio::write::DeflateEncoder;
+use tokio::io::{AsyncRead, AsyncWrite, BufReader, ReadBuf};
+use tokio::net::TcpStream;
+
+pub(crate) type TlsStream = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// Bytes that crossed the network for one connection (after compression).
+#[derive(Debug, Default)]
+pub struct WireStats {
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Counted {
+    inner: TlsStream,
+    stats: Arc<WireStats>,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
+        let n = buf.filled().len() - before;
+        self.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let n = ready!(Pin::new(&mut self.inner).poll_write(cx, buf))?;
+        self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+        Poll::Ready(Ok(n))
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+type Deflated = DeflateDecoder<BufReader<DeflateEncoder<Counted>>>;
+
+#[derive(Debug)]
+enum Layer {
+    Plain(Box<Counted>),
+    Deflate(Box<Deflated>),
+    /// Only while switching layers.
+    Switching,
+}
+
+/// The stream async-imap reads and writes.
+#[derive(Debug)]
+pub struct Wire {
+    layer: Layer,
+    filter: Literal8Filter,
+    stats: Arc<WireStats>,
+}
+
+impl Wire {
+    pub(crate) fn new(tls: TlsStream) -> Wire {
+        let stats = Arc::new(WireStats::default());
+        Wire {
+            layer: Layer::Plain(Box::new(Counted {
+                inner: tls,
+                stats: stats.clone(),
+            })),
+            filter: Literal8Filter::default(),
+            stats,
+        }
+    }
+
+    pub fn stats(&self) -> Arc<WireStats> {
+        self.stats.clone()
+    }
+
+    /// Starts DEFLATE in both directions; call right after the server's OK
+    /// to `COMPRESS DEFLATE`, before anything else is sent.
+    pub(crate) fn start_deflate(&mut self) {
+        if let Layer::Plain(counted) = std::mem::replace(&mut self.layer, Layer::Switching) {
+            let encoder = DeflateEncoder::new(*counted);
+            self.layer = Layer::Deflate(Box::new(DeflateDecoder::new(BufReader::new(encoder))));
+        }
+    }
+
+    pub fn is_compressed(&self) -> bool {
+        matches!(self.layer, Layer::Deflate(_))
+    }
+
+    fn poll_layer_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match &mut self.layer {
+            Layer::Plain(c) => Pin::new(c.as_mut()).poll_read(cx, buf),
+            Layer::Deflate(d) => Pin::new(d.as_mut()).poll_read(cx, buf),
+            Layer::Switching => Poll::Ready(Err(io::Error::other("stream is switching layers"))),
+        }
+    }
+
+    fn writer(&mut self) -> io::Result<Pin<&mut (dyn AsyncWrite + Unpin + Send)>> {
+        match &mut self.layer {
+            Layer::Plain(c) => Ok(Pin::new(c.as_mut())),
+            Layer::Deflate(d) => Ok(Pin::new(d.get_mut().get_mut())),
+            Layer::Switching => Err(io::Error::other("stream is switching layers")),
+        }
+    }
+}
+
+impl AsyncRead for Wire {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        loop {
+            if this.filter.copy_out(buf) {
+                return Poll::Ready(Ok(()));
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            let mut chunk_buf = ReadBuf::new(&mut chunk);
+            ready!(this.poll_layer_read(cx, &mut chunk_buf))?;
+            let data = chunk_buf.filled();
+            if data.is_empty() {
+                // End of stream: hand out whatever partial line is left.
+                this.filter.finish();
+                this.filter.copy_out(buf);
+                return Poll::Ready(Ok(()));
+            }
+            this.filter.push(data);
+        }
+    }
+}
+
+impl AsyncWrite for Wire {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.writer()?.poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.writer()?.poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.writer()?.poll_shutdown(cx)
+    }
+}
+
+/// Rewrites `~{n}` at the end of a response line to `{n}` (see module docs).
+#[derive(Debug, Default)]
+struct Literal8Filter {
+    /// The response line being read, up to its LF.
+    line: Vec<u8>,
+    /// Bytes of literal content still to pass through untouched.
+    literal_left: u64,
+    /// Bytes ready for the reader, from `out_pos` on.
+    out: Vec<u8>,
+    out_pos: usize,
+}
+
+impl Literal8Filter {
+    /// Copies ready bytes into `buf`; false when there were none.
+    fn copy_out(&mut self, buf: &mut ReadBuf<'_>) -> bool {
+        let ready = &self.out[self.out_pos..];
+        if ready.is_empty() || buf.remaining() == 0 {
+            return false;
+        }
+        let n = ready.len().min(buf.remaining());
+        buf.put_slice(&ready[..n]);
+        self.out_pos += n;
+        if self.out_pos == self.out.len() {
+            self.out.clear();
+            self.out_pos = 0;
+        }
+        true
+    }
+
+    fn push(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            if self.literal_left > 0 {
+                let n = (self.literal_left.min(data.len() as u64)) as usize;
+                self.out.extend_from_slice(&data[..n]);
+                self.literal_left -= n as u64;
+                data = &data[n..];
+                continue;
+            }
+            match data.iter().position(|&b| b == b'\n') {
+                None => {
+                    self.line.extend_from_slice(data);
+                    return;
+                }
+                Some(nl) => {
+                    self.line.extend_from_slice(&data[..=nl]);
+                    data = &data[nl + 1..];
+                    self.end_line();
+                }
+            }
+        }
+    }
+
+    fn end_line(&mut self) {
+        if let Some((mut brace, len)) = literal_at_end(&self.line) {
+            if brace > 0 && self.line[brace - 1] == b'~' {
+                self.line.remove(brace - 1);
+                brace -= 1;
+            }
+            // imap-proto cannot parse the BINARY[] item name either; the
+            // caller that asked for BINARY.PEEK[] reads it as BODY[].
+            if self.line[..brace].ends_with(b"BINARY[] ") {
+                self.line.splice(
+                    brace - b"BINARY[] ".len()..brace,
+                    b"BODY[] ".iter().copied(),
+                );
+            }
+            self.literal_left = len;
+        }
+        self.out.extend_from_slice(&self.line);
+        self.line.clear();
+    }
+
+    fn finish(&mut self) {
+        self.out.append(&mut self.line);
+    }
+}
+
+/// If `line` ends with `{n}\r\n` (or `{n+}\r\n`), the index of `{` and n.
+fn literal_at_end(line: &[u8]) -> Option<(usize, u64)> {
+    let body = line.strip_suffix(b"}\r\n")?;
+    let body = body.strip_suffix(b"+").unwrap_or(body);
+    let digits_start = body.iter().rposition(|b| !b.is_ascii_digit())? + 1;
+    if body[digits_start - 1] != b'{' || digits_start == body.len() {
+        return None;
+    }
+    let n = std::str::from_utf8(&body[digits_start..])
+        .ok()?
+        .parse()
+        .ok()?;
+    Some((digits_start - 1, n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(chunks: &[&[u8]]) -> Vec<u8> {
+        let mut f = Literal8Filter::default();
+        for c in chunks {
+            f.push(c);
+        }
+        f.finish();
+        f.out[f.out_pos..].to_vec()
+    }
+
+    #[test]
+    fn literal8_becomes_a_literal_and_contents_pass_untouched() {
+        let input: &[u8] = b"* 1 FETCH (UID 1 BINARY[] ~{7}\r\na\0~{2}\r\n)\r\nt OK done\r\n";
+        let want: &[u8] = b"* 1 FETCH (UID 1 BODY[] {7}\r\na\0~{2}\r\n)\r\nt OK done\r\n";
+        assert_eq!(run(&[input]), want);
+        let plain: &[u8] = b"* 3 FETCH (UID 3 BINARY[] {2}\r\nab)\r\n";
+        assert_eq!(run(&[plain]), b"* 3 FETCH (UID 3 BODY[] {2}\r\nab)\r\n");
+        // The same split at every byte.
+        for i in 0..input.len() {
+            assert_eq!(run(&[&input[..i], &input[i..]]), want, "split at {i}");
+        }
+    }
+
+    #[test]
+    fn plain_literals_and_lines_are_unchanged() {
+        let input: &[u8] = b"* 2 FETCH (BODY[] {5}\r\n~{1}\n)\r\n* LIST () \"/\" \"x~{\"\r\n";
+        assert_eq!(run(&[input]), input);
+    }
+}

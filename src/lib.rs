@@ -1,0 +1,15 @@
+//! mailferry moves whole mailboxes from an IMAP host into Microsoft 365 in
+//! two stages: `mirror` copies every folder into a local content-addressed
+//! store, and `upload` replays that store into the target.
+//!
+//! Layout: [`config`] reads accounts; [`imap`] speaks IMAP; [`store`] keeps
+//! blobs and the SQLite index; [`mirror`] is stage 1; [`commands`] holds
+//! one module per command of the binary; [`report`] prints results.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod imap;
+pub mod mirror;
+pub mod report;
+pub mod store;

@@ -1,0 +1,367 @@
+//! Fetching one batch of bodies into the store.
+//!
+//! A batch is one `UID FETCH` of whole bodies, sized by bytes. Every
+//! requested UID must come back: a missing one is asked for again on its
+//! own, and one that is still on the server but never delivered is reported
+//! as failed (the folder will be planned again next run). Bodies are hashed,
+//! compressed and made durable on a blocking thread, then their rows are
+//! committed in one transaction.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use super::folder::{normalize_flags, uid_set};
+use super::{AccountContext, SharedCounts, permits};
+use crate::imap::{FetchedMessage, FolderStatus, ImapSession, mutf7};
+use crate::store::index::{BlobMeta, NewBlob, NewMessage};
+
+const BODY_ITEMS: &str = "UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[]";
+
+/// One folder's sync, shared by its fetch batches; the last batch to finish
+/// saves the folder's state.
+pub(crate) struct FolderSync {
+    pub folder_id: i64,
+    pub wire_name: String,
+    pub uidvalidity: u32,
+    status: FolderStatus,
+    exists: u32,
+    synced_before: u32,
+    synced_goal: u32,
+    remaining: AtomicUsize,
+    failed: AtomicBool,
+    finished: Mutex<bool>,
+}
+
+impl FolderSync {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        folder_id: i64,
+        wire_name: String,
+        uidvalidity: u32,
+        status: FolderStatus,
+        exists: u32,
+        synced_before: u32,
+        synced_goal: u32,
+        batches: usize,
+    ) -> FolderSync {
+        FolderSync {
+            folder_id,
+            wire_name,
+            uidvalidity,
+            status,
+            exists,
+            synced_before,
+            synced_goal,
+            remaining: AtomicUsize::new(batches),
+            failed: AtomicBool::new(false),
+            finished: Mutex::new(false),
+        }
+    }
+
+    /// Saves the folder's state. After a failure the UIDNEXT is left unset
+    /// so the next run plans the folder again.
+    pub fn finish(&self, ctx: &AccountContext) -> Result<()> {
+        let mut finished = self.finished.lock().unwrap();
+        if *finished {
+            return Ok(());
+        }
+        *finished = true;
+        let failed = self.failed.load(Ordering::SeqCst);
+        let index = ctx.store.index();
+        if failed {
+            index.save_folder_state(
+                self.folder_id,
+                self.uidvalidity,
+                None,
+                None,
+                self.exists,
+                self.synced_before,
+            )?;
+        } else {
+            index.save_folder_state(
+                self.folder_id,
+                self.uidvalidity,
+                self.status.uidnext,
+                self.status.highestmodseq,
+                self.exists,
+                self.synced_goal,
+            )?;
+        }
+        drop(index);
+        ctx.progress.folder_done(&ctx.account.name, &self.wire_name);
+        Ok(())
+    }
+
+    fn batch_done(&self, ctx: &AccountContext) -> Result<()> {
+        if self.remaining.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.finish(ctx)?;
+        }
+        Ok(())
+    }
+
+    /// A batch gave up: the folder is incomplete this run.
+    pub fn batch_failed(&self, ctx: &AccountContext, _shared: &SharedCounts) {
+        self.failed.store(true, Ordering::SeqCst);
+        if let Err(e) = self.batch_done(ctx) {
+            ctx.progress.warn(
+                &ctx.account.name,
+                &format!("cannot save folder state: {e:#}"),
+            );
+        }
+    }
+}
+
+pub(crate) struct FetchJob {
+    pub folder: Arc<FolderSync>,
+    pub uids: Vec<u32>,
+    pub bytes: u64,
+}
+
+/// Fetches one batch and stores it. Returns the folder id.
+pub(crate) async fn run(
+    ctx: &Arc<AccountContext>,
+    session: &mut ImapSession,
+    job: &FetchJob,
+    shared: &SharedCounts,
+) -> Result<i64> {
+    let folder = &job.folder;
+    if session.selected() != Some(folder.wire_name.as_str()) {
+        let selected = session.examine(&folder.wire_name, None).await?;
+        if selected.status.uidvalidity != Some(folder.uidvalidity) {
+            bail!(
+                "UIDVALIDITY changed during the run (was {}, now {:?}); the next run resyncs it",
+                folder.uidvalidity,
+                selected.status.uidvalidity
+            );
+        }
+    }
+    let budget = job.bytes.min(ctx.options.max_bytes_in_flight);
+    let _permit = ctx
+        .budget
+        .clone()
+        .acquire_many_owned(permits(budget) as u32)
+        .await
+        .context("memory budget closed")?;
+
+    let wanted: HashSet<u32> = job.uids.iter().copied().collect();
+    let mut got: HashMap<u32, FetchedMessage> = HashMap::with_capacity(job.uids.len());
+    let mut refused = fetch_into(session, &uid_set(&job.uids), &wanted, &mut got).await?;
+
+    // A silent short answer: ask again for each missing message on its own.
+    let mut missing: Vec<u32> = job
+        .uids
+        .iter()
+        .filter(|u| !got.contains_key(u))
+        .copied()
+        .collect();
+    if !missing.is_empty() {
+        for uid in missing.clone() {
+            if let Some(text) = fetch_into(session, &uid.to_string(), &wanted, &mut got).await? {
+                refused = Some(text);
+            }
+        }
+        missing.retain(|u| !got.contains_key(u));
+    }
+    let mut failed = Vec::new();
+    if !missing.is_empty() {
+        // Expunged meanwhile is fine; still there but undelivered is not.
+        let still_there: HashSet<u32> = session.uid_search_all().await?.into_iter().collect();
+        failed = missing
+            .into_iter()
+            .filter(|u| still_there.contains(u))
+            .collect::<Vec<_>>();
+    }
+
+    restore_nul_bytes(session, &mut got).await?;
+
+    let messages: Vec<FetchedMessage> = got.into_values().collect();
+    let fetched_bytes: u64 = messages
+        .iter()
+        .map(|m| m.body.as_ref().map_or(0, |b| b.len() as u64))
+        .sum();
+    let count = messages.len() as u64;
+    let store_ctx = ctx.clone();
+    let (folder_id, uidvalidity) = (folder.folder_id, folder.uidvalidity);
+    let (written, already) = tokio::task::spawn_blocking(move || {
+        store_messages(&store_ctx, folder_id, uidvalidity, messages)
+    })
+    .await
+    .map_err(|e| anyhow!("storing a batch crashed: {e}"))??;
+
+    shared.bodies_fetched.fetch_add(count, Ordering::Relaxed);
+    shared
+        .bytes_fetched
+        .fetch_add(fetched_bytes, Ordering::Relaxed);
+    shared.blobs_written.fetch_add(written, Ordering::Relaxed);
+    shared
+        .bodies_already_stored
+        .fetch_add(already, Ordering::Relaxed);
+    ctx.progress
+        .fetched(&ctx.account.name, count, fetched_bytes);
+
+    if !failed.is_empty() {
+        shared
+            .messages_failed
+            .fetch_add(failed.len() as u64, Ordering::Relaxed);
+        folder.batch_failed(ctx, shared);
+        bail!(
+            "the server did not deliver UID {} in folder {} ({}); the next run tries again",
+            uid_set(&failed),
+            mutf7::display(&folder.wire_name),
+            refused.unwrap_or_else(|| "no error given".to_string())
+        );
+    }
+    folder.batch_done(ctx)?;
+    Ok(folder.folder_id)
+}
+
+/// Runs one body FETCH, keeping the messages asked for. A tagged NO is
+/// returned as text (what was delivered before it still counts).
+async fn fetch_into(
+    session: &mut ImapSession,
+    set: &str,
+    wanted: &HashSet<u32>,
+    got: &mut HashMap<u32, FetchedMessage>,
+) -> Result<Option<String>> {
+    let result = session
+        .uid_fetch(set, BODY_ITEMS, None, |m| {
+            if wanted.contains(&m.uid) && m.body.is_some() {
+                got.insert(m.uid, m);
+            }
+            Ok(())
+        })
+        .await;
+    match result {
+        Ok(_) => Ok(None),
+        Err(e) => match e.downcast_ref::<crate::imap::ImapError>() {
+            Some(crate::imap::ImapError::No { .. }) => Ok(Some(e.to_string())),
+            _ => Err(e),
+        },
+    }
+}
+
+/// Servers must not send NUL in a plain literal, so Dovecot and others
+/// replace it (Dovecot with 0x80). When a body holds 0x80 and the server
+/// has BINARY, fetch `BINARY.PEEK[]` and take it when it differs only by
+/// NULs where 0x80 stood; otherwise (BINARY decoded a transfer encoding)
+/// keep the body as it was.
+async fn restore_nul_bytes(
+    session: &mut ImapSession,
+    got: &mut HashMap<u32, FetchedMessage>,
+) -> Result<()> {
+    if !session.capabilities().has("BINARY") {
+        return Ok(());
+    }
+    let mut suspects: Vec<u32> = got
+        .values()
+        .filter(|m| m.body.as_ref().is_some_and(|b| b.contains(&0x80)))
+        .map(|m| m.uid)
+        .collect();
+    if suspects.is_empty() {
+        return Ok(());
+    }
+    suspects.sort_unstable();
+    let mut binaries: HashMap<u32, Vec<u8>> = HashMap::new();
+    let result = session
+        .uid_fetch(&uid_set(&suspects), "UID BINARY.PEEK[]", None, |m| {
+            if let Some(b) = m.body {
+                binaries.insert(m.uid, b);
+            }
+            Ok(())
+        })
+        .await;
+    if let Err(e) = result {
+        // Not fatal: the bodies as fetched are what the server shows.
+        if !matches!(
+            e.downcast_ref::<crate::imap::ImapError>(),
+            Some(crate::imap::ImapError::No { .. } | crate::imap::ImapError::Bad { .. })
+        ) {
+            return Err(e);
+        }
+    }
+    for (uid, binary) in binaries {
+        if let Some(m) = got.get_mut(&uid)
+            && let Some(body) = &m.body
+            && binary.len() == body.len()
+            && binary != *body
+            && body
+                .iter()
+                .zip(&binary)
+                .all(|(a, b)| a == b || (*a == 0x80 && *b == 0))
+        {
+            m.body = Some(binary);
+        }
+    }
+    Ok(())
+}
+
+/// Writes blobs durably, then commits their rows. Blocking.
+/// Returns (blobs written, bodies whose blob was already stored).
+fn store_messages(
+    ctx: &AccountContext,
+    folder_id: i64,
+    uidvalidity: u32,
+    messages: Vec<FetchedMessage>,
+) -> Result<(u64, u64)> {
+    let mut blobs = Vec::new();
+    let mut rows = Vec::with_capacity(messages.len());
+    let mut already = 0;
+    for m in messages {
+        let body = m.body.expect("fetched with a body");
+        let write = ctx.store.write_blob(&body).with_context(|| {
+            format!("cannot store UID {} of folder {}", m.uid, ctx.account.name)
+        })?;
+        match write.stored_size {
+            Some(stored_size) => blobs.push(NewBlob {
+                hash: write.hash,
+                size: body.len() as u64,
+                stored_size,
+                meta: parse_meta(&body),
+            }),
+            None => already += 1,
+        }
+        let (date, offset) = match m.internal_date {
+            Some(d) => (d.timestamp(), d.offset().local_minus_utc() / 60),
+            None => (0, 0),
+        };
+        rows.push(NewMessage {
+            uid: m.uid,
+            blob: write.hash,
+            flags: normalize_flags(m.flags.as_deref().unwrap_or_default()),
+            modseq: m.modseq,
+            internal_date: date,
+            internal_date_offset: offset,
+            size: m.size.map(u64::from).unwrap_or(body.len() as u64),
+        });
+    }
+    let written = blobs.len() as u64;
+    ctx.store
+        .index()
+        .insert_messages(folder_id, uidvalidity, &blobs, &rows)?;
+    Ok((written, already))
+}
+
+/// Message-ID, Date, From and Subject when mail-parser can read them; a
+/// message it cannot read simply has none.
+fn parse_meta(raw: &[u8]) -> BlobMeta {
+    let Some(msg) = mail_parser::MessageParser::new().parse_headers(raw) else {
+        return BlobMeta::default();
+    };
+    BlobMeta {
+        message_id: msg.message_id().map(str::to_string),
+        date: msg.date().map(|d| d.to_rfc3339()),
+        from: msg
+            .from()
+            .and_then(|a| a.first())
+            .map(|a| match (a.name(), a.address()) {
+                (Some(n), Some(addr)) => format!("{n} <{addr}>"),
+                (None, Some(addr)) => addr.to_string(),
+                (Some(n), None) => n.to_string(),
+                (None, None) => String::new(),
+            }),
+        subject: msg.subject().map(str::to_string),
+    }
+}

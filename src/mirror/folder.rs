@@ -1,0 +1,408 @@
+//! Planning one folder: what changed at the source since the last run.
+//!
+//! Same UIDVALIDITY: only UIDs above the last synced one are listed; flag
+//! changes come from QRESYNC (answered inside EXAMINE), CONDSTORE's
+//! `CHANGEDSINCE`, or one `UID FETCH 1:n (FLAGS)`; expunges from QRESYNC's
+//! VANISHED or the full flag listing. A count check against EXISTS catches
+//! anything missed, and then `UID SEARCH ALL` settles it.
+//!
+//! New UIDVALIDITY (or a new folder while the store holds mail): every
+//! message is listed with its size, INTERNALDATE and Message-ID, and a
+//! message that matches exactly one stored blob on all three is recorded
+//! without fetching its body.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use anyhow::{Result, anyhow};
+
+use super::fetch::{FetchJob, FolderSync};
+use super::{AccountContext, JobQueue, SharedCounts};
+use crate::imap::{FetchedMessage, ImapSession, mutf7};
+use crate::store::index::{FolderRow, NewMessage};
+
+/// Items that describe a message without its body.
+const LISTING_ITEMS: &str = "UID FLAGS INTERNALDATE RFC822.SIZE";
+const LISTING_ITEMS_WITH_ID: &str =
+    "UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]";
+/// At most this many messages in one FETCH batch, whatever their size.
+const BATCH_MESSAGES: usize = 1000;
+
+pub(crate) struct PlanJob {
+    pub folder_id: i64,
+    pub wire_name: String,
+    /// The index's row for the folder as it was before this run, if any.
+    pub known: Option<FolderRow>,
+}
+
+/// Plans one folder and queues its fetch batches. Returns the folder id.
+pub(crate) async fn plan(
+    ctx: &Arc<AccountContext>,
+    session: &mut ImapSession,
+    job: &PlanJob,
+    queue: &JobQueue,
+    shared: &SharedCounts,
+) -> Result<i64> {
+    let index_of = || ctx.store.index();
+    let known = job.known.as_ref();
+    let qresync_state = known
+        .and_then(|k| Some((k.uidvalidity?, k.highestmodseq?)))
+        .filter(|_| session.has_qresync());
+    let selected = session.examine(&job.wire_name, qresync_state).await?;
+    let status = selected.status;
+    let uidvalidity = status
+        .uidvalidity
+        .ok_or_else(|| anyhow!("the server gave no UIDVALIDITY"))?;
+    let exists = status.messages.unwrap_or(0);
+    shared.folders_synced.fetch_add(1, Ordering::Relaxed);
+
+    let same_validity = known.and_then(|k| k.uidvalidity) == Some(uidvalidity);
+    if !same_validity {
+        if known.and_then(|k| k.uidvalidity).is_some() {
+            shared.uidvalidity_changes.fetch_add(1, Ordering::Relaxed);
+        }
+        index_of().reset_uidvalidity(job.folder_id, uidvalidity)?;
+    }
+    let synced_uid = if same_validity {
+        known.map(|k| k.synced_uid).unwrap_or(0)
+    } else {
+        0
+    };
+    let live = index_of().live_messages(job.folder_id, uidvalidity)?;
+    // Re-pointing needs the Message-ID; not worth asking for when the
+    // store is empty (a first mirror).
+    let want_ids = !same_validity && !index_of().is_empty()?;
+    let items = if want_ids {
+        LISTING_ITEMS_WITH_ID
+    } else {
+        LISTING_ITEMS
+    };
+
+    let mut listing: Vec<FetchedMessage> = Vec::new();
+    let mut flag_changes: Vec<(u32, String, Option<u64>)> = Vec::new();
+    let mut expunged: Vec<u32> = Vec::new();
+    let has_new = status.uidnext.is_none_or(|next| next > synced_uid + 1);
+    if exists > 0 && has_new {
+        session
+            .uid_fetch(&format!("{}:*", synced_uid + 1), items, None, |m| {
+                // `n:*` answers with the last message even when it is below n.
+                if m.uid > synced_uid {
+                    listing.push(m);
+                }
+                Ok(())
+            })
+            .await?;
+    }
+
+    let compare_flags = |m: &FetchedMessage, changes: &mut Vec<_>| {
+        if let (Some(row), Some(flags)) = (live.get(&m.uid), &m.flags) {
+            let flags = normalize_flags(flags);
+            if row.flags != flags {
+                changes.push((m.uid, flags, m.modseq));
+            }
+        }
+    };
+
+    if same_validity && synced_uid > 0 && !live.is_empty() {
+        if qresync_state.is_some() {
+            for m in &selected.changed {
+                compare_flags(m, &mut flag_changes);
+            }
+            expunged.extend(selected.vanished.iter().filter(|u| live.contains_key(u)));
+        } else if session.has_condstore() && known.and_then(|k| k.highestmodseq).is_some() {
+            let since = known.and_then(|k| k.highestmodseq).unwrap_or(0);
+            if status.highestmodseq != Some(since) {
+                let mut changed = Vec::new();
+                session
+                    .uid_fetch(
+                        &format!("1:{synced_uid}"),
+                        "UID FLAGS",
+                        Some(&format!("CHANGEDSINCE {since}")),
+                        |m| {
+                            changed.push(m);
+                            Ok(())
+                        },
+                    )
+                    .await?;
+                for m in &changed {
+                    compare_flags(m, &mut flag_changes);
+                }
+            }
+        } else {
+            // No CONDSTORE: one listing of every flag, which also shows
+            // what is gone.
+            let mut seen = HashSet::new();
+            let mut all = Vec::new();
+            session
+                .uid_fetch(&format!("1:{synced_uid}"), "UID FLAGS", None, |m| {
+                    seen.insert(m.uid);
+                    all.push(m);
+                    Ok(())
+                })
+                .await?;
+            for m in &all {
+                compare_flags(m, &mut flag_changes);
+            }
+            expunged.extend(
+                live.keys()
+                    .filter(|u| **u <= synced_uid && !seen.contains(u)),
+            );
+        }
+    }
+
+    // Messages listed above the synced UID may already be stored (a run
+    // that was killed before it saved the folder's state).
+    let mut new: Vec<FetchedMessage> = Vec::new();
+    for m in listing {
+        if live.contains_key(&m.uid) {
+            compare_flags(&m, &mut flag_changes);
+        } else {
+            new.push(m);
+        }
+    }
+
+    // The count check: what we believe must add up to what the server has.
+    let expunged_set: HashSet<u32> = expunged.iter().copied().collect();
+    let believed = live.len() - expunged_set.len() + new.len();
+    if believed != exists as usize {
+        let on_server: HashSet<u32> = session.uid_search_all().await?.into_iter().collect();
+        expunged = live
+            .keys()
+            .filter(|u| !on_server.contains(u))
+            .copied()
+            .collect();
+        new.retain(|m| on_server.contains(&m.uid));
+        let known_new: HashSet<u32> = new.iter().map(|m| m.uid).collect();
+        let mut missed: Vec<u32> = on_server
+            .iter()
+            .filter(|u| !live.contains_key(u) && !known_new.contains(u))
+            .copied()
+            .collect();
+        if !missed.is_empty() {
+            missed.sort_unstable();
+            session
+                .uid_fetch(&uid_set(&missed), items, None, |m| {
+                    new.push(m);
+                    Ok(())
+                })
+                .await?;
+        }
+    }
+
+    if !flag_changes.is_empty() {
+        index_of().update_flags(job.folder_id, uidvalidity, &flag_changes)?;
+        shared
+            .flags_updated
+            .fetch_add(flag_changes.len() as u64, Ordering::Relaxed);
+    }
+    if !expunged.is_empty() {
+        index_of().mark_expunged(job.folder_id, uidvalidity, &expunged)?;
+        shared
+            .messages_expunged
+            .fetch_add(expunged.len() as u64, Ordering::Relaxed);
+    }
+
+    // Re-point messages confirmed identical to stored blobs.
+    let mut to_fetch: Vec<(u32, u64)> = Vec::new();
+    let mut repointed: Vec<NewMessage> = Vec::new();
+    {
+        let index = index_of();
+        for m in &new {
+            let size = m.size.unwrap_or(0) as u64;
+            let found = match (want_ids, message_id_of(m), m.internal_date) {
+                (true, Some(id), Some(date)) => {
+                    index.find_identical(&id, size, date.timestamp())?
+                }
+                _ => None,
+            };
+            match (found, m.internal_date) {
+                (Some(blob), Some(date)) => repointed.push(NewMessage {
+                    uid: m.uid,
+                    blob,
+                    flags: normalize_flags(m.flags.as_deref().unwrap_or_default()),
+                    modseq: m.modseq,
+                    internal_date: date.timestamp(),
+                    internal_date_offset: date.offset().local_minus_utc() / 60,
+                    size,
+                }),
+                _ => to_fetch.push((m.uid, size)),
+            }
+        }
+        if !repointed.is_empty() {
+            index.insert_messages(job.folder_id, uidvalidity, &[], &repointed)?;
+        }
+    }
+    shared
+        .bodies_skipped_as_stored
+        .fetch_add(repointed.len() as u64, Ordering::Relaxed);
+
+    to_fetch.sort_unstable();
+    let max_uid = new
+        .iter()
+        .map(|m| m.uid)
+        .chain(live.keys().copied())
+        .max()
+        .unwrap_or(0);
+    let synced_goal = status
+        .uidnext
+        .map(|n| n.saturating_sub(1))
+        .unwrap_or(0)
+        .max(max_uid)
+        .max(synced_uid);
+    let batches = batches(&to_fetch, ctx.options.batch_bytes);
+    let folder = Arc::new(FolderSync::new(
+        job.folder_id,
+        job.wire_name.clone(),
+        uidvalidity,
+        status,
+        exists,
+        synced_uid,
+        synced_goal,
+        batches.len(),
+    ));
+    let (count, bytes) = (
+        to_fetch.len() as u64,
+        to_fetch.iter().map(|(_, s)| s).sum::<u64>(),
+    );
+    if count > 0 {
+        ctx.progress.planned(&ctx.account.name, count, bytes);
+    }
+    if batches.is_empty() {
+        folder.finish(ctx)?;
+    } else {
+        queue.push_fetches(
+            batches
+                .into_iter()
+                .map(|(uids, bytes)| FetchJob {
+                    folder: folder.clone(),
+                    uids,
+                    bytes,
+                })
+                .collect(),
+        );
+    }
+    tracing::debug!(
+        folder = %mutf7::display(&job.wire_name),
+        new = count,
+        repointed = repointed.len(),
+        flags = flag_changes.len(),
+        expunged = expunged.len(),
+        "planned"
+    );
+    Ok(job.folder_id)
+}
+
+/// Splits UIDs (with sizes) into batches of about `batch_bytes`.
+fn batches(messages: &[(u32, u64)], batch_bytes: u64) -> Vec<(Vec<u32>, u64)> {
+    let mut out = Vec::new();
+    let mut current: Vec<u32> = Vec::new();
+    let mut bytes = 0u64;
+    for &(uid, size) in messages {
+        if !current.is_empty() && (bytes + size > batch_bytes || current.len() >= BATCH_MESSAGES) {
+            out.push((std::mem::take(&mut current), bytes));
+            bytes = 0;
+        }
+        current.push(uid);
+        bytes += size;
+    }
+    if !current.is_empty() {
+        out.push((current, bytes));
+    }
+    out
+}
+
+/// Flags as the index keeps them: sorted, space separated, without \Recent.
+pub(crate) fn normalize_flags(flags: &[String]) -> String {
+    let mut f: Vec<&str> = flags
+        .iter()
+        .map(String::as_str)
+        .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
+        .collect();
+    f.sort_unstable();
+    f.dedup();
+    f.join(" ")
+}
+
+/// The Message-ID from a `BODY[HEADER.FIELDS (MESSAGE-ID)]` answer, in the
+/// form mail-parser stores it (no angle brackets).
+fn message_id_of(m: &FetchedMessage) -> Option<String> {
+    let raw = m.header_fields.as_deref()?;
+    let text = String::from_utf8_lossy(raw);
+    let unfolded = text.replace("\r\n ", " ").replace("\r\n\t", " ");
+    let line = unfolded
+        .lines()
+        .find(|l| l.len() > 11 && l[..11].eq_ignore_ascii_case("message-id:"))?;
+    let value = line[11..].trim();
+    let value = value
+        .strip_prefix('<')
+        .and_then(|v| v.split('>').next())
+        .unwrap_or(value)
+        .trim();
+    (!value.is_empty()).then(|| value.to_string())
+}
+
+/// A compact UID set: `1:5,7,9:12`.
+pub(crate) fn uid_set(sorted: &[u32]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let start = sorted[i];
+        let mut end = start;
+        while i + 1 < sorted.len() && sorted[i + 1] == end + 1 {
+            i += 1;
+            end = sorted[i];
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}:{end}"));
+        }
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uid_sets_are_compact() {
+        assert_eq!(uid_set(&[1, 2, 3, 5, 7, 8, 9, 20]), "1:3,5,7:9,20");
+        assert_eq!(uid_set(&[4]), "4");
+    }
+
+    #[test]
+    fn batches_are_bounded_by_bytes_and_keep_big_messages_alone() {
+        let msgs = [(1, 100), (2, 100), (3, 1000), (4, 50), (5, 50)];
+        let b = batches(&msgs, 250);
+        assert_eq!(
+            b,
+            vec![(vec![1, 2], 200), (vec![3], 1000), (vec![4, 5], 100)]
+        );
+    }
+
+    #[test]
+    fn flags_are_sorted_without_recent() {
+        let f = ["\\Seen", "\\Recent", "$Label1", "\\Flagged"].map(String::from);
+        assert_eq!(normalize_flags(&f), "$Label1 \\Flagged \\Seen");
+    }
+
+    #[test]
+    fn message_ids_are_read_from_header_fields() {
+        let m = FetchedMessage {
+            header_fields: Some(b"Message-Id:\r\n <abc@example.com>\r\n\r\n".to_vec()),
+            ..Default::default()
+        };
+        assert_eq!(message_id_of(&m).as_deref(), Some("abc@example.com"));
+        let none = FetchedMessage {
+            header_fields: Some(b"\r\n".to_vec()),
+            ..Default::default()
+        };
+        assert_eq!(message_id_of(&none), None);
+    }
+}

@@ -1,0 +1,675 @@
+//! Stage 1: mirror every folder of every source account into the store.
+//!
+//! Per account, one connection lists the folders (with LIST-STATUS, the
+//! whole account's check is one round trip) and compares each folder's
+//! UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ and message count with the index.
+//! Folders that did not move cost nothing more. The rest become jobs in a
+//! queue shared by up to `connections` sessions:
+//!
+//! - a *plan* job opens the folder and works out what changed (new UIDs,
+//!   flag changes, expunges; after a new UIDVALIDITY, which messages are
+//!   already stored), see [`folder`];
+//! - a *fetch* job brings one batch of bodies, sized by bytes, into the
+//!   store, see [`fetch`].
+//!
+//! Bytes in flight are bounded across all accounts by one semaphore.
+
+mod fetch;
+mod folder;
+pub mod progress;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::Result;
+use futures::StreamExt as _;
+use serde::Serialize;
+use tokio::sync::{Notify, Semaphore};
+
+use crate::config::{Account, Config, ServerSettings};
+use crate::imap::{ImapSession, ListedFolder, mutf7};
+use crate::store::Store;
+pub use progress::{Progress, Silent};
+
+/// Knobs of a mirror run.
+#[derive(Debug, Clone)]
+pub struct MirrorOptions {
+    pub server: ServerSettings,
+    /// Accounts mirrored at the same time.
+    pub accounts_at_once: usize,
+    /// Target size of one FETCH batch.
+    pub batch_bytes: u64,
+    /// Most message bytes held in memory at once, across all connections.
+    pub max_bytes_in_flight: u64,
+}
+
+impl MirrorOptions {
+    pub fn new(server: ServerSettings) -> MirrorOptions {
+        MirrorOptions {
+            server,
+            accounts_at_once: 4,
+            batch_bytes: 8 << 20,
+            max_bytes_in_flight: 128 << 20,
+        }
+    }
+}
+
+/// Counts of one account's (or the whole run's) work.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct MirrorCounts {
+    /// Folders whose state was compared with the server.
+    pub folders_checked: u64,
+    /// Folders that had changed and were opened.
+    pub folders_synced: u64,
+    pub folders_new: u64,
+    /// Folders that vanished at the source (kept in the store).
+    pub folders_deleted: u64,
+    pub uidvalidity_changes: u64,
+    /// Message bodies downloaded.
+    pub bodies_fetched: u64,
+    /// Bytes of message bodies downloaded.
+    pub bytes_fetched: u64,
+    /// Bodies downloaded whose blob was already in the store.
+    pub bodies_already_stored: u64,
+    /// Messages matched to a stored blob without downloading the body.
+    pub bodies_skipped_as_stored: u64,
+    /// Blobs written to the store.
+    pub blobs_written: u64,
+    pub messages_expunged: u64,
+    pub flags_updated: u64,
+    /// Messages the server would not deliver (see the account's errors).
+    pub messages_failed: u64,
+    /// IMAP commands sent, each one a round trip.
+    pub round_trips: u64,
+    /// Bytes received and sent on the wire, after TLS and compression.
+    pub wire_bytes_in: u64,
+    pub wire_bytes_out: u64,
+    pub connections: u64,
+}
+
+impl MirrorCounts {
+    pub fn add(&mut self, o: &MirrorCounts) {
+        self.folders_checked += o.folders_checked;
+        self.folders_synced += o.folders_synced;
+        self.folders_new += o.folders_new;
+        self.folders_deleted += o.folders_deleted;
+        self.uidvalidity_changes += o.uidvalidity_changes;
+        self.bodies_fetched += o.bodies_fetched;
+        self.bytes_fetched += o.bytes_fetched;
+        self.bodies_already_stored += o.bodies_already_stored;
+        self.bodies_skipped_as_stored += o.bodies_skipped_as_stored;
+        self.blobs_written += o.blobs_written;
+        self.messages_expunged += o.messages_expunged;
+        self.flags_updated += o.flags_updated;
+        self.messages_failed += o.messages_failed;
+        self.round_trips += o.round_trips;
+        self.wire_bytes_in += o.wire_bytes_in;
+        self.wire_bytes_out += o.wire_bytes_out;
+        self.connections += o.connections;
+    }
+}
+
+/// How one account's mirror ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountOutcome {
+    pub account: String,
+    /// True when every folder was mirrored.
+    pub complete: bool,
+    /// Why the account stopped, if it did (wrong password, server gone).
+    pub error: Option<String>,
+    /// Problems that did not stop the account, one line each.
+    pub folder_errors: Vec<String>,
+    pub counts: MirrorCounts,
+    pub seconds: f64,
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct MirrorSummary {
+    pub accounts: Vec<AccountOutcome>,
+    pub totals: MirrorCounts,
+    pub seconds: f64,
+}
+
+impl MirrorSummary {
+    pub fn all_complete(&self) -> bool {
+        self.accounts.iter().all(|a| a.complete)
+    }
+}
+
+/// Mirrors every account of `config` into `store`.
+pub async fn mirror(
+    store: Arc<Store>,
+    config: &Config,
+    options: &MirrorOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<MirrorSummary> {
+    let started = Instant::now();
+    let tls = crate::imap::tls::client_config(
+        options.server.ca_file.as_deref(),
+        options.server.danger_accept_invalid_certs,
+    )?;
+    let budget = Arc::new(Semaphore::new(permits(options.max_bytes_in_flight)));
+    let run_id = store.index().start_run("mirror")?;
+    let outcomes: Vec<AccountOutcome> = futures::stream::iter(config.accounts.iter().cloned())
+        .map(|account| {
+            let ctx = AccountContext {
+                store: store.clone(),
+                server: options.server.clone(),
+                tls: tls.clone(),
+                account,
+                options: options.clone(),
+                budget: budget.clone(),
+                progress: progress.clone(),
+            };
+            async move { mirror_account(Arc::new(ctx)).await }
+        })
+        .buffer_unordered(options.accounts_at_once.max(1))
+        .collect()
+        .await;
+    // Keep the accounts file's order in the summary.
+    let order: HashMap<&str, usize> = config
+        .accounts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (a.name.as_str(), i))
+        .collect();
+    let mut accounts = outcomes;
+    accounts.sort_by_key(|o| order.get(o.account.as_str()).copied().unwrap_or(usize::MAX));
+    let mut totals = MirrorCounts::default();
+    for a in &accounts {
+        totals.add(&a.counts);
+    }
+    let summary = MirrorSummary {
+        accounts,
+        totals,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    store
+        .index()
+        .finish_run(run_id, &serde_json::to_string(&summary)?)?;
+    Ok(summary)
+}
+
+/// Semaphore permits are counted in KiB so that any budget fits.
+fn permits(bytes: u64) -> usize {
+    ((bytes / 1024).max(1)).min(Semaphore::MAX_PERMITS as u64) as usize
+}
+
+pub(crate) struct AccountContext {
+    pub store: Arc<Store>,
+    pub server: ServerSettings,
+    pub tls: Arc<rustls::ClientConfig>,
+    pub account: Account,
+    pub options: MirrorOptions,
+    pub budget: Arc<Semaphore>,
+    pub progress: Arc<dyn Progress>,
+}
+
+impl AccountContext {
+    pub async fn connect(&self) -> Result<ImapSession> {
+        ImapSession::connect(
+            &self.server,
+            self.tls.clone(),
+            &self.account.username,
+            &self.account.password,
+        )
+        .await
+    }
+}
+
+/// Counters shared by an account's workers.
+#[derive(Default)]
+pub(crate) struct SharedCounts {
+    pub bodies_fetched: AtomicU64,
+    pub bytes_fetched: AtomicU64,
+    pub bodies_already_stored: AtomicU64,
+    pub bodies_skipped_as_stored: AtomicU64,
+    pub blobs_written: AtomicU64,
+    pub messages_expunged: AtomicU64,
+    pub flags_updated: AtomicU64,
+    pub messages_failed: AtomicU64,
+    pub folders_synced: AtomicU64,
+    pub uidvalidity_changes: AtomicU64,
+    pub round_trips: AtomicU64,
+    pub wire_in: AtomicU64,
+    pub wire_out: AtomicU64,
+    pub connections: AtomicU64,
+}
+
+impl SharedCounts {
+    fn into_counts(self, base: MirrorCounts) -> MirrorCounts {
+        let g = |a: AtomicU64| a.into_inner();
+        MirrorCounts {
+            folders_synced: g(self.folders_synced),
+            uidvalidity_changes: g(self.uidvalidity_changes),
+            bodies_fetched: g(self.bodies_fetched),
+            bytes_fetched: g(self.bytes_fetched),
+            bodies_already_stored: g(self.bodies_already_stored),
+            bodies_skipped_as_stored: g(self.bodies_skipped_as_stored),
+            blobs_written: g(self.blobs_written),
+            messages_expunged: g(self.messages_expunged),
+            flags_updated: g(self.flags_updated),
+            messages_failed: g(self.messages_failed),
+            round_trips: g(self.round_trips),
+            wire_bytes_in: g(self.wire_in),
+            wire_bytes_out: g(self.wire_out),
+            connections: g(self.connections),
+            ..base
+        }
+    }
+
+    /// Adds a finished session's round trips and wire bytes.
+    fn absorb_session(&self, session: &ImapSession) {
+        self.round_trips
+            .fetch_add(session.commands(), Ordering::Relaxed);
+        let (i, o) = session.wire_bytes();
+        self.wire_in.fetch_add(i, Ordering::Relaxed);
+        self.wire_out.fetch_add(o, Ordering::Relaxed);
+    }
+}
+
+/// Work for an account's connections.
+pub(crate) enum Job {
+    Plan(folder::PlanJob),
+    Fetch(fetch::FetchJob),
+}
+
+/// The account's job queue. Workers stop when it is empty and no plan job
+/// is still running (a running plan job may add fetch jobs).
+pub(crate) struct JobQueue {
+    jobs: Mutex<VecDeque<Job>>,
+    planning: AtomicUsize,
+    changed: Notify,
+}
+
+impl JobQueue {
+    fn new(jobs: Vec<Job>) -> JobQueue {
+        JobQueue {
+            jobs: Mutex::new(jobs.into()),
+            planning: AtomicUsize::new(0),
+            changed: Notify::new(),
+        }
+    }
+
+    pub fn push_fetches(&self, fetches: Vec<fetch::FetchJob>) {
+        let mut q = self.jobs.lock().unwrap();
+        // Fetches go first: they free memory and finish folders.
+        for f in fetches.into_iter().rev() {
+            q.push_front(Job::Fetch(f));
+        }
+        drop(q);
+        self.changed.notify_waiters();
+    }
+
+    /// The next job, preferring fetches for the folder `selected`, so a
+    /// connection does not reopen folders needlessly.
+    async fn next(&self, selected: Option<i64>) -> Option<Job> {
+        loop {
+            let notified = self.changed.notified();
+            {
+                let mut q = self.jobs.lock().unwrap();
+                let pos = selected
+                    .and_then(|id| {
+                        q.iter()
+                            .position(|j| matches!(j, Job::Fetch(f) if f.folder.folder_id == id))
+                    })
+                    .unwrap_or(0);
+                if let Some(job) = q.remove(pos) {
+                    if matches!(job, Job::Plan(_)) {
+                        self.planning.fetch_add(1, Ordering::SeqCst);
+                    }
+                    return Some(job);
+                }
+                if self.planning.load(Ordering::SeqCst) == 0 {
+                    return None;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Puts back a job that a worker could not run.
+    fn give_back(&self, job: Job) {
+        self.jobs.lock().unwrap().push_back(job);
+        self.changed.notify_waiters();
+    }
+
+    /// Jobs no worker ran (every connection failed).
+    fn leftovers(&self) -> Vec<Job> {
+        self.jobs.lock().unwrap().drain(..).collect()
+    }
+
+    fn plan_finished(&self) {
+        self.planning.fetch_sub(1, Ordering::SeqCst);
+        self.changed.notify_waiters();
+    }
+}
+
+async fn mirror_account(ctx: Arc<AccountContext>) -> AccountOutcome {
+    let started = Instant::now();
+    let name = ctx.account.name.clone();
+    let shared = Arc::new(SharedCounts::default());
+    let errors = Arc::new(Mutex::new(Vec::<String>::new()));
+    let result = run_account(&ctx, &shared, &errors).await;
+    let (base, error) = match result {
+        Ok(base) => (base, None),
+        Err(e) => (
+            MirrorCounts::default(),
+            Some(format!(
+                "account {} ({}): {}",
+                name,
+                ctx.account.origin,
+                error_chain(&e)
+            )),
+        ),
+    };
+    let folder_errors = std::mem::take(&mut *errors.lock().unwrap());
+    let shared = Arc::try_unwrap(shared).unwrap_or_default();
+    let counts = shared.into_counts(base);
+    ctx.progress.account_finished(&name, error.as_deref());
+    AccountOutcome {
+        account: name,
+        complete: error.is_none() && folder_errors.is_empty(),
+        error,
+        folder_errors,
+        counts,
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+/// Lists the folders, queues the ones that changed and runs the workers.
+/// Returns the counts that only this step knows.
+async fn run_account(
+    ctx: &Arc<AccountContext>,
+    shared: &Arc<SharedCounts>,
+    errors: &Arc<Mutex<Vec<String>>>,
+) -> Result<MirrorCounts> {
+    let mut counts = MirrorCounts::default();
+    let mut session = ctx.connect().await?;
+    shared.connections.fetch_add(1, Ordering::Relaxed);
+    let listed = match session.list(ctx.account.user_root.as_deref()).await {
+        Ok(l) => l,
+        Err(e) => {
+            shared.absorb_session(&session);
+            return Err(e.context("cannot list folders"));
+        }
+    };
+    ctx.progress.account_started(&ctx.account.name);
+    let account_id =
+        ctx.store
+            .index()
+            .account_id(&ctx.account.name, &ctx.server.host, &ctx.account.username)?;
+    let known: HashMap<String, crate::store::index::FolderRow> = ctx
+        .store
+        .index()
+        .folders(account_id)?
+        .into_iter()
+        .map(|f| (f.wire_name.clone(), f))
+        .collect();
+
+    let mut jobs = Vec::new();
+    let selectable: Vec<&ListedFolder> = listed.iter().filter(|f| f.is_selectable()).collect();
+    for (wire, row) in &known {
+        if row.deleted_at.is_none() && !selectable.iter().any(|f| &f.wire_name == wire) {
+            ctx.store.index().mark_folder_deleted(row.id)?;
+            counts.folders_deleted += 1;
+        }
+    }
+    for listed_folder in selectable {
+        counts.folders_checked += 1;
+        let attributes = listed_folder.attributes.join(" ");
+        let row = known.get(&listed_folder.wire_name);
+        let needs_upsert = match row {
+            None => true,
+            Some(r) => {
+                r.deleted_at.is_some()
+                    || r.attributes != attributes
+                    || r.delimiter.as_deref() != listed_folder.delimiter.as_deref()
+            }
+        };
+        if row.is_none() {
+            counts.folders_new += 1;
+        }
+        let folder_id = if needs_upsert {
+            ctx.store.index().upsert_folder(
+                account_id,
+                &listed_folder.wire_name,
+                &mutf7::display(&listed_folder.wire_name),
+                listed_folder.delimiter.as_deref(),
+                &attributes,
+            )?
+        } else {
+            row.expect("known folder").id
+        };
+        let status = match listed_folder.status {
+            Some(s) => Some(s),
+            None => match session.status(&listed_folder.wire_name).await {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    errors.lock().unwrap().push(format!(
+                        "folder {}: STATUS failed: {}",
+                        mutf7::display(&listed_folder.wire_name),
+                        error_chain(&e)
+                    ));
+                    continue;
+                }
+            },
+        };
+        let unchanged = match (row, status) {
+            (Some(r), Some(s)) => {
+                r.deleted_at.is_none()
+                    && s.uidvalidity.is_some()
+                    && r.uidvalidity == s.uidvalidity
+                    && s.uidnext.is_some()
+                    && r.uidnext == s.uidnext
+                    && r.source_count == s.messages
+                    && s.highestmodseq.is_some()
+                    && r.highestmodseq == s.highestmodseq
+            }
+            _ => false,
+        };
+        if unchanged {
+            ctx.progress
+                .folder_done(&ctx.account.name, &listed_folder.wire_name);
+            continue;
+        }
+        jobs.push(Job::Plan(folder::PlanJob {
+            folder_id,
+            wire_name: listed_folder.wire_name.clone(),
+            known: row.filter(|r| r.deleted_at.is_none()).cloned(),
+        }));
+    }
+
+    if jobs.is_empty() {
+        shared.absorb_session(&session);
+        session.logout().await;
+        return Ok(counts);
+    }
+    let workers = ctx.server.connections.max(1).min(jobs.len().max(1) * 4);
+    let queue = Arc::new(JobQueue::new(jobs));
+    let mut handles = Vec::new();
+    let mut first = Some(session);
+    for _ in 0..workers {
+        let worker = Worker {
+            ctx: ctx.clone(),
+            queue: queue.clone(),
+            shared: shared.clone(),
+            errors: errors.clone(),
+        };
+        let session = first.take();
+        handles.push(tokio::spawn(async move { worker.run(session).await }));
+    }
+    let mut last_error = None;
+    for h in handles {
+        match h.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => last_error = Some(e),
+            Err(join) => last_error = Some(anyhow::anyhow!("a worker crashed: {join}")),
+        }
+    }
+    let leftovers = queue.leftovers();
+    if !leftovers.is_empty() {
+        let mut folders: Vec<String> = Vec::new();
+        for job in leftovers {
+            let name = match job {
+                Job::Plan(p) => mutf7::display(&p.wire_name),
+                Job::Fetch(f) => {
+                    f.folder.batch_failed(ctx, shared);
+                    mutf7::display(&f.folder.wire_name)
+                }
+            };
+            if !folders.contains(&name) {
+                folders.push(name);
+            }
+        }
+        let why = last_error
+            .map(|e| error_chain(&e))
+            .unwrap_or_else(|| "no connection".to_string());
+        anyhow::bail!(
+            "{} folder(s) not mirrored ({}): {why}",
+            folders.len(),
+            folders.join(", ")
+        );
+    }
+    Ok(counts)
+}
+
+/// One connection working through the account's queue.
+struct Worker {
+    ctx: Arc<AccountContext>,
+    queue: Arc<JobQueue>,
+    shared: Arc<SharedCounts>,
+    errors: Arc<Mutex<Vec<String>>>,
+}
+
+/// How many times a job is retried on a fresh connection after the old one broke.
+const RECONNECTS: usize = 3;
+
+impl Worker {
+    async fn run(self, mut session: Option<ImapSession>) -> Result<()> {
+        let mut selected: Option<i64> = None;
+        let mut broken_in_a_row = 0;
+        while let Some(job) = self.queue.next(selected).await {
+            let is_plan = matches!(job, Job::Plan(_));
+            let mut job = Some(job);
+            let mut attempt = 0;
+            loop {
+                if session.is_none() {
+                    match self.ctx.connect().await {
+                        Ok(s) => {
+                            self.shared.connections.fetch_add(1, Ordering::Relaxed);
+                            session = Some(s);
+                        }
+                        Err(e) => {
+                            // Give the job back: other connections may still
+                            // work (a server may cap connections per user).
+                            self.ctx.progress.warn(
+                                &self.ctx.account.name,
+                                &format!("a connection could not be opened: {}", error_chain(&e)),
+                            );
+                            self.queue.give_back(job.take().expect("job"));
+                            if is_plan {
+                                self.queue.plan_finished();
+                            }
+                            return Err(e);
+                        }
+                    }
+                }
+                let s = session.as_mut().expect("session");
+                let result = match job.as_ref().expect("job") {
+                    Job::Plan(p) => folder::plan(&self.ctx, s, p, &self.queue, &self.shared).await,
+                    Job::Fetch(f) => fetch::run(&self.ctx, s, f, &self.shared).await,
+                };
+                match result {
+                    Ok(folder_id) => {
+                        selected = Some(folder_id);
+                        broken_in_a_row = 0;
+                        break;
+                    }
+                    Err(e) if is_connection_error(&e) && attempt < RECONNECTS => {
+                        attempt += 1;
+                        broken_in_a_row += 1;
+                        self.ctx.progress.warn(
+                            &self.ctx.account.name,
+                            &format!("connection lost ({}); reconnecting", error_chain(&e)),
+                        );
+                        if let Some(old) = session.take() {
+                            self.shared.absorb_session(&old);
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(
+                            250 * broken_in_a_row as u64,
+                        ))
+                        .await;
+                    }
+                    Err(e) => {
+                        let what = match job.as_ref().expect("job") {
+                            Job::Plan(p) => mutf7::display(&p.wire_name),
+                            Job::Fetch(f) => mutf7::display(&f.folder.wire_name),
+                        };
+                        if let Job::Fetch(f) = job.take().expect("job") {
+                            f.folder.batch_failed(&self.ctx, &self.shared);
+                        }
+                        self.errors
+                            .lock()
+                            .unwrap()
+                            .push(format!("folder {what}: {}", error_chain(&e)));
+                        selected = None;
+                        if is_connection_error(&e)
+                            && let Some(old) = session.take()
+                        {
+                            self.shared.absorb_session(&old);
+                        }
+                        break;
+                    }
+                }
+            }
+            if is_plan {
+                self.queue.plan_finished();
+            }
+        }
+        if let Some(s) = session {
+            self.shared.absorb_session(&s);
+            s.logout().await;
+        }
+        Ok(())
+    }
+}
+
+/// Errors after which the session is unusable and a new one may succeed.
+fn is_connection_error(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some()
+            || matches!(
+                c.downcast_ref::<crate::imap::ImapError>(),
+                Some(
+                    crate::imap::ImapError::Bye(_)
+                        | crate::imap::ImapError::ConnectionLost
+                        | crate::imap::ImapError::Timeout(_)
+                )
+            )
+    })
+}
+
+/// An error and its causes on one line.
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let mut s = cause.to_string();
+        // Parser errors quote whole responses (mail content): keep the gist.
+        if s.len() > 300 {
+            let mut cut = 300;
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            s.truncate(cut);
+            s.push('…');
+        }
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ")
+}

@@ -1,0 +1,137 @@
+//! Human-readable tables for summaries and status.
+
+use std::fmt::Write as _;
+
+use crate::mirror::MirrorSummary;
+use crate::store::index::FolderStatus;
+
+/// 1536 → "1.5 KiB".
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+fn when(t: Option<i64>) -> String {
+    t.and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+        .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_else(|| "never".to_string())
+}
+
+/// The end-of-run summary of a mirror.
+pub fn mirror_summary(s: &MirrorSummary) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<32} {:>8} {:>8} {:>9} {:>10} {:>9} {:>8} {:>8} {:>7}",
+        "account",
+        "folders",
+        "changed",
+        "fetched",
+        "bytes",
+        "skipped",
+        "expunged",
+        "flags",
+        "trips"
+    );
+    for a in &s.accounts {
+        let c = &a.counts;
+        let _ = writeln!(
+            out,
+            "{:<32} {:>8} {:>8} {:>9} {:>10} {:>9} {:>8} {:>8} {:>7}",
+            a.account,
+            c.folders_checked,
+            c.folders_synced,
+            c.bodies_fetched,
+            bytes(c.bytes_fetched),
+            c.bodies_skipped_as_stored,
+            c.messages_expunged,
+            c.flags_updated,
+            c.round_trips
+        );
+        if let Some(e) = &a.error {
+            let _ = writeln!(out, "  FAILED: {e}");
+        }
+        for e in &a.folder_errors {
+            let _ = writeln!(out, "  incomplete: {e}");
+        }
+    }
+    let t = &s.totals;
+    let complete = s.accounts.iter().filter(|a| a.complete).count();
+    let _ = writeln!(
+        out,
+        "\n{complete} of {} accounts complete in {:.1}s: {} folders checked, {} bodies fetched \
+         ({}), {} skipped as already stored, {} fetched but already stored, {} expunged at \
+         source, {} flag changes, {} round trips, {} on the wire.",
+        s.accounts.len(),
+        s.seconds,
+        t.folders_checked,
+        t.bodies_fetched,
+        bytes(t.bytes_fetched),
+        t.bodies_skipped_as_stored,
+        t.bodies_already_stored,
+        t.messages_expunged,
+        t.flags_updated,
+        t.round_trips,
+        bytes(t.wire_bytes_in + t.wire_bytes_out),
+    );
+    out
+}
+
+/// `status`: one line per folder.
+pub fn status_table(folders: &[FolderStatus], last_mirror: Option<i64>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "last mirror: {}", when(last_mirror));
+    let mut account = "";
+    for f in folders {
+        if f.account != account {
+            account = &f.account;
+            let mine: Vec<&FolderStatus> =
+                folders.iter().filter(|x| x.account == account).collect();
+            let stored: u64 = mine.iter().map(|x| x.stored).sum();
+            let source: u64 = mine.iter().filter_map(|x| x.at_source).map(u64::from).sum();
+            let size: u64 = mine.iter().map(|x| x.stored_bytes).sum();
+            let _ = writeln!(
+                out,
+                "\n{account}: {} folders, {source} at source, {stored} stored ({})",
+                mine.len(),
+                bytes(size)
+            );
+            let _ = writeln!(
+                out,
+                "  {:<40} {:>10} {:>10} {:>9} {:>10}  last checked",
+                "folder", "at source", "stored", "expunged", "size"
+            );
+        }
+        let name = if f.deleted_at_source {
+            format!("{} (deleted at source)", f.folder)
+        } else {
+            f.folder.clone()
+        };
+        let _ = writeln!(
+            out,
+            "  {:<40} {:>10} {:>10} {:>9} {:>10}  {}",
+            name,
+            f.at_source
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "-".into()),
+            f.stored,
+            f.expunged,
+            bytes(f.stored_bytes),
+            when(f.last_checked_at)
+        );
+    }
+    if folders.is_empty() {
+        let _ = writeln!(out, "the store holds no folders yet");
+    }
+    out
+}

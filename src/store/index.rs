@@ -1,0 +1,511 @@
+//! The SQLite index: accounts, folders, blobs, messages and runs.
+//!
+//! One writer connection per store (the store's lock guarantees it). The
+//! schema comes from `schema/*.sql`, applied in order; SQLite's
+//! `user_version` records how many have been applied.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite_migration::{M, Migrations};
+
+use super::BlobHash;
+
+/// The schema files, in order. A new file is appended here; old ones never change.
+const SCHEMA: &[&str] = &[include_str!("../../schema/0001_init.sql")];
+
+pub struct Index {
+    conn: Connection,
+}
+
+/// Seconds since the Unix epoch, the index's one time format.
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// What the index knows of one source folder.
+#[derive(Debug, Clone)]
+pub struct FolderRow {
+    pub id: i64,
+    pub wire_name: String,
+    pub display_name: String,
+    pub delimiter: Option<String>,
+    pub attributes: String,
+    pub uidvalidity: Option<u32>,
+    pub uidnext: Option<u32>,
+    pub highestmodseq: Option<u64>,
+    pub source_count: Option<u32>,
+    pub synced_uid: u32,
+    pub deleted_at: Option<i64>,
+}
+
+/// Metadata kept with a blob; parsed from the message when possible.
+#[derive(Debug, Clone, Default)]
+pub struct BlobMeta {
+    pub message_id: Option<String>,
+    pub date: Option<String>,
+    pub from: Option<String>,
+    pub subject: Option<String>,
+}
+
+/// A blob that was just written and needs its row.
+#[derive(Debug, Clone)]
+pub struct NewBlob {
+    pub hash: BlobHash,
+    pub size: u64,
+    pub stored_size: u64,
+    pub meta: BlobMeta,
+}
+
+/// One message seen in a folder.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub uid: u32,
+    pub blob: BlobHash,
+    pub flags: String,
+    pub modseq: Option<u64>,
+    pub internal_date: i64,
+    pub internal_date_offset: i32,
+    pub size: u64,
+}
+
+/// A live message row, as the incremental plan needs it.
+#[derive(Debug, Clone)]
+pub struct LiveMessage {
+    pub flags: String,
+}
+
+/// Per-folder counts for `status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FolderStatus {
+    pub account: String,
+    pub folder: String,
+    pub wire_name: String,
+    pub at_source: Option<u32>,
+    pub stored: u64,
+    pub expunged: u64,
+    pub stored_bytes: u64,
+    pub deleted_at_source: bool,
+    pub last_checked_at: Option<i64>,
+}
+
+impl Index {
+    /// Opens the index, creating it or applying newer schema files as needed.
+    pub fn open(path: &Path) -> Result<Index> {
+        let mut conn = Connection::open(path)
+            .with_context(|| format!("cannot open index {}", path.display()))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .with_context(|| format!("cannot set WAL mode on {}", path.display()))?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let version = version.max(0) as usize;
+        if version > SCHEMA.len() {
+            bail!(
+                "the index {} has schema version {version}, newer than this mailferry \
+                 understands ({}); use a newer mailferry for this store",
+                path.display(),
+                SCHEMA.len()
+            );
+        }
+        let migrations: Vec<M<'static>> = SCHEMA.iter().map(|sql| M::up(sql)).collect();
+        Migrations::new(migrations)
+            .to_latest(&mut conn)
+            .with_context(|| format!("cannot apply the schema to {}", path.display()))?;
+        Ok(Index { conn })
+    }
+
+    pub fn schema_version(&self) -> Result<usize> {
+        let v: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?;
+        Ok(v.max(0) as usize)
+    }
+
+    /// Direct access for read-only reports and tests.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub fn has_blob(&self, hash: &BlobHash) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT 1 FROM blobs WHERE hash = ?1")?
+            .exists([hash.to_hex()])?)
+    }
+
+    /// The id of the account named `name`, created on first sight.
+    pub fn account_id(&self, name: &str, host: &str, username: &str) -> Result<i64> {
+        self.conn.execute(
+            "INSERT INTO accounts (name, host, username, created_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(name) DO UPDATE SET host = excluded.host, username = excluded.username",
+            params![name, host, username, now()],
+        )?;
+        Ok(self
+            .conn
+            .query_row("SELECT id FROM accounts WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })?)
+    }
+
+    pub fn folders(&self, account_id: i64) -> Result<Vec<FolderRow>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, wire_name, display_name, delimiter, attributes, uidvalidity, uidnext,
+                    highestmodseq, source_count, synced_uid, deleted_at
+             FROM folders WHERE account_id = ?1 ORDER BY wire_name",
+        )?;
+        let rows = stmt.query_map([account_id], |r| {
+            Ok(FolderRow {
+                id: r.get(0)?,
+                wire_name: r.get(1)?,
+                display_name: r.get(2)?,
+                delimiter: r.get(3)?,
+                attributes: r.get(4)?,
+                uidvalidity: r.get(5)?,
+                uidnext: r.get(6)?,
+                highestmodseq: r.get::<_, Option<i64>>(7)?.map(|v| v as u64),
+                source_count: r.get(8)?,
+                synced_uid: r.get(9)?,
+                deleted_at: r.get(10)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Records a folder seen in LIST, reviving it if it had vanished.
+    pub fn upsert_folder(
+        &self,
+        account_id: i64,
+        wire_name: &str,
+        display_name: &str,
+        delimiter: Option<&str>,
+        attributes: &str,
+    ) -> Result<i64> {
+        self.conn.execute(
+            "INSERT INTO folders (account_id, wire_name, display_name, delimiter, attributes, first_seen_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(account_id, wire_name) DO UPDATE SET
+                display_name = excluded.display_name, delimiter = excluded.delimiter,
+                attributes = excluded.attributes, deleted_at = NULL",
+            params![account_id, wire_name, display_name, delimiter, attributes, now()],
+        )?;
+        Ok(self.conn.query_row(
+            "SELECT id FROM folders WHERE account_id = ?1 AND wire_name = ?2",
+            params![account_id, wire_name],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// The folder vanished at the source: remember when, keep every message.
+    pub fn mark_folder_deleted(&self, folder_id: i64) -> Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        let t = now();
+        tx.execute(
+            "UPDATE folders SET deleted_at = ?2 WHERE id = ?1 AND deleted_at IS NULL",
+            params![folder_id, t],
+        )?;
+        tx.execute(
+            "UPDATE messages SET expunged_at = ?2 WHERE folder_id = ?1 AND expunged_at IS NULL",
+            params![folder_id, t],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The folder has a new UIDVALIDITY: every row of an older one is now
+    /// expunged (kept), and the UID bookkeeping starts again.
+    pub fn reset_uidvalidity(&self, folder_id: i64, uidvalidity: u32) -> Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute(
+            "UPDATE messages SET expunged_at = ?3
+             WHERE folder_id = ?1 AND uidvalidity != ?2 AND expunged_at IS NULL",
+            params![folder_id, uidvalidity, now()],
+        )?;
+        tx.execute(
+            "UPDATE folders SET uidvalidity = ?2, uidnext = NULL, highestmodseq = NULL,
+                                synced_uid = 0
+             WHERE id = ?1",
+            params![folder_id, uidvalidity],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Saves what the server said of the folder after a successful check.
+    pub fn save_folder_state(
+        &self,
+        folder_id: i64,
+        uidvalidity: u32,
+        uidnext: Option<u32>,
+        highestmodseq: Option<u64>,
+        source_count: u32,
+        synced_uid: u32,
+    ) -> Result<()> {
+        self.conn.execute(
+            "UPDATE folders SET uidvalidity = ?2, uidnext = ?3, highestmodseq = ?4,
+                                source_count = ?5, synced_uid = ?6, last_checked_at = ?7
+             WHERE id = ?1",
+            params![
+                folder_id,
+                uidvalidity,
+                uidnext,
+                highestmodseq.map(|v| v as i64),
+                source_count,
+                synced_uid,
+                now()
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Marks a folder as checked without changing anything else.
+    pub fn touch_folder(&self, folder_id: i64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE folders SET last_checked_at = ?2 WHERE id = ?1",
+            params![folder_id, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Live (not expunged) messages of a folder under one UIDVALIDITY, by UID.
+    pub fn live_messages(
+        &self,
+        folder_id: i64,
+        uidvalidity: u32,
+    ) -> Result<HashMap<u32, LiveMessage>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT uid, flags FROM messages
+             WHERE folder_id = ?1 AND uidvalidity = ?2 AND expunged_at IS NULL",
+        )?;
+        let rows = stmt.query_map(params![folder_id, uidvalidity], |r| {
+            Ok((r.get::<_, u32>(0)?, LiveMessage { flags: r.get(1)? }))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Inserts blob rows and message rows in one transaction. Rows already
+    /// present (a re-run after a crash) are left as they are.
+    pub fn insert_messages(
+        &self,
+        folder_id: i64,
+        uidvalidity: u32,
+        blobs: &[NewBlob],
+        messages: &[NewMessage],
+    ) -> Result<usize> {
+        let tx = self.conn.unchecked_transaction()?;
+        let t = now();
+        {
+            let mut blob_stmt = tx.prepare_cached(
+                "INSERT OR IGNORE INTO blobs
+                   (hash, size, stored_size, message_id, date, from_addr, subject, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for b in blobs {
+                blob_stmt.execute(params![
+                    b.hash.to_hex(),
+                    b.size as i64,
+                    b.stored_size as i64,
+                    b.meta.message_id,
+                    b.meta.date,
+                    b.meta.from,
+                    b.meta.subject,
+                    t
+                ])?;
+            }
+        }
+        let mut inserted = 0;
+        {
+            let mut msg_stmt = tx.prepare_cached(
+                "INSERT OR IGNORE INTO messages
+                   (folder_id, uidvalidity, uid, blob_hash, flags, modseq, internal_date,
+                    internal_date_offset, size, first_seen_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?;
+            for m in messages {
+                inserted += msg_stmt.execute(params![
+                    folder_id,
+                    uidvalidity,
+                    m.uid,
+                    m.blob.to_hex(),
+                    m.flags,
+                    m.modseq.map(|v| v as i64),
+                    m.internal_date,
+                    m.internal_date_offset,
+                    m.size as i64,
+                    t
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(inserted)
+    }
+
+    /// Applies flag changes seen at the source.
+    pub fn update_flags(
+        &self,
+        folder_id: i64,
+        uidvalidity: u32,
+        changes: &[(u32, String, Option<u64>)],
+    ) -> Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE messages SET flags = ?4, modseq = COALESCE(?5, modseq)
+                 WHERE folder_id = ?1 AND uidvalidity = ?2 AND uid = ?3 AND expunged_at IS NULL",
+            )?;
+            for (uid, flags, modseq) in changes {
+                stmt.execute(params![
+                    folder_id,
+                    uidvalidity,
+                    uid,
+                    flags,
+                    modseq.map(|v| v as i64)
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Marks messages expunged at the source. Rows and blobs stay.
+    pub fn mark_expunged(&self, folder_id: i64, uidvalidity: u32, uids: &[u32]) -> Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        let t = now();
+        {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE messages SET expunged_at = ?4
+                 WHERE folder_id = ?1 AND uidvalidity = ?2 AND uid = ?3 AND expunged_at IS NULL",
+            )?;
+            for uid in uids {
+                stmt.execute(params![folder_id, uidvalidity, uid, t])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A stored blob that is confirmed to be this message: the same
+    /// Message-ID, size and INTERNALDATE instant, and only one such blob.
+    /// `None` when there is no match or more than one (then fetch).
+    pub fn find_identical(
+        &self,
+        message_id: &str,
+        size: u64,
+        internal_date: i64,
+    ) -> Result<Option<BlobHash>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT DISTINCT b.hash FROM blobs b JOIN messages m ON m.blob_hash = b.hash
+             WHERE b.message_id = ?1 AND b.size = ?2 AND m.internal_date = ?3
+             LIMIT 2",
+        )?;
+        let hashes: Vec<String> = stmt
+            .query_map(params![message_id, size as i64, internal_date], |r| {
+                r.get(0)
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        match hashes.as_slice() {
+            [one] => Ok(Some(BlobHash::from_hex(one)?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Whether any message is stored at all (a first mirror skips the
+    /// re-pointing step).
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(!self
+            .conn
+            .prepare_cached("SELECT 1 FROM blobs LIMIT 1")?
+            .exists([])?)
+    }
+
+    pub fn start_run(&self, command: &str) -> Result<i64> {
+        self.conn.execute(
+            "INSERT INTO runs (command, started_at) VALUES (?1, ?2)",
+            params![command, now()],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn finish_run(&self, run_id: i64, summary: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE runs SET finished_at = ?2, summary = ?3 WHERE id = ?1",
+            params![run_id, now(), summary],
+        )?;
+        Ok(())
+    }
+
+    /// When a command last finished, if ever.
+    pub fn last_run(&self, command: &str) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT MAX(finished_at) FROM runs WHERE command = ?1",
+                [command],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
+    /// Per account and folder counts, optionally for one account.
+    pub fn folder_status(&self, account: Option<&str>) -> Result<Vec<FolderStatus>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT a.name, f.display_name, f.wire_name, f.source_count,
+                    COUNT(m.id) FILTER (WHERE m.expunged_at IS NULL),
+                    COUNT(m.id) FILTER (WHERE m.expunged_at IS NOT NULL),
+                    COALESCE(SUM(m.size) FILTER (WHERE m.expunged_at IS NULL), 0),
+                    f.deleted_at IS NOT NULL, f.last_checked_at
+             FROM folders f JOIN accounts a ON a.id = f.account_id
+             LEFT JOIN messages m ON m.folder_id = f.id
+             WHERE (?1 IS NULL OR a.name = ?1)
+             GROUP BY f.id ORDER BY a.name, f.display_name",
+        )?;
+        let rows = stmt.query_map([account], |r| {
+            Ok(FolderStatus {
+                account: r.get(0)?,
+                folder: r.get(1)?,
+                wire_name: r.get(2)?,
+                at_source: r.get(3)?,
+                stored: r.get::<_, i64>(4)? as u64,
+                expunged: r.get::<_, i64>(5)? as u64,
+                stored_bytes: r.get::<_, i64>(6)? as u64,
+                deleted_at_source: r.get(7)?,
+                last_checked_at: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+impl Index {
+    /// Opens an existing index for reading only, without taking the
+    /// store's lock (a mirror may be running).
+    pub fn open_read_only(path: &Path) -> Result<Index> {
+        if !path.exists() {
+            bail!(
+                "no store index at {} (run `mailferry mirror` first, or pass --store)",
+                path.display()
+            );
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_context(|| format!("cannot open index {}", path.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let version = version.max(0) as usize;
+        if version > SCHEMA.len() {
+            bail!(
+                "the index {} has schema version {version}, newer than this mailferry \
+                 understands ({}); use a newer mailferry for this store",
+                path.display(),
+                SCHEMA.len()
+            );
+        }
+        Ok(Index { conn })
+    }
+}

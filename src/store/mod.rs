@@ -1,0 +1,133 @@
+//! The local store: content-addressed blobs plus the SQLite index.
+//!
+//! ```text
+//! STORE/
+//!   index.sqlite   the index (see `index.rs` and schema/*.sql)
+//!   objects/ab/…   zstd-compressed raw messages named by the sha256 of the raw bytes
+//!   tmp/           staging for blobs before they are renamed into objects/
+//!   LOCK           held (advisory lock) by the one process that writes the store
+//! ```
+//!
+//! A blob is durable before any index row points at it: it is written to
+//! `tmp/`, fsynced, renamed into `objects/`, and its directory fsynced. Only
+//! then does the caller insert the rows that name it.
+
+mod blob;
+pub mod index;
+
+pub use blob::{BlobHash, BlobWrite};
+pub use index::Index;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use anyhow::{Context, Result, bail};
+
+/// An open store, locked for writing by this process.
+pub struct Store {
+    root: PathBuf,
+    index: Mutex<Index>,
+    tmp_counter: AtomicU64,
+    // Held for the life of the store; the lock goes with the file handle.
+    _lock: File,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `root` and takes its lock.
+    pub fn open(root: &Path) -> Result<Store> {
+        fs::create_dir_all(root.join("objects"))
+            .with_context(|| format!("cannot create store directory {}", root.display()))?;
+        fs::create_dir_all(root.join("tmp"))
+            .with_context(|| format!("cannot create {}", root.join("tmp").display()))?;
+        let lock_path = root.join("LOCK");
+        let mut lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("cannot open {}", lock_path.display()))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => bail!(
+                "the store {} is in use by another mailferry process (lock {} is held); \
+                 wait for it to finish",
+                root.display(),
+                lock_path.display()
+            ),
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", lock_path.display()));
+            }
+        }
+        // The PID is for people looking at a stuck store; the lock is what counts.
+        lock.set_len(0).ok();
+        let _ = writeln!(lock, "{}", std::process::id());
+        clean_tmp(&root.join("tmp"));
+        let index = Index::open(&root.join("index.sqlite"))?;
+        Ok(Store {
+            root: root.to_path_buf(),
+            index: Mutex::new(index),
+            tmp_counter: AtomicU64::new(0),
+            _lock: lock,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The index, for one short piece of work at a time.
+    pub fn index(&self) -> MutexGuard<'_, Index> {
+        // A panic while holding the index leaves SQLite consistent (transactions
+        // roll back), so a poisoned lock is still usable.
+        self.index.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Where the blob named `hash` lives.
+    pub fn blob_path(&self, hash: &BlobHash) -> PathBuf {
+        let hex = hash.to_hex();
+        self.root.join("objects").join(&hex[..2]).join(&hex[2..])
+    }
+
+    /// Writes `raw` durably as a blob unless the index already has it.
+    /// Blocking: call from a blocking thread.
+    pub fn write_blob(&self, raw: &[u8]) -> Result<BlobWrite> {
+        let hash = BlobHash::of(raw);
+        if self.index().has_blob(&hash)? {
+            return Ok(BlobWrite {
+                hash,
+                stored_size: None,
+            });
+        }
+        let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.root.join("tmp").join(format!(
+            "{}-{}-{}",
+            std::process::id(),
+            n,
+            &hash.to_hex()[..16]
+        ));
+        let stored_size = blob::write_durably(raw, &tmp, &self.blob_path(&hash))?;
+        Ok(BlobWrite {
+            hash,
+            stored_size: Some(stored_size),
+        })
+    }
+
+    /// Reads and decompresses a blob.
+    pub fn read_blob(&self, hash: &BlobHash) -> Result<Vec<u8>> {
+        blob::read(&self.blob_path(hash))
+    }
+}
+
+/// Removes staging files left by a killed process: they were never renamed,
+/// so nothing points at them.
+fn clean_tmp(tmp: &Path) {
+    if let Ok(entries) = fs::read_dir(tmp) {
+        for entry in entries.flatten() {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
