@@ -1,0 +1,750 @@
+//! Test support: a real Dovecot on a free loopback port with implicit TLS
+//! and a certificate minted here, a small independent IMAP client to seed
+//! and inspect it, and helpers to run the mailferry binary and read its store.
+//!
+//! The seeding client is deliberately separate from mailferry's IMAP code,
+//! so the tests never grade mailferry with its own reader.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+use tempfile::TempDir;
+
+/// A CA and a leaf certificate signed by it.
+pub struct Certs {
+    pub ca_pem: String,
+    pub leaf_pem: String,
+    pub leaf_key_pem: String,
+}
+
+impl Certs {
+    /// A leaf for `names` (DNS names; "127.0.0.1" becomes an IP SAN).
+    pub fn mint(names: &[&str]) -> Certs {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "mailferry test CA");
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+
+        let leaf_key = KeyPair::generate().unwrap();
+        let dns: Vec<String> = names
+            .iter()
+            .filter(|n| n.parse::<std::net::IpAddr>().is_err())
+            .map(|s| s.to_string())
+            .collect();
+        let mut leaf_params = CertificateParams::new(dns).unwrap();
+        for n in names {
+            if let Ok(ip) = n.parse() {
+                leaf_params.subject_alt_names.push(SanType::IpAddress(ip));
+            }
+        }
+        leaf_params
+            .distinguished_name
+            .push(DnType::CommonName, names[0]);
+        let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
+        Certs {
+            ca_pem: ca_cert.pem(),
+            leaf_pem: leaf.pem(),
+            leaf_key_pem: leaf_key.serialize_pem(),
+        }
+    }
+}
+
+/// How to build a Dovecot.
+pub struct DovecotConfig {
+    pub users: Vec<(String, String)>,
+    pub separator: char,
+    /// Replace the post-login capability list (to hide CONDSTORE etc.).
+    pub capabilities: Option<String>,
+    /// Names on the server certificate.
+    pub cert_names: Vec<String>,
+}
+
+impl Default for DovecotConfig {
+    fn default() -> Self {
+        DovecotConfig {
+            users: vec![
+                ("alice".into(), "alice-pw".into()),
+                ("bob".into(), "bob-pw".into()),
+            ],
+            separator: '/',
+            capabilities: None,
+            cert_names: vec!["localhost".into(), "127.0.0.1".into()],
+        }
+    }
+}
+
+/// A running Dovecot; stopped (and waited for) on drop.
+pub struct Dovecot {
+    pub dir: TempDir,
+    pub port: u16,
+    pub ca_file: PathBuf,
+    pub separator: char,
+    child: Child,
+    uid: u32,
+    gid: u32,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn current_user() -> (String, u32, u32) {
+    let out = |arg: &str| {
+        String::from_utf8(Command::new("id").arg(arg).output().unwrap().stdout)
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    (
+        out("-un"),
+        out("-u").parse().unwrap(),
+        out("-g").parse().unwrap(),
+    )
+}
+
+impl Dovecot {
+    pub fn start() -> Dovecot {
+        Dovecot::start_with(DovecotConfig::default())
+    }
+
+    pub fn start_with(config: DovecotConfig) -> Dovecot {
+        let dovecot = which("dovecot").expect(
+            "dovecot is not installed: run `apt-get install -y dovecot-imapd dovecot-core` \
+             (scripts/test.sh does this)",
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("mailferry-dovecot-")
+            .tempdir()
+            .unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let d = dir.path();
+        for sub in ["run", "state", "mail", "home"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+            std::fs::set_permissions(d.join(sub), std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let names: Vec<&str> = config.cert_names.iter().map(String::as_str).collect();
+        let certs = Certs::mint(&names);
+        std::fs::write(d.join("server.pem"), &certs.leaf_pem).unwrap();
+        std::fs::write(d.join("server.key"), &certs.leaf_key_pem).unwrap();
+        std::fs::write(d.join("ca.pem"), &certs.ca_pem).unwrap();
+        let passwd: String = config
+            .users
+            .iter()
+            .map(|(u, p)| format!("{u}:{{PLAIN}}{p}::::::\n"))
+            .collect();
+        std::fs::write(d.join("passwd"), passwd).unwrap();
+
+        let (user_name, my_uid, my_gid) = current_user();
+        let (internal, login, uid, gid) = if is_root() {
+            ("dovecot".to_string(), "dovenull".to_string(), 65534, 65534)
+        } else {
+            (user_name.clone(), user_name, my_uid, my_gid)
+        };
+        for sub in ["mail", "home"] {
+            chown(&d.join(sub), uid, gid);
+        }
+        let port = free_port();
+        let caps = config
+            .capabilities
+            .as_ref()
+            .map(|c| format!("  imap_capability = {c}\n"))
+            .unwrap_or_default();
+        let conf = format!(
+            r#"base_dir = {d}/run
+state_dir = {d}/state
+log_path = {d}/dovecot.log
+instance_name = mailferry-test-{port}
+protocols = imap
+listen = 127.0.0.1
+ssl = required
+ssl_cert = <{d}/server.pem
+ssl_key = <{d}/server.key
+auth_mechanisms = plain login
+disable_plaintext_auth = no
+first_valid_uid = 0
+default_internal_user = {internal}
+default_login_user = {login}
+mail_location = maildir:{d}/mail/%u
+mail_plugins = $mail_plugins
+namespace inbox {{
+  inbox = yes
+  separator = {sep}
+}}
+passdb {{
+  driver = passwd-file
+  args = {d}/passwd
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={d}/home/%u
+}}
+service imap-login {{
+  inet_listener imap {{
+    port = 0
+  }}
+  inet_listener imaps {{
+    port = {port}
+    ssl = yes
+  }}
+}}
+protocol imap {{
+  mail_plugins = $mail_plugins imap_zlib
+  mail_max_userip_connections = 50
+{caps}}}
+"#,
+            d = d.display(),
+            sep = config.separator,
+        );
+        std::fs::write(d.join("dovecot.conf"), conf).unwrap();
+        let child = Command::new(dovecot)
+            .arg("-F")
+            .arg("-c")
+            .arg(d.join("dovecot.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start dovecot");
+        let server = Dovecot {
+            ca_file: d.join("ca.pem"),
+            dir,
+            port,
+            separator: config.separator,
+            child,
+            uid,
+            gid,
+        };
+        server.wait_for_port();
+        server
+    }
+
+    fn wait_for_port(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("dovecot did not listen on {}: {}", self.port, self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
+    }
+
+    /// An accounts CSV for the given users (login = user name).
+    pub fn accounts_csv(&self, users: &[(&str, &str)]) -> PathBuf {
+        let mut text = String::from("EmailAddress,UserName,Password\n");
+        for (u, p) in users {
+            text.push_str(&format!("{u}@example.com,{u},{p}\n"));
+        }
+        let path = self
+            .dir
+            .path()
+            .join(format!("accounts-{}.csv", users.len()));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    pub fn client(&self, user: &str, password: &str) -> RawImap {
+        RawImap::connect(self.port, &self.ca_file, user, password)
+    }
+
+    /// The Maildir of a folder ("INBOX" or a name using the separator).
+    pub fn maildir(&self, user: &str, folder: &str) -> PathBuf {
+        let root = self.dir.path().join("mail").join(user);
+        if folder == "INBOX" {
+            root
+        } else {
+            root.join(format!(".{}", folder.replace(self.separator, ".")))
+        }
+    }
+
+    /// Drops a message file straight into a Maildir (bytes no IMAP APPEND
+    /// could carry, such as NUL).
+    pub fn write_maildir_message(&self, user: &str, folder: &str, name: &str, bytes: &[u8]) {
+        let md = self.maildir(user, folder);
+        for sub in ["cur", "new", "tmp"] {
+            std::fs::create_dir_all(md.join(sub)).unwrap();
+        }
+        let path = md.join("cur").join(format!("{name}:2,"));
+        std::fs::write(&path, bytes).unwrap();
+        chown_tree(&self.dir.path().join("mail"), self.uid, self.gid);
+    }
+
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(_)) => break,
+                _ if Instant::now() > deadline => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    break;
+                }
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn chown(path: &Path, uid: u32, gid: u32) {
+    let _ = std::os::unix::fs::chown(path, Some(uid), Some(gid));
+}
+
+fn chown_tree(path: &Path, uid: u32, gid: u32) {
+    chown(path, uid, gid);
+    if path.is_dir() {
+        for e in std::fs::read_dir(path).unwrap().flatten() {
+            chown_tree(&e.path(), uid, gid);
+        }
+    }
+}
+
+pub fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+/// One untagged response: its text with literals cut out, and the literals.
+#[derive(Debug, Clone)]
+pub struct Untagged {
+    pub text: String,
+    pub literals: Vec<Vec<u8>>,
+}
+
+/// A message as the server shows it.
+#[derive(Debug, Clone)]
+pub struct ServerMessage {
+    pub uid: u32,
+    pub flags: Vec<String>,
+    pub internal_date: String,
+    pub body: Vec<u8>,
+}
+
+/// A minimal blocking IMAP client for seeding and inspecting Dovecot.
+pub struct RawImap {
+    reader: BufReader<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>,
+    tag: u32,
+}
+
+impl RawImap {
+    pub fn connect(port: u16, ca_file: &Path, user: &str, password: &str) -> RawImap {
+        let mut roots = rustls::RootCertStore::empty();
+        let pem = std::fs::read(ca_file).unwrap();
+        for cert in rustls_pemfile_certs(&pem) {
+            roots.add(cert).unwrap();
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let conn = rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap())
+            .unwrap();
+        let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut client = RawImap {
+            reader: BufReader::new(rustls::StreamOwned::new(conn, tcp)),
+            tag: 0,
+        };
+        let greeting = client.read_line();
+        assert!(greeting.starts_with(b"* OK"), "greeting: {greeting:?}");
+        client
+            .command(&format!("LOGIN {} {}", quote(user), quote(password)))
+            .unwrap();
+        client
+    }
+
+    fn read_line(&mut self) -> Vec<u8> {
+        let mut line = Vec::new();
+        self.reader.read_until(b'\n', &mut line).unwrap();
+        assert!(!line.is_empty(), "server closed the connection");
+        line
+    }
+
+    /// Sends a command; returns untagged responses, or the tagged line if not OK.
+    pub fn command(&mut self, cmd: &str) -> Result<Vec<Untagged>, String> {
+        self.command_bytes(cmd.as_bytes(), None)
+    }
+
+    fn command_bytes(
+        &mut self,
+        cmd: &[u8],
+        literal: Option<&[u8]>,
+    ) -> Result<Vec<Untagged>, String> {
+        self.tag += 1;
+        let tag = format!("T{}", self.tag);
+        let stream = self.reader.get_mut();
+        stream.write_all(tag.as_bytes()).unwrap();
+        stream.write_all(b" ").unwrap();
+        stream.write_all(cmd).unwrap();
+        if let Some(lit) = literal {
+            stream.write_all(lit).unwrap();
+        }
+        stream.write_all(b"\r\n").unwrap();
+        stream.flush().unwrap();
+        let mut out = Vec::new();
+        let mut current = Untagged {
+            text: String::new(),
+            literals: Vec::new(),
+        };
+        loop {
+            let line = self.read_line();
+            let text = String::from_utf8_lossy(&line).to_string();
+            if current.text.is_empty() && text.starts_with(&format!("{tag} ")) {
+                return if text[tag.len() + 1..].starts_with("OK") {
+                    Ok(out)
+                } else {
+                    Err(text.trim_end().to_string())
+                };
+            }
+            let trimmed = text.trim_end_matches("\r\n");
+            if let Some(n) = literal_len(trimmed) {
+                let mut buf = vec![0u8; n];
+                self.reader.read_exact(&mut buf).unwrap();
+                current.text.push_str(trimmed);
+                current.literals.push(buf);
+                continue;
+            }
+            current.text.push_str(trimmed);
+            out.push(std::mem::replace(
+                &mut current,
+                Untagged {
+                    text: String::new(),
+                    literals: Vec::new(),
+                },
+            ));
+        }
+    }
+
+    pub fn create(&mut self, folder: &str) {
+        self.command(&format!("CREATE {}", quote(folder))).unwrap();
+    }
+
+    /// APPENDs a message with flags and an INTERNALDATE; returns its UID.
+    pub fn append(&mut self, folder: &str, flags: &str, date: &str, body: &[u8]) -> u32 {
+        let cmd = format!(
+            "APPEND {} ({flags}) \"{date}\" {{{}+}}\r\n",
+            quote(folder),
+            body.len()
+        );
+        self.tag += 1;
+        let tag = format!("T{}", self.tag);
+        let stream = self.reader.get_mut();
+        stream.write_all(format!("{tag} ").as_bytes()).unwrap();
+        stream.write_all(cmd.as_bytes()).unwrap();
+        stream.write_all(body).unwrap();
+        stream.write_all(b"\r\n").unwrap();
+        stream.flush().unwrap();
+        loop {
+            let line = String::from_utf8_lossy(&self.read_line()).to_string();
+            if line.starts_with(&format!("{tag} ")) {
+                assert!(line.contains(" OK "), "APPEND failed: {line}");
+                let uid = line
+                    .split("APPENDUID ")
+                    .nth(1)
+                    .and_then(|r| r.split([' ', ']']).nth(1))
+                    .and_then(|u| u.parse().ok())
+                    .expect("APPENDUID");
+                return uid;
+            }
+        }
+    }
+
+    pub fn select(&mut self, folder: &str) -> Vec<Untagged> {
+        self.command(&format!("SELECT {}", quote(folder))).unwrap()
+    }
+
+    /// Every message of a folder as the server shows it: `BODY.PEEK[]`.
+    pub fn messages(&mut self, folder: &str) -> Vec<ServerMessage> {
+        self.select(folder);
+        let responses = self
+            .command("UID FETCH 1:* (UID FLAGS INTERNALDATE BODY.PEEK[])")
+            .unwrap();
+        let mut out: Vec<ServerMessage> = responses
+            .into_iter()
+            .filter(|r| r.text.contains(" FETCH "))
+            .map(|r| ServerMessage {
+                uid: between(&r.text, "UID ", &[' ', ')']).parse().unwrap(),
+                flags: between(&r.text, "FLAGS (", &[')'])
+                    .split_whitespace()
+                    .filter(|f| *f != "\\Recent")
+                    .map(String::from)
+                    .collect(),
+                internal_date: between(&r.text, "INTERNALDATE \"", &['"']).to_string(),
+                body: r.literals.into_iter().next().unwrap_or_default(),
+            })
+            .collect();
+        out.sort_by_key(|m| m.uid);
+        out
+    }
+
+    pub fn uid_store(&mut self, folder: &str, uid: u32, change: &str) {
+        self.select(folder);
+        self.command(&format!("UID STORE {uid} {change}")).unwrap();
+    }
+
+    pub fn expunge_uid(&mut self, folder: &str, uid: u32) {
+        self.uid_store(folder, uid, "+FLAGS.SILENT (\\Deleted)");
+        self.command(&format!("UID EXPUNGE {uid}")).unwrap();
+    }
+
+    pub fn delete_folder(&mut self, folder: &str) {
+        self.command("UNSELECT").ok();
+        self.command(&format!("DELETE {}", quote(folder))).unwrap();
+    }
+
+    pub fn rename_folder(&mut self, from: &str, to: &str) {
+        self.command("UNSELECT").ok();
+        self.command(&format!("RENAME {} {}", quote(from), quote(to)))
+            .unwrap();
+    }
+
+    /// Every selectable folder's name, unquoted.
+    pub fn folders(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        for r in self.command("LIST \"\" \"*\"").unwrap() {
+            if r.text.contains("\\Noselect") || r.text.contains("\\NonExistent") {
+                continue;
+            }
+            // * LIST (attrs) "sep" name
+            let after_attrs = &r.text[r.text.find(") ").unwrap() + 2..];
+            let after_sep = if let Some(rest) = after_attrs.strip_prefix("NIL ") {
+                rest
+            } else {
+                let close = after_attrs[1..].find('"').unwrap() + 2;
+                &after_attrs[close + 1..]
+            };
+            let name = if let Some(lit) = r.literals.first() {
+                String::from_utf8(lit.clone()).unwrap()
+            } else if let Some(q) = after_sep.strip_prefix('"') {
+                q.strip_suffix('"')
+                    .unwrap()
+                    .replace("\\\"", "\"")
+                    .replace("\\\\", "\\")
+            } else {
+                after_sep.to_string()
+            };
+            out.push(name);
+        }
+        out
+    }
+}
+
+fn literal_len(line: &str) -> Option<usize> {
+    let open = line.rfind('{')?;
+    let inner = line[open + 1..].strip_suffix('}')?;
+    let inner = inner.strip_suffix('+').unwrap_or(inner);
+    inner.parse().ok().filter(|_| !line[..open].ends_with('\\'))
+}
+
+fn between<'a>(text: &'a str, start: &str, ends: &[char]) -> &'a str {
+    let from = text
+        .find(start)
+        .map(|i| i + start.len())
+        .unwrap_or(text.len());
+    let rest = &text[from..];
+    let to = rest.find(ends).unwrap_or(rest.len());
+    &rest[..to]
+}
+
+pub fn quote(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+fn rustls_pemfile_certs(pem: &[u8]) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap()
+}
+
+/// A simple RFC 5322 message.
+pub fn message(subject: &str, message_id: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: Sender <sender@example.org>\r\nTo: rcpt@example.com\r\nSubject: {subject}\r\n\
+         Message-ID: <{message_id}>\r\nDate: Mon, 3 Mar 2025 10:00:00 +0100\r\n\r\n{body}\r\n"
+    )
+    .into_bytes()
+}
+
+/// Running the mailferry binary.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+}
+
+pub fn mailferry(args: &[&str]) -> Run {
+    let out: Output = Command::new(env!("CARGO_BIN_EXE_mailferry"))
+        .args(args)
+        .env_remove("MAILFERRY_STORE")
+        .output()
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).to_string(),
+        stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+    }
+}
+
+/// `mailferry mirror --json` against `server`; returns the run and its summary.
+pub fn mirror(
+    server: &Dovecot,
+    store: &Path,
+    accounts: &Path,
+    extra: &[&str],
+) -> (Run, serde_json::Value) {
+    let port = server.port.to_string();
+    let mut args = vec![
+        "--store",
+        store.to_str().unwrap(),
+        "mirror",
+        "--accounts",
+        accounts.to_str().unwrap(),
+        "--host",
+        "localhost",
+        "--port",
+        &port,
+        "--ca-file",
+        server.ca_file.to_str().unwrap(),
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let run = mailferry(&args);
+    let json = run.json();
+    (run, json)
+}
+
+/// Totals of a mirror summary, by name.
+pub fn total(summary: &serde_json::Value, name: &str) -> u64 {
+    summary["totals"][name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no total {name} in {summary}"))
+}
+
+/// One row of the store's index, joined for tests.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    pub account: String,
+    pub folder: String,
+    pub uidvalidity: u32,
+    pub uid: u32,
+    pub hash: String,
+    pub flags: String,
+    pub internal_date: i64,
+    pub expunged: bool,
+}
+
+pub fn stored_messages(store: &Path) -> Vec<StoredMessage> {
+    let conn = rusqlite::Connection::open_with_flags(
+        store.join("index.sqlite"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT a.name, f.wire_name, m.uidvalidity, m.uid, m.blob_hash, m.flags,
+                    m.internal_date, m.expunged_at IS NOT NULL
+             FROM messages m JOIN folders f ON f.id = m.folder_id
+             JOIN accounts a ON a.id = f.account_id ORDER BY a.name, f.wire_name, m.uid",
+        )
+        .unwrap();
+    stmt.query_map([], |r| {
+        Ok(StoredMessage {
+            account: r.get(0)?,
+            folder: r.get(1)?,
+            uidvalidity: r.get(2)?,
+            uid: r.get(3)?,
+            hash: r.get(4)?,
+            flags: r.get(5)?,
+            internal_date: r.get(6)?,
+            expunged: r.get(7)?,
+        })
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+/// The raw bytes of a blob, read straight from its file.
+pub fn blob(store: &Path, hash: &str) -> Vec<u8> {
+    let path = store.join("objects").join(&hash[..2]).join(&hash[2..]);
+    let compressed = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    zstd::decode_all(&compressed[..]).unwrap()
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Every blob file in the store.
+pub fn blob_files(store: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for dir in std::fs::read_dir(store.join("objects")).unwrap().flatten() {
+        for f in std::fs::read_dir(dir.path()).unwrap().flatten() {
+            out.push(f.path());
+        }
+    }
+    out
+}
+
+/// An IMAP date-time as a Unix instant.
+pub fn instant(date: &str) -> i64 {
+    chrono::DateTime::parse_from_str(date.trim_start(), "%d-%b-%Y %H:%M:%S %z")
+        .unwrap()
+        .timestamp()
+}
