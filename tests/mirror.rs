@@ -102,3 +102,444 @@ fn first_mirror_stores_every_message_byte_for_byte_with_flags_and_dates() {
     assert_eq!(inbox["stored"], 3);
     assert_eq!(inbox["at_source"], 3);
 }
+
+/// Mirror, change things at the source, mirror again: only the changes move.
+fn rerun_scenario(server: &Dovecot) {
+    let mut alice = seed_basic(server);
+    let store = tempfile::tempdir().unwrap();
+    let accounts = server.accounts_csv(&[("alice", "alice-pw")]);
+    let (run, first) = mirror(server, store.path(), &accounts, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(total(&first, "bodies_fetched"), 5);
+
+    // Nothing changed: nothing fetched, no folder opened.
+    let (run, noop) = mirror(server, store.path(), &accounts, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(total(&noop, "bodies_fetched"), 0);
+    assert_eq!(total(&noop, "bytes_fetched"), 0);
+    assert_eq!(total(&noop, "flags_updated"), 0);
+    assert_eq!(total(&noop, "messages_expunged"), 0);
+
+    // New mail, a flag change and an expunge.
+    alice.append("INBOX", "", DATE_2, &message("four", "four@x", "fourth"));
+    let inbox = alice.messages("INBOX");
+    alice.uid_store("INBOX", inbox[0].uid, "+FLAGS (\\Flagged)");
+    let archive = alice.messages("Archive");
+    let gone = archive[0].clone();
+    alice.expunge_uid("Archive", gone.uid);
+
+    let (run, changed) = mirror(server, store.path(), &accounts, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(total(&changed, "bodies_fetched"), 1, "{changed}");
+    assert_eq!(total(&changed, "flags_updated"), 1, "{changed}");
+    assert_eq!(total(&changed, "messages_expunged"), 1, "{changed}");
+    assert_store_matches_server(server, store.path(), "alice", "alice-pw");
+
+    // The expunged message stays in the store, marked.
+    let rows = stored_messages(store.path());
+    let kept = rows
+        .iter()
+        .find(|r| r.folder == "Archive" && r.uid == gone.uid)
+        .expect("expunged row kept");
+    assert!(kept.expunged);
+    assert_eq!(blob(store.path(), &kept.hash), gone.body);
+
+    let (run, noop) = mirror(server, store.path(), &accounts, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(total(&noop, "bodies_fetched"), 0);
+    assert_eq!(total(&noop, "flags_updated"), 0);
+    assert_eq!(total(&noop, "messages_expunged"), 0);
+}
+
+#[test]
+fn rerun_fetches_only_new_mail_and_reflects_flags_and_expunges() {
+    let server = Dovecot::start();
+    rerun_scenario(&server);
+}
+
+#[test]
+fn a_no_op_rerun_costs_one_listing_and_opens_no_folder() {
+    let server = Dovecot::start();
+    seed_basic(&server);
+    let store = tempfile::tempdir().unwrap();
+    let accounts = server.accounts_csv(&[("alice", "alice-pw")]);
+    mirror(&server, store.path(), &accounts, &[]);
+    let (_, noop) = mirror(&server, store.path(), &accounts, &[]);
+    assert_eq!(total(&noop, "folders_checked"), 3);
+    assert_eq!(total(&noop, "folders_synced"), 0, "{noop}");
+    assert_eq!(total(&noop, "connections"), 1);
+    // LOGIN, ID, COMPRESS, ENABLE, LIST-STATUS: nothing per folder.
+    assert!(total(&noop, "round_trips") <= 6, "{noop}");
+}
+
+#[test]
+fn without_condstore_qresync_or_list_status_the_fallback_is_correct() {
+    let server = Dovecot::start_with(DovecotConfig {
+        capabilities: Some(
+            "IMAP4rev1 LITERAL+ SASL-IR LOGIN-REFERRALS ID ENABLE IDLE NAMESPACE UIDPLUS CHILDREN UNSELECT"
+                .into(),
+        ),
+        ..DovecotConfig::default()
+    });
+    rerun_scenario(&server);
+}
+
+#[test]
+fn a_recreated_folder_with_new_uidvalidity_is_not_fetched_again() {
+    let server = Dovecot::start();
+    let mut alice = seed_basic(&server);
+    let store = tempfile::tempdir().unwrap();
+    let accounts = server.accounts_csv(&[("alice", "alice-pw")]);
+    let (run, _) = mirror(&server, store.path(), &accounts, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+
+    let old = alice.messages("Archive/2019");
+    alice.delete_folder("Archive/2019");
+    alice.create("Archive/2019");
+    for m in &old {
+        alice.append(
+            "Archive/2019",
+            &m.flags.join(" "),
+            &m.internal_date,
+            &m.body,
+        );
+    }
+    let (run, again) = mirror(&server, store.path(), &accounts, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(total(&again, "uidvalidity_changes"), 1, "{again}");
+    assert_eq!(total(&again, "bodies_fetched"), 0, "{again}");
+    assert_eq!(total(&again, "bodies_skipped_as_stored"), old.len() as u64);
+    assert_store_matches_server(&server, store.path(), "alice", "alice-pw");
+}
+
+#[test]
+fn a_renamed_folder_is_not_fetched_again_and_the_old_name_is_kept() {
+    let server = Dovecot::start();
+    let mut alice = seed_basic(&server);
+    let store = tempfile::tempdir().unwrap();
+    let accounts = server.accounts_csv(&[("alice", "alice-pw")]);
+    mirror(&server, store.path(), &accounts, &[]);
+
+    alice.rename_folder("Archive", "Old Archive");
+    let (run, again) = mirror(&server, store.path(), &accounts, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(total(&again, "bodies_fetched"), 0, "{again}");
+    assert_eq!(total(&again, "bodies_skipped_as_stored"), 2, "{again}");
+    assert_eq!(total(&again, "folders_deleted"), 2, "{again}");
+    assert_store_matches_server(&server, store.path(), "alice", "alice-pw");
+
+    let status = mailferry(&[
+        "--store",
+        store.path().to_str().unwrap(),
+        "status",
+        "--json",
+    ]);
+    let folders = status.json()["folders"].as_array().unwrap().clone();
+    let old = folders.iter().find(|f| f["folder"] == "Archive").unwrap();
+    assert_eq!(old["deleted_at_source"], true);
+    assert_eq!(old["expunged"], 1, "old rows are kept, marked expunged");
+}
+
+#[test]
+fn the_same_message_in_two_folders_and_two_accounts_is_one_blob() {
+    let server = Dovecot::start();
+    let shared = message("shared", "shared@x", "the same bytes everywhere");
+    let mut alice = server.client("alice", "alice-pw");
+    alice.create("Keep");
+    alice.append("INBOX", "", DATE_1, &shared);
+    alice.append("Keep", "\\Seen", DATE_1, &shared);
+    let mut bob = server.client("bob", "bob-pw");
+    bob.append("INBOX", "", DATE_2, &shared);
+    let store = tempfile::tempdir().unwrap();
+    let accounts = server.accounts_csv(&[("alice", "alice-pw"), ("bob", "bob-pw")]);
+    let (run, summary) = mirror(&server, store.path(), &accounts, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let rows = stored_messages(store.path());
+    assert_eq!(rows.len(), 3);
+    let hashes: HashSet<&str> = rows.iter().map(|r| r.hash.as_str()).collect();
+    assert_eq!(hashes, HashSet::from([sha256_hex(&shared).as_str()]));
+    assert_eq!(blob_files(store.path()).len(), 1);
+    assert_eq!(total(&summary, "blobs_written"), 1, "{summary}");
+}
+
+#[test]
+fn folder_names_in_modified_utf7_nested_and_with_quotes() {
+    let names = [
+        ("Entw&APw-rfe", "Entwürfe"),
+        ("&BB4EQgQ,BEAEMAQyBDsENQQ9BD0ESwQ1-", "Отправленные"),
+        ("Tom &- Jerry", "Tom & Jerry"),
+        (
+            "Work/Projects 2024/Q1 \"final\"",
+            "Work/Projects 2024/Q1 \"final\"",
+        ),
+    ];
+    for separator in ['/', '.'] {
+        let server = Dovecot::start_with(DovecotConfig {
+            separator,
+            ..DovecotConfig::default()
+        });
+        let mut alice = server.client("alice", "alice-pw");
+        let mut expected: HashMap<String, String> = HashMap::new();
+        for (i, (wire, display)) in names.iter().enumerate() {
+            let wire = wire.replace('/', &separator.to_string());
+            let display = display.replace('/', &separator.to_string());
+            alice.create(&wire);
+            alice.append(
+                &wire,
+                "",
+                DATE_1,
+                &message("n", &format!("n{i}@x"), display.as_str()),
+            );
+            expected.insert(wire, display);
+        }
+        let store = tempfile::tempdir().unwrap();
+        let accounts = server.accounts_csv(&[("alice", "alice-pw")]);
+        let (run, summary) = mirror(&server, store.path(), &accounts, &[]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert_eq!(total(&summary, "bodies_fetched"), names.len() as u64);
+        assert_store_matches_server(&server, store.path(), "alice", "alice-pw");
+        let status = mailferry(&[
+            "--store",
+            store.path().to_str().unwrap(),
+            "status",
+            "--json",
+        ]);
+        for f in status.json()["folders"].as_array().unwrap() {
+            let wire = f["wire_name"].as_str().unwrap();
+            if let Some(display) = expected.get(wire) {
+                assert_eq!(
+                    f["folder"].as_str().unwrap(),
+                    display,
+                    "separator {separator}"
+                );
+                assert_eq!(f["stored"], 1);
+            }
+        }
+        let seen: HashSet<String> = status.json()["folders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["wire_name"].as_str().unwrap().to_string())
+            .collect();
+        for wire in expected.keys() {
+            assert!(
+                seen.contains(wire),
+                "{wire} missing with separator {separator}"
+            );
+        }
+    }
+}
+
+/// Pseudo-random bytes without a dependency.
+fn noise(len: usize, mut seed: u64) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 24) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn malformed_and_huge_messages_are_stored_byte_for_byte() {
+    use base64::Engine as _;
+    let server = Dovecot::start();
+    let mut alice = server.client("alice", "alice-pw");
+    let mut long_line = b"Subject: one long line\r\n\r\n".to_vec();
+    long_line.extend(std::iter::repeat_n(b'x', 1 << 20));
+    long_line.extend_from_slice(b"\r\n");
+    let attachment = base64::engine::general_purpose::STANDARD.encode(noise(15 << 20, 7));
+    let mut big = b"Subject: big\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n".to_vec();
+    for chunk in attachment.as_bytes().chunks(76) {
+        big.extend_from_slice(chunk);
+        big.extend_from_slice(b"\r\n");
+    }
+    big.extend_from_slice(b"--b--\r\n");
+    assert!(big.len() > 20 << 20);
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "bare LF",
+            b"Subject: bare\nFrom: a@b\n\nline one\nline two\n".to_vec(),
+        ),
+        (
+            "8-bit headers",
+            b"Subject: Gr\xfc\xdfe \xff\xfe\r\nFrom: \xe9t\xe9 <x@y>\r\n\r\nbody \x80\x81\r\n"
+                .to_vec(),
+        ),
+        (
+            "no headers",
+            b"\r\njust a body, no header at all\r\n".to_vec(),
+        ),
+        ("garbage", b"\x01\x02 not mail at all \x7f\r\n".to_vec()),
+        ("1 MB line", long_line),
+        ("20 MB attachment", big),
+    ];
+    for (_, bytes) in &cases {
+        alice.append("INBOX", "", DATE_1, bytes);
+    }
+    // NUL bytes cannot travel in an APPEND literal: put the file in place.
+    let nul = b"Subject: nul\r\nFrom: a@b\r\n\r\nbefore\0after\r\n\0\0\r\n".to_vec();
+    server.write_maildir_message("bob", "INBOX", "1700000000.nul.host", &nul);
+
+    let store = tempfile::tempdir().unwrap();
+    let accounts = server.accounts_csv(&[("alice", "alice-pw"), ("bob", "bob-pw")]);
+    let (run, summary) = mirror(&server, store.path(), &accounts, &[]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+    assert_eq!(total(&summary, "bodies_fetched"), cases.len() as u64 + 1);
+    assert_store_matches_server(&server, store.path(), "alice", "alice-pw");
+    for (what, bytes) in &cases {
+        if *what != "bare LF" {
+            let hash = sha256_hex(bytes);
+            assert!(
+                stored_messages(store.path()).iter().any(|r| r.hash == hash),
+                "{what}: not stored as appended"
+            );
+        }
+    }
+    // The NUL message is stored as the file holds it, though Dovecot's
+    // BODY[] shows 0x80 in place of each NUL.
+    let bob_rows: Vec<StoredMessage> = stored_messages(store.path())
+        .into_iter()
+        .filter(|r| r.account == "bob@example.com")
+        .collect();
+    assert_eq!(bob_rows.len(), 1);
+    assert_eq!(blob(store.path(), &bob_rows[0].hash), nul);
+    let shown = server.client("bob", "bob-pw").messages("INBOX")[0]
+        .body
+        .clone();
+    assert_ne!(shown, nul, "Dovecot should alter NULs in BODY[]");
+}
+
+#[test]
+fn a_wrong_password_names_the_account_and_the_others_complete() {
+    let server = Dovecot::start();
+    seed_basic(&server);
+    let store = tempfile::tempdir().unwrap();
+    let accounts = server.accounts_csv(&[("alice", "alice-pw"), ("bob", "not-bobs-password")]);
+    let (run, summary) = mirror(&server, store.path(), &accounts, &[]);
+    assert_eq!(run.code, 1, "exit code says not every account finished");
+    let accounts = summary["accounts"].as_array().unwrap();
+    let alice = &accounts[0];
+    let bob = &accounts[1];
+    assert_eq!(alice["complete"], true);
+    assert_eq!(bob["complete"], false);
+    let error = bob["error"].as_str().unwrap();
+    assert!(error.contains("bob@example.com"), "{error}");
+    assert!(error.contains("login refused"), "{error}");
+    assert!(!run.stdout.contains("not-bobs-password") && !run.stderr.contains("not-bobs-password"));
+    assert_store_matches_server(&server, store.path(), "alice", "alice-pw");
+}
+
+#[test]
+fn a_certificate_for_another_name_is_refused() {
+    let server = Dovecot::start_with(DovecotConfig {
+        cert_names: vec!["mail.elsewhere.example".into()],
+        ..DovecotConfig::default()
+    });
+    seed_basic(&server);
+    let store = tempfile::tempdir().unwrap();
+    let accounts = server.accounts_csv(&[("alice", "alice-pw")]);
+    let (run, summary) = mirror(&server, store.path(), &accounts, &[]);
+    assert_eq!(run.code, 1);
+    let error = summary["accounts"][0]["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("TLS handshake"), "{error}");
+    assert!(error.to_lowercase().contains("certificate"), "{error}");
+    assert_eq!(total(&summary, "bodies_fetched"), 0);
+
+    // Only the loudly named option turns verification off.
+    let (run, summary) = mirror(
+        &server,
+        store.path(),
+        &accounts,
+        &["--danger-accept-invalid-certs"],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("NOT checked"));
+    assert_eq!(total(&summary, "bodies_fetched"), 5);
+}
+
+#[test]
+fn killed_mid_mirror_the_next_run_completes_without_duplicates() {
+    let server = Dovecot::start();
+    let mut alice = server.client("alice", "alice-pw");
+    let mut count = 0;
+    for folder in ["INBOX", "A", "B"] {
+        if folder != "INBOX" {
+            alice.create(folder);
+        }
+        for i in 0..120 {
+            let mut body = message(folder, &format!("{folder}-{i}@x"), "");
+            body.extend(noise(60_000, i + 1).iter().map(|b| b'a' + b % 26));
+            body.extend_from_slice(b"\r\n");
+            alice.append(folder, "", DATE_1, &body);
+            count += 1;
+        }
+    }
+    let store = tempfile::tempdir().unwrap();
+    let accounts = server.accounts_csv(&[("alice", "alice-pw")]);
+    let port = server.port.to_string();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"))
+        .args([
+            "--store",
+            store.path().to_str().unwrap(),
+            "--quiet",
+            "mirror",
+            "--accounts",
+            accounts.to_str().unwrap(),
+            "--host",
+            "localhost",
+            "--port",
+            &port,
+            "--ca-file",
+            server.ca_file.to_str().unwrap(),
+            "--connections",
+            "2",
+            "--max-memory-mib",
+            "1",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while blob_files(store.path()).len() < 40 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "mirror made no progress"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "mirror ended before it was killed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let committed = stored_messages(store.path()).len();
+    assert!(committed < count, "killed too late to test anything");
+
+    let (run, summary) = mirror(&server, store.path(), &accounts, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        total(&summary, "bodies_fetched") as usize,
+        count - committed,
+        "only what was not committed is fetched again"
+    );
+    let rows = stored_messages(store.path());
+    assert_eq!(rows.len(), count, "no duplicate rows");
+    let keys: HashSet<(String, u32)> = rows.iter().map(|r| (r.folder.clone(), r.uid)).collect();
+    assert_eq!(keys.len(), count);
+    for r in &rows {
+        assert_eq!(sha256_hex(&blob(store.path(), &r.hash)), r.hash);
+    }
+    assert_eq!(
+        std::fs::read_dir(store.path().join("tmp")).unwrap().count(),
+        0
+    );
+    assert_store_matches_server(&server, store.path(), "alice", "alice-pw");
+}

@@ -91,6 +91,8 @@ pub struct Dovecot {
     pub port: u16,
     pub ca_file: PathBuf,
     pub separator: char,
+    /// The first name on the server's certificate.
+    pub cert_name: String,
     child: Child,
     uid: u32,
     gid: u32,
@@ -234,6 +236,7 @@ protocol imap {{
             dir,
             port,
             separator: config.separator,
+            cert_name: config.cert_names[0].clone(),
             child,
             uid,
             gid,
@@ -272,7 +275,7 @@ protocol imap {{
     }
 
     pub fn client(&self, user: &str, password: &str) -> RawImap {
-        RawImap::connect(self.port, &self.ca_file, user, password)
+        RawImap::connect(self.port, &self.ca_file, &self.cert_name, user, password)
     }
 
     /// The Maildir of a folder ("INBOX" or a name using the separator).
@@ -367,7 +370,7 @@ pub struct RawImap {
 }
 
 impl RawImap {
-    pub fn connect(port: u16, ca_file: &Path, user: &str, password: &str) -> RawImap {
+    pub fn connect(port: u16, ca_file: &Path, name: &str, user: &str, password: &str) -> RawImap {
         let mut roots = rustls::RootCertStore::empty();
         let pem = std::fs::read(ca_file).unwrap();
         for cert in rustls_pemfile_certs(&pem) {
@@ -380,8 +383,8 @@ impl RawImap {
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-        let conn = rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap())
-            .unwrap();
+        let server_name = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
+        let conn = rustls::ClientConnection::new(Arc::new(config), server_name).unwrap();
         let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
         tcp.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
         let mut client = RawImap {
@@ -734,9 +737,12 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// Every blob file in the store.
 pub fn blob_files(store: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    for dir in std::fs::read_dir(store.join("objects")).unwrap().flatten() {
-        for f in std::fs::read_dir(dir.path()).unwrap().flatten() {
-            out.push(f.path());
+    let Ok(dirs) = std::fs::read_dir(store.join("objects")) else {
+        return out;
+    };
+    for dir in dirs.flatten() {
+        if let Ok(files) = std::fs::read_dir(dir.path()) {
+            out.extend(files.flatten().map(|f| f.path()));
         }
     }
     out
