@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Mirror benchmark, mailferry beside mbsync against the same Dovecot in one run.
+#
+#   scripts/bench-mirror.sh [MESSAGES]      (default 20000, about 1 GB)
+#
+# Generates a synthetic corpus straight into Dovecot's Maildirs (3 accounts,
+# 30 folders, 2 KB to 20 MB), warms Dovecot's indexes and the page cache,
+# then times: mailferry's first mirror, its no-op re-run, mbsync's first sync
+# into a Maildir, and mbsync's no-op re-run, with peak RSS from GNU time.
+# Prints a Markdown table with the ratios. BENCH_DIR (default
+# /tmp/mailferry-bench) keeps the corpus between runs; delete it to regenerate.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib-dovecot.sh
+ensure_packages mbsync=isync /usr/bin/time=time
+
+messages=${1:-20000}
+connections=${CONNECTIONS:-4}
+bench=${BENCH_DIR:-/tmp/mailferry-bench}
+cargo build --release --locked --bin mailferry --example gen-corpus >/dev/null 2>&1
+bin=$PWD/target/release/mailferry
+
+mkdir -p "$bench"
+port=$(free_port)
+dovecot_stop "$bench/dovecot" 2>/dev/null || true
+rm -rf "$bench/dovecot"
+mkdir -p "$bench/dovecot"
+dovecot_setup "$bench/dovecot" "$port" "user1:pw1 user2:pw2 user3:pw3"
+if [ ! -f "$bench/corpus.done.$messages" ]; then
+    rm -rf "$bench/corpus" "$bench"/corpus.done.*
+    echo "generating $messages messages..." >&2
+    target/release/examples/gen-corpus "$bench/corpus" "$messages" > "$bench/corpus.txt"
+    touch "$bench/corpus.done.$messages"
+fi
+cat "$bench/corpus.txt" >&2
+rm -rf "$bench/dovecot/mail"
+cp -al "$bench/corpus" "$bench/dovecot/mail" 2>/dev/null || cp -a "$bench/corpus" "$bench/dovecot/mail"
+chown -R "$(dovecot_mail_owner)" "$bench/dovecot/mail"
+chmod 755 "$bench/dovecot/mail"
+trap 'dovecot_stop "$bench/dovecot"' EXIT
+dovecot_start "$bench/dovecot" "$port"
+
+# Warm up: Dovecot builds its indexes, the corpus enters the page cache.
+for u in user1 user2 user3; do
+    doveadm -c "$bench/dovecot/dovecot.conf" mailbox status -u "$u" "messages vsize" '*' >/dev/null
+done
+find "$bench/dovecot/mail" -type f -path '*/cur/*' -exec cat {} + >/dev/null
+largest=$(find "$bench/dovecot/mail" -type f -path '*/cur/*' -printf '%s\n' | sort -n | tail -1)
+
+printf 'EmailAddress,UserName,Password\n' > "$bench/accounts.csv"
+for i in 1 2 3; do printf 'user%s@example.com,user%s,pw%s\n' $i $i $i >> "$bench/accounts.csv"; done
+
+measure() { # label, command...
+    local label=$1; shift
+    /usr/bin/time -f "%e %M" -o "$bench/time.$label" "$@" > "$bench/out.$label" 2> "$bench/err.$label" || {
+        echo "$label failed:" >&2; tail -20 "$bench/err.$label" >&2; exit 1; }
+    read -r secs rss < "$bench/time.$label"
+    echo "$label $secs $rss" >&2
+    eval "secs_$label=$secs rss_$label=$rss"
+}
+
+rm -rf "$bench/store"
+mf=("$bin" --store "$bench/store" --quiet mirror --accounts "$bench/accounts.csv" --host localhost
+    --port "$port" --ca-file "$bench/dovecot/ca.pem" --connections "$connections" --json)
+measure mf_first "${mf[@]}"
+measure mf_noop "${mf[@]}"
+
+rm -rf "$bench/mbsync"
+mkdir -p "$bench/mbsync"
+: > "$bench/mbsyncrc"
+for i in 1 2 3; do
+    mkdir -p "$bench/mbsync/user$i"
+    cat >> "$bench/mbsyncrc" <<RC
+IMAPAccount user$i
+Host localhost
+Port $port
+User user$i
+Pass pw$i
+SSLType IMAPS
+CertificateFile $bench/dovecot/ca.pem
+
+IMAPStore user$i-far
+Account user$i
+
+MaildirStore user$i-near
+Path $bench/mbsync/user$i/
+Inbox $bench/mbsync/user$i/INBOX
+SubFolders Verbatim
+
+Channel user$i
+Far :user$i-far:
+Near :user$i-near:
+Patterns *
+Create Near
+Sync Pull
+SyncState *
+
+RC
+done
+measure mbsync_first mbsync -q -c "$bench/mbsyncrc" -a
+measure mbsync_noop mbsync -q -c "$bench/mbsyncrc" -a
+
+fetched=$(grep -o '"bodies_fetched": [0-9]*' "$bench/out.mf_first" | tail -1 | grep -o '[0-9]*$')
+noop_fetched=$(grep -o '"bodies_fetched": [0-9]*' "$bench/out.mf_noop" | tail -1 | grep -o '[0-9]*$')
+noop_trips=$(grep -o '"round_trips": [0-9]*' "$bench/out.mf_noop" | tail -1 | grep -o '[0-9]*$')
+mb_count=$(find "$bench/mbsync" -type f -path '*/cur/*' -o -type f -path '*/new/*' | wc -l)
+budget_mb=$(( 200 + largest * connections / 1048576 ))
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+cat <<TABLE
+
+$(cat "$bench/corpus.txt"); $(nproc) cores; connections per account: $connections
+
+| run | wall s | peak RSS MB | notes |
+| --- | ---: | ---: | --- |
+| mailferry first mirror | $secs_mf_first | $((rss_mf_first / 1024)) | $fetched bodies fetched |
+| mailferry no-op re-run | $secs_mf_noop | $((rss_mf_noop / 1024)) | $noop_fetched bodies, $noop_trips round trips |
+| mbsync first sync | $secs_mbsync_first | $((rss_mbsync_first / 1024)) | $mb_count messages in its Maildir |
+| mbsync no-op re-run | $secs_mbsync_noop | $((rss_mbsync_noop / 1024)) | |
+
+- first mirror / mbsync first sync: $(ratio "$secs_mf_first" "$secs_mbsync_first") (target <= 0.7)
+- no-op re-run / mbsync no-op: $(ratio "$secs_mf_noop" "$secs_mbsync_noop") (target <= 0.5)
+- mailferry peak RSS $((rss_mf_first / 1024)) MB; budget 200 MB + largest message ($((largest / 1048576)) MB) x $connections connections = $budget_mb MB
+TABLE
