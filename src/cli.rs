@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::AuthMethod;
+use crate::config::{AuthMethod, Compression};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -73,6 +73,11 @@ pub struct SourceArgs {
     #[arg(long, value_enum)]
     pub auth: Option<AuthMethod>,
 
+    /// COMPRESS=DEFLATE: auto uses it unless the server is on this machine
+    /// [default: auto].
+    #[arg(long, value_enum)]
+    pub compress: Option<Compression>,
+
     /// PEM file with extra CA certificates to trust (a private CA).
     #[arg(long, value_name = "PEM")]
     pub ca_file: Option<PathBuf>,
@@ -107,7 +112,7 @@ pub struct MirrorArgs {
     pub accounts_at_once: Option<usize>,
 
     /// Most message data held in memory at once, in MiB.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 64)]
     pub max_memory_mib: u64,
 
     /// Print the run summary as JSON on stdout.

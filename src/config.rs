@@ -29,6 +29,19 @@ pub enum AuthMethod {
     Plain,
 }
 
+/// When to use COMPRESS=DEFLATE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// When the server offers it, unless the server is on this machine
+    /// (there it only costs CPU on both ends).
+    #[default]
+    Auto,
+    /// Whenever the server offers it.
+    Always,
+    Never,
+}
+
 /// Where and how to reach an IMAP server.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
@@ -41,6 +54,7 @@ pub struct ServerSettings {
     pub danger_accept_invalid_certs: bool,
     /// Simultaneous connections per account.
     pub connections: usize,
+    pub compress: Compression,
 }
 
 impl Default for ServerSettings {
@@ -52,6 +66,7 @@ impl Default for ServerSettings {
             ca_file: None,
             danger_accept_invalid_certs: false,
             connections: 4,
+            compress: Compression::Auto,
         }
     }
 }
@@ -245,6 +260,7 @@ struct TomlServer {
     auth: Option<AuthMethod>,
     ca_file: Option<PathBuf>,
     connections: Option<usize>,
+    compress: Option<Compression>,
 }
 
 #[derive(Deserialize)]
@@ -287,6 +303,9 @@ fn load_toml(path: &Path) -> Result<Config> {
         config.source.ca_file = s.ca_file.map(|p| base.join(p));
         if let Some(c) = s.connections {
             config.source.connections = c.max(1);
+        }
+        if let Some(c) = s.compress {
+            config.source.compress = c;
         }
     }
     let mut seen: HashMap<String, String> = HashMap::new();

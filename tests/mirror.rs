@@ -104,16 +104,16 @@ fn first_mirror_stores_every_message_byte_for_byte_with_flags_and_dates() {
 }
 
 /// Mirror, change things at the source, mirror again: only the changes move.
-fn rerun_scenario(server: &Dovecot) {
+fn rerun_scenario(server: &Dovecot, extra: &[&str]) {
     let mut alice = seed_basic(server);
     let store = tempfile::tempdir().unwrap();
     let accounts = server.accounts_csv(&[("alice", "alice-pw")]);
-    let (run, first) = mirror(server, store.path(), &accounts, &[]);
+    let (run, first) = mirror(server, store.path(), &accounts, extra);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(total(&first, "bodies_fetched"), 5);
 
     // Nothing changed: nothing fetched, no folder opened.
-    let (run, noop) = mirror(server, store.path(), &accounts, &[]);
+    let (run, noop) = mirror(server, store.path(), &accounts, extra);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(total(&noop, "bodies_fetched"), 0);
     assert_eq!(total(&noop, "bytes_fetched"), 0);
@@ -128,7 +128,7 @@ fn rerun_scenario(server: &Dovecot) {
     let gone = archive[0].clone();
     alice.expunge_uid("Archive", gone.uid);
 
-    let (run, changed) = mirror(server, store.path(), &accounts, &[]);
+    let (run, changed) = mirror(server, store.path(), &accounts, extra);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(total(&changed, "bodies_fetched"), 1, "{changed}");
     assert_eq!(total(&changed, "flags_updated"), 1, "{changed}");
@@ -144,7 +144,7 @@ fn rerun_scenario(server: &Dovecot) {
     assert!(kept.expunged);
     assert_eq!(blob(store.path(), &kept.hash), gone.body);
 
-    let (run, noop) = mirror(server, store.path(), &accounts, &[]);
+    let (run, noop) = mirror(server, store.path(), &accounts, extra);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(total(&noop, "bodies_fetched"), 0);
     assert_eq!(total(&noop, "flags_updated"), 0);
@@ -154,7 +154,7 @@ fn rerun_scenario(server: &Dovecot) {
 #[test]
 fn rerun_fetches_only_new_mail_and_reflects_flags_and_expunges() {
     let server = Dovecot::start();
-    rerun_scenario(&server);
+    rerun_scenario(&server, &["--compress", "always"]);
 }
 
 #[test]
@@ -181,7 +181,7 @@ fn without_condstore_qresync_or_list_status_the_fallback_is_correct() {
         ),
         ..DovecotConfig::default()
     });
-    rerun_scenario(&server);
+    rerun_scenario(&server, &[]);
 }
 
 #[test]
@@ -542,4 +542,33 @@ fn killed_mid_mirror_the_next_run_completes_without_duplicates() {
         0
     );
     assert_store_matches_server(&server, store.path(), "alice", "alice-pw");
+}
+
+#[test]
+fn compress_deflate_shrinks_the_wire_when_asked_for() {
+    let server = Dovecot::start();
+    let mut alice = server.client("alice", "alice-pw");
+    let mut body = message("big text", "big@x", "");
+    for i in 0..40_000 {
+        body.extend_from_slice(format!("line {i} of a very repetitive message\r\n").as_bytes());
+    }
+    alice.append("INBOX", "", DATE_1, &body);
+    let accounts = server.accounts_csv(&[("alice", "alice-pw")]);
+    for (mode, compressed) in [("always", true), ("never", false)] {
+        let store = tempfile::tempdir().unwrap();
+        let (run, s) = mirror(&server, store.path(), &accounts, &["--compress", mode]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let fetched = total(&s, "bytes_fetched");
+        let wire = total(&s, "wire_bytes_in");
+        assert_eq!(fetched, body.len() as u64);
+        if compressed {
+            assert!(
+                wire < fetched / 4,
+                "compressed: {wire} on the wire for {fetched}"
+            );
+        } else {
+            assert!(wire > fetched, "plain: {wire} on the wire for {fetched}");
+        }
+        assert_store_matches_server(&server, store.path(), "alice", "alice-pw");
+    }
 }

@@ -25,6 +25,9 @@ pub fn run(cli: &Cli, args: &MirrorArgs) -> Result<i32> {
     if let Some(a) = args.source.auth {
         config.source.auth = a;
     }
+    if let Some(c) = args.source.compress {
+        config.source.compress = c;
+    }
     if let Some(ca) = &args.source.ca_file {
         config.source.ca_file = Some(ca.clone());
     }
@@ -87,7 +90,10 @@ pub fn run(cli: &Cli, args: &MirrorArgs) -> Result<i32> {
         Arc::new(LogLines)
     };
 
+    // Blocking threads hash, compress and fsync blobs; a few keep the disk
+    // busy, more would only add memory.
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(8)
         .enable_all()
         .build()?;
     let summary = runtime.block_on(mirror::mirror(

@@ -19,7 +19,7 @@ use chrono::{DateTime, FixedOffset};
 use tokio::net::TcpStream;
 
 use super::wire::{Wire, WireStats};
-use crate::config::{AuthMethod, Password, ServerSettings};
+use crate::config::{AuthMethod, Compression, Password, ServerSettings};
 
 /// How long one response may take before the connection counts as dead.
 const IO_TIMEOUT: Duration = Duration::from_secs(180);
@@ -138,6 +138,9 @@ impl ImapSession {
         .map_err(|_| anyhow!("cannot connect to {address}: no answer within {CONNECT_TIMEOUT:?}"))?
         .with_context(|| format!("cannot connect to {address}"))?;
         tcp.set_nodelay(true).ok();
+        let peer = tcp
+            .peer_addr()
+            .with_context(|| format!("cannot connect to {address}"))?;
         let name = rustls::pki_types::ServerName::try_from(server.host.clone())
             .with_context(|| format!("{:?} is not a valid server name", server.host))?;
         let tls_stream = tokio::time::timeout(
@@ -220,7 +223,12 @@ impl ImapSession {
             )
             .await?;
         }
-        if imap.caps.has("COMPRESS=DEFLATE") {
+        let compress = match server.compress {
+            Compression::Always => true,
+            Compression::Never => false,
+            Compression::Auto => !peer.ip().is_loopback(),
+        };
+        if compress && imap.caps.has("COMPRESS=DEFLATE") {
             imap.run("COMPRESS DEFLATE", |_| Ok(())).await?;
             imap.session.get_mut().start_deflate();
         }

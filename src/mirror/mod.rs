@@ -50,8 +50,8 @@ impl MirrorOptions {
         MirrorOptions {
             server,
             accounts_at_once: 4,
-            batch_bytes: 8 << 20,
-            max_bytes_in_flight: 128 << 20,
+            batch_bytes: 4 << 20,
+            max_bytes_in_flight: 64 << 20,
         }
     }
 }
