@@ -9,6 +9,8 @@
 # into a Maildir, and mbsync's no-op re-run, with peak RSS from GNU time.
 # Prints a Markdown table with the ratios. BENCH_DIR (default
 # /tmp/mailferry-bench) keeps the corpus between runs; delete it to regenerate.
+# CONNECTIONS (default 4) sets mailferry's connections per account;
+# MF_EXTRA adds mailferry options (e.g. MF_EXTRA="--compress always").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib-dovecot.sh
@@ -61,7 +63,7 @@ measure() { # label, command...
 
 rm -rf "$bench/store"
 mf=("$bin" --store "$bench/store" --quiet mirror --accounts "$bench/accounts.csv" --host localhost
-    --port "$port" --ca-file "$bench/dovecot/ca.pem" --connections "$connections" --json)
+    --port "$port" --ca-file "$bench/dovecot/ca.pem" --connections "$connections" --json ${MF_EXTRA:-})
 measure mf_first "${mf[@]}"
 measure mf_noop "${mf[@]}"
 
@@ -109,7 +111,7 @@ budget_mb=$(( 200 + largest * connections / 1048576 ))
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 cat <<TABLE
 
-$(cat "$bench/corpus.txt"); $(nproc) cores; connections per account: $connections
+$(cat "$bench/corpus.txt"); $(nproc) cores; mailferry connections per account: $connections ${MF_EXTRA:-}
 
 | run | wall s | peak RSS MB | notes |
 | --- | ---: | ---: | --- |

@@ -411,7 +411,20 @@ async fn run_account(
         .collect();
 
     let mut jobs = Vec::new();
-    let selectable: Vec<&ListedFolder> = listed.iter().filter(|f| f.is_selectable()).collect();
+    // With a UserRoot, only that folder and what lies below it.
+    let in_root = |f: &ListedFolder| match ctx.account.user_root.as_deref() {
+        None => true,
+        Some(root) => {
+            f.wire_name == root
+                || f.delimiter
+                    .as_deref()
+                    .is_some_and(|d| f.wire_name.starts_with(&format!("{root}{d}")))
+        }
+    };
+    let selectable: Vec<&ListedFolder> = listed
+        .iter()
+        .filter(|f| f.is_selectable() && in_root(f))
+        .collect();
     for (wire, row) in &known {
         if row.deleted_at.is_none() && !selectable.iter().any(|f| &f.wire_name == wire) {
             ctx.store.index().mark_folder_deleted(row.id)?;

@@ -286,8 +286,7 @@ impl Index {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Inserts blob rows and message rows in one transaction. Rows already
-    /// present (a re-run after a crash) are left as they are.
+    /// Inserts blob rows and message rows in one transaction.
     pub fn insert_messages(
         &self,
         folder_id: i64,
@@ -319,10 +318,16 @@ impl Index {
         let mut inserted = 0;
         {
             let mut msg_stmt = tx.prepare_cached(
-                "INSERT OR IGNORE INTO messages
+                // A row already there (a re-run after a crash, or a folder
+                // re-created with the same UIDVALIDITY) is revived when it
+                // names the same blob; anything else is left as it was.
+                "INSERT INTO messages
                    (folder_id, uidvalidity, uid, blob_hash, flags, modseq, internal_date,
                     internal_date_offset, size, first_seen_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT (folder_id, uidvalidity, uid) DO UPDATE
+                   SET expunged_at = NULL, flags = excluded.flags
+                   WHERE blob_hash = excluded.blob_hash AND expunged_at IS NOT NULL",
             )?;
             for m in messages {
                 inserted += msg_stmt.execute(params![
