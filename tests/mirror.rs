@@ -572,3 +572,208 @@ fn compress_deflate_shrinks_the_wire_when_asked_for() {
         assert_store_matches_server(&server, store.path(), "alice", "alice-pw");
     }
 }
+
+#[test]
+fn authenticate_plain_works_and_the_client_identifies_itself() {
+    let server = Dovecot::start();
+    seed_basic(&server);
+    let store = tempfile::tempdir().unwrap();
+    let accounts = server.accounts_csv(&[("alice", "alice-pw")]);
+    let (run, summary) = mirror(&server, store.path(), &accounts, &["--auth", "plain"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(total(&summary, "bodies_fetched"), 5);
+    let log = server.log();
+    assert!(log.contains("method=PLAIN"), "{log}");
+    assert!(log.contains("name=mailferry"), "ID not sent: {log}");
+}
+
+#[test]
+fn a_message_the_server_will_not_deliver_is_reported_and_fetched_next_run() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = Dovecot::start();
+    seed_basic(&server);
+    server.write_maildir_message(
+        "alice",
+        "INBOX",
+        "1700000000.locked.host",
+        &message("locked", "locked@x", "unreadable for now"),
+    );
+    let file = std::fs::read_dir(server.maildir("alice", "INBOX").join("cur"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().contains("locked"))
+        .unwrap()
+        .path();
+    // Take read access away from Dovecot's mail user: the message is listed
+    // (its size is in the file name) but cannot be read.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o000)).unwrap();
+    std::os::unix::fs::chown(&file, Some(0), Some(0)).ok();
+
+    let store = tempfile::tempdir().unwrap();
+    let accounts = server.accounts_csv(&[("alice", "alice-pw")]);
+    let (run, summary) = mirror(&server, store.path(), &accounts, &[]);
+    if run.code == 0 {
+        // Not root: the file stays readable to Dovecot; nothing to test.
+        assert!(!is_root_for_tests(), "{summary}");
+        return;
+    }
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let account = &summary["accounts"][0];
+    assert_eq!(account["complete"], false);
+    let errors = account["folder_errors"].to_string();
+    assert!(
+        errors.contains("INBOX") && errors.contains("did not deliver UID"),
+        "{errors}\n{}\n{}",
+        run.stderr,
+        server.log()
+    );
+    assert_eq!(
+        total(&summary, "bodies_fetched"),
+        5,
+        "the others are stored"
+    );
+
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (run, again) = mirror(&server, store.path(), &accounts, &[]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(total(&again, "bodies_fetched"), 1, "{again}");
+    assert_store_matches_server(&server, store.path(), "alice", "alice-pw");
+}
+
+fn is_root_for_tests() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_link_that_drops_mid_literal_is_reconnected_and_completes() {
+    let server = Dovecot::start();
+    let mut alice = server.client("alice", "alice-pw");
+    for i in 0..30 {
+        let mut body = message("bulk", &format!("bulk{i}@x"), "");
+        body.extend(noise(100_000, i + 3).iter().map(|b| b'a' + b % 26));
+        body.extend_from_slice(b"\r\n");
+        alice.append("INBOX", "", DATE_1, &body);
+    }
+    // The first three connections die 400 KB into the server's answers.
+    let proxy = Proxy::start(server.port, 3, 400_000);
+    let store = tempfile::tempdir().unwrap();
+    let accounts = server.accounts_csv(&[("alice", "alice-pw")]);
+    let (run, summary) = mirror_via(
+        &server,
+        proxy.port,
+        store.path(),
+        &accounts,
+        &["--connections", "1"],
+    );
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+    assert!(proxy.cut.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+    assert!(total(&summary, "connections") >= 3, "{summary}");
+    assert_store_matches_server(&server, store.path(), "alice", "alice-pw");
+}
+
+#[test]
+fn a_server_that_goes_away_mid_run_fails_the_account_cleanly_and_the_next_run_completes() {
+    let server = Dovecot::start();
+    let mut alice = server.client("alice", "alice-pw");
+    let count = 200;
+    for i in 0..count {
+        let mut body = message("bulk", &format!("gone{i}@x"), "");
+        body.extend(noise(50_000, i + 5).iter().map(|b| b'a' + b % 26));
+        body.extend_from_slice(b"\r\n");
+        alice.append("INBOX", "", DATE_1, &body);
+    }
+    drop(alice);
+    let proxy = Proxy::start(server.port, 0, 0);
+    let store = tempfile::tempdir().unwrap();
+    let accounts = server.accounts_csv(&[("alice", "alice-pw")]);
+    let port = proxy.port.to_string();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"))
+        .args([
+            "--store",
+            store.path().to_str().unwrap(),
+            "mirror",
+            "--json",
+            "--accounts",
+            accounts.to_str().unwrap(),
+            "--host",
+            "localhost",
+            "--port",
+            &port,
+            "--ca-file",
+            server.ca_file.to_str().unwrap(),
+            "--connections",
+            "1",
+            "--max-memory-mib",
+            "1",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while blob_files(store.path()).len() < 10 {
+        assert!(std::time::Instant::now() < deadline, "no progress");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    proxy.go_away();
+    let started = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "hung after the server left"
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{summary}");
+    let account = &summary["accounts"][0];
+    assert_eq!(account["complete"], false);
+    let why = format!("{} {}", account["error"], account["folder_errors"]);
+    assert!(
+        why.contains("alice@example.com") && why.contains("INBOX"),
+        "{why}"
+    );
+    let committed = stored_messages(store.path()).len();
+    assert!(committed < count as usize);
+    for r in stored_messages(store.path()) {
+        assert_eq!(sha256_hex(&blob(store.path(), &r.hash)), r.hash);
+    }
+
+    let (run, summary) = mirror(&server, store.path(), &accounts, &[]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(
+        total(&summary, "bodies_fetched") as usize,
+        count as usize - committed
+    );
+    assert_store_matches_server(&server, store.path(), "alice", "alice-pw");
+}
+
+#[test]
+fn passwords_never_reach_logs_even_at_trace_level() {
+    let server = Dovecot::start();
+    seed_basic(&server);
+    let store = tempfile::tempdir().unwrap();
+    let accounts = server.accounts_csv(&[("alice", "alice-pw"), ("bob", "wrong-bob-secret")]);
+    for auth in ["login", "plain"] {
+        let (run, _) = mirror(&server, store.path(), &accounts, &["-vvv", "--auth", auth]);
+        assert!(
+            run.stderr.contains("TRACE") || run.stderr.contains("DEBUG"),
+            "no logs at all"
+        );
+        for secret in ["alice-pw", "wrong-bob-secret"] {
+            assert!(!run.stderr.contains(secret), "{auth}: {secret} in the log");
+            assert!(
+                !run.stdout.contains(secret),
+                "{auth}: {secret} in the summary"
+            );
+        }
+        // PLAIN sends base64: that must not show either.
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode("\0alice\0alice-pw");
+        assert!(!run.stderr.contains(&b64));
+    }
+    let index = std::fs::read(store.path().join("index.sqlite")).unwrap();
+    assert!(!index.windows(8).any(|w| w == b"alice-pw"));
+}

@@ -299,6 +299,8 @@ impl ImapSession {
     {
         self.commands += 1;
         let verb = command_verb(command);
+        // Never LOGIN or AUTHENTICATE: those go through async-imap's own calls.
+        tracing::debug!(target: "mailferry::imap", "C: {command}");
         let tag = self
             .session
             .run_command(command)

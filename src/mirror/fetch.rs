@@ -8,7 +8,7 @@
 //! committed in one transaction.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -114,10 +114,50 @@ impl FolderSync {
     }
 }
 
+/// One batch of bodies to fetch. After a broken connection the batch is
+/// fetched one message at a time, so that a message the server cannot send
+/// (some servers drop the connection on it) is isolated and reported while
+/// the rest are stored.
 pub(crate) struct FetchJob {
     pub folder: Arc<FolderSync>,
-    pub uids: Vec<u32>,
     pub bytes: u64,
+    /// UIDs still to fetch.
+    uids: Mutex<Vec<u32>>,
+    one_by_one: AtomicBool,
+    /// Broken connections while fetching a UID alone, with the last error.
+    strikes: Mutex<HashMap<u32, (u32, String)>>,
+    /// Messages stored or given up on; the worker retries while it grows.
+    progress: AtomicU64,
+}
+
+/// A message that broke the connection this many times is given up on.
+const STRIKES: u32 = 2;
+
+impl FetchJob {
+    pub fn new(folder: Arc<FolderSync>, uids: Vec<u32>, bytes: u64) -> FetchJob {
+        FetchJob {
+            folder,
+            bytes,
+            uids: Mutex::new(uids),
+            one_by_one: AtomicBool::new(false),
+            strikes: Mutex::new(HashMap::new()),
+            progress: AtomicU64::new(0),
+        }
+    }
+
+    pub fn progress(&self) -> u64 {
+        self.progress.load(Ordering::SeqCst)
+    }
+
+    fn remaining(&self) -> Vec<u32> {
+        self.uids.lock().unwrap().clone()
+    }
+
+    fn done_with(&self, uids: &[u32]) {
+        let gone: HashSet<u32> = uids.iter().copied().collect();
+        self.uids.lock().unwrap().retain(|u| !gone.contains(u));
+        self.progress.fetch_add(uids.len() as u64, Ordering::SeqCst);
+    }
 }
 
 /// Fetches one batch and stores it. Returns the folder id.
@@ -146,37 +186,100 @@ pub(crate) async fn run(
         .await
         .context("memory budget closed")?;
 
-    let wanted: HashSet<u32> = job.uids.iter().copied().collect();
-    let mut got: HashMap<u32, FetchedMessage> = HashMap::with_capacity(job.uids.len());
-    let mut refused = fetch_into(session, &uid_set(&job.uids), &wanted, &mut got).await?;
-
-    // A silent short answer: ask again for each missing message on its own.
-    let mut missing: Vec<u32> = job
-        .uids
-        .iter()
-        .filter(|u| !got.contains_key(u))
-        .copied()
-        .collect();
-    if !missing.is_empty() {
-        for uid in missing.clone() {
-            if let Some(text) = fetch_into(session, &uid.to_string(), &wanted, &mut got).await? {
-                refused = Some(text);
+    // Why a UID was not delivered, for the report.
+    let mut undelivered: Vec<(u32, String)> = Vec::new();
+    if !job.one_by_one.load(Ordering::SeqCst) {
+        let uids = job.remaining();
+        let wanted: HashSet<u32> = uids.iter().copied().collect();
+        let mut got = HashMap::with_capacity(uids.len());
+        let result = fetch_into(session, &uid_set(&uids), &wanted, &mut got).await;
+        // What arrived before any failure is kept.
+        deliver(ctx, session, job, shared, got).await?;
+        match result {
+            Ok(refused) => {
+                let text = refused.unwrap_or_else(|| "no error given".to_string());
+                undelivered.extend(job.remaining().into_iter().map(|u| (u, text.clone())));
+            }
+            Err(e) => {
+                job.one_by_one.store(true, Ordering::SeqCst);
+                return Err(e);
             }
         }
-        missing.retain(|u| !got.contains_key(u));
+        // A silent short answer: ask again for each missing message on its own.
+        job.one_by_one.store(true, Ordering::SeqCst);
     }
+    if job.one_by_one.load(Ordering::SeqCst) {
+        undelivered.clear();
+        for uid in job.remaining() {
+            if let Some((n, why)) = job.strikes.lock().unwrap().get(&uid)
+                && *n >= STRIKES
+            {
+                undelivered.push((uid, why.clone()));
+                continue;
+            }
+            let wanted = HashSet::from([uid]);
+            let mut got = HashMap::new();
+            match fetch_into(session, &uid.to_string(), &wanted, &mut got).await {
+                Ok(refused) => {
+                    if got.is_empty() {
+                        undelivered.push((uid, refused.unwrap_or_else(|| "no error given".into())));
+                    }
+                    deliver(ctx, session, job, shared, got).await?;
+                }
+                Err(e) => {
+                    let mut strikes = job.strikes.lock().unwrap();
+                    let entry = strikes.entry(uid).or_insert((0, String::new()));
+                    entry.0 += 1;
+                    entry.1 = super::error_chain(&e);
+                    if entry.0 >= STRIKES {
+                        // Count giving up as progress so the worker goes on.
+                        job.progress.fetch_add(1, Ordering::SeqCst);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
     let mut failed = Vec::new();
-    if !missing.is_empty() {
+    if !undelivered.is_empty() {
         // Expunged meanwhile is fine; still there but undelivered is not.
         let still_there: HashSet<u32> = session.uid_search_all().await?.into_iter().collect();
-        failed = missing
+        failed = undelivered
             .into_iter()
-            .filter(|u| still_there.contains(u))
+            .filter(|(u, _)| still_there.contains(u))
             .collect::<Vec<_>>();
     }
+    if !failed.is_empty() {
+        shared
+            .messages_failed
+            .fetch_add(failed.len() as u64, Ordering::Relaxed);
+        folder.batch_failed(ctx, shared);
+        let uids: Vec<u32> = failed.iter().map(|(u, _)| *u).collect();
+        let why = &failed[0].1;
+        bail!(
+            "the server did not deliver UID {} in folder {} ({why}); the next run tries again",
+            uid_set(&uids),
+            mutf7::display(&folder.wire_name),
+        );
+    }
+    folder.batch_done(ctx)?;
+    Ok(folder.folder_id)
+}
 
+/// Stores delivered messages (after restoring NUL bytes) and counts them.
+async fn deliver(
+    ctx: &Arc<AccountContext>,
+    session: &mut ImapSession,
+    job: &FetchJob,
+    shared: &SharedCounts,
+    mut got: HashMap<u32, FetchedMessage>,
+) -> Result<()> {
+    if got.is_empty() {
+        return Ok(());
+    }
     restore_nul_bytes(session, &mut got).await?;
-
+    let uids: Vec<u32> = got.keys().copied().collect();
     let messages: Vec<FetchedMessage> = got.into_values().collect();
     let fetched_bytes: u64 = messages
         .iter()
@@ -184,13 +287,13 @@ pub(crate) async fn run(
         .sum();
     let count = messages.len() as u64;
     let store_ctx = ctx.clone();
-    let (folder_id, uidvalidity) = (folder.folder_id, folder.uidvalidity);
+    let (folder_id, uidvalidity) = (job.folder.folder_id, job.folder.uidvalidity);
     let (written, already) = tokio::task::spawn_blocking(move || {
         store_messages(&store_ctx, folder_id, uidvalidity, messages)
     })
     .await
     .map_err(|e| anyhow!("storing a batch crashed: {e}"))??;
-
+    job.done_with(&uids);
     shared.bodies_fetched.fetch_add(count, Ordering::Relaxed);
     shared
         .bytes_fetched
@@ -201,21 +304,7 @@ pub(crate) async fn run(
         .fetch_add(already, Ordering::Relaxed);
     ctx.progress
         .fetched(&ctx.account.name, count, fetched_bytes);
-
-    if !failed.is_empty() {
-        shared
-            .messages_failed
-            .fetch_add(failed.len() as u64, Ordering::Relaxed);
-        folder.batch_failed(ctx, shared);
-        bail!(
-            "the server did not deliver UID {} in folder {} ({}); the next run tries again",
-            uid_set(&failed),
-            mutf7::display(&folder.wire_name),
-            refused.unwrap_or_else(|| "no error given".to_string())
-        );
-    }
-    folder.batch_done(ctx)?;
-    Ok(folder.folder_id)
+    Ok(())
 }
 
 /// Runs one body FETCH, keeping the messages asked for. A tagged NO is

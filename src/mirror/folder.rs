@@ -13,7 +13,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Result, anyhow};
 
@@ -34,6 +34,10 @@ pub(crate) struct PlanJob {
     pub wire_name: String,
     /// The index's row for the folder as it was before this run, if any.
     pub known: Option<FolderRow>,
+    /// Set when listing Message-IDs failed: a server that cannot read a
+    /// message's header must not stop the folder, so the retry lists
+    /// without them (and fetches instead of re-pointing).
+    pub skip_ids: AtomicBool,
 }
 
 /// Plans one folder and queues its fetch batches. Returns the folder id.
@@ -72,7 +76,8 @@ pub(crate) async fn plan(
     let live = index_of().live_messages(job.folder_id, uidvalidity)?;
     // Re-pointing needs the Message-ID; not worth asking for when the
     // store is empty (a first mirror).
-    let want_ids = !same_validity && !index_of().is_empty()?;
+    let want_ids =
+        !same_validity && !job.skip_ids.load(Ordering::SeqCst) && !index_of().is_empty()?;
     let items = if want_ids {
         LISTING_ITEMS_WITH_ID
     } else {
@@ -84,7 +89,7 @@ pub(crate) async fn plan(
     let mut expunged: Vec<u32> = Vec::new();
     let has_new = status.uidnext.is_none_or(|next| next > synced_uid + 1);
     if exists > 0 && has_new {
-        session
+        let listed = session
             .uid_fetch(&format!("{}:*", synced_uid + 1), items, None, |m| {
                 // `n:*` answers with the last message even when it is below n.
                 if m.uid > synced_uid {
@@ -92,7 +97,13 @@ pub(crate) async fn plan(
                 }
                 Ok(())
             })
-            .await?;
+            .await;
+        if let Err(e) = listed {
+            if want_ids {
+                job.skip_ids.store(true, Ordering::SeqCst);
+            }
+            return Err(e);
+        }
     }
 
     let compare_flags = |m: &FetchedMessage, changes: &mut Vec<_>| {
@@ -274,11 +285,7 @@ pub(crate) async fn plan(
         queue.push_fetches(
             batches
                 .into_iter()
-                .map(|(uids, bytes)| FetchJob {
-                    folder: folder.clone(),
-                    uids,
-                    bytes,
-                })
+                .map(|(uids, bytes)| FetchJob::new(folder.clone(), uids, bytes))
                 .collect(),
         );
     }

@@ -493,6 +493,7 @@ async fn run_account(
             folder_id,
             wire_name: listed_folder.wire_name.clone(),
             known: row.filter(|r| r.deleted_at.is_none()).cloned(),
+            skip_ids: Default::default(),
         }));
     }
 
@@ -592,10 +593,16 @@ impl Worker {
                     }
                 }
                 let s = session.as_mut().expect("session");
+                let progress_before = job_progress(job.as_ref().expect("job"));
                 let result = match job.as_ref().expect("job") {
                     Job::Plan(p) => folder::plan(&self.ctx, s, p, &self.queue, &self.shared).await,
                     Job::Fetch(f) => fetch::run(&self.ctx, s, f, &self.shared).await,
                 };
+                // A fetch that stored something before the link broke
+                // earns a fresh set of retries.
+                if job_progress(job.as_ref().expect("job")) > progress_before {
+                    attempt = 0;
+                }
                 match result {
                     Ok(folder_id) => {
                         selected = Some(folder_id);
@@ -613,7 +620,7 @@ impl Worker {
                             self.shared.absorb_session(&old);
                         }
                         tokio::time::sleep(std::time::Duration::from_millis(
-                            250 * broken_in_a_row as u64,
+                            250 * broken_in_a_row.min(8) as u64,
                         ))
                         .await;
                     }
@@ -648,6 +655,13 @@ impl Worker {
             s.logout().await;
         }
         Ok(())
+    }
+}
+
+fn job_progress(job: &Job) -> u64 {
+    match job {
+        Job::Plan(_) => 0,
+        Job::Fetch(f) => f.progress(),
     }
 }
 

@@ -216,6 +216,7 @@ service imap-login {{
 protocol imap {{
   mail_plugins = $mail_plugins imap_zlib
   mail_max_userip_connections = 50
+  imap_id_log = *
 {caps}}}
 "#,
             d = d.display(),
@@ -295,7 +296,14 @@ protocol imap {{
         for sub in ["cur", "new", "tmp"] {
             std::fs::create_dir_all(md.join(sub)).unwrap();
         }
-        let path = md.join("cur").join(format!("{name}:2,"));
+        // S= and W= in the name let Dovecot answer RFC822.SIZE without
+        // opening the file (W counts CRLF line ends).
+        let lf = bytes.iter().filter(|&&b| b == b'\n').count();
+        let crlf = bytes.windows(2).filter(|w| w == b"\r\n").count();
+        let vsize = bytes.len() + lf - crlf;
+        let path = md
+            .join("cur")
+            .join(format!("{name},S={},W={vsize}:2,", bytes.len()));
         std::fs::write(&path, bytes).unwrap();
         chown_tree(&self.dir.path().join("mail"), self.uid, self.gid);
     }
@@ -650,7 +658,18 @@ pub fn mirror(
     accounts: &Path,
     extra: &[&str],
 ) -> (Run, serde_json::Value) {
-    let port = server.port.to_string();
+    mirror_via(server, server.port, store, accounts, extra)
+}
+
+/// The same through another port (a proxy in front of `server`).
+pub fn mirror_via(
+    server: &Dovecot,
+    port: u16,
+    store: &Path,
+    accounts: &Path,
+    extra: &[&str],
+) -> (Run, serde_json::Value) {
+    let port = port.to_string();
     let mut args = vec![
         "--store",
         store.to_str().unwrap(),
@@ -753,4 +772,102 @@ pub fn instant(date: &str) -> i64 {
     chrono::DateTime::parse_from_str(date.trim_start(), "%d-%b-%Y %H:%M:%S %z")
         .unwrap()
         .timestamp()
+}
+
+/// A TCP proxy in front of a server. It can cut the first `cuts`
+/// connections after `after_bytes` bytes from the server (a link that drops
+/// mid-literal), and [`Proxy::go_away`] drops every connection and refuses
+/// new ones (a server that is gone).
+pub struct Proxy {
+    pub port: u16,
+    pub cut: Arc<std::sync::atomic::AtomicUsize>,
+    gone: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Proxy {
+    pub fn start(upstream: u16, cuts: usize, after_bytes: usize) -> Proxy {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicUsize::new(0));
+        let gone = Arc::new(AtomicBool::new(false));
+        let (counter, stop) = (cut.clone(), gone.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let client = match listener.accept() {
+                    Ok((c, _)) => c,
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    }
+                };
+                client.set_nonblocking(false).unwrap();
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let limit = if counter.load(Ordering::SeqCst) < cuts {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    Some(after_bytes)
+                } else {
+                    None
+                };
+                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (stop1, stop2) = (stop.clone(), stop.clone());
+                std::thread::spawn(move || pipe(c2, s2, None, stop1));
+                std::thread::spawn(move || pipe(server, client, limit, stop2));
+            }
+        });
+        Proxy { port, cut, gone }
+    }
+
+    /// Drops every connection and refuses new ones.
+    pub fn go_away(&self) {
+        self.gone.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.go_away();
+    }
+}
+
+fn pipe(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    limit: Option<usize>,
+    gone: Arc<std::sync::atomic::AtomicBool>,
+) {
+    from.set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let mut buf = [0u8; 16 * 1024];
+    let mut sent = 0usize;
+    while !gone.load(std::sync::atomic::Ordering::SeqCst) {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
+            Err(_) => break,
+        };
+        if let Some(limit) = limit
+            && sent + n > limit
+        {
+            let _ = to.write_all(&buf[..limit - sent]);
+            break;
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+        sent += n;
+    }
+    let _ = to.shutdown(std::net::Shutdown::Both);
+    let _ = from.shutdown(std::net::Shutdown::Both);
 }
