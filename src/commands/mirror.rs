@@ -87,7 +87,7 @@ pub fn run(cli: &Cli, args: &MirrorArgs) -> Result<i32> {
     } else if std::io::stderr().is_terminal() {
         Arc::new(Bars::new(config.accounts.len()))
     } else {
-        Arc::new(LogLines)
+        Arc::new(LogLines::new())
     };
 
     // Blocking threads hash, compress and fsync blobs; a few keep the disk
@@ -116,12 +116,57 @@ pub fn run(cli: &Cli, args: &MirrorArgs) -> Result<i32> {
     })
 }
 
-/// Plain lines on stderr, for logs and pipes.
-struct LogLines;
+/// Plain lines on stderr, for logs and pipes: account start and end,
+/// warnings, and a progress line per account at most every 30 seconds.
+struct LogLines {
+    accounts: Mutex<HashMap<String, Tally>>,
+}
+
+#[derive(Default)]
+struct Tally {
+    messages: u64,
+    planned: u64,
+    bytes: u64,
+    planned_bytes: u64,
+    last_line: Option<std::time::Instant>,
+}
+
+impl LogLines {
+    fn new() -> LogLines {
+        LogLines {
+            accounts: Mutex::new(HashMap::new()),
+        }
+    }
+}
 
 impl Progress for LogLines {
     fn account_started(&self, account: &str) {
         eprintln!("{account}: folders listed");
+    }
+    fn planned(&self, account: &str, messages: u64, bytes: u64) {
+        let mut all = self.accounts.lock().unwrap();
+        let t = all.entry(account.to_string()).or_default();
+        t.planned += messages;
+        t.planned_bytes += bytes;
+    }
+    fn fetched(&self, account: &str, messages: u64, bytes: u64) {
+        let mut all = self.accounts.lock().unwrap();
+        let t = all.entry(account.to_string()).or_default();
+        t.messages += messages;
+        t.bytes += bytes;
+        let now = std::time::Instant::now();
+        if t.last_line
+            .is_none_or(|l| now - l >= Duration::from_secs(30))
+        {
+            t.last_line = Some(now);
+            eprintln!(
+                "{account}: {}/{} messages, {} of {} fetched",
+                t.messages,
+                t.planned,
+                crate::report::bytes(t.bytes),
+                crate::report::bytes(t.planned_bytes)
+            );
+        }
     }
     fn warn(&self, account: &str, message: &str) {
         eprintln!("{account}: warning: {message}");
@@ -138,19 +183,19 @@ impl Progress for LogLines {
 struct Bars {
     multi: MultiProgress,
     overall: ProgressBar,
-    accounts: Mutex<HashMap<String, ProgressBar>>,
+    accounts: Mutex<HashMap<String, (ProgressBar, Tally)>>,
 }
+
+const BAR_TEMPLATE: &str = "{prefix:>28} [{bar:30}] {bytes:>10}/{total_bytes:<10} {binary_bytes_per_sec:>12} ETA {eta:>4} {msg}";
 
 impl Bars {
     fn new(accounts: usize) -> Bars {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(5));
         let overall = multi.add(ProgressBar::new(0));
         overall.set_style(
-            ProgressStyle::with_template(
-                "{prefix:>24} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
-            )
-            .expect("template")
-            .progress_chars("=> "),
+            ProgressStyle::with_template(BAR_TEMPLATE)
+                .expect("template")
+                .progress_chars("=> "),
         );
         overall.set_prefix(format!("all {accounts} accounts"));
         overall.enable_steady_tick(Duration::from_millis(500));
@@ -161,20 +206,19 @@ impl Bars {
         }
     }
 
-    fn bar(&self, account: &str) -> ProgressBar {
+    fn with_bar(&self, account: &str, f: impl FnOnce(&ProgressBar, &mut Tally)) {
         let mut bars = self.accounts.lock().unwrap();
-        bars.entry(account.to_string())
-            .or_insert_with(|| {
-                let bar = self.multi.insert_before(&self.overall, ProgressBar::new(0));
-                bar.set_style(
-                    ProgressStyle::with_template("{prefix:>24} [{bar:30}] {pos}/{len} msgs {msg}")
-                        .expect("template")
-                        .progress_chars("=> "),
-                );
-                bar.set_prefix(shorten(account, 24));
-                bar
-            })
-            .clone()
+        let (bar, tally) = bars.entry(account.to_string()).or_insert_with(|| {
+            let bar = self.multi.insert_before(&self.overall, ProgressBar::new(0));
+            bar.set_style(
+                ProgressStyle::with_template(BAR_TEMPLATE)
+                    .expect("template")
+                    .progress_chars("=> "),
+            );
+            bar.set_prefix(shorten(account, 28));
+            (bar, Tally::default())
+        });
+        f(bar, tally);
     }
 }
 
@@ -182,30 +226,29 @@ fn shorten(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         s.to_string()
     } else {
-        let tail: String = s
-            .chars()
-            .rev()
-            .take(n - 1)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        format!("…{tail}")
+        let tail: Vec<char> = s.chars().rev().take(n - 1).collect();
+        format!("…{}", tail.into_iter().rev().collect::<String>())
     }
 }
 
 impl Progress for Bars {
     fn account_started(&self, account: &str) {
-        self.bar(account).set_message("checking folders");
+        self.with_bar(account, |bar, _| bar.set_message("checking folders"));
     }
     fn planned(&self, account: &str, messages: u64, bytes: u64) {
-        self.bar(account).inc_length(messages);
+        self.with_bar(account, |bar, t| {
+            t.planned += messages;
+            bar.inc_length(bytes);
+            bar.set_message(format!("{}/{} msgs", t.messages, t.planned));
+        });
         self.overall.inc_length(bytes);
     }
     fn fetched(&self, account: &str, messages: u64, bytes: u64) {
-        let bar = self.bar(account);
-        bar.inc(messages);
-        bar.set_message("fetching");
+        self.with_bar(account, |bar, t| {
+            t.messages += messages;
+            bar.inc(bytes);
+            bar.set_message(format!("{}/{} msgs", t.messages, t.planned));
+        });
         self.overall.inc(bytes);
     }
     fn warn(&self, account: &str, message: &str) {
@@ -213,19 +256,18 @@ impl Progress for Bars {
             .suspend(|| eprintln!("{account}: warning: {message}"));
     }
     fn account_finished(&self, account: &str, error: Option<&str>) {
-        let bar = self.bar(account);
-        match error {
-            None => bar.finish_with_message("done"),
-            Some(e) => {
-                bar.abandon_with_message("FAILED");
-                self.multi.suspend(|| eprintln!("{account}: FAILED: {e}"));
-            }
+        self.with_bar(account, |bar, t| match error {
+            None => bar.finish_with_message(format!("{} msgs, done", t.messages)),
+            Some(_) => bar.abandon_with_message("FAILED"),
+        });
+        if let Some(e) = error {
+            self.multi.suspend(|| eprintln!("{account}: FAILED: {e}"));
         }
     }
 }
 
 impl Drop for Bars {
     fn drop(&mut self) {
-        self.overall.finish_and_clear();
+        self.overall.finish();
     }
 }
