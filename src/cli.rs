@@ -78,6 +78,11 @@ pub struct SourceArgs {
     #[arg(long, value_enum)]
     pub compress: Option<Compression>,
 
+    /// Seconds a server may send nothing before its connection counts as
+    /// dead (a slow but moving transfer never times out).
+    #[arg(long, value_name = "SECS", default_value_t = 180)]
+    pub io_timeout: u64,
+
     /// PEM file with extra CA certificates to trust (a private CA).
     #[arg(long, value_name = "PEM")]
     pub ca_file: Option<PathBuf>,

@@ -55,6 +55,8 @@ pub struct ServerSettings {
     /// Simultaneous connections per account.
     pub connections: usize,
     pub compress: Compression,
+    /// How long a server may send nothing before its connection counts as dead.
+    pub io_timeout: std::time::Duration,
 }
 
 impl Default for ServerSettings {
@@ -67,6 +69,7 @@ impl Default for ServerSettings {
             danger_accept_invalid_certs: false,
             connections: 4,
             compress: Compression::Auto,
+            io_timeout: std::time::Duration::from_secs(180),
         }
     }
 }

@@ -659,7 +659,14 @@ fn a_link_that_drops_mid_literal_is_reconnected_and_completes() {
         alice.append("INBOX", "", DATE_1, &body);
     }
     // The first three connections die 400 KB into the server's answers.
-    let proxy = Proxy::start(server.port, 3, 400_000);
+    let proxy = Proxy::start(
+        server.port,
+        Faults {
+            cuts: 3,
+            cut_after: 400_000,
+            ..Faults::default()
+        },
+    );
     let store = tempfile::tempdir().unwrap();
     let accounts = server.accounts_csv(&[("alice", "alice-pw")]);
     let (run, summary) = mirror_via(
@@ -687,7 +694,7 @@ fn a_server_that_goes_away_mid_run_fails_the_account_cleanly_and_the_next_run_co
         alice.append("INBOX", "", DATE_1, &body);
     }
     drop(alice);
-    let proxy = Proxy::start(server.port, 0, 0);
+    let proxy = Proxy::start(server.port, Faults::default());
     let store = tempfile::tempdir().unwrap();
     let accounts = server.accounts_csv(&[("alice", "alice-pw")]);
     let port = proxy.port.to_string();
@@ -776,4 +783,66 @@ fn passwords_never_reach_logs_even_at_trace_level() {
     }
     let index = std::fs::read(store.path().join("index.sqlite")).unwrap();
     assert!(!index.windows(8).any(|w| w == b"alice-pw"));
+}
+
+#[test]
+fn a_slow_link_never_times_out_but_a_silent_server_does() {
+    let server = Dovecot::start();
+    let mut alice = server.client("alice", "alice-pw");
+    let mut body = message("slow", "slow@x", "");
+    body.extend(noise(300_000, 11).iter().map(|b| b'a' + b % 26));
+    body.extend_from_slice(b"\r\n");
+    alice.append("INBOX", "", DATE_1, &body);
+    let accounts = server.accounts_csv(&[("alice", "alice-pw")]);
+
+    // 60 KB/s: the message takes about 5 s, more than the 2 s timeout, but
+    // bytes keep arriving.
+    let slow = Proxy::start(
+        server.port,
+        Faults {
+            bytes_per_sec: Some(60_000),
+            ..Faults::default()
+        },
+    );
+    let store = tempfile::tempdir().unwrap();
+    let (run, summary) = mirror_via(
+        &server,
+        slow.port,
+        store.path(),
+        &accounts,
+        &["--io-timeout", "2", "--compress", "never"],
+    );
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+    assert_eq!(total(&summary, "bodies_fetched"), 1);
+
+    // A server that stops sending mid-message: the run ends, naming why.
+    let stall = Proxy::start(
+        server.port,
+        Faults {
+            stall_after: Some(100_000),
+            ..Faults::default()
+        },
+    );
+    let store = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let (run, summary) = mirror_via(
+        &server,
+        stall.port,
+        store.path(),
+        &accounts,
+        &[
+            "--io-timeout",
+            "2",
+            "--connections",
+            "1",
+            "--compress",
+            "never",
+        ],
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    // The first connection hangs; the reconnect goes through and finishes.
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+    assert!(run.stderr.contains("sent nothing for 2s"), "{}", run.stderr);
+    assert_eq!(total(&summary, "bodies_fetched"), 1);
+    assert_store_matches_server(&server, store.path(), "alice", "alice-pw");
 }

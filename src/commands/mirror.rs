@@ -25,6 +25,7 @@ pub fn run(cli: &Cli, args: &MirrorArgs) -> Result<i32> {
     if let Some(a) = args.source.auth {
         config.source.auth = a;
     }
+    config.source.io_timeout = std::time::Duration::from_secs(args.source.io_timeout.max(1));
     if let Some(c) = args.source.compress {
         config.source.compress = c;
     }

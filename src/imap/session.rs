@@ -21,8 +21,8 @@ use tokio::net::TcpStream;
 use super::wire::{Wire, WireStats};
 use crate::config::{AuthMethod, Compression, Password, ServerSettings};
 
-/// How long one response may take before the connection counts as dead.
-const IO_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long a greeting may take.
+const GREETING_TIMEOUT: Duration = Duration::from_secs(60);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A server's refusal, with its own words.
@@ -36,7 +36,7 @@ pub enum ImapError {
     Bye(String),
     #[error("the connection was lost")]
     ConnectionLost,
-    #[error("no answer from the server within {0:?}")]
+    #[error("the server sent nothing for {0:?}")]
     Timeout(Duration),
 }
 
@@ -118,6 +118,7 @@ pub struct ImapSession {
     commands: u64,
     qresync: bool,
     selected: Option<String>,
+    io_timeout: Duration,
 }
 
 impl ImapSession {
@@ -153,7 +154,7 @@ impl ImapSession {
         let wire = Wire::new(tls_stream);
         let stats = wire.stats();
         let mut client = async_imap::Client::new(wire);
-        let greeting = tokio::time::timeout(IO_TIMEOUT, client.read_response())
+        let greeting = tokio::time::timeout(GREETING_TIMEOUT, client.read_response())
             .await
             .map_err(|_| anyhow!("{address} sent no greeting"))?
             .with_context(|| format!("reading the greeting of {address}"))?
@@ -210,6 +211,7 @@ impl ImapSession {
             commands: 1,
             qresync: false,
             selected: None,
+            io_timeout: server.io_timeout,
         };
         imap.caps = match caps {
             Some(c) if c.iter().count() > 1 => capabilities_from(&c),
@@ -313,9 +315,27 @@ impl ImapSession {
             })?;
         let mut callback_error = None;
         loop {
-            let response = tokio::time::timeout(IO_TIMEOUT, self.session.read_response())
-                .await
-                .map_err(|_| ImapError::Timeout(IO_TIMEOUT))?
+            // Wait as long as bytes keep arriving (a large message on a
+            // slow link takes long), at most `io_timeout` of silence.
+            // Waiting again after a check is safe: the stream keeps what it
+            // has read in its own buffer.
+            let check = (self.io_timeout / 4).min(Duration::from_secs(15));
+            let (mut silent, mut seen) = (Duration::ZERO, self.wire_bytes().0);
+            let response = loop {
+                if let Ok(r) = tokio::time::timeout(check, self.session.read_response()).await {
+                    break r;
+                }
+                let now = self.wire_bytes().0;
+                if now != seen {
+                    (silent, seen) = (Duration::ZERO, now);
+                } else {
+                    silent += check;
+                    if silent >= self.io_timeout {
+                        return Err(ImapError::Timeout(self.io_timeout).into());
+                    }
+                }
+            };
+            let response = response
                 .with_context(|| format!("reading the answer to {verb}"))?
                 .ok_or(ImapError::ConnectionLost)?;
             match response.parsed() {

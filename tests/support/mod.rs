@@ -774,10 +774,23 @@ pub fn instant(date: &str) -> i64 {
         .timestamp()
 }
 
-/// A TCP proxy in front of a server. It can cut the first `cuts`
-/// connections after `after_bytes` bytes from the server (a link that drops
-/// mid-literal), and [`Proxy::go_away`] drops every connection and refuses
-/// new ones (a server that is gone).
+/// What a [`Proxy`] does to the bytes from the server.
+#[derive(Clone, Copy, Default)]
+pub struct Faults {
+    /// Cut this many connections (the first ones) ...
+    pub cuts: usize,
+    /// ... after this many bytes from the server: a link that drops mid-literal.
+    pub cut_after: usize,
+    /// Stop forwarding (without closing) after this many bytes on the first
+    /// connection: a server that hangs.
+    pub stall_after: Option<usize>,
+    /// Forward at most this many bytes per second: a slow link.
+    pub bytes_per_sec: Option<usize>,
+}
+
+/// A TCP proxy in front of a server that injects [`Faults`];
+/// [`Proxy::go_away`] drops every connection and refuses new ones (a server
+/// that is gone).
 pub struct Proxy {
     pub port: u16,
     pub cut: Arc<std::sync::atomic::AtomicUsize>,
@@ -785,7 +798,7 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub fn start(upstream: u16, cuts: usize, after_bytes: usize) -> Proxy {
+    pub fn start(upstream: u16, faults: Faults) -> Proxy {
         use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -794,6 +807,7 @@ impl Proxy {
         let gone = Arc::new(AtomicBool::new(false));
         let (counter, stop) = (cut.clone(), gone.clone());
         std::thread::spawn(move || {
+            let mut accepted = 0;
             while !stop.load(Ordering::SeqCst) {
                 let client = match listener.accept() {
                     Ok((c, _)) => c,
@@ -806,16 +820,25 @@ impl Proxy {
                 let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
                     continue;
                 };
-                let limit = if counter.load(Ordering::SeqCst) < cuts {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    Some(after_bytes)
-                } else {
-                    None
+                let mut down = Faults {
+                    bytes_per_sec: faults.bytes_per_sec,
+                    stall_after: if accepted == 0 {
+                        faults.stall_after
+                    } else {
+                        None
+                    },
+                    ..Faults::default()
                 };
+                accepted += 1;
+                if counter.load(Ordering::SeqCst) < faults.cuts {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    down.cuts = 1;
+                    down.cut_after = faults.cut_after;
+                }
                 let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                 let (stop1, stop2) = (stop.clone(), stop.clone());
-                std::thread::spawn(move || pipe(c2, s2, None, stop1));
-                std::thread::spawn(move || pipe(server, client, limit, stop2));
+                std::thread::spawn(move || pipe(c2, s2, Faults::default(), stop1));
+                std::thread::spawn(move || pipe(server, client, down, stop2));
             }
         });
         Proxy { port, cut, gone }
@@ -836,14 +859,23 @@ impl Drop for Proxy {
 fn pipe(
     mut from: TcpStream,
     mut to: TcpStream,
-    limit: Option<usize>,
+    faults: Faults,
     gone: Arc<std::sync::atomic::AtomicBool>,
 ) {
+    use std::sync::atomic::Ordering;
     from.set_read_timeout(Some(Duration::from_millis(20)))
         .unwrap();
-    let mut buf = [0u8; 16 * 1024];
+    let chunk = faults
+        .bytes_per_sec
+        .map(|r| (r / 50).max(1))
+        .unwrap_or(16 * 1024);
+    let mut buf = vec![0u8; chunk.min(16 * 1024)];
     let mut sent = 0usize;
-    while !gone.load(std::sync::atomic::Ordering::SeqCst) {
+    while !gone.load(Ordering::SeqCst) {
+        if faults.stall_after.is_some_and(|s| sent >= s) {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
         let n = match from.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
@@ -857,16 +889,17 @@ fn pipe(
             }
             Err(_) => break,
         };
-        if let Some(limit) = limit
-            && sent + n > limit
-        {
-            let _ = to.write_all(&buf[..limit - sent]);
+        if faults.cuts > 0 && sent + n > faults.cut_after {
+            let _ = to.write_all(&buf[..faults.cut_after - sent]);
             break;
         }
         if to.write_all(&buf[..n]).is_err() {
             break;
         }
         sent += n;
+        if faults.bytes_per_sec.is_some() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
     let _ = to.shutdown(std::net::Shutdown::Both);
     let _ = from.shutdown(std::net::Shutdown::Both);
