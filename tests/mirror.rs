@@ -846,3 +846,77 @@ fn a_slow_link_never_times_out_but_a_silent_server_does() {
     assert_eq!(total(&summary, "bodies_fetched"), 1);
     assert_store_matches_server(&server, store.path(), "alice", "alice-pw");
 }
+
+#[test]
+fn a_write_that_fails_like_a_full_disk_leaves_a_store_the_next_run_completes() {
+    let server = Dovecot::start();
+    let mut alice = server.client("alice", "alice-pw");
+    for i in 0..5 {
+        alice.append(
+            "INBOX",
+            "",
+            DATE_1,
+            &message("small", &format!("s{i}@x"), "small"),
+        );
+    }
+    // Random bytes do not compress: this blob is bigger than the file limit.
+    let mut big = message("big", "big@x", "");
+    big.extend(noise(6 << 20, 13).iter().map(|b| b'!' + b % 90));
+    big.extend_from_slice(b"\r\n");
+    alice.create("Archive");
+    alice.append("Archive", "", DATE_1, &big);
+    alice.create("Other");
+    alice.append("Other", "", DATE_2, &message("other", "other@x", "fine"));
+    let store = tempfile::tempdir().unwrap();
+    let accounts = server.accounts_csv(&[("alice", "alice-pw")]);
+
+    // Files may not grow past 2 MiB, and SIGXFSZ is ignored so the write
+    // fails with an error, as it would on a full disk.
+    let port = server.port.to_string();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 2048; exec \"$@\"")
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_mailferry"))
+        .args([
+            "--store",
+            store.path().to_str().unwrap(),
+            "mirror",
+            "--json",
+            "--accounts",
+            accounts.to_str().unwrap(),
+            "--host",
+            "localhost",
+            "--port",
+            &port,
+            "--ca-file",
+            server.ca_file.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let errors = summary["accounts"][0]["folder_errors"].to_string();
+    assert!(
+        errors.contains("Archive") && errors.contains("cannot"),
+        "{errors}"
+    );
+    // Everything else is stored.
+    let stored = stored_messages(store.path());
+    assert_eq!(stored.len(), 6, "{stored:?}");
+    assert!(stored.iter().all(|r| r.folder != "Archive"));
+
+    let (run, again) = mirror(&server, store.path(), &accounts, &[]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(total(&again, "bodies_fetched"), 1);
+    assert_store_matches_server(&server, store.path(), "alice", "alice-pw");
+    assert_eq!(
+        std::fs::read_dir(store.path().join("tmp")).unwrap().count(),
+        0
+    );
+}

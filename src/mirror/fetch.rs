@@ -400,9 +400,11 @@ fn store_messages(
     let mut already = 0;
     for m in messages {
         let body = m.body.expect("fetched with a body");
-        let write = ctx.store.write_blob(&body).with_context(|| {
-            format!("cannot store UID {} of folder {}", m.uid, ctx.account.name)
-        })?;
+        // The worker names the folder and account around this.
+        let write = ctx
+            .store
+            .write_blob(&body)
+            .with_context(|| format!("cannot store UID {}", m.uid))?;
         match write.stored_size {
             Some(stored_size) => blobs.push(NewBlob {
                 hash: write.hash,
