@@ -482,30 +482,17 @@ fn killed_mid_mirror_the_next_run_completes_without_duplicates() {
     }
     let store = tempfile::tempdir().unwrap();
     let accounts = server.accounts_csv(&[("alice", "alice-pw")]);
-    let port = server.port.to_string();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"))
-        .args([
-            "--store",
-            store.path().to_str().unwrap(),
-            "--quiet",
-            "mirror",
-            "--accounts",
-            accounts.to_str().unwrap(),
-            "--host",
-            "localhost",
-            "--port",
-            &port,
-            "--ca-file",
-            server.ca_file.to_str().unwrap(),
-            "--connections",
-            "2",
-            "--max-memory-mib",
-            "1",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = mirror_command(
+        &server,
+        server.port,
+        store.path(),
+        &accounts,
+        &["--quiet", "--connections", "2", "--max-memory-mib", "1"],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while blob_files(store.path()).len() < 40 {
         assert!(
@@ -697,30 +684,17 @@ fn a_server_that_goes_away_mid_run_fails_the_account_cleanly_and_the_next_run_co
     let proxy = Proxy::start(server.port, Faults::default());
     let store = tempfile::tempdir().unwrap();
     let accounts = server.accounts_csv(&[("alice", "alice-pw")]);
-    let port = proxy.port.to_string();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"))
-        .args([
-            "--store",
-            store.path().to_str().unwrap(),
-            "mirror",
-            "--json",
-            "--accounts",
-            accounts.to_str().unwrap(),
-            "--host",
-            "localhost",
-            "--port",
-            &port,
-            "--ca-file",
-            server.ca_file.to_str().unwrap(),
-            "--connections",
-            "1",
-            "--max-memory-mib",
-            "1",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = mirror_command(
+        &server,
+        proxy.port,
+        store.path(),
+        &accounts,
+        &["--connections", "1", "--max-memory-mib", "1"],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while blob_files(store.path()).len() < 10 {
         assert!(std::time::Instant::now() < deadline, "no progress");
@@ -872,26 +846,13 @@ fn a_write_that_fails_like_a_full_disk_leaves_a_store_the_next_run_completes() {
 
     // Files may not grow past 2 MiB, and SIGXFSZ is ignored so the write
     // fails with an error, as it would on a full disk.
-    let port = server.port.to_string();
+    let mirror_line = mirror_command(&server, server.port, store.path(), &accounts, &[]);
     let out = std::process::Command::new("sh")
         .arg("-c")
         .arg("trap '' XFSZ; ulimit -f 2048; exec \"$@\"")
         .arg("sh")
-        .arg(env!("CARGO_BIN_EXE_mailferry"))
-        .args([
-            "--store",
-            store.path().to_str().unwrap(),
-            "mirror",
-            "--json",
-            "--accounts",
-            accounts.to_str().unwrap(),
-            "--host",
-            "localhost",
-            "--port",
-            &port,
-            "--ca-file",
-            server.ca_file.to_str().unwrap(),
-        ])
+        .arg(mirror_line.get_program())
+        .args(mirror_line.get_args())
         .output()
         .unwrap();
     assert_eq!(

@@ -103,7 +103,7 @@ impl FolderSync {
     }
 
     /// A batch gave up: the folder is incomplete this run.
-    pub fn batch_failed(&self, ctx: &AccountContext, _shared: &SharedCounts) {
+    pub fn batch_failed(&self, ctx: &AccountContext) {
         self.failed.store(true, Ordering::SeqCst);
         if let Err(e) = self.batch_done(ctx) {
             ctx.progress.warn(
@@ -254,7 +254,7 @@ pub(crate) async fn run(
         shared
             .messages_failed
             .fetch_add(failed.len() as u64, Ordering::Relaxed);
-        folder.batch_failed(ctx, shared);
+        // The worker records the error and marks the batch failed.
         let uids: Vec<u32> = failed.iter().map(|(u, _)| *u).collect();
         let why = &failed[0].1;
         bail!(

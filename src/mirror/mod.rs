@@ -531,7 +531,7 @@ async fn run_account(
             let name = match job {
                 Job::Plan(p) => mutf7::display(&p.wire_name),
                 Job::Fetch(f) => {
-                    f.folder.batch_failed(ctx, shared);
+                    f.folder.batch_failed(ctx);
                     mutf7::display(&f.folder.wire_name)
                 }
             };
@@ -630,7 +630,7 @@ impl Worker {
                             Job::Fetch(f) => mutf7::display(&f.folder.wire_name),
                         };
                         if let Job::Fetch(f) = job.take().expect("job") {
-                            f.folder.batch_failed(&self.ctx, &self.shared);
+                            f.folder.batch_failed(&self.ctx);
                         }
                         self.errors
                             .lock()

@@ -20,6 +20,20 @@ pub struct Index {
     conn: Connection,
 }
 
+/// A store written by a newer mailferry is an error, never a silent rewrite.
+fn refuse_newer(conn: &Connection, path: &Path) -> Result<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version.max(0) as usize > SCHEMA.len() {
+        bail!(
+            "the index {} has schema version {version}, newer than this mailferry \
+             understands ({}); use a newer mailferry for this store",
+            path.display(),
+            SCHEMA.len()
+        );
+    }
+    Ok(())
+}
+
 /// Seconds since the Unix epoch, the index's one time format.
 pub fn now() -> i64 {
     chrono::Utc::now().timestamp()
@@ -101,16 +115,7 @@ impl Index {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        let version = version.max(0) as usize;
-        if version > SCHEMA.len() {
-            bail!(
-                "the index {} has schema version {version}, newer than this mailferry \
-                 understands ({}); use a newer mailferry for this store",
-                path.display(),
-                SCHEMA.len()
-            );
-        }
+        refuse_newer(&conn, path)?;
         let migrations: Vec<M<'static>> = SCHEMA.iter().map(|sql| M::up(sql)).collect();
         Migrations::new(migrations)
             .to_latest(&mut conn)
@@ -501,16 +506,7 @@ impl Index {
         )
         .with_context(|| format!("cannot open index {}", path.display()))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        let version = version.max(0) as usize;
-        if version > SCHEMA.len() {
-            bail!(
-                "the index {} has schema version {version}, newer than this mailferry \
-                 understands ({}); use a newer mailferry for this store",
-                path.display(),
-                SCHEMA.len()
-            );
-        }
+        refuse_newer(&conn, path)?;
         Ok(Index { conn })
     }
 }

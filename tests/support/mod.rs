@@ -651,6 +651,32 @@ pub fn mailferry(args: &[&str]) -> Run {
     }
 }
 
+/// The `mailferry mirror --json` command line against `port`, to spawn.
+pub fn mirror_command(
+    server: &Dovecot,
+    port: u16,
+    store: &Path,
+    accounts: &Path,
+    extra: &[&str],
+) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailferry"));
+    cmd.env_remove("MAILFERRY_STORE")
+        .arg("--store")
+        .arg(store)
+        .args(["mirror", "--json", "--accounts"])
+        .arg(accounts)
+        .args([
+            "--host",
+            "localhost",
+            "--port",
+            &port.to_string(),
+            "--ca-file",
+        ])
+        .arg(&server.ca_file)
+        .args(extra);
+    cmd
+}
+
 /// `mailferry mirror --json` against `server`; returns the run and its summary.
 pub fn mirror(
     server: &Dovecot,
@@ -669,23 +695,14 @@ pub fn mirror_via(
     accounts: &Path,
     extra: &[&str],
 ) -> (Run, serde_json::Value) {
-    let port = port.to_string();
-    let mut args = vec![
-        "--store",
-        store.to_str().unwrap(),
-        "mirror",
-        "--accounts",
-        accounts.to_str().unwrap(),
-        "--host",
-        "localhost",
-        "--port",
-        &port,
-        "--ca-file",
-        server.ca_file.to_str().unwrap(),
-        "--json",
-    ];
-    args.extend_from_slice(extra);
-    let run = mailferry(&args);
+    let out = mirror_command(server, port, store, accounts, extra)
+        .output()
+        .unwrap();
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).to_string(),
+        stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+    };
     let json = run.json();
     (run, json)
 }
