@@ -27,6 +27,8 @@ pub enum AuthMethod {
     Login,
     /// AUTHENTICATE PLAIN (SASL) with user name and password.
     Plain,
+    /// AUTHENTICATE XOAUTH2 with an OAuth 2.0 access token (Microsoft 365).
+    Xoauth2,
 }
 
 /// When to use COMPRESS=DEFLATE.
@@ -93,6 +95,77 @@ impl fmt::Debug for Password {
     }
 }
 
+/// What kind of server the upload goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKind {
+    /// Exchange Online: outlook.office365.com, XOAUTH2, Exchange's folder
+    /// names and limits.
+    #[default]
+    M365,
+    /// Any IMAP server, with its own folder names and limits.
+    Imap,
+}
+
+/// How to get OAuth 2.0 tokens from the Microsoft identity platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OAuthFlow {
+    /// App-only: the client credentials grant, for many mailboxes.
+    #[default]
+    ClientCredentials,
+    /// Delegated: one user signs in with a code shown here.
+    DeviceCode,
+}
+
+/// OAuth 2.0 settings for XOAUTH2 targets.
+#[derive(Debug, Clone, Default)]
+pub struct OAuthSettings {
+    /// `https://login.microsoftonline.com` unless pointed elsewhere (tests).
+    pub authority: String,
+    pub tenant: String,
+    pub client_id: String,
+    pub client_secret: Option<Password>,
+    /// PEM certificate and private key, for a certificate credential.
+    pub certificate: Option<PathBuf>,
+    pub private_key: Option<PathBuf>,
+    pub flow: OAuthFlow,
+    /// Default: `https://outlook.office365.com/.default` (client credentials)
+    /// or `https://outlook.office.com/IMAP.AccessAsUser.All offline_access`.
+    pub scope: Option<String>,
+    /// Where the device-code flow keeps its refresh token (mode 0600).
+    pub token_cache: Option<PathBuf>,
+}
+
+pub const M365_AUTHORITY: &str = "https://login.microsoftonline.com";
+pub const M365_IMAP_HOST: &str = "outlook.office365.com";
+
+/// Where the upload goes.
+#[derive(Debug, Clone)]
+pub struct TargetSettings {
+    pub kind: TargetKind,
+    pub server: ServerSettings,
+    /// Messages larger than this are skipped (kept in the store, reported).
+    /// Microsoft 365: 35 MiB unless the admin raised it (up to 150 MiB).
+    pub max_message_bytes: Option<u64>,
+    pub oauth: Option<OAuthSettings>,
+}
+
+impl Default for TargetSettings {
+    fn default() -> Self {
+        TargetSettings {
+            kind: TargetKind::M365,
+            server: ServerSettings {
+                host: M365_IMAP_HOST.to_string(),
+                auth: AuthMethod::Xoauth2,
+                ..ServerSettings::default()
+            },
+            max_message_bytes: Some(35 << 20),
+            oauth: None,
+        }
+    }
+}
+
 /// One mailbox to migrate.
 #[derive(Debug, Clone)]
 pub struct Account {
@@ -106,12 +179,17 @@ pub struct Account {
     pub user_root: Option<String>,
     /// Where the account was defined, for error messages ("batch.csv line 4").
     pub origin: String,
+    /// The target mailbox (login at the target); the EmailAddress by default.
+    pub target: String,
+    /// For targets that take a password rather than OAuth.
+    pub target_password: Option<Password>,
 }
 
 /// Everything read from the accounts file(s).
 #[derive(Debug, Clone, Default)]
 pub struct Config {
     pub source: ServerSettings,
+    pub target: TargetSettings,
     pub accounts: Vec<Account>,
     /// How many accounts are mirrored at the same time.
     pub accounts_at_once: usize,
@@ -164,6 +242,9 @@ pub fn parse_csv(text: &[u8], file: &str) -> Result<Vec<Account>> {
     let pass_col =
         column("Password").ok_or_else(|| anyhow!("{file} line 1: no Password column"))?;
     let root_col = column("UserRoot");
+    // Not in Microsoft's format: optional extras for other targets.
+    let target_col = column("TargetAddress");
+    let target_pass_col = column("TargetPassword");
 
     let mut accounts = Vec::new();
     let mut seen: HashMap<String, u64> = HashMap::new();
@@ -207,12 +288,23 @@ pub fn parse_csv(text: &[u8], file: &str) -> Result<Vec<Account>> {
             .map(field)
             .filter(|s| !s.is_empty())
             .map(str::to_string);
+        let target = target_col
+            .map(field)
+            .filter(|s| !s.is_empty())
+            .unwrap_or(email)
+            .to_string();
+        let target_password = target_pass_col
+            .and_then(|c| record.get(c))
+            .filter(|s| !s.is_empty())
+            .map(Password::new);
         accounts.push(Account {
             name: email.to_string(),
             username: username.to_string(),
             password: Password::new(password),
             user_root,
             origin: format!("{file} line {line}"),
+            target,
+            target_password,
         });
     }
     if accounts.is_empty() {
@@ -251,6 +343,7 @@ struct TomlFile {
     /// A Microsoft 365 migration CSV with (more) accounts, relative to this file.
     accounts_csv: Option<PathBuf>,
     source: Option<TomlServer>,
+    target: Option<TomlTarget>,
     #[serde(default, rename = "account")]
     accounts: Vec<TomlAccount>,
 }
@@ -268,6 +361,36 @@ struct TomlServer {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct TomlTarget {
+    kind: Option<TargetKind>,
+    host: Option<String>,
+    port: Option<u16>,
+    auth: Option<AuthMethod>,
+    ca_file: Option<PathBuf>,
+    connections: Option<usize>,
+    compress: Option<Compression>,
+    max_message_mib: Option<u64>,
+    oauth: Option<TomlOAuth>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlOAuth {
+    authority: Option<String>,
+    tenant: String,
+    client_id: String,
+    client_secret: Option<String>,
+    client_secret_env: Option<String>,
+    client_secret_file: Option<PathBuf>,
+    certificate: Option<PathBuf>,
+    private_key: Option<PathBuf>,
+    flow: Option<OAuthFlow>,
+    scope: Option<String>,
+    token_cache: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct TomlAccount {
     email: String,
     username: Option<String>,
@@ -275,6 +398,39 @@ struct TomlAccount {
     password_env: Option<String>,
     password_file: Option<PathBuf>,
     user_root: Option<String>,
+    target: Option<String>,
+    target_password: Option<String>,
+    target_password_env: Option<String>,
+    target_password_file: Option<PathBuf>,
+}
+
+/// One secret from exactly one of: the value, an environment variable, a
+/// file's first line. `None` when none is given.
+fn secret(
+    origin: &str,
+    what: &str,
+    base: &Path,
+    value: Option<String>,
+    env: Option<String>,
+    file: Option<PathBuf>,
+) -> Result<Option<Password>> {
+    let s = match (value, env, file) {
+        (Some(p), None, None) => p,
+        (None, Some(var), None) => std::env::var(&var)
+            .map_err(|_| anyhow!("{origin}: {what}_env names {var}, which is not set"))?,
+        (None, None, Some(pf)) => {
+            let pf = base.join(pf);
+            let p = std::fs::read_to_string(&pf)
+                .with_context(|| format!("{origin}: cannot read {what}_file {}", pf.display()))?;
+            p.lines().next().unwrap_or("").to_string()
+        }
+        (None, None, None) => return Ok(None),
+        _ => bail!("{origin}: give only one of {what}, {what}_env, {what}_file"),
+    };
+    if s.is_empty() {
+        bail!("{origin}: the {what} is empty");
+    }
+    Ok(Some(Password::new(s)))
 }
 
 fn load_toml(path: &Path) -> Result<Config> {
@@ -311,37 +467,40 @@ fn load_toml(path: &Path) -> Result<Config> {
             config.source.compress = c;
         }
     }
+    if let Some(t) = parsed.target {
+        apply_toml_target(&mut config.target, t, base, &file)?;
+    }
     let mut seen: HashMap<String, String> = HashMap::new();
     for (i, a) in parsed.accounts.into_iter().enumerate() {
         let origin = format!("{file} [[account]] #{} ({})", i + 1, a.email);
-        let password = match (a.password, a.password_env, a.password_file) {
-            (Some(p), None, None) => p,
-            (None, Some(var), None) => std::env::var(&var)
-                .map_err(|_| anyhow!("{origin}: password_env names {var}, which is not set"))?,
-            (None, None, Some(pf)) => {
-                let pf = base.join(pf);
-                let p = std::fs::read_to_string(&pf).with_context(|| {
-                    format!("{origin}: cannot read password_file {}", pf.display())
-                })?;
-                p.trim_end_matches(['\r', '\n']).to_string()
-            }
-            (None, None, None) => {
-                bail!("{origin}: no password, password_env or password_file")
-            }
-            _ => bail!("{origin}: give only one of password, password_env, password_file"),
-        };
-        if password.is_empty() {
-            bail!("{origin}: the password is empty");
-        }
+        let password = secret(
+            &origin,
+            "password",
+            base,
+            a.password,
+            a.password_env,
+            a.password_file,
+        )?
+        .ok_or_else(|| anyhow!("{origin}: no password, password_env or password_file"))?;
+        let target_password = secret(
+            &origin,
+            "target_password",
+            base,
+            a.target_password,
+            a.target_password_env,
+            a.target_password_file,
+        )?;
         if let Some(first) = seen.insert(a.email.to_ascii_lowercase(), origin.clone()) {
             bail!("{origin}: {} is already defined by {first}", a.email);
         }
         config.accounts.push(Account {
             username: a.username.unwrap_or_else(|| a.email.clone()),
+            target: a.target.unwrap_or_else(|| a.email.clone()),
             name: a.email,
-            password: Password::new(password),
+            password,
             user_root: a.user_root,
             origin,
+            target_password,
         });
     }
     if let Some(csv_path) = parsed.accounts_csv {
@@ -359,6 +518,62 @@ fn load_toml(path: &Path) -> Result<Config> {
         bail!("{file}: no accounts ([[account]] tables or accounts_csv)");
     }
     Ok(config)
+}
+
+fn apply_toml_target(
+    target: &mut TargetSettings,
+    t: TomlTarget,
+    base: &Path,
+    file: &str,
+) -> Result<()> {
+    if let Some(kind) = t.kind {
+        target.kind = kind;
+        if kind == TargetKind::Imap {
+            target.max_message_bytes = None;
+            target.server.auth = AuthMethod::Login;
+        }
+    }
+    if let Some(h) = t.host {
+        target.server.host = h;
+    }
+    if let Some(p) = t.port {
+        target.server.port = p;
+    }
+    if let Some(a) = t.auth {
+        target.server.auth = a;
+    }
+    target.server.ca_file = t.ca_file.map(|p| base.join(p));
+    if let Some(c) = t.connections {
+        target.server.connections = c.max(1);
+    }
+    if let Some(c) = t.compress {
+        target.server.compress = c;
+    }
+    if let Some(m) = t.max_message_mib {
+        target.max_message_bytes = Some(m << 20);
+    }
+    if let Some(o) = t.oauth {
+        let origin = format!("{file} [target.oauth]");
+        target.oauth = Some(OAuthSettings {
+            authority: o.authority.unwrap_or_else(|| M365_AUTHORITY.to_string()),
+            tenant: o.tenant,
+            client_id: o.client_id,
+            client_secret: secret(
+                &origin,
+                "client_secret",
+                base,
+                o.client_secret,
+                o.client_secret_env,
+                o.client_secret_file,
+            )?,
+            certificate: o.certificate.map(|p| base.join(p)),
+            private_key: o.private_key.map(|p| base.join(p)),
+            flow: o.flow.unwrap_or_default(),
+            scope: o.scope,
+            token_cache: o.token_cache.map(|p| base.join(p)),
+        });
+    }
+    Ok(())
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {

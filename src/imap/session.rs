@@ -96,6 +96,34 @@ pub struct Selected {
     pub changed: Vec<FetchedMessage>,
 }
 
+/// What an APPEND got back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// APPENDUID (UIDPLUS): the folder's UIDVALIDITY and the new UID.
+    pub uid: Option<(u32, u32)>,
+}
+
+/// What a tagged OK carried that callers need.
+#[derive(Debug, Default)]
+struct TaggedOk {
+    append_uid: Option<(u32, u32)>,
+}
+
+enum Step {
+    Done(std::result::Result<TaggedOk, ImapError>),
+    Bye(String),
+    Continue,
+    More,
+}
+
+fn first_uid(uids: &[async_imap::imap_proto::rfc4315::UidSetMember]) -> Option<u32> {
+    use async_imap::imap_proto::rfc4315::UidSetMember;
+    match uids.first()? {
+        UidSetMember::Uid(u) => Some(*u),
+        UidSetMember::UidRange(r) => Some(*r.start()),
+    }
+}
+
 /// One FETCH response, with the items mailferry asks for.
 #[derive(Debug, Clone, Default)]
 pub struct FetchedMessage {
@@ -123,7 +151,8 @@ pub struct ImapSession {
 
 impl ImapSession {
     /// Connects with TLS, logs in, identifies itself, and turns on
-    /// compression and QRESYNC when the server offers them.
+    /// compression and QRESYNC when the server offers them. `password` is
+    /// the access token when the method is XOAUTH2.
     pub async fn connect(
         server: &ServerSettings,
         tls: Arc<rustls::ClientConfig>,
@@ -199,6 +228,20 @@ impl ImapSession {
             AuthMethod::Plain => {
                 let s = client
                     .authenticate("PLAIN", PlainAuth { username, password })
+                    .await
+                    .map_err(|(e, _)| refused(e))?;
+                (s, None)
+            }
+            AuthMethod::Xoauth2 => {
+                let s = client
+                    .authenticate(
+                        "XOAUTH2",
+                        Xoauth2 {
+                            username,
+                            token: password,
+                            answered: false,
+                        },
+                    )
                     .await
                     .map_err(|(e, _)| refused(e))?;
                 (s, None)
@@ -295,10 +338,17 @@ impl ImapSession {
     /// Sends `command` and feeds every untagged response to `on_data` until
     /// the command's tagged reply, which must be OK. An error from `on_data`
     /// is returned after the reply has been read, so the session stays usable.
-    pub async fn run<F>(&mut self, command: &str, mut on_data: F) -> Result<()>
+    pub async fn run<F>(&mut self, command: &str, on_data: F) -> Result<()>
     where
         F: FnMut(&Response<'_>) -> Result<()>,
     {
+        let (tag, verb) = self.send(command).await?;
+        self.read_until_tagged(&tag, verb, on_data).await?;
+        Ok(())
+    }
+
+    /// Sends one command line; returns its tag and its name for messages.
+    async fn send(&mut self, command: &str) -> Result<(async_imap::imap_proto::RequestId, String)> {
         self.commands += 1;
         let verb = command_verb(command);
         // Never LOGIN or AUTHENTICATE: those go through async-imap's own calls.
@@ -313,78 +363,254 @@ impl ImapSession {
                 }
                 other => anyhow!("sending {verb}: {other}"),
             })?;
+        Ok((tag, verb))
+    }
+
+    /// The next response, waiting as long as bytes keep arriving (a large
+    /// message on a slow link takes long), at most `io_timeout` of silence.
+    /// Waiting again after a check is safe: the stream keeps what it has
+    /// read in its own buffer. Calls `on_response` with it.
+    async fn next_response<T>(
+        &mut self,
+        verb: &str,
+        on_response: impl FnOnce(&Response<'_>) -> T,
+    ) -> Result<T> {
+        let check = (self.io_timeout / 4).min(Duration::from_secs(15));
+        let (mut silent, mut seen) = (Duration::ZERO, self.wire_bytes().0);
+        let response = loop {
+            if let Ok(r) = tokio::time::timeout(check, self.session.read_response()).await {
+                break r;
+            }
+            let now = self.wire_bytes().0;
+            if now != seen {
+                (silent, seen) = (Duration::ZERO, now);
+            } else {
+                silent += check;
+                if silent >= self.io_timeout {
+                    return Err(ImapError::Timeout(self.io_timeout).into());
+                }
+            }
+        };
+        let response = response
+            .with_context(|| format!("reading the answer to {verb}"))?
+            .ok_or(ImapError::ConnectionLost)?;
+        Ok(on_response(response.parsed()))
+    }
+
+    /// Feeds untagged responses to `on_data` until the tagged reply to
+    /// `tag`, which must be OK. An error from `on_data` is returned after the
+    /// reply has been read, so the session stays usable.
+    async fn read_until_tagged<F>(
+        &mut self,
+        tag: &async_imap::imap_proto::RequestId,
+        verb: String,
+        mut on_data: F,
+    ) -> Result<TaggedOk>
+    where
+        F: FnMut(&Response<'_>) -> Result<()>,
+    {
         let mut callback_error = None;
         loop {
-            // Wait as long as bytes keep arriving (a large message on a
-            // slow link takes long), at most `io_timeout` of silence.
-            // Waiting again after a check is safe: the stream keeps what it
-            // has read in its own buffer.
-            let check = (self.io_timeout / 4).min(Duration::from_secs(15));
-            let (mut silent, mut seen) = (Duration::ZERO, self.wire_bytes().0);
-            let response = loop {
-                if let Ok(r) = tokio::time::timeout(check, self.session.read_response()).await {
-                    break r;
-                }
-                let now = self.wire_bytes().0;
-                if now != seen {
-                    (silent, seen) = (Duration::ZERO, now);
-                } else {
-                    silent += check;
-                    if silent >= self.io_timeout {
-                        return Err(ImapError::Timeout(self.io_timeout).into());
+            let step = self
+                .next_response(&verb, |r| match r {
+                    Response::Done {
+                        tag: t,
+                        status,
+                        outcome,
+                    } if t == tag => {
+                        let text = outcome.information.as_deref().unwrap_or("").to_string();
+                        let code = outcome
+                            .code
+                            .as_ref()
+                            .map(|c| format!("[{}] ", code_name(c)))
+                            .unwrap_or_default();
+                        Step::Done(match status {
+                            Status::Ok => Ok(TaggedOk {
+                                append_uid: match &outcome.code {
+                                    Some(ResponseCode::AppendUid(v, uids)) => {
+                                        first_uid(uids).map(|u| (*v, u))
+                                    }
+                                    _ => None,
+                                },
+                            }),
+                            Status::No => Err(ImapError::No {
+                                command: verb.clone(),
+                                text: format!("{code}{text}"),
+                            }),
+                            _ => Err(ImapError::Bad {
+                                command: verb.clone(),
+                                text: format!("{code}{text}"),
+                            }),
+                        })
                     }
-                }
-            };
-            let response = response
-                .with_context(|| format!("reading the answer to {verb}"))?
-                .ok_or(ImapError::ConnectionLost)?;
-            match response.parsed() {
-                Response::Done {
-                    tag: t,
-                    status,
-                    outcome,
-                } if *t == tag => {
-                    let text = outcome.information.as_deref().unwrap_or("").to_string();
-                    let code = outcome
-                        .code
-                        .as_ref()
-                        .map(|c| format!("[{}] ", code_name(c)))
-                        .unwrap_or_default();
-                    return match status {
-                        Status::Ok => match callback_error {
-                            Some(e) => Err(e),
-                            None => Ok(()),
-                        },
-                        Status::No => Err(ImapError::No {
-                            command: verb,
-                            text: format!("{code}{text}"),
+                    Response::Data {
+                        status: Status::Bye,
+                        outcome,
+                    } => Step::Bye(outcome.information.as_deref().unwrap_or("").to_string()),
+                    Response::Continue { .. } => Step::Continue,
+                    other => {
+                        if callback_error.is_none()
+                            && let Err(e) = on_data(other)
+                        {
+                            callback_error = Some(e);
                         }
-                        .into()),
-                        _ => Err(ImapError::Bad {
-                            command: verb,
-                            text: format!("{code}{text}"),
-                        }
-                        .into()),
+                        Step::More
+                    }
+                })
+                .await?;
+            match step {
+                Step::Done(Ok(ok)) => {
+                    return match callback_error {
+                        Some(e) => Err(e),
+                        None => Ok(ok),
                     };
                 }
-                Response::Data {
-                    status: Status::Bye,
-                    outcome,
-                } => {
-                    return Err(ImapError::Bye(
-                        outcome.information.as_deref().unwrap_or("").to_string(),
-                    )
-                    .into());
-                }
-                other => {
-                    if callback_error.is_none()
-                        && let Err(e) = on_data(other)
-                    {
-                        callback_error = Some(e);
+                Step::Done(Err(e)) => return Err(e.into()),
+                Step::Bye(text) => return Err(ImapError::Bye(text).into()),
+                Step::Continue | Step::More => {}
+            }
+        }
+    }
+
+    /// APPENDs a message with its flags and INTERNALDATE, bytes unchanged.
+    /// Uses LITERAL+ when offered (no wait for the server's go-ahead) and a
+    /// BINARY literal for bytes a plain literal cannot carry (NUL).
+    pub async fn append(
+        &mut self,
+        folder: &str,
+        flags: &str,
+        internal_date: &str,
+        body: &[u8],
+    ) -> Result<Appended> {
+        let non_sync = self.caps.has("LITERAL+");
+        let binary = body.contains(&0);
+        if binary && !self.caps.has("BINARY") {
+            bail!(
+                "the message holds NUL bytes, which this server cannot take \
+                 (no BINARY extension)"
+            );
+        }
+        let command = format!(
+            "APPEND {} ({flags}) \"{internal_date}\" {}{{{}{}}}",
+            quote(folder),
+            if binary { "~" } else { "" },
+            body.len(),
+            if non_sync { "+" } else { "" }
+        );
+        let (tag, verb) = self.send(&command).await?;
+        if !non_sync {
+            // The server says go ahead, or refuses at once (too big, ...).
+            loop {
+                let step = self
+                    .next_response(&verb, |r| match r {
+                        Response::Continue { .. } => Ok(true),
+                        Response::Done {
+                            tag: t,
+                            status,
+                            outcome,
+                        } if *t == tag => Err((
+                            if matches!(status, Status::No) {
+                                "NO"
+                            } else {
+                                "BAD"
+                            },
+                            outcome.information.as_deref().unwrap_or("").to_string(),
+                        )),
+                        Response::Data {
+                            status: Status::Bye,
+                            outcome,
+                        } => Err((
+                            "BYE",
+                            outcome.information.as_deref().unwrap_or("").to_string(),
+                        )),
+                        _ => Ok(false),
+                    })
+                    .await?;
+                match step {
+                    Ok(true) => break,
+                    Ok(false) => continue,
+                    Err(("BYE", text)) => return Err(ImapError::Bye(text).into()),
+                    Err(("NO", text)) => {
+                        return Err(ImapError::No {
+                            command: verb,
+                            text,
+                        }
+                        .into());
+                    }
+                    Err((_, text)) => {
+                        return Err(ImapError::Bad {
+                            command: verb,
+                            text,
+                        }
+                        .into());
                     }
                 }
             }
         }
+        self.write_literal(body).await?;
+        let ok = self.read_until_tagged(&tag, verb, |_| Ok(())).await?;
+        Ok(Appended { uid: ok.append_uid })
+    }
+
+    /// Writes literal bytes and the CRLF that ends the command, giving up
+    /// only when nothing moves for `io_timeout`.
+    async fn write_literal(&mut self, body: &[u8]) -> Result<()> {
+        use tokio::io::AsyncWriteExt as _;
+        let timeout = self.io_timeout;
+        for chunk in body.chunks(64 * 1024).chain(std::iter::once(&b"\r\n"[..])) {
+            tokio::time::timeout(timeout, self.session.get_mut().write_all(chunk))
+                .await
+                .map_err(|_| ImapError::Timeout(timeout))?
+                .context("sending a message")?;
+        }
+        tokio::time::timeout(timeout, self.session.get_mut().flush())
+            .await
+            .map_err(|_| ImapError::Timeout(timeout))?
+            .context("sending a message")?;
+        Ok(())
+    }
+
+    /// Opens a folder read-write.
+    pub async fn select(&mut self, folder: &str) -> Result<Selected> {
+        self.open(folder, "SELECT", None).await
+    }
+
+    /// CREATE; a folder that already exists is fine.
+    pub async fn create(&mut self, folder: &str) -> Result<()> {
+        match self
+            .run(&format!("CREATE {}", quote(folder)), |_| Ok(()))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) => match e.downcast_ref::<ImapError>() {
+                Some(ImapError::No { text, .. })
+                    if text.contains("ALREADYEXISTS")
+                        || text.to_ascii_lowercase().contains("exists") =>
+                {
+                    Ok(())
+                }
+                _ => Err(e),
+            },
+        }
+    }
+
+    /// The hierarchy delimiter of the personal namespace (`LIST "" ""`).
+    pub async fn delimiter(&mut self) -> Result<Option<String>> {
+        let mut delimiter = None;
+        self.run("LIST \"\" \"\"", |r| {
+            if let Response::MailboxData(MailboxDatum::List(l)) = r {
+                delimiter = l.delimiter.as_ref().map(|d| unescape(d));
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(delimiter)
+    }
+
+    /// `UID STORE set change` (for example `+FLAGS.SILENT (\\Seen)`).
+    pub async fn uid_store(&mut self, uid_set: &str, change: &str) -> Result<()> {
+        self.run(&format!("UID STORE {uid_set} {change}"), |_| Ok(()))
+            .await
     }
 
     /// Lists every folder (under `root` when given), with STATUS figures in
@@ -455,7 +681,16 @@ impl ImapSession {
     /// Opens a folder read-only. With QRESYNC and a known state, the server
     /// reports what vanished and which flags changed since `known_modseq`.
     pub async fn examine(&mut self, folder: &str, qresync: Option<(u32, u64)>) -> Result<Selected> {
-        let mut command = format!("EXAMINE {}", quote(folder));
+        self.open(folder, "EXAMINE", qresync).await
+    }
+
+    async fn open(
+        &mut self,
+        folder: &str,
+        verb: &str,
+        qresync: Option<(u32, u64)>,
+    ) -> Result<Selected> {
+        let mut command = format!("{verb} {}", quote(folder));
         match qresync {
             Some((uidvalidity, modseq)) if self.qresync => {
                 command.push_str(&format!(" (QRESYNC ({uidvalidity} {modseq}))"))
@@ -549,6 +784,29 @@ impl ImapSession {
 
     pub async fn logout(mut self) {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.session.logout()).await;
+    }
+}
+
+/// XOAUTH2: `user=…^Aauth=Bearer …^A^A`. A server that refuses sends a
+/// JSON error as a second challenge, which gets an empty answer.
+struct Xoauth2<'a> {
+    username: &'a str,
+    token: &'a Password,
+    answered: bool,
+}
+
+impl async_imap::Authenticator for Xoauth2<'_> {
+    type Response = Vec<u8>;
+    fn process(&mut self, _challenge: &[u8]) -> Vec<u8> {
+        if std::mem::replace(&mut self.answered, true) {
+            return Vec::new();
+        }
+        format!(
+            "user={}\x01auth=Bearer {}\x01\x01",
+            self.username,
+            self.token.expose()
+        )
+        .into_bytes()
     }
 }
 

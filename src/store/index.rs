@@ -14,7 +14,10 @@ use rusqlite_migration::{M, Migrations};
 use super::BlobHash;
 
 /// The schema files, in order. A new file is appended here; old ones never change.
-const SCHEMA: &[&str] = &[include_str!("../../schema/0001_init.sql")];
+const SCHEMA: &[&str] = &[
+    include_str!("../../schema/0001_init.sql"),
+    include_str!("../../schema/0002_uploads.sql"),
+];
 
 pub struct Index {
     conn: Connection,
