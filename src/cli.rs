@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{AuthMethod, Compression};
+use crate::config::{AuthMethod, Compression, TargetKind};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -16,6 +16,14 @@ Examples:
 
   # Run it again at any time: only what changed at the source is fetched
   mailferry --store ./store mirror --accounts batch.csv
+
+  # Where each folder will go in Microsoft 365, then upload (app-only OAuth)
+  mailferry --store ./store plan --accounts batch.csv
+  mailferry --store ./store upload --accounts batch.csv --tenant contoso.onmicrosoft.com \\
+      --client-id 00000000-0000-0000-0000-000000000000 --client-secret-env MAILFERRY_SECRET
+
+  # Both stages, as often as you like until cutover
+  mailferry sync --accounts mailferry.toml
 
   # What is in the store, per account and folder
   mailferry --store ./store status
@@ -55,6 +63,13 @@ pub enum Command {
     /// Copy every folder of every source account into the store; re-runs
     /// fetch only what changed.
     Mirror(MirrorArgs),
+    /// Replay the store into the target mailboxes (Microsoft 365 by
+    /// default); re-runs append only what is missing or failed.
+    Upload(UploadArgs),
+    /// Mirror, then upload.
+    Sync(SyncArgs),
+    /// Print each account's folder map (source folder to target folder).
+    Plan(PlanArgs),
     /// Show, per account and folder, what the source had and what is stored.
     Status(StatusArgs),
 }
@@ -93,34 +108,211 @@ pub struct SourceArgs {
     pub danger_accept_invalid_certs: bool,
 }
 
+/// Which accounts a command works on.
 #[derive(Debug, Args)]
-pub struct MirrorArgs {
+pub struct AccountsArgs {
     /// Accounts: a Microsoft 365 migration CSV (EmailAddress,UserName,Password[,UserRoot])
     /// or a mailferry TOML file.
     #[arg(long, short = 'a', value_name = "FILE")]
     pub accounts: PathBuf,
 
-    #[command(flatten)]
-    pub source: SourceArgs,
-
     /// Only these accounts (by EmailAddress); may be repeated.
     #[arg(long, value_name = "EMAIL")]
     pub only: Vec<String>,
 
-    /// Connections per account [default: 4, or the config's]. Rackspace
-    /// allows 15 per user and IP by default.
-    #[arg(long)]
-    pub connections: Option<usize>,
-
-    /// Accounts mirrored at the same time [default: 4].
+    /// Accounts worked on at the same time [default: 4, or the config's].
     #[arg(long)]
     pub accounts_at_once: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct MirrorOnlyArgs {
+    /// Connections per source account [default: 4, or the config's].
+    /// Rackspace allows 15 per user and IP by default.
+    #[arg(long)]
+    pub connections: Option<usize>,
 
     /// Most message data held in memory at once, in MiB.
     #[arg(long, default_value_t = 64)]
     pub max_memory_mib: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct MirrorArgs {
+    #[command(flatten)]
+    pub accounts: AccountsArgs,
+
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    #[command(flatten)]
+    pub mirror: MirrorOnlyArgs,
 
     /// Print the run summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Where the upload goes and how to log in there.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// m365 (Exchange Online: XOAUTH2, Exchange's folder names and limits)
+    /// or imap (any server) [default: m365, or the config's].
+    #[arg(long, value_enum)]
+    pub target_kind: Option<TargetKind>,
+
+    /// Target IMAP server [default: outlook.office365.com].
+    #[arg(long)]
+    pub target_host: Option<String>,
+
+    /// Target port, implicit TLS [default: 993].
+    #[arg(long)]
+    pub target_port: Option<u16>,
+
+    /// How to log in at the target [default: xoauth2 for m365, login for imap].
+    #[arg(long, value_enum)]
+    pub target_auth: Option<AuthMethod>,
+
+    /// PEM file with extra CA certificates for the target.
+    #[arg(long, value_name = "PEM")]
+    pub target_ca_file: Option<PathBuf>,
+
+    /// Do NOT verify the target's TLS certificate. For test labs only.
+    #[arg(long)]
+    pub target_danger_accept_invalid_certs: bool,
+
+    /// Connections per target mailbox [default: 4]. Exchange Online allows
+    /// few per mailbox and throttles beyond that.
+    #[arg(long)]
+    pub target_connections: Option<usize>,
+
+    /// Skip messages larger than this, in MiB [default: 35 for m365, none
+    /// for imap; an APPENDLIMIT the server announces also applies].
+    #[arg(long, value_name = "MIB")]
+    pub max_message_mib: Option<u64>,
+
+    /// Azure AD tenant (id or domain) for OAuth.
+    #[arg(long)]
+    pub tenant: Option<String>,
+
+    /// The app registration's client id.
+    #[arg(long)]
+    pub client_id: Option<String>,
+
+    /// Environment variable holding the client secret.
+    #[arg(long, value_name = "VAR")]
+    pub client_secret_env: Option<String>,
+
+    /// File whose first line is the client secret.
+    #[arg(long, value_name = "FILE")]
+    pub client_secret_file: Option<PathBuf>,
+
+    /// PEM certificate of the app (certificate credential instead of a secret).
+    #[arg(long, value_name = "PEM")]
+    pub certificate: Option<PathBuf>,
+
+    /// PEM private key for --certificate (default: the certificate file).
+    #[arg(long, value_name = "PEM")]
+    pub private_key: Option<PathBuf>,
+
+    /// Sign in one user interactively (device code) instead of app-only.
+    #[arg(long)]
+    pub device_code: bool,
+
+    /// Where the device-code flow keeps its refresh token (mode 0600).
+    #[arg(long, value_name = "FILE")]
+    pub token_cache: Option<PathBuf>,
+
+    /// The identity platform's address [default: https://login.microsoftonline.com].
+    #[arg(long, value_name = "URL")]
+    pub oauth_authority: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UploadOnlyArgs {
+    /// Retry only the messages that failed before.
+    #[arg(long)]
+    pub retry_failed: bool,
+
+    /// Print what would be appended where; change nothing, connect nowhere.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// A folder map (Account,SourceFolder,TargetFolder) that overrides the
+    /// default mapping; `plan --write-map` writes one to edit.
+    #[arg(long, value_name = "CSV")]
+    pub map: Option<PathBuf>,
+
+    /// Allow several source folders to go to one target folder.
+    #[arg(long)]
+    pub merge_folders: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UploadArgs {
+    #[command(flatten)]
+    pub accounts: AccountsArgs,
+
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    #[command(flatten)]
+    pub upload: UploadOnlyArgs,
+
+    /// Print the run summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    pub accounts: AccountsArgs,
+
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    #[command(flatten)]
+    pub mirror: MirrorOnlyArgs,
+
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    #[command(flatten)]
+    pub upload: UploadOnlyArgs,
+
+    /// Print both summaries as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub accounts: AccountsArgs,
+
+    /// m365 or imap [default: m365, or the config's].
+    #[arg(long, value_enum)]
+    pub target_kind: Option<TargetKind>,
+
+    /// The target's hierarchy separator [default: /].
+    #[arg(long, default_value = "/")]
+    pub target_separator: String,
+
+    /// A folder map to apply (see --write-map).
+    #[arg(long, value_name = "CSV")]
+    pub map: Option<PathBuf>,
+
+    /// Allow several source folders to go to one target folder.
+    #[arg(long)]
+    pub merge_folders: bool,
+
+    /// Write the map as Account,SourceFolder,TargetFolder to edit and pass
+    /// to `upload --map`.
+    #[arg(long, value_name = "CSV")]
+    pub write_map: Option<PathBuf>,
+
+    /// JSON on stdout.
     #[arg(long)]
     pub json: bool,
 }

@@ -2,14 +2,18 @@
 //! two stages: `mirror` copies every folder into a local content-addressed
 //! store, and `upload` replays that store into the target.
 //!
-//! Layout: [`config`] reads accounts; [`imap`] speaks IMAP; [`store`] keeps
-//! blobs and the SQLite index; [`mirror`] is stage 1; [`commands`] holds
-//! one module per command of the binary; [`report`] prints results.
+//! Layout: [`config`] reads accounts; [`imap`] speaks IMAP; [`oauth`] gets
+//! Microsoft 365 tokens; [`store`] keeps blobs and the SQLite index;
+//! [`mirror`] is stage 1 and [`upload`] stage 2; [`commands`] holds one
+//! module per command of the binary; [`report`] prints results.
 
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod imap;
 pub mod mirror;
+pub mod oauth;
+pub mod progress;
 pub mod report;
 pub mod store;
+pub mod upload;

@@ -1,110 +1,20 @@
 //! `mailferry mirror`: copy every source folder into the store.
 
-use std::collections::HashMap;
-use std::io::IsTerminal as _;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
-use anyhow::{Result, bail};
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use anyhow::Result;
 
-use crate::cli::{Cli, MirrorArgs};
-use crate::commands::{EXIT_INCOMPLETE, EXIT_OK};
-use crate::config;
-use crate::mirror::{self, MirrorOptions, Progress, Silent};
+use crate::cli::{Cli, MirrorArgs, MirrorOnlyArgs};
+use crate::commands::{EXIT_INCOMPLETE, EXIT_OK, apply_source, load_accounts, open_store, ui};
+use crate::config::Config;
+use crate::mirror::{self, MirrorOptions, MirrorSummary};
 use crate::store::Store;
 
 pub fn run(cli: &Cli, args: &MirrorArgs) -> Result<i32> {
-    let mut config = config::load(&args.accounts)?;
-    if let Some(h) = &args.source.host {
-        config.source.host = h.clone();
-    }
-    if let Some(p) = args.source.port {
-        config.source.port = p;
-    }
-    if let Some(a) = args.source.auth {
-        config.source.auth = a;
-    }
-    config.source.io_timeout = std::time::Duration::from_secs(args.source.io_timeout.max(1));
-    if let Some(c) = args.source.compress {
-        config.source.compress = c;
-    }
-    if let Some(ca) = &args.source.ca_file {
-        config.source.ca_file = Some(ca.clone());
-    }
-    if args.source.danger_accept_invalid_certs {
-        config.source.danger_accept_invalid_certs = true;
-        eprintln!(
-            "WARNING: --danger-accept-invalid-certs: the server's certificate is NOT checked; \
-             passwords and mail can be read by anyone on the path"
-        );
-    }
-    if let Some(c) = args.connections {
-        config.source.connections = c.max(1);
-    }
-    if !args.only.is_empty() {
-        let unknown: Vec<&String> = args
-            .only
-            .iter()
-            .filter(|o| {
-                !config
-                    .accounts
-                    .iter()
-                    .any(|a| a.name.eq_ignore_ascii_case(o))
-            })
-            .collect();
-        if !unknown.is_empty() {
-            bail!(
-                "--only names accounts not in {}: {}",
-                args.accounts.display(),
-                unknown
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
-        config
-            .accounts
-            .retain(|a| args.only.iter().any(|o| a.name.eq_ignore_ascii_case(o)));
-    }
-    let store_path = cli
-        .store
-        .clone()
-        .or_else(|| config.store.clone())
-        .unwrap_or_else(|| "mailferry-store".into());
-    let store = Arc::new(Store::open(&store_path)?);
-
-    let mut options = MirrorOptions::new(config.source.clone());
-    options.accounts_at_once = args
-        .accounts_at_once
-        .unwrap_or(config.accounts_at_once)
-        .max(1);
-    options.max_bytes_in_flight = args.max_memory_mib.max(1) << 20;
-    options.batch_bytes = options.batch_bytes.min(options.max_bytes_in_flight);
-
-    let progress: Arc<dyn Progress> = if cli.quiet {
-        Arc::new(Silent)
-    } else if std::io::stderr().is_terminal() {
-        Arc::new(Bars::new(config.accounts.len()))
-    } else {
-        Arc::new(LogLines::new())
-    };
-
-    // Blocking threads hash, compress and fsync blobs; a few keep the disk
-    // busy, more would only add memory.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .max_blocking_threads(8)
-        .enable_all()
-        .build()?;
-    let summary = runtime.block_on(mirror::mirror(
-        store.clone(),
-        &config,
-        &options,
-        progress.clone(),
-    ))?;
-    drop(progress);
-
+    let mut config = load_accounts(&args.accounts)?;
+    apply_source(&mut config, &args.source);
+    let store = open_store(cli, &config)?;
+    let summary = mirror_with(cli, &config, &args.mirror, store)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
@@ -117,158 +27,21 @@ pub fn run(cli: &Cli, args: &MirrorArgs) -> Result<i32> {
     })
 }
 
-/// Plain lines on stderr, for logs and pipes: account start and end,
-/// warnings, and a progress line per account at most every 30 seconds.
-struct LogLines {
-    accounts: Mutex<HashMap<String, Tally>>,
-}
-
-#[derive(Default)]
-struct Tally {
-    messages: u64,
-    planned: u64,
-    bytes: u64,
-    planned_bytes: u64,
-    last_line: Option<std::time::Instant>,
-}
-
-impl LogLines {
-    fn new() -> LogLines {
-        LogLines {
-            accounts: Mutex::new(HashMap::new()),
-        }
+/// Runs a mirror with the command line's knobs (shared with `sync`).
+pub fn mirror_with(
+    cli: &Cli,
+    config: &Config,
+    args: &MirrorOnlyArgs,
+    store: Arc<Store>,
+) -> Result<MirrorSummary> {
+    let mut source = config.source.clone();
+    if let Some(c) = args.connections {
+        source.connections = c.max(1);
     }
-}
-
-impl Progress for LogLines {
-    fn account_started(&self, account: &str) {
-        eprintln!("{account}: folders listed");
-    }
-    fn planned(&self, account: &str, messages: u64, bytes: u64) {
-        let mut all = self.accounts.lock().unwrap();
-        let t = all.entry(account.to_string()).or_default();
-        t.planned += messages;
-        t.planned_bytes += bytes;
-    }
-    fn fetched(&self, account: &str, messages: u64, bytes: u64) {
-        let mut all = self.accounts.lock().unwrap();
-        let t = all.entry(account.to_string()).or_default();
-        t.messages += messages;
-        t.bytes += bytes;
-        let now = std::time::Instant::now();
-        if t.last_line
-            .is_none_or(|l| now - l >= Duration::from_secs(30))
-        {
-            t.last_line = Some(now);
-            eprintln!(
-                "{account}: {}/{} messages, {} of {} fetched",
-                t.messages,
-                t.planned,
-                crate::report::bytes(t.bytes),
-                crate::report::bytes(t.planned_bytes)
-            );
-        }
-    }
-    fn warn(&self, account: &str, message: &str) {
-        eprintln!("{account}: warning: {message}");
-    }
-    fn account_finished(&self, account: &str, error: Option<&str>) {
-        match error {
-            None => eprintln!("{account}: done"),
-            Some(e) => eprintln!("{account}: FAILED: {e}"),
-        }
-    }
-}
-
-/// Progress bars on a terminal: one per account and one overall.
-struct Bars {
-    multi: MultiProgress,
-    overall: ProgressBar,
-    accounts: Mutex<HashMap<String, (ProgressBar, Tally)>>,
-}
-
-const BAR_TEMPLATE: &str = "{prefix:>28} [{bar:30}] {bytes:>10}/{total_bytes:<10} {binary_bytes_per_sec:>12} ETA {eta:>4} {msg}";
-
-impl Bars {
-    fn new(accounts: usize) -> Bars {
-        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(5));
-        let overall = multi.add(ProgressBar::new(0));
-        overall.set_style(
-            ProgressStyle::with_template(BAR_TEMPLATE)
-                .expect("template")
-                .progress_chars("=> "),
-        );
-        overall.set_prefix(format!("all {accounts} accounts"));
-        overall.enable_steady_tick(Duration::from_millis(500));
-        Bars {
-            multi,
-            overall,
-            accounts: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn with_bar(&self, account: &str, f: impl FnOnce(&ProgressBar, &mut Tally)) {
-        let mut bars = self.accounts.lock().unwrap();
-        let (bar, tally) = bars.entry(account.to_string()).or_insert_with(|| {
-            let bar = self.multi.insert_before(&self.overall, ProgressBar::new(0));
-            bar.set_style(
-                ProgressStyle::with_template(BAR_TEMPLATE)
-                    .expect("template")
-                    .progress_chars("=> "),
-            );
-            bar.set_prefix(shorten(account, 28));
-            (bar, Tally::default())
-        });
-        f(bar, tally);
-    }
-}
-
-fn shorten(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        let tail: Vec<char> = s.chars().rev().take(n - 1).collect();
-        format!("…{}", tail.into_iter().rev().collect::<String>())
-    }
-}
-
-impl Progress for Bars {
-    fn account_started(&self, account: &str) {
-        self.with_bar(account, |bar, _| bar.set_message("checking folders"));
-    }
-    fn planned(&self, account: &str, messages: u64, bytes: u64) {
-        self.with_bar(account, |bar, t| {
-            t.planned += messages;
-            bar.inc_length(bytes);
-            bar.set_message(format!("{}/{} msgs", t.messages, t.planned));
-        });
-        self.overall.inc_length(bytes);
-    }
-    fn fetched(&self, account: &str, messages: u64, bytes: u64) {
-        self.with_bar(account, |bar, t| {
-            t.messages += messages;
-            bar.inc(bytes);
-            bar.set_message(format!("{}/{} msgs", t.messages, t.planned));
-        });
-        self.overall.inc(bytes);
-    }
-    fn warn(&self, account: &str, message: &str) {
-        self.multi
-            .suspend(|| eprintln!("{account}: warning: {message}"));
-    }
-    fn account_finished(&self, account: &str, error: Option<&str>) {
-        self.with_bar(account, |bar, t| match error {
-            None => bar.finish_with_message(format!("{} msgs, done", t.messages)),
-            Some(_) => bar.abandon_with_message("FAILED"),
-        });
-        if let Some(e) = error {
-            self.multi.suspend(|| eprintln!("{account}: FAILED: {e}"));
-        }
-    }
-}
-
-impl Drop for Bars {
-    fn drop(&mut self) {
-        self.overall.finish();
-    }
+    let mut options = MirrorOptions::new(source);
+    options.accounts_at_once = config.accounts_at_once.max(1);
+    options.max_bytes_in_flight = args.max_memory_mib.max(1) << 20;
+    options.batch_bytes = options.batch_bytes.min(options.max_bytes_in_flight);
+    let progress = ui::progress(cli.quiet, config.accounts.len());
+    crate::commands::runtime()?.block_on(mirror::mirror(store, config, &options, progress))
 }

@@ -1,9 +1,20 @@
-//! One module per command. Each returns the process exit code.
+//! One module per command. Each returns the process exit code; the
+//! helpers here turn the shared command-line groups into settings.
 
 pub mod mirror;
+pub mod plan;
 pub mod status;
+pub mod sync;
+pub mod ui;
+pub mod upload;
 
-use crate::cli::{Cli, Command};
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+
+use crate::cli::{AccountsArgs, Cli, Command, SourceArgs, TargetArgs};
+use crate::config::{self, AuthMethod, Config, OAuthFlow, OAuthSettings, Password, TargetKind};
+use crate::store::Store;
 
 /// Everything finished.
 pub const EXIT_OK: i32 = 0;
@@ -12,9 +23,172 @@ pub const EXIT_INCOMPLETE: i32 = 1;
 /// The command could not run.
 pub const EXIT_ERROR: i32 = 2;
 
-pub fn run(cli: Cli) -> anyhow::Result<i32> {
+pub fn run(cli: Cli) -> Result<i32> {
     match &cli.command {
         Command::Mirror(args) => mirror::run(&cli, args),
+        Command::Upload(args) => upload::run(&cli, args),
+        Command::Sync(args) => sync::run(&cli, args),
+        Command::Plan(args) => plan::run(&cli, args),
         Command::Status(args) => status::run(&cli, args),
     }
+}
+
+/// The accounts file, narrowed to `--only`.
+pub fn load_accounts(args: &AccountsArgs) -> Result<Config> {
+    let mut config = config::load(&args.accounts)?;
+    if !args.only.is_empty() {
+        let unknown: Vec<&str> = args
+            .only
+            .iter()
+            .filter(|o| {
+                !config
+                    .accounts
+                    .iter()
+                    .any(|a| a.name.eq_ignore_ascii_case(o))
+            })
+            .map(String::as_str)
+            .collect();
+        if !unknown.is_empty() {
+            bail!(
+                "--only names accounts not in {}: {}",
+                args.accounts.display(),
+                unknown.join(", ")
+            );
+        }
+        config
+            .accounts
+            .retain(|a| args.only.iter().any(|o| a.name.eq_ignore_ascii_case(o)));
+    }
+    if let Some(n) = args.accounts_at_once {
+        config.accounts_at_once = n.max(1);
+    }
+    Ok(config)
+}
+
+pub fn apply_source(config: &mut Config, args: &SourceArgs) {
+    let s = &mut config.source;
+    if let Some(h) = &args.host {
+        s.host = h.clone();
+    }
+    if let Some(p) = args.port {
+        s.port = p;
+    }
+    if let Some(a) = args.auth {
+        s.auth = a;
+    }
+    s.io_timeout = std::time::Duration::from_secs(args.io_timeout.max(1));
+    if let Some(c) = args.compress {
+        s.compress = c;
+    }
+    if let Some(ca) = &args.ca_file {
+        s.ca_file = Some(ca.clone());
+    }
+    if args.danger_accept_invalid_certs {
+        s.danger_accept_invalid_certs = true;
+        eprintln!(
+            "WARNING: --danger-accept-invalid-certs: the source server's certificate is NOT \
+             checked; passwords and mail can be read by anyone on the path"
+        );
+    }
+}
+
+pub fn apply_target(config: &mut Config, args: &TargetArgs) -> Result<()> {
+    let t = &mut config.target;
+    if let Some(kind) = args.target_kind {
+        t.kind = kind;
+        if kind == TargetKind::Imap {
+            t.max_message_bytes = None;
+            if t.server.auth == AuthMethod::Xoauth2 && t.oauth.is_none() {
+                t.server.auth = AuthMethod::Login;
+            }
+        }
+    }
+    if let Some(h) = &args.target_host {
+        t.server.host = h.clone();
+    }
+    if let Some(p) = args.target_port {
+        t.server.port = p;
+    }
+    if let Some(a) = args.target_auth {
+        t.server.auth = a;
+    }
+    if let Some(ca) = &args.target_ca_file {
+        t.server.ca_file = Some(ca.clone());
+    }
+    if args.target_danger_accept_invalid_certs {
+        t.server.danger_accept_invalid_certs = true;
+        eprintln!(
+            "WARNING: --target-danger-accept-invalid-certs: the target server's certificate is \
+             NOT checked; tokens and mail can be read by anyone on the path"
+        );
+    }
+    if let Some(c) = args.target_connections {
+        t.server.connections = c.max(1);
+    }
+    if let Some(m) = args.max_message_mib {
+        t.max_message_bytes = Some(m << 20);
+    }
+    let wants_oauth = args.tenant.is_some()
+        || args.client_id.is_some()
+        || args.device_code
+        || args.oauth_authority.is_some();
+    if wants_oauth || t.oauth.is_some() {
+        let mut o = t.oauth.take().unwrap_or_else(|| OAuthSettings {
+            authority: config::M365_AUTHORITY.to_string(),
+            ..OAuthSettings::default()
+        });
+        if let Some(v) = &args.tenant {
+            o.tenant = v.clone();
+        }
+        if let Some(v) = &args.client_id {
+            o.client_id = v.clone();
+        }
+        if let Some(var) = &args.client_secret_env {
+            let secret = std::env::var(var).map_err(|_| {
+                anyhow::anyhow!("--client-secret-env names {var}, which is not set")
+            })?;
+            o.client_secret = Some(Password::new(secret));
+        }
+        if let Some(path) = &args.client_secret_file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                anyhow::anyhow!("cannot read --client-secret-file {}: {e}", path.display())
+            })?;
+            o.client_secret = Some(Password::new(text.lines().next().unwrap_or("").to_string()));
+        }
+        if let Some(c) = &args.certificate {
+            o.certificate = Some(c.clone());
+        }
+        if let Some(k) = &args.private_key {
+            o.private_key = Some(k.clone());
+        }
+        if args.device_code {
+            o.flow = OAuthFlow::DeviceCode;
+        }
+        if let Some(c) = &args.token_cache {
+            o.token_cache = Some(c.clone());
+        }
+        if let Some(a) = &args.oauth_authority {
+            o.authority = a.clone();
+        }
+        t.oauth = Some(o);
+    }
+    Ok(())
+}
+
+pub fn open_store(cli: &Cli, config: &Config) -> Result<Arc<Store>> {
+    let path = cli
+        .store
+        .clone()
+        .or_else(|| config.store.clone())
+        .unwrap_or_else(|| "mailferry-store".into());
+    Ok(Arc::new(Store::open(&path)?))
+}
+
+/// The runtime for network work. Blocking threads hash, compress and
+/// fsync blobs; a few keep the disk busy, more would only add memory.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(8)
+        .enable_all()
+        .build()?)
 }

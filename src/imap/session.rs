@@ -138,6 +138,27 @@ pub struct FetchedMessage {
     pub header_fields: Option<Vec<u8>>,
 }
 
+impl FetchedMessage {
+    /// The Message-ID from a `BODY[HEADER.FIELDS (MESSAGE-ID)]` answer, in
+    /// the form mail-parser stores it (no angle brackets).
+    pub fn message_id(&self) -> Option<String> {
+        let raw = self.header_fields.as_deref()?;
+        let text = String::from_utf8_lossy(raw);
+        let unfolded = text.replace("\r\n ", " ").replace("\r\n\t", " ");
+        let line = unfolded.lines().find(|l| {
+            l.get(..11)
+                .is_some_and(|h| h.eq_ignore_ascii_case("message-id:"))
+        })?;
+        let value = line[11..].trim();
+        let value = value
+            .strip_prefix('<')
+            .and_then(|v| v.split('>').next())
+            .unwrap_or(value)
+            .trim();
+        (!value.is_empty()).then(|| value.to_string())
+    }
+}
+
 /// An authenticated connection.
 pub struct ImapSession {
     session: async_imap::Session<Wire>,

@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use super::folder::{normalize_flags, uid_set};
+use super::folder::normalize_flags;
 use super::{AccountContext, SharedCounts, permits};
-use crate::imap::{FetchedMessage, FolderStatus, ImapSession, mutf7};
+use crate::imap::{FetchedMessage, FolderStatus, ImapSession, mutf7, uid_set};
 use crate::store::index::{BlobMeta, NewBlob, NewMessage};
 
 const BODY_ITEMS: &str = "UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[]";
@@ -302,8 +302,7 @@ async fn deliver(
     shared
         .bodies_already_stored
         .fetch_add(already, Ordering::Relaxed);
-    ctx.progress
-        .fetched(&ctx.account.name, count, fetched_bytes);
+    ctx.progress.moved(&ctx.account.name, count, fetched_bytes);
     Ok(())
 }
 

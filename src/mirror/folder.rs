@@ -19,7 +19,7 @@ use anyhow::{Result, anyhow};
 
 use super::fetch::{FetchJob, FolderSync};
 use super::{AccountContext, JobQueue, SharedCounts};
-use crate::imap::{FetchedMessage, ImapSession, mutf7};
+use crate::imap::{FetchedMessage, ImapSession, mutf7, uid_set};
 use crate::store::index::{FolderRow, NewMessage};
 
 /// Items that describe a message without its body.
@@ -221,7 +221,7 @@ pub(crate) async fn plan(
         let index = index_of();
         for m in &new {
             let size = m.size.unwrap_or(0) as u64;
-            let found = match (want_ids, message_id_of(m), m.internal_date) {
+            let found = match (want_ids, m.message_id(), m.internal_date) {
                 (true, Some(id), Some(date)) => {
                     index.find_identical(&id, size, date.timestamp())?
                 }
@@ -331,57 +331,9 @@ pub(crate) fn normalize_flags(flags: &[String]) -> String {
     f.join(" ")
 }
 
-/// The Message-ID from a `BODY[HEADER.FIELDS (MESSAGE-ID)]` answer, in the
-/// form mail-parser stores it (no angle brackets).
-fn message_id_of(m: &FetchedMessage) -> Option<String> {
-    let raw = m.header_fields.as_deref()?;
-    let text = String::from_utf8_lossy(raw);
-    let unfolded = text.replace("\r\n ", " ").replace("\r\n\t", " ");
-    let line = unfolded
-        .lines()
-        .find(|l| l.len() > 11 && l[..11].eq_ignore_ascii_case("message-id:"))?;
-    let value = line[11..].trim();
-    let value = value
-        .strip_prefix('<')
-        .and_then(|v| v.split('>').next())
-        .unwrap_or(value)
-        .trim();
-    (!value.is_empty()).then(|| value.to_string())
-}
-
-/// A compact UID set: `1:5,7,9:12`.
-pub(crate) fn uid_set(sorted: &[u32]) -> String {
-    let mut out = String::new();
-    let mut i = 0;
-    while i < sorted.len() {
-        let start = sorted[i];
-        let mut end = start;
-        while i + 1 < sorted.len() && sorted[i + 1] == end + 1 {
-            i += 1;
-            end = sorted[i];
-        }
-        if !out.is_empty() {
-            out.push(',');
-        }
-        if start == end {
-            out.push_str(&start.to_string());
-        } else {
-            out.push_str(&format!("{start}:{end}"));
-        }
-        i += 1;
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn uid_sets_are_compact() {
-        assert_eq!(uid_set(&[1, 2, 3, 5, 7, 8, 9, 20]), "1:3,5,7:9,20");
-        assert_eq!(uid_set(&[4]), "4");
-    }
 
     #[test]
     fn batches_are_bounded_by_bytes_and_keep_big_messages_alone() {
@@ -405,11 +357,11 @@ mod tests {
             header_fields: Some(b"Message-Id:\r\n <abc@example.com>\r\n\r\n".to_vec()),
             ..Default::default()
         };
-        assert_eq!(message_id_of(&m).as_deref(), Some("abc@example.com"));
+        assert_eq!(m.message_id().as_deref(), Some("abc@example.com"));
         let none = FetchedMessage {
             header_fields: Some(b"\r\n".to_vec()),
             ..Default::default()
         };
-        assert_eq!(message_id_of(&none), None);
+        assert_eq!(none.message_id(), None);
     }
 }

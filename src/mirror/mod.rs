@@ -16,7 +16,6 @@
 
 mod fetch;
 mod folder;
-pub mod progress;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -30,8 +29,8 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::config::{Account, Config, ServerSettings};
 use crate::imap::{ImapSession, ListedFolder, mutf7};
+pub use crate::progress::{Progress, Silent};
 use crate::store::Store;
-pub use progress::{Progress, Silent};
 
 /// Knobs of a mirror run.
 #[derive(Debug, Clone)]
@@ -666,7 +665,7 @@ fn job_progress(job: &Job) -> u64 {
 }
 
 /// Errors after which the session is unusable and a new one may succeed.
-fn is_connection_error(e: &anyhow::Error) -> bool {
+pub(crate) fn is_connection_error(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>().is_some()
             || matches!(

@@ -135,3 +135,109 @@ pub fn status_table(folders: &[FolderStatus], last_mirror: Option<i64>) -> Strin
     }
     out
 }
+
+/// The end-of-run summary of an upload.
+pub fn upload_summary(s: &crate::upload::UploadSummary) -> String {
+    let mut out = String::new();
+    if s.dry_run {
+        let _ = writeln!(out, "dry run: nothing was changed\n");
+        for a in &s.accounts {
+            let _ = writeln!(out, "{} -> {}", a.account, a.target);
+            if let Some(e) = &a.error {
+                let _ = writeln!(out, "  FAILED: {e}");
+            }
+            for p in &a.planned {
+                let _ = writeln!(
+                    out,
+                    "  {:>6} messages {:>10}  to {:<32} from {}",
+                    p.append,
+                    bytes(p.bytes),
+                    p.target_folder,
+                    p.sources.join(", ")
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "\nwould append {} messages ({})",
+            s.totals.would_append,
+            bytes(s.totals.would_append_bytes)
+        );
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "{:<32} {:>9} {:>10} {:>8} {:>8} {:>8} {:>7} {:>7}",
+        "account", "appended", "bytes", "present", "skipped", "failed", "flags", "trips"
+    );
+    for a in &s.accounts {
+        let c = &a.counts;
+        let _ = writeln!(
+            out,
+            "{:<32} {:>9} {:>10} {:>8} {:>8} {:>8} {:>7} {:>7}",
+            a.account,
+            c.appended,
+            bytes(c.bytes_appended),
+            c.already_present,
+            c.skipped,
+            c.failed,
+            c.flags_pushed,
+            c.round_trips
+        );
+        if let Some(e) = &a.error {
+            let _ = writeln!(out, "  FAILED: {e}");
+        }
+        for e in &a.folder_errors {
+            let _ = writeln!(out, "  incomplete: {e}");
+        }
+    }
+    let t = &s.totals;
+    let reasons: Vec<String> = t
+        .skipped_by_reason
+        .iter()
+        .map(|(k, v)| format!("{v} {k}"))
+        .collect();
+    let complete = s.accounts.iter().filter(|a| a.complete).count();
+    let _ = writeln!(
+        out,
+        "\n{complete} of {} accounts complete in {:.1}s: {} appended ({}), {} already present, \
+         {} duplicate copies uploaded once, {} skipped{}, {} failed, {} flag changes pushed, \
+         {} throttled ({} ms waited), {} round trips.",
+        s.accounts.len(),
+        s.seconds,
+        t.appended,
+        bytes(t.bytes_appended),
+        t.already_present,
+        t.duplicates,
+        t.skipped,
+        if reasons.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", reasons.join(", "))
+        },
+        t.failed,
+        t.flags_pushed,
+        t.throttled,
+        t.throttle_wait_ms,
+        t.round_trips,
+    );
+    out
+}
+
+/// `plan`: the folder map of each account.
+pub fn plan(maps: &[(String, Vec<crate::upload::MapEntry>)]) -> String {
+    let mut out = String::new();
+    for (account, map) in maps {
+        let _ = writeln!(out, "{account}:");
+        for e in map {
+            let _ = writeln!(
+                out,
+                "  {:<36} -> {:<36} ({})",
+                e.source,
+                e.target.as_deref().unwrap_or("(not uploaded)"),
+                e.why
+            );
+        }
+    }
+    out
+}

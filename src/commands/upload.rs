@@ -1,0 +1,65 @@
+//! `mailferry upload`: replay the store into the target mailboxes.
+
+use std::sync::Arc;
+
+use anyhow::Result;
+
+use crate::cli::{Cli, UploadArgs, UploadOnlyArgs};
+use crate::commands::{EXIT_INCOMPLETE, EXIT_OK, apply_target, load_accounts, open_store, ui};
+use crate::config::{AuthMethod, Config};
+use crate::oauth::TokenProvider;
+use crate::store::Store;
+use crate::upload::{self, MapFile, UploadOptions, UploadSummary};
+
+pub fn run(cli: &Cli, args: &UploadArgs) -> Result<i32> {
+    let mut config = load_accounts(&args.accounts)?;
+    apply_target(&mut config, &args.target)?;
+    let store = open_store(cli, &config)?;
+    let summary = upload_with(cli, &config, &args.upload, store)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print!("{}", crate::report::upload_summary(&summary));
+    }
+    Ok(if summary.all_complete() {
+        EXIT_OK
+    } else {
+        EXIT_INCOMPLETE
+    })
+}
+
+/// Runs an upload with the command line's knobs (shared with `sync`).
+pub fn upload_with(
+    cli: &Cli,
+    config: &Config,
+    args: &UploadOnlyArgs,
+    store: Arc<Store>,
+) -> Result<UploadSummary> {
+    let runtime = crate::commands::runtime()?;
+    let tokens = match (&config.target.oauth, config.target.server.auth) {
+        (Some(oauth), AuthMethod::Xoauth2) if !args.dry_run => {
+            let tls = crate::imap::tls::client_config(None, false)?;
+            Some(Arc::new(TokenProvider::new(
+                oauth.clone(),
+                tls,
+                Box::new(|message| eprintln!("{message}")),
+            )?))
+        }
+        _ => None,
+    };
+    let options = Arc::new(UploadOptions {
+        target: config.target.clone(),
+        accounts_at_once: config.accounts_at_once,
+        only_failed: args.retry_failed,
+        dry_run: args.dry_run,
+        merge_folders: args.merge_folders,
+        map_file: args.map.as_deref().map(MapFile::load).transpose()?,
+        tokens,
+    });
+    let progress = if args.dry_run {
+        ui::progress(true, 0)
+    } else {
+        ui::progress(cli.quiet, config.accounts.len())
+    };
+    runtime.block_on(upload::upload(store, config, options, progress))
+}

@@ -1,0 +1,470 @@
+//! One target folder: reconcile, push flag changes, append what is missing.
+//!
+//! Every step reads the ledger first, so a job that starts again on a new
+//! connection (or a run that starts again after a crash) repeats nothing:
+//! a pending entry is settled by reading the target back from the UIDNEXT
+//! it recorded, by content hash where the server keeps bytes, else by
+//! Message-ID and INTERNALDATE, before anything is appended again.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+
+use anyhow::{Context, Result, anyhow};
+use chrono::{DateTime, FixedOffset};
+
+use super::ledger::{self, LedgerEntry, Outgoing, State};
+use super::throttle::is_throttled;
+use super::{AccountContext, FolderJob, TargetSession, flags_for_target};
+use crate::imap::{FetchedMessage, ImapError};
+use crate::store::BlobHash;
+
+/// How often one message is tried while the server keeps throttling.
+const THROTTLE_RETRIES: u32 = 30;
+
+/// Whether an entry (or its absence) calls for an APPEND.
+pub(crate) fn wants_append(entry: Option<&LedgerEntry>, only_failed: bool) -> bool {
+    match entry.map(|e| e.state) {
+        None => !only_failed,
+        Some(State::Failed) => true,
+        // Settled first by reconciliation; may still need an APPEND.
+        Some(State::Pending) => true,
+        Some(State::Done | State::Present | State::Skipped) => false,
+    }
+}
+
+pub(crate) async fn run(
+    ctx: &AccountContext,
+    session: &mut TargetSession,
+    job: &FolderJob,
+) -> Result<()> {
+    let kind = ctx.options.target.kind;
+    let tf = job.target_folder_id;
+    let entries = ledger::entries(&ctx.store.index(), tf)?;
+    let pending: Vec<&LedgerEntry> = entries
+        .values()
+        .filter(|e| e.state == State::Pending)
+        .collect();
+    let flag_pushes: Vec<(&Outgoing, &LedgerEntry)> = job
+        .outgoing
+        .iter()
+        .filter_map(|o| {
+            let e = entries.get(&o.blob)?;
+            (matches!(e.state, State::Done | State::Present)
+                && e.uid.is_some()
+                && e.flags.as_deref() != Some(&flags_for_target(&o.flags, kind)))
+            .then_some((o, e))
+        })
+        .collect();
+    let mut appends: Vec<&Outgoing> = job
+        .outgoing
+        .iter()
+        .filter(|o| wants_append(entries.get(&o.blob), ctx.options.only_failed))
+        .collect();
+    if pending.is_empty() && flag_pushes.is_empty() && appends.is_empty() {
+        return Ok(());
+    }
+
+    let imap = &mut session.imap;
+    if !job.exists {
+        imap.create(&job.wire_name)
+            .await
+            .with_context(|| format!("cannot create {}", job.display_name))?;
+        ctx.shared.folders_created.fetch_add(1, Ordering::Relaxed);
+    }
+    let status = imap.status(&job.wire_name).await?;
+    let uidvalidity = status
+        .uidvalidity
+        .ok_or_else(|| anyhow!("the target gave no UIDVALIDITY for {}", job.display_name))?;
+    let mut uidnext = status.uidnext.unwrap_or(1);
+    ledger::set_folder_uidvalidity(&ctx.store.index(), tf, uidvalidity)?;
+
+    // 1. Settle what a crash left pending.
+    if !pending.is_empty() {
+        let settled = reconcile(ctx, imap, job, uidvalidity, &pending, &entries).await?;
+        ctx.shared.reconciled.fetch_add(settled, Ordering::Relaxed);
+        let after = ledger::entries(&ctx.store.index(), tf)?;
+        appends = job
+            .outgoing
+            .iter()
+            .filter(|o| wants_append(after.get(&o.blob), ctx.options.only_failed))
+            .collect();
+    }
+
+    // 2. Flag changes made at the source since the upload.
+    if !flag_pushes.is_empty() {
+        push_flags(ctx, imap, job, &flag_pushes).await?;
+    }
+
+    // 3. Append what is missing.
+    let limit = match (
+        ctx.options.target.max_message_bytes,
+        appendlimit(imap.capabilities()),
+    ) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    for o in appends {
+        if let Some(limit) = limit
+            && o.size > limit
+        {
+            let reason = format!(
+                "{} is over the target's limit of {}",
+                crate::report::bytes(o.size),
+                crate::report::bytes(limit)
+            );
+            ledger::mark_not_uploaded(
+                &ctx.store.index(),
+                tf,
+                &o.blob,
+                State::Skipped,
+                &reason,
+                o.copies,
+            )?;
+            continue;
+        }
+        let store = ctx.store.clone();
+        let blob = o.blob;
+        let body = tokio::task::spawn_blocking(move || store.read_blob(&blob))
+            .await
+            .map_err(|e| anyhow!("reading a blob crashed: {e}"))??;
+        if body.contains(&0) && !imap.capabilities().has("BINARY") {
+            ledger::mark_not_uploaded(
+                &ctx.store.index(),
+                tf,
+                &o.blob,
+                State::Skipped,
+                "the message holds NUL bytes, which this target cannot take (no BINARY)",
+                o.copies,
+            )?;
+            continue;
+        }
+        let flags = flags_for_target(&o.flags, kind);
+        let date = internal_date(o.internal_date, o.internal_date_offset);
+        let mut throttled = 0;
+        loop {
+            ctx.throttle.wait().await;
+            ledger::mark_pending(
+                &ctx.store.index(),
+                tf,
+                &o.blob,
+                uidvalidity,
+                uidnext,
+                o.copies,
+            )?;
+            match imap.append(&job.wire_name, &flags, &date, &body).await {
+                Ok(appended) => {
+                    ctx.throttle.went_through();
+                    let uid = match appended.uid {
+                        Some((v, u)) if v == uidvalidity => {
+                            uidnext = uidnext.max(u + 1);
+                            Some(u)
+                        }
+                        _ => {
+                            // No UIDPLUS: ask where the next one will go.
+                            uidnext = imap
+                                .status(&job.wire_name)
+                                .await?
+                                .uidnext
+                                .unwrap_or(uidnext + 1);
+                            None
+                        }
+                    };
+                    ledger::mark_done(
+                        &ctx.store.index(),
+                        tf,
+                        &o.blob,
+                        State::Done,
+                        Some(uidvalidity),
+                        uid,
+                        &flags,
+                    )?;
+                    ctx.shared.appended.fetch_add(1, Ordering::Relaxed);
+                    ctx.shared
+                        .bytes_appended
+                        .fetch_add(body.len() as u64, Ordering::Relaxed);
+                    ctx.progress.moved(&ctx.account.name, 1, body.len() as u64);
+                    break;
+                }
+                Err(e) => {
+                    let refusal = match e.downcast_ref::<ImapError>() {
+                        Some(ImapError::No { text, .. }) | Some(ImapError::Bad { text, .. }) => {
+                            Some(text.clone())
+                        }
+                        _ => None,
+                    };
+                    // Anything else (a broken connection) leaves the entry
+                    // pending for reconciliation.
+                    let Some(text) = refusal else {
+                        return Err(e);
+                    };
+                    if let Some(backoff) = is_throttled(&text) {
+                        ctx.throttle.throttled(backoff);
+                        throttled += 1;
+                        if throttled < THROTTLE_RETRIES {
+                            continue;
+                        }
+                        ledger::mark_not_uploaded(
+                            &ctx.store.index(),
+                            tf,
+                            &o.blob,
+                            State::Failed,
+                            &text,
+                            o.copies,
+                        )?;
+                        break;
+                    }
+                    if text.contains("TRYCREATE") && throttled == 0 {
+                        imap.create(&job.wire_name).await?;
+                        throttled += 1;
+                        continue;
+                    }
+                    // The server will not take this message: say why, go on.
+                    let state = if is_permanent_rejection(&text) {
+                        State::Skipped
+                    } else {
+                        State::Failed
+                    };
+                    ledger::mark_not_uploaded(
+                        &ctx.store.index(),
+                        tf,
+                        &o.blob,
+                        state,
+                        &text,
+                        o.copies,
+                    )?;
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Replies that mean this message will never be taken as it is.
+fn is_permanent_rejection(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    t.contains("toobig")
+        || t.contains("too large")
+        || t.contains("too big")
+        || t.contains("exceeds")
+        || t.contains("line too long")
+        || t.contains("line is too long")
+        || t.contains("[limit]")
+        || t.contains("[parse]")
+}
+
+/// APPENDLIMIT=n (RFC 7889), if the server announces one.
+fn appendlimit(caps: &crate::imap::Capabilities) -> Option<u64> {
+    let _ = caps;
+    None
+}
+
+/// `dd-Mon-yyyy hh:mm:ss +zzzz` for the instant in its original offset.
+fn internal_date(instant: i64, offset_minutes: i32) -> String {
+    let offset = FixedOffset::east_opt(offset_minutes * 60)
+        .unwrap_or(FixedOffset::east_opt(0).expect("UTC"));
+    let t: DateTime<FixedOffset> = DateTime::from_timestamp(instant, 0)
+        .unwrap_or_default()
+        .with_timezone(&offset);
+    t.format("%d-%b-%Y %H:%M:%S %z").to_string()
+}
+
+/// Settles pending entries by reading the folder back from the lowest
+/// recorded UIDNEXT. Returns how many were found already there.
+async fn reconcile(
+    ctx: &AccountContext,
+    imap: &mut crate::imap::ImapSession,
+    job: &FolderJob,
+    uidvalidity: u32,
+    pending: &[&LedgerEntry],
+    entries: &HashMap<BlobHash, LedgerEntry>,
+) -> Result<u64> {
+    let tf = job.target_folder_id;
+    let (same, other): (Vec<&&LedgerEntry>, Vec<&&LedgerEntry>) = pending
+        .iter()
+        .partition(|e| e.uidvalidity == Some(uidvalidity) && e.uidnext.is_some());
+    // A folder with a new UIDVALIDITY was re-created: nothing of ours is there.
+    for e in other {
+        ledger::forget(&ctx.store.index(), tf, &e.blob)?;
+    }
+    if same.is_empty() {
+        return Ok(0);
+    }
+    let from = same.iter().filter_map(|e| e.uidnext).min().unwrap_or(1);
+    imap.examine(&job.wire_name, None).await?;
+    let mut candidates: Vec<FetchedMessage> = Vec::new();
+    imap.uid_fetch(
+        &format!("{from}:*"),
+        "UID RFC822.SIZE INTERNALDATE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]",
+        None,
+        |m| {
+            if m.uid >= from {
+                candidates.push(m);
+            }
+            Ok(())
+        },
+    )
+    .await?;
+    // UIDs the ledger already gives to other messages are not candidates.
+    let claimed: HashSet<u32> = entries
+        .values()
+        .filter(|e| matches!(e.state, State::Done | State::Present))
+        .filter_map(|e| e.uid)
+        .collect();
+    candidates.retain(|c| !claimed.contains(&c.uid));
+
+    let meta: HashMap<BlobHash, (u64, Option<String>)> = {
+        let index = ctx.store.index();
+        let mut stmt = index
+            .connection()
+            .prepare_cached("SELECT size, message_id FROM blobs WHERE hash = ?1")?;
+        let mut out = HashMap::new();
+        for e in &same {
+            let row: (i64, Option<String>) =
+                stmt.query_row([e.blob.to_hex()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            out.insert(e.blob, (row.0 as u64, row.1));
+        }
+        out
+    };
+    let dates: HashMap<BlobHash, i64> = job
+        .outgoing
+        .iter()
+        .map(|o| (o.blob, o.internal_date))
+        .collect();
+
+    // Bodies of candidates whose size matches some pending blob: where the
+    // server keeps bytes, the hash settles it.
+    let sizes: HashSet<u64> = meta.values().map(|(s, _)| *s).collect();
+    let mut by_size: Vec<u32> = candidates
+        .iter()
+        .filter(|c| c.size.is_some_and(|s| sizes.contains(&(s as u64))))
+        .map(|c| c.uid)
+        .collect();
+    by_size.sort_unstable();
+    let mut hashes: HashMap<u32, BlobHash> = HashMap::new();
+    if !by_size.is_empty() {
+        imap.uid_fetch(
+            &crate::imap::uid_set(&by_size),
+            "UID BODY.PEEK[]",
+            None,
+            |m| {
+                if let Some(b) = &m.body {
+                    hashes.insert(m.uid, BlobHash::of(b));
+                }
+                Ok(())
+            },
+        )
+        .await?;
+    }
+    let mut taken: HashSet<u32> = HashSet::new();
+    let mut found = 0;
+    for e in same {
+        let (_, message_id) = &meta[&e.blob];
+        let by_hash = candidates
+            .iter()
+            .find(|c| !taken.contains(&c.uid) && hashes.get(&c.uid) == Some(&e.blob));
+        // Where the server rewrites messages (Exchange), Message-ID and
+        // INTERNALDATE identify it.
+        let by_id = || {
+            let id = message_id.as_deref()?;
+            let date = dates.get(&e.blob)?;
+            candidates.iter().find(|c| {
+                !taken.contains(&c.uid)
+                    && c.message_id().as_deref() == Some(id)
+                    && c.internal_date.map(|d| d.timestamp()) == Some(*date)
+            })
+        };
+        match by_hash.or_else(by_id) {
+            Some(c) => {
+                taken.insert(c.uid);
+                let flags = job
+                    .outgoing
+                    .iter()
+                    .find(|o| o.blob == e.blob)
+                    .map(|o| flags_for_target(&o.flags, ctx.options.target.kind))
+                    .unwrap_or_default();
+                ledger::mark_done(
+                    &ctx.store.index(),
+                    tf,
+                    &e.blob,
+                    State::Done,
+                    Some(uidvalidity),
+                    Some(c.uid),
+                    &flags,
+                )?;
+                found += 1;
+            }
+            None => ledger::forget(&ctx.store.index(), tf, &e.blob)?,
+        }
+    }
+    Ok(found)
+}
+
+/// Pushes flag changes as +FLAGS/-FLAGS, one STORE per distinct change.
+async fn push_flags(
+    ctx: &AccountContext,
+    imap: &mut crate::imap::ImapSession,
+    job: &FolderJob,
+    pushes: &[(&Outgoing, &LedgerEntry)],
+) -> Result<()> {
+    let kind = ctx.options.target.kind;
+    // (flags to add, flags to remove) → (UID, blob, flags afterwards)
+    type Change = (String, String);
+    let mut changes: HashMap<Change, Vec<(u32, BlobHash, String)>> = HashMap::new();
+    for (o, e) in pushes {
+        let want = flags_for_target(&o.flags, kind);
+        let had: HashSet<&str> = e
+            .flags
+            .as_deref()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        let now: HashSet<&str> = want.split_whitespace().collect();
+        let mut add: Vec<&str> = now.difference(&had).copied().collect();
+        let mut remove: Vec<&str> = had.difference(&now).copied().collect();
+        add.sort_unstable();
+        remove.sort_unstable();
+        changes
+            .entry((add.join(" "), remove.join(" ")))
+            .or_default()
+            .push((e.uid.expect("filtered"), o.blob, want.clone()));
+    }
+    imap.select(&job.wire_name).await?;
+    for ((add, remove), targets) in changes {
+        let mut uids: Vec<u32> = targets.iter().map(|t| t.0).collect();
+        uids.sort_unstable();
+        let set = crate::imap::uid_set(&uids);
+        ctx.throttle.wait().await;
+        if !add.is_empty() {
+            imap.uid_store(&set, &format!("+FLAGS.SILENT ({add})"))
+                .await?;
+        }
+        if !remove.is_empty() {
+            imap.uid_store(&set, &format!("-FLAGS.SILENT ({remove})"))
+                .await?;
+        }
+        ctx.throttle.went_through();
+        let index = ctx.store.index();
+        for (_, blob, flags) in &targets {
+            ledger::set_flags(&index, job.target_folder_id, blob, flags)?;
+        }
+        ctx.shared
+            .flags_pushed
+            .fetch_add(targets.len() as u64, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_dates_keep_their_offset() {
+        assert_eq!(
+            internal_date(836_732_665, -420),
+            "07-Jul-1996 02:44:25 -0700"
+        );
+        assert_eq!(internal_date(0, 0), "01-Jan-1970 00:00:00 +0000");
+    }
+}

@@ -1,0 +1,300 @@
+//! The ledger: what each target folder holds of each blob.
+//!
+//! Exactly once across crashes: an entry is `pending` (with the target
+//! folder's UIDVALIDITY and UIDNEXT) before its APPEND is sent and `done`
+//! (with the UID) after the server's OK; a `pending` entry found on a later
+//! run is reconciled by reading the target back before anything is appended
+//! again (see `folder.rs`). No row means never tried.
+
+use std::collections::HashMap;
+
+use anyhow::Result;
+use rusqlite::{OptionalExtension, params};
+
+use crate::store::index::now;
+use crate::store::{BlobHash, Index};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Pending,
+    Done,
+    /// Found at the target without an APPEND of ours (reconciled).
+    Present,
+    Skipped,
+    Failed,
+}
+
+impl State {
+    fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Done => "done",
+            State::Present => "present",
+            State::Skipped => "skipped",
+            State::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> State {
+        match s {
+            "pending" => State::Pending,
+            "done" => State::Done,
+            "present" => State::Present,
+            "skipped" => State::Skipped,
+            _ => State::Failed,
+        }
+    }
+}
+
+/// One ledger row.
+#[derive(Debug, Clone)]
+pub struct LedgerEntry {
+    pub blob: BlobHash,
+    pub state: State,
+    pub uidvalidity: Option<u32>,
+    pub uidnext: Option<u32>,
+    pub uid: Option<u32>,
+    pub flags: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// A message to place in a target folder: one blob, however many copies
+/// the mapped source folders hold.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub blob: BlobHash,
+    pub flags: String,
+    pub internal_date: i64,
+    pub internal_date_offset: i32,
+    pub size: u64,
+    /// Copies of these bytes in the source folders that map here.
+    pub copies: u64,
+}
+
+pub fn target_id(index: &Index, mailbox: &str, host: &str) -> Result<i64> {
+    let c = index.connection();
+    c.execute(
+        "INSERT OR IGNORE INTO targets (mailbox, host, created_at) VALUES (?1, ?2, ?3)",
+        params![mailbox, host, now()],
+    )?;
+    Ok(c.query_row(
+        "SELECT id FROM targets WHERE mailbox = ?1 AND host = ?2",
+        params![mailbox, host],
+        |r| r.get(0),
+    )?)
+}
+
+/// The target mailbox's id if it was ever uploaded to.
+pub fn find_target(index: &Index, mailbox: &str, host: &str) -> Result<Option<i64>> {
+    Ok(index
+        .connection()
+        .query_row(
+            "SELECT id FROM targets WHERE mailbox = ?1 AND host = ?2",
+            params![mailbox, host],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+pub fn target_folder_id(index: &Index, target: i64, wire: &str, display: &str) -> Result<i64> {
+    let c = index.connection();
+    c.execute(
+        "INSERT OR IGNORE INTO target_folders (target_id, wire_name, display_name)
+         VALUES (?1, ?2, ?3)",
+        params![target, wire, display],
+    )?;
+    Ok(c.query_row(
+        "SELECT id FROM target_folders WHERE target_id = ?1 AND wire_name = ?2",
+        params![target, wire],
+        |r| r.get(0),
+    )?)
+}
+
+pub fn set_folder_uidvalidity(index: &Index, folder: i64, uidvalidity: u32) -> Result<()> {
+    index.connection().execute(
+        "UPDATE target_folders SET uidvalidity = ?2 WHERE id = ?1",
+        params![folder, uidvalidity],
+    )?;
+    Ok(())
+}
+
+pub fn entries(index: &Index, folder: i64) -> Result<HashMap<BlobHash, LedgerEntry>> {
+    let mut stmt = index.connection().prepare_cached(
+        "SELECT blob_hash, state, uidvalidity, uidnext, uid, flags, reason
+         FROM uploads WHERE target_folder_id = ?1",
+    )?;
+    let rows = stmt.query_map([folder], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+            r.get(6)?,
+        ))
+    })?;
+    let mut out = HashMap::new();
+    for row in rows {
+        let (hash, state, uidvalidity, uidnext, uid, flags, reason) = row?;
+        let blob = BlobHash::from_hex(&hash)?;
+        out.insert(
+            blob,
+            LedgerEntry {
+                blob,
+                state: State::parse(&state),
+                uidvalidity,
+                uidnext,
+                uid,
+                flags,
+                reason,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Before an APPEND: the entry is pending, with where its UID will be.
+pub fn mark_pending(
+    index: &Index,
+    folder: i64,
+    blob: &BlobHash,
+    uidvalidity: u32,
+    uidnext: u32,
+    copies: u64,
+) -> Result<()> {
+    index.connection().execute(
+        "INSERT INTO uploads (target_folder_id, blob_hash, state, uidvalidity, uidnext,
+                              duplicates, attempts, updated_at)
+         VALUES (?1, ?2, 'pending', ?3, ?4, ?5, 1, ?6)
+         ON CONFLICT (target_folder_id, blob_hash) DO UPDATE SET
+            state = 'pending', uidvalidity = ?3, uidnext = ?4, uid = NULL, reason = NULL,
+            duplicates = ?5, attempts = attempts + 1, updated_at = ?6",
+        params![
+            folder,
+            blob.to_hex(),
+            uidvalidity,
+            uidnext,
+            copies.saturating_sub(1) as i64,
+            now()
+        ],
+    )?;
+    Ok(())
+}
+
+/// After the server's OK (or a confirmed match at the target).
+pub fn mark_done(
+    index: &Index,
+    folder: i64,
+    blob: &BlobHash,
+    state: State,
+    uidvalidity: Option<u32>,
+    uid: Option<u32>,
+    flags: &str,
+) -> Result<()> {
+    index.connection().execute(
+        "INSERT INTO uploads (target_folder_id, blob_hash, state, uidvalidity, uid, flags,
+                              updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (target_folder_id, blob_hash) DO UPDATE SET
+            state = ?3, uidvalidity = COALESCE(?4, uidvalidity), uid = ?5, flags = ?6,
+            reason = NULL, updated_at = ?7",
+        params![
+            folder,
+            blob.to_hex(),
+            state.as_str(),
+            uidvalidity,
+            uid,
+            flags,
+            now()
+        ],
+    )?;
+    Ok(())
+}
+
+/// Not appended, for `reason` (the server's words where it gave any).
+pub fn mark_not_uploaded(
+    index: &Index,
+    folder: i64,
+    blob: &BlobHash,
+    state: State,
+    reason: &str,
+    copies: u64,
+) -> Result<()> {
+    debug_assert!(matches!(state, State::Skipped | State::Failed));
+    index.connection().execute(
+        "INSERT INTO uploads (target_folder_id, blob_hash, state, reason, duplicates, attempts,
+                              updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)
+         ON CONFLICT (target_folder_id, blob_hash) DO UPDATE SET
+            state = ?3, reason = ?4, uidnext = NULL, attempts = attempts + 1, updated_at = ?6",
+        params![
+            folder,
+            blob.to_hex(),
+            state.as_str(),
+            reason,
+            copies.saturating_sub(1) as i64,
+            now()
+        ],
+    )?;
+    Ok(())
+}
+
+/// A pending entry that reconciliation showed was never appended.
+pub fn forget(index: &Index, folder: i64, blob: &BlobHash) -> Result<()> {
+    index.connection().execute(
+        "DELETE FROM uploads WHERE target_folder_id = ?1 AND blob_hash = ?2",
+        params![folder, blob.to_hex()],
+    )?;
+    Ok(())
+}
+
+pub fn set_flags(index: &Index, folder: i64, blob: &BlobHash, flags: &str) -> Result<()> {
+    index.connection().execute(
+        "UPDATE uploads SET flags = ?3, updated_at = ?4
+         WHERE target_folder_id = ?1 AND blob_hash = ?2",
+        params![folder, blob.to_hex(), flags, now()],
+    )?;
+    Ok(())
+}
+
+/// What the mapped source folders hold now, one entry per blob, oldest first.
+pub fn outgoing(index: &Index, source_folders: &[i64]) -> Result<Vec<Outgoing>> {
+    let mut out: Vec<Outgoing> = Vec::new();
+    let mut at: HashMap<String, usize> = HashMap::new();
+    let mut stmt = index.connection().prepare_cached(
+        "SELECT m.blob_hash, m.flags, m.internal_date, m.internal_date_offset, b.size
+         FROM messages m JOIN blobs b ON b.hash = m.blob_hash
+         WHERE m.folder_id = ?1 AND m.expunged_at IS NULL
+         ORDER BY m.internal_date, m.uid",
+    )?;
+    for folder in source_folders {
+        let rows = stmt.query_map([folder], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i32>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })?;
+        for row in rows {
+            let (hash, flags, date, offset, size) = row?;
+            match at.get(&hash) {
+                Some(&i) => out[i].copies += 1,
+                None => {
+                    at.insert(hash.clone(), out.len());
+                    out.push(Outgoing {
+                        blob: BlobHash::from_hex(&hash)?,
+                        flags,
+                        internal_date: date,
+                        internal_date_offset: offset,
+                        size: size as u64,
+                        copies: 1,
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,363 @@
+//! Folder mapping: which target folder each source folder goes to.
+//!
+//! For Microsoft 365: special-use attributes first (`\Sent` to Sent Items,
+//! ...), then well-known source names (Sent, Sent Messages, INBOX.Trash,
+//! Spam, ...) to Exchange's names; every other folder keeps its hierarchy
+//! with the target's separator. A component that holds the target's
+//! separator gets `_` in its place, and the reserved top-level name `Files`
+//! becomes `Files (migrated)`. For any other IMAP target the names stay as
+//! they are, with the target's separator. A user-edited map file overrides
+//! any of it, and a map that sends two folders to one name is an error
+//! unless merging was asked for.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+use crate::config::TargetKind;
+use crate::store::index::FolderRow;
+
+/// Exchange Online's names for the special folders.
+const EXCHANGE: &[(&str, &str)] = &[
+    ("\\Sent", "Sent Items"),
+    ("\\Trash", "Deleted Items"),
+    ("\\Junk", "Junk Email"),
+    ("\\Drafts", "Drafts"),
+    ("\\Archive", "Archive"),
+];
+
+/// Source names (any case, at the top or directly under INBOX) that mean a
+/// special folder.
+const WELL_KNOWN: &[(&str, &str)] = &[
+    ("sent", "Sent Items"),
+    ("sent items", "Sent Items"),
+    ("sent messages", "Sent Items"),
+    ("sent mail", "Sent Items"),
+    ("sent-mail", "Sent Items"),
+    ("trash", "Deleted Items"),
+    ("deleted items", "Deleted Items"),
+    ("deleted messages", "Deleted Items"),
+    ("deleted", "Deleted Items"),
+    ("bin", "Deleted Items"),
+    ("junk", "Junk Email"),
+    ("junk email", "Junk Email"),
+    ("junk e-mail", "Junk Email"),
+    ("spam", "Junk Email"),
+    ("bulk mail", "Junk Email"),
+    ("drafts", "Drafts"),
+    ("draft", "Drafts"),
+    ("archive", "Archive"),
+    ("archives", "Archive"),
+];
+
+/// Top-level names Exchange keeps for itself, and what they become.
+const RESERVED: &[(&str, &str)] = &[("files", "Files (migrated)")];
+
+/// Where one source folder goes.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MapEntry {
+    pub source_folder_id: i64,
+    /// The source folder as people read it.
+    pub source: String,
+    /// The target folder as people read it (with the target's separator);
+    /// `None` when the folder is not uploaded.
+    pub target: Option<String>,
+    /// Why: `special-use \Sent`, `well-known name`, `same path`, `map file`, ...
+    pub why: String,
+}
+
+/// Overrides from a map file: account → source folder → target (empty = skip).
+#[derive(Debug, Clone, Default)]
+pub struct MapFile {
+    rows: HashMap<(String, String), (Option<String>, u64)>,
+    file: String,
+}
+
+impl MapFile {
+    /// Reads `Account,SourceFolder,TargetFolder` rows (names as `plan` prints them).
+    pub fn load(path: &Path) -> Result<MapFile> {
+        let file = path.display().to_string();
+        let text = std::fs::read(path).with_context(|| format!("cannot read map file {file}"))?;
+        let mut reader = csv::ReaderBuilder::new()
+            .flexible(false)
+            .from_reader(&text[..]);
+        let mut rows = HashMap::new();
+        for (i, record) in reader.records().enumerate() {
+            let line = i as u64 + 2;
+            let record = record.map_err(|e| anyhow::anyhow!("{file} line {line}: {e}"))?;
+            if record.len() != 3 {
+                bail!("{file} line {line}: expected Account,SourceFolder,TargetFolder");
+            }
+            let key = (record[0].trim().to_ascii_lowercase(), record[1].to_string());
+            let target = Some(record[2].trim().to_string()).filter(|t| !t.is_empty());
+            if rows.insert(key, (target, line)).is_some() {
+                bail!(
+                    "{file} line {line}: {} / {} is mapped twice",
+                    &record[0],
+                    &record[1]
+                );
+            }
+        }
+        Ok(MapFile { rows, file })
+    }
+
+    fn get(&self, account: &str, source: &str) -> Option<&(Option<String>, u64)> {
+        self.rows
+            .get(&(account.to_ascii_lowercase(), source.to_string()))
+    }
+
+    /// Rows that name a folder the store does not know, as errors.
+    fn unknown_rows(&self, account: &str, known: &[MapEntry]) -> Vec<String> {
+        self.rows
+            .iter()
+            .filter(|((a, s), _)| {
+                *a == account.to_ascii_lowercase() && !known.iter().any(|k| &k.source == s)
+            })
+            .map(|((_, s), (_, line))| {
+                format!(
+                    "{} line {line}: no source folder {s:?} for {account}",
+                    self.file
+                )
+            })
+            .collect()
+    }
+}
+
+/// Maps an account's source folders. `delimiter` is the target's.
+pub fn map_account(
+    account: &str,
+    folders: &[FolderRow],
+    kind: TargetKind,
+    delimiter: &str,
+    overrides: Option<&MapFile>,
+    allow_merge: bool,
+) -> Result<Vec<MapEntry>> {
+    let mut entries: Vec<MapEntry> = folders
+        .iter()
+        .map(|f| {
+            let (target, why) = default_target(f, kind, delimiter);
+            MapEntry {
+                source_folder_id: f.id,
+                source: f.display_name.clone(),
+                target: Some(target),
+                why,
+            }
+        })
+        .collect();
+    if let Some(map) = overrides {
+        let unknown = map.unknown_rows(account, &entries);
+        if !unknown.is_empty() {
+            bail!("{}", unknown.join("; "));
+        }
+        for e in &mut entries {
+            if let Some((target, _)) = map.get(account, &e.source) {
+                e.target = target.clone();
+                e.why = "map file".to_string();
+            }
+        }
+    }
+    if !allow_merge {
+        let mut seen: HashMap<String, &MapEntry> = HashMap::new();
+        for e in &entries {
+            let Some(t) = &e.target else { continue };
+            // Exchange folder names ignore case.
+            let key = if kind == TargetKind::M365 {
+                t.to_lowercase()
+            } else {
+                t.clone()
+            };
+            if let Some(first) = seen.insert(key, e) {
+                bail!(
+                    "{account}: folders {:?} and {:?} would both go to {t:?}; edit the map \
+                     (plan --write-map) or pass --merge-folders to upload them into one",
+                    first.source,
+                    e.source
+                );
+            }
+        }
+    }
+    Ok(entries)
+}
+
+fn default_target(f: &FolderRow, kind: TargetKind, delimiter: &str) -> (String, String) {
+    let source_delim = f.delimiter.as_deref().unwrap_or("");
+    let parts: Vec<&str> = if source_delim.is_empty() {
+        vec![f.display_name.as_str()]
+    } else {
+        f.display_name.split(source_delim).collect()
+    };
+    if parts.len() == 1 && parts[0].eq_ignore_ascii_case("INBOX") {
+        return ("INBOX".to_string(), "inbox".to_string());
+    }
+    if kind == TargetKind::M365 {
+        for attr in f.attributes.split_whitespace() {
+            if let Some((_, name)) = EXCHANGE.iter().find(|(a, _)| a.eq_ignore_ascii_case(attr)) {
+                return (name.to_string(), format!("special-use {attr}"));
+            }
+        }
+        // "Sent" at the top, or "INBOX.Sent" on servers that keep all
+        // folders under INBOX.
+        let leaf = match parts.as_slice() {
+            [one] => Some(*one),
+            [inbox, one] if inbox.eq_ignore_ascii_case("INBOX") => Some(*one),
+            _ => None,
+        };
+        if let Some(leaf) = leaf
+            && let Some((_, name)) = WELL_KNOWN
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(leaf.trim()))
+        {
+            return (name.to_string(), "well-known name".to_string());
+        }
+    }
+    let mut why = "same path".to_string();
+    let cleaned: Vec<String> = parts
+        .iter()
+        .map(|p| {
+            let mut c = if delimiter.is_empty() {
+                p.to_string()
+            } else {
+                p.replace(delimiter, "_")
+            };
+            if c != *p {
+                why = format!("{delimiter:?} in a name became _");
+            }
+            if c.trim().is_empty() {
+                c = "_".to_string();
+                why = "empty name became _".to_string();
+            }
+            c
+        })
+        .collect();
+    let mut joined = cleaned.join(delimiter);
+    if kind == TargetKind::M365
+        && cleaned.len() == 1
+        && let Some((_, renamed)) = RESERVED
+            .iter()
+            .find(|(r, _)| r.eq_ignore_ascii_case(&cleaned[0]))
+    {
+        joined = renamed.to_string();
+        why = "reserved at the target".to_string();
+    }
+    (joined, why)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn folder(id: i64, name: &str, delim: &str, attrs: &str) -> FolderRow {
+        FolderRow {
+            id,
+            wire_name: name.to_string(),
+            display_name: name.to_string(),
+            delimiter: Some(delim.to_string()),
+            attributes: attrs.to_string(),
+            uidvalidity: None,
+            uidnext: None,
+            highestmodseq: None,
+            source_count: None,
+            synced_uid: 0,
+            deleted_at: None,
+        }
+    }
+
+    fn targets(entries: &[MapEntry]) -> Vec<(String, Option<String>)> {
+        entries
+            .iter()
+            .map(|e| (e.source.clone(), e.target.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn exchange_names_come_from_special_use_then_well_known_names() {
+        let folders = [
+            folder(1, "INBOX", ".", ""),
+            folder(2, "Gesendet", ".", "\\Sent"),
+            folder(3, "INBOX.Trash", ".", ""),
+            folder(4, "Spam", ".", ""),
+            folder(5, "Projects.2024.Q1", ".", ""),
+            folder(6, "Files", ".", ""),
+            folder(7, "a/b", ".", ""),
+            folder(8, "Work.Sent", ".", ""),
+        ];
+        let m = map_account("a@x", &folders, TargetKind::M365, "/", None, false).unwrap();
+        assert_eq!(
+            targets(&m),
+            vec![
+                ("INBOX".into(), Some("INBOX".into())),
+                ("Gesendet".into(), Some("Sent Items".into())),
+                ("INBOX.Trash".into(), Some("Deleted Items".into())),
+                ("Spam".into(), Some("Junk Email".into())),
+                ("Projects.2024.Q1".into(), Some("Projects/2024/Q1".into())),
+                ("Files".into(), Some("Files (migrated)".into())),
+                ("a/b".into(), Some("a_b".into())),
+                ("Work.Sent".into(), Some("Work/Sent".into())),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_generic_target_keeps_the_names() {
+        let folders = [
+            folder(1, "Sent", "/", "\\Sent"),
+            folder(2, "Files", "/", ""),
+        ];
+        let m = map_account("a@x", &folders, TargetKind::Imap, ".", None, false).unwrap();
+        assert_eq!(
+            targets(&m),
+            vec![
+                ("Sent".into(), Some("Sent".into())),
+                ("Files".into(), Some("Files".into()))
+            ]
+        );
+    }
+
+    #[test]
+    fn two_folders_to_one_name_is_an_error_unless_merging() {
+        let folders = [
+            folder(1, "Sent", "/", ""),
+            folder(2, "Sent Messages", "/", ""),
+        ];
+        let err = map_account("a@x", &folders, TargetKind::M365, "/", None, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("Sent Messages") && err.contains("Sent Items"),
+            "{err}"
+        );
+        assert!(map_account("a@x", &folders, TargetKind::M365, "/", None, true).is_ok());
+    }
+
+    #[test]
+    fn a_map_file_overrides_and_names_bad_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("map.csv");
+        std::fs::write(
+            &path,
+            "Account,SourceFolder,TargetFolder\na@x,Sent,Old Sent\na@x,Junk,\n",
+        )
+        .unwrap();
+        let map = MapFile::load(&path).unwrap();
+        let folders = [folder(1, "Sent", "/", ""), folder(2, "Junk", "/", "")];
+        let m = map_account("a@x", &folders, TargetKind::M365, "/", Some(&map), false).unwrap();
+        assert_eq!(
+            targets(&m),
+            vec![
+                ("Sent".into(), Some("Old Sent".into())),
+                ("Junk".into(), None)
+            ]
+        );
+        std::fs::write(&path, "Account,SourceFolder,TargetFolder\na@x,Nope,X\n").unwrap();
+        let map = MapFile::load(&path).unwrap();
+        let err = map_account("a@x", &folders, TargetKind::M365, "/", Some(&map), false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("map.csv line 2") && err.contains("Nope"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,693 @@
+//! Stage 2: replay the store into the target mailboxes, exactly once.
+//!
+//! Per account: the source folders are mapped to target folders
+//! ([`mapping`]), and each target folder becomes a job for one of up to
+//! `connections` sessions to the target mailbox. A job reads the ledger
+//! ([`ledger`]), reconciles entries left pending by a crash, pushes flag
+//! changes, and appends what is missing ([`folder`]). All connections of a
+//! mailbox share one [`throttle::Throttle`]. No source connection is needed.
+
+mod folder;
+pub mod ledger;
+pub mod mapping;
+pub mod throttle;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow, bail};
+use futures::StreamExt as _;
+use serde::Serialize;
+
+use crate::config::{Account, AuthMethod, Config, TargetKind, TargetSettings};
+use crate::imap::{ImapSession, mutf7};
+use crate::mirror::error_chain;
+use crate::oauth::{AccessToken, TokenProvider};
+use crate::progress::Progress;
+use crate::store::Store;
+pub use mapping::{MapEntry, MapFile};
+
+/// Knobs of an upload run.
+pub struct UploadOptions {
+    pub target: TargetSettings,
+    pub accounts_at_once: usize,
+    /// `--retry-failed`: only entries that failed before.
+    pub only_failed: bool,
+    /// `--dry-run`: say what would be appended where; touch nothing.
+    pub dry_run: bool,
+    /// Allow two source folders to go to one target folder.
+    pub merge_folders: bool,
+    pub map_file: Option<MapFile>,
+    /// Tokens for XOAUTH2 targets.
+    pub tokens: Option<Arc<TokenProvider>>,
+}
+
+/// Counts of one account's (or the run's) upload.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct UploadCounts {
+    /// Target folders looked at, and created.
+    pub folders: u64,
+    pub folders_created: u64,
+    /// Messages appended in this run, and their bytes.
+    pub appended: u64,
+    pub bytes_appended: u64,
+    /// Messages the ledger already had at the target before this run.
+    pub already_present: u64,
+    /// Entries left pending by an earlier run, settled by reading the target.
+    pub reconciled: u64,
+    /// Extra copies of the same bytes in one target folder (uploaded once).
+    pub duplicates: u64,
+    /// Messages not uploaded for good (too large, rejected), by reason.
+    pub skipped: u64,
+    pub skipped_by_reason: BTreeMap<String, u64>,
+    /// Messages that failed and will be tried again.
+    pub failed: u64,
+    /// Flag changes pushed to messages already at the target.
+    pub flags_pushed: u64,
+    /// Throttling replies obeyed, and milliseconds waited for them.
+    pub throttled: u64,
+    pub throttle_wait_ms: u64,
+    pub round_trips: u64,
+    pub connections: u64,
+    /// With --dry-run: what would be appended.
+    pub would_append: u64,
+    pub would_append_bytes: u64,
+}
+
+impl UploadCounts {
+    pub fn add(&mut self, o: &UploadCounts) {
+        self.folders += o.folders;
+        self.folders_created += o.folders_created;
+        self.appended += o.appended;
+        self.bytes_appended += o.bytes_appended;
+        self.already_present += o.already_present;
+        self.reconciled += o.reconciled;
+        self.duplicates += o.duplicates;
+        self.skipped += o.skipped;
+        for (k, v) in &o.skipped_by_reason {
+            *self.skipped_by_reason.entry(k.clone()).or_default() += v;
+        }
+        self.failed += o.failed;
+        self.flags_pushed += o.flags_pushed;
+        self.throttled += o.throttled;
+        self.throttle_wait_ms += o.throttle_wait_ms;
+        self.round_trips += o.round_trips;
+        self.connections += o.connections;
+        self.would_append += o.would_append;
+        self.would_append_bytes += o.would_append_bytes;
+    }
+}
+
+/// What --dry-run would do in one target folder.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedFolder {
+    pub target_folder: String,
+    pub sources: Vec<String>,
+    pub append: u64,
+    pub bytes: u64,
+}
+
+/// How one account's upload ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountUpload {
+    pub account: String,
+    pub target: String,
+    pub complete: bool,
+    pub error: Option<String>,
+    pub folder_errors: Vec<String>,
+    pub counts: UploadCounts,
+    /// With --dry-run: per target folder.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub planned: Vec<PlannedFolder>,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UploadSummary {
+    pub accounts: Vec<AccountUpload>,
+    pub totals: UploadCounts,
+    pub dry_run: bool,
+    pub seconds: f64,
+}
+
+impl UploadSummary {
+    pub fn all_complete(&self) -> bool {
+        self.accounts.iter().all(|a| a.complete)
+    }
+}
+
+/// Uploads every account of `config` from `store`.
+pub async fn upload(
+    store: Arc<Store>,
+    config: &Config,
+    options: Arc<UploadOptions>,
+    progress: Arc<dyn Progress>,
+) -> Result<UploadSummary> {
+    let started = Instant::now();
+    let tls = crate::imap::tls::client_config(
+        options.target.server.ca_file.as_deref(),
+        options.target.server.danger_accept_invalid_certs,
+    )?;
+    if options.target.server.auth == AuthMethod::Xoauth2
+        && options.tokens.is_none()
+        && !options.dry_run
+    {
+        bail!(
+            "the target uses XOAUTH2 but no OAuth settings were given ([target.oauth] in the \
+             config file: tenant, client_id, and a client secret or certificate)"
+        );
+    }
+    let run_id = (!options.dry_run)
+        .then(|| store.index().start_run("upload"))
+        .transpose()?;
+    let mut accounts: Vec<AccountUpload> = futures::stream::iter(config.accounts.iter().cloned())
+        .map(|account| {
+            let ctx = Arc::new(AccountContext {
+                store: store.clone(),
+                options: options.clone(),
+                tls: tls.clone(),
+                account,
+                progress: progress.clone(),
+                throttle: Default::default(),
+                shared: Default::default(),
+            });
+            async move { upload_account(ctx).await }
+        })
+        .buffer_unordered(options.accounts_at_once.max(1))
+        .collect()
+        .await;
+    let order: HashMap<&str, usize> = config
+        .accounts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (a.name.as_str(), i))
+        .collect();
+    accounts.sort_by_key(|a| order.get(a.account.as_str()).copied().unwrap_or(usize::MAX));
+    let mut totals = UploadCounts::default();
+    for a in &accounts {
+        totals.add(&a.counts);
+    }
+    let summary = UploadSummary {
+        accounts,
+        totals,
+        dry_run: options.dry_run,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    if let Some(id) = run_id {
+        store
+            .index()
+            .finish_run(id, &serde_json::to_string(&summary)?)?;
+    }
+    Ok(summary)
+}
+
+pub(crate) struct AccountContext {
+    pub store: Arc<Store>,
+    pub options: Arc<UploadOptions>,
+    pub tls: Arc<rustls::ClientConfig>,
+    pub account: Account,
+    pub progress: Arc<dyn Progress>,
+    pub throttle: throttle::Throttle,
+    pub shared: Shared,
+}
+
+/// Counters the account's workers add to.
+#[derive(Default)]
+pub(crate) struct Shared {
+    pub appended: AtomicU64,
+    pub bytes_appended: AtomicU64,
+    pub reconciled: AtomicU64,
+    pub flags_pushed: AtomicU64,
+    pub folders_created: AtomicU64,
+    pub round_trips: AtomicU64,
+    pub connections: AtomicU64,
+}
+
+/// A session and the token it logged in with.
+pub(crate) struct TargetSession {
+    pub imap: ImapSession,
+    token: Option<AccessToken>,
+}
+
+impl TargetSession {
+    /// True when its token is about to expire: log in again first.
+    pub fn needs_new_login(&self) -> bool {
+        self.token.as_ref().is_some_and(|t| t.is_stale())
+    }
+}
+
+impl AccountContext {
+    pub async fn connect(&self) -> Result<TargetSession> {
+        let server = &self.options.target.server;
+        let (secret, token) = match server.auth {
+            AuthMethod::Xoauth2 => {
+                let provider = self
+                    .options
+                    .tokens
+                    .as_ref()
+                    .ok_or_else(|| anyhow!("no OAuth settings for an XOAUTH2 target"))?;
+                let t = provider.access_token().await?;
+                (t.token.clone(), Some(t))
+            }
+            _ => (
+                self.account.target_password.clone().ok_or_else(|| {
+                    anyhow!(
+                        "no target password for {} (TargetPassword in the CSV, or \
+                         target_password / target_password_env / target_password_file)",
+                        self.account.target
+                    )
+                })?,
+                None,
+            ),
+        };
+        let imap = ImapSession::connect(server, self.tls.clone(), &self.account.target, &secret)
+            .await
+            .with_context(|| format!("target mailbox {}", self.account.target))?;
+        self.shared.connections.fetch_add(1, Ordering::Relaxed);
+        Ok(TargetSession { imap, token })
+    }
+
+    pub fn absorb(&self, session: &TargetSession) {
+        self.shared
+            .round_trips
+            .fetch_add(session.imap.commands(), Ordering::Relaxed);
+    }
+}
+
+/// One target folder's work.
+pub(crate) struct FolderJob {
+    pub target_folder_id: i64,
+    pub wire_name: String,
+    pub display_name: String,
+    pub outgoing: Vec<ledger::Outgoing>,
+    /// Whether LIST showed it at the target.
+    pub exists: bool,
+}
+
+async fn upload_account(ctx: Arc<AccountContext>) -> AccountUpload {
+    let started = Instant::now();
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let mut planned = Vec::new();
+    let result = run_account(&ctx, &errors, &mut planned).await;
+    let (mut counts, error) = match result {
+        Ok(c) => (c, None),
+        Err(e) => (
+            UploadCounts::default(),
+            Some(format!(
+                "account {} ({}) to {}: {}",
+                ctx.account.name,
+                ctx.account.origin,
+                ctx.account.target,
+                error_chain(&e)
+            )),
+        ),
+    };
+    let s = &ctx.shared;
+    counts.appended = s.appended.load(Ordering::Relaxed);
+    counts.bytes_appended = s.bytes_appended.load(Ordering::Relaxed);
+    counts.reconciled = s.reconciled.load(Ordering::Relaxed);
+    counts.flags_pushed = s.flags_pushed.load(Ordering::Relaxed);
+    counts.folders_created = s.folders_created.load(Ordering::Relaxed);
+    counts.round_trips = s.round_trips.load(Ordering::Relaxed);
+    counts.connections = s.connections.load(Ordering::Relaxed);
+    let (throttled, waited) = ctx.throttle.totals();
+    counts.throttled = throttled;
+    counts.throttle_wait_ms = waited.as_millis() as u64;
+    if error.is_none() && !ctx.options.dry_run {
+        // Skipped and failed as the ledger has them now, for these folders.
+        if let Err(e) = count_outcomes(&ctx, &mut counts) {
+            errors
+                .lock()
+                .unwrap()
+                .push(format!("cannot read the ledger: {e:#}"));
+        }
+    }
+    let folder_errors = std::mem::take(&mut *errors.lock().unwrap());
+    ctx.progress
+        .account_finished(&ctx.account.name, error.as_deref());
+    AccountUpload {
+        account: ctx.account.name.clone(),
+        target: ctx.account.target.clone(),
+        complete: error.is_none() && folder_errors.is_empty() && counts.failed == 0,
+        error,
+        folder_errors,
+        counts,
+        planned,
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+/// Skipped (by reason) and failed entries in the ledger for this target.
+fn count_outcomes(ctx: &AccountContext, counts: &mut UploadCounts) -> Result<()> {
+    let index = ctx.store.index();
+    let Some(target) =
+        ledger::find_target(&index, &ctx.account.target, &ctx.options.target.server.host)?
+    else {
+        return Ok(());
+    };
+    let mut stmt = index.connection().prepare(
+        "SELECT u.state, u.reason, COUNT(*) FROM uploads u
+         JOIN target_folders f ON f.id = u.target_folder_id
+         WHERE f.target_id = ?1 AND u.state IN ('skipped', 'failed')
+         GROUP BY u.state, u.reason",
+    )?;
+    let rows = stmt.query_map([target], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, Option<String>>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (state, reason, n) = row?;
+        if state == "skipped" {
+            counts.skipped += n as u64;
+            *counts
+                .skipped_by_reason
+                .entry(reason_kind(reason.as_deref().unwrap_or("")).to_string())
+                .or_default() += n as u64;
+        } else {
+            counts.failed += n as u64;
+        }
+    }
+    Ok(())
+}
+
+/// A short name for a skip reason, for summaries.
+pub fn reason_kind(reason: &str) -> &'static str {
+    let r = reason.to_ascii_lowercase();
+    if r.contains("over the target's limit")
+        || r.contains("toobig")
+        || r.contains("too large")
+        || r.contains("size")
+    {
+        "too large"
+    } else if r.contains("nul bytes") {
+        "NUL bytes"
+    } else if r.contains("line") {
+        "line too long"
+    } else {
+        "rejected by the server"
+    }
+}
+
+async fn run_account(
+    ctx: &Arc<AccountContext>,
+    errors: &Arc<Mutex<Vec<String>>>,
+    planned: &mut Vec<PlannedFolder>,
+) -> Result<UploadCounts> {
+    let mut counts = UploadCounts::default();
+    let options = &ctx.options;
+    let (account_id, folders) = {
+        let index = ctx.store.index();
+        let id: Option<i64> = index
+            .connection()
+            .query_row(
+                "SELECT id FROM accounts WHERE name = ?1",
+                [&ctx.account.name],
+                |r| r.get(0),
+            )
+            .ok();
+        let id = id.ok_or_else(|| {
+            anyhow!("the store holds nothing for this account; run `mailferry mirror` first")
+        })?;
+        let folders: Vec<_> = index
+            .folders(id)?
+            .into_iter()
+            .filter(|f| f.deleted_at.is_none() && !f.attributes.contains("\\Noselect"))
+            .collect();
+        (id, folders)
+    };
+    let _ = account_id;
+
+    // The first session tells the target's separator and folders.
+    let mut first: Option<TargetSession> = None;
+    let (delimiter, existing) = if options.dry_run {
+        (default_delimiter(options.target.kind).to_string(), None)
+    } else {
+        let mut s = ctx.connect().await?;
+        let delimiter = s
+            .imap
+            .delimiter()
+            .await?
+            .unwrap_or_else(|| default_delimiter(options.target.kind).to_string());
+        let listed = s.imap.list(None).await?;
+        first = Some(s);
+        (
+            delimiter,
+            Some(
+                listed
+                    .into_iter()
+                    .map(|f| f.wire_name)
+                    .collect::<std::collections::HashSet<_>>(),
+            ),
+        )
+    };
+    let map = mapping::map_account(
+        &ctx.account.name,
+        &folders,
+        options.target.kind,
+        &delimiter,
+        options.map_file.as_ref(),
+        options.merge_folders,
+    )?;
+    ctx.progress.account_started(&ctx.account.name);
+
+    // Group source folders by target folder, keeping the map's order.
+    let mut groups: Vec<(String, Vec<&MapEntry>)> = Vec::new();
+    for e in &map {
+        let Some(t) = &e.target else { continue };
+        let key = if options.target.kind == TargetKind::M365 {
+            t.to_lowercase()
+        } else {
+            t.clone()
+        };
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => v.push(e),
+            None => groups.push((key, vec![e])),
+        }
+    }
+    let mut jobs = VecDeque::new();
+    {
+        let index = ctx.store.index();
+        let target_id =
+            ledger::target_id(&index, &ctx.account.target, &options.target.server.host)?;
+        for (_, entries) in &groups {
+            let display = entries[0].target.clone().expect("mapped");
+            let wire = target_wire_name(&display);
+            let wire = existing
+                .as_ref()
+                .and_then(|ex| {
+                    ex.iter()
+                        .find(|w| {
+                            w.eq_ignore_ascii_case(&wire) && options.target.kind == TargetKind::M365
+                        })
+                        .cloned()
+                })
+                .unwrap_or(wire);
+            let ids: Vec<i64> = entries.iter().map(|e| e.source_folder_id).collect();
+            let outgoing = ledger::outgoing(&index, &ids)?;
+            let tf = ledger::target_folder_id(&index, target_id, &wire, &display)?;
+            counts.folders += 1;
+            counts.duplicates += outgoing.iter().map(|o| o.copies - 1).sum::<u64>();
+            let known = ledger::entries(&index, tf)?;
+            counts.already_present += outgoing
+                .iter()
+                .filter(|o| {
+                    known.get(&o.blob).is_some_and(|e| {
+                        matches!(e.state, ledger::State::Done | ledger::State::Present)
+                    })
+                })
+                .count() as u64;
+            if options.dry_run {
+                let todo: Vec<&ledger::Outgoing> = outgoing
+                    .iter()
+                    .filter(|o| folder::wants_append(known.get(&o.blob), options.only_failed))
+                    .collect();
+                let bytes = todo.iter().map(|o| o.size).sum();
+                counts.would_append += todo.len() as u64;
+                counts.would_append_bytes += bytes;
+                planned.push(PlannedFolder {
+                    target_folder: display.clone(),
+                    sources: entries.iter().map(|e| e.source.clone()).collect(),
+                    append: todo.len() as u64,
+                    bytes,
+                });
+                continue;
+            }
+            jobs.push_back(FolderJob {
+                target_folder_id: tf,
+                exists: existing.as_ref().is_some_and(|ex| ex.contains(&wire)),
+                wire_name: wire,
+                display_name: display,
+                outgoing,
+            });
+        }
+    }
+    if options.dry_run {
+        return Ok(counts);
+    }
+    let todo: (u64, u64) = jobs.iter().fold((0, 0), |acc, j| {
+        (
+            acc.0 + j.outgoing.len() as u64,
+            acc.1 + j.outgoing.iter().map(|o| o.size).sum::<u64>(),
+        )
+    });
+    ctx.progress.planned(&ctx.account.name, todo.0, todo.1);
+
+    let queue = Arc::new(Mutex::new(jobs));
+    let workers = options
+        .target
+        .server
+        .connections
+        .max(1)
+        .min(queue.lock().unwrap().len().max(1));
+    let mut handles = Vec::new();
+    for _ in 0..workers {
+        let ctx = ctx.clone();
+        let queue = queue.clone();
+        let errors = errors.clone();
+        let session = first.take();
+        handles.push(tokio::spawn(async move {
+            worker(ctx, queue, errors, session).await
+        }));
+    }
+    let mut last_error = None;
+    for h in handles {
+        match h.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => last_error = Some(e),
+            Err(e) => last_error = Some(anyhow!("a worker crashed: {e}")),
+        }
+    }
+    let left: Vec<String> = queue
+        .lock()
+        .unwrap()
+        .drain(..)
+        .map(|j| j.display_name)
+        .collect();
+    if !left.is_empty() {
+        let why = last_error.map(|e| error_chain(&e)).unwrap_or_default();
+        bail!(
+            "{} folder(s) not uploaded ({}): {why}",
+            left.len(),
+            left.join(", ")
+        );
+    }
+    Ok(counts)
+}
+
+fn default_delimiter(kind: TargetKind) -> &'static str {
+    match kind {
+        TargetKind::M365 => "/",
+        TargetKind::Imap => "/",
+    }
+}
+
+/// A target folder's name on the wire: modified UTF-7.
+fn target_wire_name(display: &str) -> String {
+    if display.eq_ignore_ascii_case("INBOX") {
+        "INBOX".to_string()
+    } else {
+        mutf7::encode(display)
+    }
+}
+
+/// Retries of one folder job on fresh connections before giving up.
+const RECONNECTS: usize = 4;
+
+async fn worker(
+    ctx: Arc<AccountContext>,
+    queue: Arc<Mutex<VecDeque<FolderJob>>>,
+    errors: Arc<Mutex<Vec<String>>>,
+    mut session: Option<TargetSession>,
+) -> Result<()> {
+    loop {
+        let Some(job) = queue.lock().unwrap().pop_front() else {
+            break;
+        };
+        let mut attempt = 0;
+        loop {
+            if session.as_ref().is_some_and(|s| s.needs_new_login()) {
+                // Log in again with a fresh token before this one runs out.
+                let old = session.take().expect("session");
+                ctx.absorb(&old);
+                old.imap.logout().await;
+            }
+            if session.is_none() {
+                match ctx.connect().await {
+                    Ok(s) => session = Some(s),
+                    Err(e) => {
+                        ctx.progress.warn(
+                            &ctx.account.name,
+                            &format!(
+                                "cannot open a connection to the target: {}",
+                                error_chain(&e)
+                            ),
+                        );
+                        queue.lock().unwrap().push_front(job);
+                        return Err(e);
+                    }
+                }
+            }
+            let s = session.as_mut().expect("session");
+            let progress_before = ctx.shared.appended.load(Ordering::Relaxed);
+            match folder::run(&ctx, s, &job).await {
+                Ok(()) => break,
+                Err(e) if crate::mirror::is_connection_error(&e) => {
+                    if ctx.shared.appended.load(Ordering::Relaxed) > progress_before {
+                        attempt = 0;
+                    }
+                    attempt += 1;
+                    if let Some(old) = session.take() {
+                        ctx.absorb(&old);
+                    }
+                    if attempt > RECONNECTS {
+                        errors.lock().unwrap().push(format!(
+                            "folder {}: {}",
+                            job.display_name,
+                            error_chain(&e)
+                        ));
+                        break;
+                    }
+                    ctx.progress.warn(
+                        &ctx.account.name,
+                        &format!("connection lost ({}); reconnecting", error_chain(&e)),
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(200 * attempt as u64))
+                        .await;
+                }
+                Err(e) => {
+                    errors.lock().unwrap().push(format!(
+                        "folder {}: {}",
+                        job.display_name,
+                        error_chain(&e)
+                    ));
+                    break;
+                }
+            }
+        }
+    }
+    if let Some(s) = session {
+        ctx.absorb(&s);
+        s.imap.logout().await;
+    }
+    Ok(())
+}
+
+/// The flags a target may receive. Exchange keeps only system flags, and
+/// `\Deleted` would hide (or lose) a message there; other servers get every
+/// flag but `\Recent`.
+pub(crate) fn flags_for_target(flags: &str, kind: TargetKind) -> String {
+    flags
+        .split_whitespace()
+        .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
+        .filter(|f| match kind {
+            TargetKind::M365 => f.starts_with('\\') && !f.eq_ignore_ascii_case("\\Deleted"),
+            TargetKind::Imap => true,
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
