@@ -32,6 +32,47 @@ pub(crate) fn wants_append(entry: Option<&LedgerEntry>, only_failed: bool) -> bo
     }
 }
 
+/// What a target folder needs, from the ledger.
+pub(crate) struct Work<'a> {
+    pub pending: Vec<&'a LedgerEntry>,
+    pub flag_pushes: Vec<(&'a Outgoing, &'a LedgerEntry)>,
+    pub appends: Vec<&'a Outgoing>,
+}
+
+impl Work<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty() && self.flag_pushes.is_empty() && self.appends.is_empty()
+    }
+}
+
+pub(crate) fn work<'a>(
+    outgoing: &'a [Outgoing],
+    entries: &'a HashMap<BlobHash, LedgerEntry>,
+    only_failed: bool,
+    kind: crate::config::TargetKind,
+) -> Work<'a> {
+    Work {
+        pending: entries
+            .values()
+            .filter(|e| e.state == State::Pending)
+            .collect(),
+        flag_pushes: outgoing
+            .iter()
+            .filter_map(|o| {
+                let e = entries.get(&o.blob)?;
+                (matches!(e.state, State::Done | State::Present)
+                    && e.uid.is_some()
+                    && e.flags.as_deref() != Some(&flags_for_target(&o.flags, kind)))
+                .then_some((o, e))
+            })
+            .collect(),
+        appends: outgoing
+            .iter()
+            .filter(|o| wants_append(entries.get(&o.blob), only_failed))
+            .collect(),
+    }
+}
+
 pub(crate) async fn run(
     ctx: &AccountContext,
     session: &mut TargetSession,
@@ -40,26 +81,11 @@ pub(crate) async fn run(
     let kind = ctx.options.target.kind;
     let tf = job.target_folder_id;
     let entries = ledger::entries(&ctx.store.index(), tf)?;
-    let pending: Vec<&LedgerEntry> = entries
-        .values()
-        .filter(|e| e.state == State::Pending)
-        .collect();
-    let flag_pushes: Vec<(&Outgoing, &LedgerEntry)> = job
-        .outgoing
-        .iter()
-        .filter_map(|o| {
-            let e = entries.get(&o.blob)?;
-            (matches!(e.state, State::Done | State::Present)
-                && e.uid.is_some()
-                && e.flags.as_deref() != Some(&flags_for_target(&o.flags, kind)))
-            .then_some((o, e))
-        })
-        .collect();
-    let mut appends: Vec<&Outgoing> = job
-        .outgoing
-        .iter()
-        .filter(|o| wants_append(entries.get(&o.blob), ctx.options.only_failed))
-        .collect();
+    let Work {
+        pending,
+        flag_pushes,
+        mut appends,
+    } = work(&job.outgoing, &entries, ctx.options.only_failed, kind);
     if pending.is_empty() && flag_pushes.is_empty() && appends.is_empty() {
         return Ok(());
     }

@@ -501,11 +501,9 @@ async fn run_account(
                     })
                 })
                 .count() as u64;
+            let work = folder::work(&outgoing, &known, options.only_failed, options.target.kind);
             if options.dry_run {
-                let todo: Vec<&ledger::Outgoing> = outgoing
-                    .iter()
-                    .filter(|o| folder::wants_append(known.get(&o.blob), options.only_failed))
-                    .collect();
+                let todo = &work.appends;
                 let bytes = todo.iter().map(|o| o.size).sum();
                 counts.would_append += todo.len() as u64;
                 counts.would_append_bytes += bytes;
@@ -515,6 +513,10 @@ async fn run_account(
                     append: todo.len() as u64,
                     bytes,
                 });
+                continue;
+            }
+            if work.is_empty() {
+                // Nothing to do: no connection, no round trip.
                 continue;
             }
             jobs.push_back(FolderJob {

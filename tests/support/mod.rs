@@ -77,6 +77,8 @@ impl Default for DovecotConfig {
             users: vec![
                 ("alice".into(), "alice-pw".into()),
                 ("bob".into(), "bob-pw".into()),
+                ("alice-365".into(), "alice-365-pw".into()),
+                ("bob-365".into(), "bob-365-pw".into()),
             ],
             separator: '/',
             capabilities: None,
@@ -277,6 +279,25 @@ protocol imap {{
 
     pub fn client(&self, user: &str, password: &str) -> RawImap {
         RawImap::connect(self.port, &self.ca_file, &self.cert_name, user, password)
+    }
+
+    /// An accounts CSV that mirrors `source` users and uploads each into
+    /// `target` users (with the non-Microsoft TargetAddress and
+    /// TargetPassword columns).
+    pub fn migration_csv(&self, pairs: &[(&str, &str, &str, &str)]) -> PathBuf {
+        let mut text =
+            String::from("EmailAddress,UserName,Password,TargetAddress,TargetPassword\n");
+        for (src, src_pw, dst, dst_pw) in pairs {
+            text.push_str(&format!(
+                "{src}@example.com,{src},{src_pw},{dst},{dst_pw}\n"
+            ));
+        }
+        let path = self
+            .dir
+            .path()
+            .join(format!("migration-{}.csv", pairs.len()));
+        std::fs::write(&path, text).unwrap();
+        path
     }
 
     /// The Maildir of a folder ("INBOX" or a name using the separator).
@@ -703,6 +724,48 @@ pub fn mirror_via(
         stdout: String::from_utf8_lossy(&out.stdout).to_string(),
         stderr: String::from_utf8_lossy(&out.stderr).to_string(),
     };
+    let json = run.json();
+    (run, json)
+}
+
+/// `mailferry upload --json` into `server` (a plain IMAP target with
+/// password logins unless `extra` says otherwise).
+pub fn upload(
+    server: &Dovecot,
+    store: &Path,
+    accounts: &Path,
+    extra: &[&str],
+) -> (Run, serde_json::Value) {
+    upload_via(server, server.port, store, accounts, extra)
+}
+
+pub fn upload_via(
+    server: &Dovecot,
+    port: u16,
+    store: &Path,
+    accounts: &Path,
+    extra: &[&str],
+) -> (Run, serde_json::Value) {
+    let run = mailferry(
+        &[
+            &[
+                "--store",
+                store.to_str().unwrap(),
+                "upload",
+                "--json",
+                "--accounts",
+                accounts.to_str().unwrap(),
+                "--target-host",
+                "localhost",
+                "--target-port",
+                &port.to_string(),
+                "--target-ca-file",
+                server.ca_file.to_str().unwrap(),
+            ][..],
+            extra,
+        ]
+        .concat(),
+    );
     let json = run.json();
     (run, json)
 }
