@@ -149,3 +149,159 @@ fn microsoft_365_names_special_folders_the_exchange_way() {
     assert!(inbox.iter().any(|(_, f, _)| f == "\\Flagged"), "{inbox:?}");
     assert!(!inbox.iter().any(|(_, f, _)| f.contains("$Label1")));
 }
+
+#[test]
+fn flag_changes_after_upload_are_pushed_and_duplicates_go_once() {
+    let server = Dovecot::start();
+    seed(&server);
+    // The same bytes twice in INBOX: one upload, counted as a duplicate.
+    let mut alice = server.client("alice", "alice-pw");
+    alice.append("INBOX", "\\Seen", DATE_1, &message("one", "one@x", "first"));
+    let (store, accounts) = mirrored(
+        &server,
+        &[("alice", "alice-pw", "alice-365", "alice-365-pw")],
+    );
+    let args = ["--target-kind", "imap"];
+    let (run, first) = upload(&server, store.path(), &accounts, &args);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(total(&first, "appended"), 7);
+    assert_eq!(total(&first, "duplicates"), 1);
+    assert_eq!(
+        mailbox(&server, "alice-365", "alice-365-pw")["INBOX"].len(),
+        3
+    );
+
+    // Flags change at the source; mirror, then upload pushes them.
+    let inbox = alice.messages("INBOX");
+    let third = inbox
+        .iter()
+        .find(|m| m.body == message("three", "three@x", "third"))
+        .unwrap();
+    alice.uid_store("INBOX", third.uid, "+FLAGS (\\Answered \\Seen)");
+    let two = inbox
+        .iter()
+        .find(|m| m.flags.contains(&"\\Flagged".to_string()))
+        .unwrap();
+    alice.uid_store("INBOX", two.uid, "-FLAGS (\\Flagged)");
+    let (run, _) = mirror(&server, store.path(), &accounts, &[]);
+    assert_eq!(run.code, 0);
+    let (run, second) = upload(&server, store.path(), &accounts, &args);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(total(&second, "appended"), 0);
+    assert_eq!(total(&second, "flags_pushed"), 2, "{second}");
+    let mut source = mailbox(&server, "alice", "alice-pw");
+    // The duplicate is uploaded once.
+    let inbox = source.get_mut("INBOX").unwrap();
+    inbox.dedup_by(|a, b| a.0 == b.0);
+    assert_eq!(source, mailbox(&server, "alice-365", "alice-365-pw"));
+}
+
+#[test]
+fn oversize_messages_are_skipped_with_the_reason_and_the_run_goes_on() {
+    let server = Dovecot::start();
+    seed(&server);
+    let mut big = message("big", "big@x", "");
+    big.extend(std::iter::repeat_n(b'x', 2 << 20));
+    big.extend_from_slice(b"\r\n");
+    server
+        .client("alice", "alice-pw")
+        .append("INBOX", "", DATE_1, &big);
+    let (store, accounts) = mirrored(
+        &server,
+        &[("alice", "alice-pw", "alice-365", "alice-365-pw")],
+    );
+    let args = ["--target-kind", "imap", "--max-message-mib", "1"];
+    let (run, summary) = upload(&server, store.path(), &accounts, &args);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(total(&summary, "appended"), 7);
+    assert_eq!(total(&summary, "skipped"), 1);
+    assert_eq!(
+        summary["totals"]["skipped_by_reason"]["too large"], 1,
+        "{summary}"
+    );
+    // Kept in the store; not at the target.
+    assert!(
+        stored_messages(store.path())
+            .iter()
+            .any(|m| m.hash == sha256_hex(&big))
+    );
+    let target = mailbox(&server, "alice-365", "alice-365-pw");
+    assert!(!target["INBOX"].iter().any(|(b, _, _)| *b == big));
+    // Listed by status with the reason.
+    let status = mailferry(&[
+        "--store",
+        store.path().to_str().unwrap(),
+        "status",
+        "--json",
+    ]);
+    let text = status.stdout;
+    assert!(text.contains("over the target's limit"), "{text}");
+    // A later run with a higher limit does not retry it on its own...
+    let (_, again) = upload(&server, store.path(), &accounts, &["--target-kind", "imap"]);
+    assert_eq!(total(&again, "appended"), 0);
+}
+
+#[test]
+fn dry_run_says_what_would_go_where_and_changes_nothing() {
+    let server = Dovecot::start();
+    seed(&server);
+    let (store, accounts) = mirrored(
+        &server,
+        &[("alice", "alice-pw", "alice-365", "alice-365-pw")],
+    );
+    let index_before = std::fs::read(store.path().join("index.sqlite")).unwrap();
+    let (run, summary) = upload(&server, store.path(), &accounts, &["--dry-run"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(total(&summary, "would_append"), 7);
+    assert_eq!(total(&summary, "appended"), 0);
+    assert_eq!(total(&summary, "connections"), 0);
+    let planned = summary["accounts"][0]["planned"].to_string();
+    assert!(planned.contains("Sent Items"), "{planned}");
+    assert!(
+        mailbox(&server, "alice-365", "alice-365-pw")
+            .values()
+            .all(|m| m.is_empty())
+    );
+    let index_after = std::fs::read(store.path().join("index.sqlite")).unwrap();
+    assert_eq!(index_before.len(), index_after.len());
+}
+
+#[test]
+fn sync_runs_mirror_then_upload() {
+    let server = Dovecot::start();
+    seed(&server);
+    let store = tempfile::tempdir().unwrap();
+    let accounts = server.migration_csv(&[("alice", "alice-pw", "alice-365", "alice-365-pw")]);
+    let port = server.port.to_string();
+    let ca = server.ca_file.to_str().unwrap();
+    let run = mailferry(&[
+        "--store",
+        store.path().to_str().unwrap(),
+        "sync",
+        "--json",
+        "--accounts",
+        accounts.to_str().unwrap(),
+        "--host",
+        "localhost",
+        "--port",
+        &port,
+        "--ca-file",
+        ca,
+        "--target-kind",
+        "imap",
+        "--target-host",
+        "localhost",
+        "--target-port",
+        &port,
+        "--target-ca-file",
+        ca,
+    ]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+    let both = run.json();
+    assert_eq!(both["mirror"]["totals"]["bodies_fetched"], 7);
+    assert_eq!(both["upload"]["totals"]["appended"], 7);
+    assert_eq!(
+        mailbox(&server, "alice", "alice-pw"),
+        mailbox(&server, "alice-365", "alice-365-pw")
+    );
+}

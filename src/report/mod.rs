@@ -241,3 +241,52 @@ pub fn plan(maps: &[(String, Vec<crate::upload::MapEntry>)]) -> String {
     }
     out
 }
+
+/// `status`, upload side: the ledger per target folder, then every message
+/// that did not go, with the reason.
+pub fn target_table(
+    targets: &[crate::store::index::TargetFolderStatus],
+    not_uploaded: &[crate::store::index::NotUploaded],
+    last_upload: Option<i64>,
+) -> String {
+    let mut out = String::new();
+    if targets.is_empty() {
+        return out;
+    }
+    let _ = writeln!(out, "\nlast upload: {}", when(last_upload));
+    let mut mailbox = "";
+    for t in targets {
+        if t.target != mailbox {
+            mailbox = &t.target;
+            let _ = writeln!(out, "\n{} at {}:", t.target, t.host);
+            let _ = writeln!(
+                out,
+                "  {:<40} {:>9} {:>8} {:>8} {:>7} {:>8}",
+                "target folder", "uploaded", "present", "skipped", "failed", "pending"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  {:<40} {:>9} {:>8} {:>8} {:>7} {:>8}",
+            t.folder, t.uploaded, t.already_present, t.skipped, t.failed, t.pending
+        );
+    }
+    if !not_uploaded.is_empty() {
+        let _ = writeln!(out, "\nnot uploaded:");
+        for n in not_uploaded {
+            let _ = writeln!(
+                out,
+                "  {} {}/{}: {} | {} | {} | {}: {}",
+                n.state,
+                n.target,
+                n.folder,
+                n.date.as_deref().unwrap_or("-"),
+                n.from.as_deref().unwrap_or("-"),
+                n.subject.as_deref().unwrap_or("-"),
+                bytes(n.size),
+                n.reason
+            );
+        }
+    }
+    out
+}

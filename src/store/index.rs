@@ -493,7 +493,88 @@ impl Index {
     }
 }
 
+/// Per target folder: what the ledger says.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TargetFolderStatus {
+    pub target: String,
+    pub host: String,
+    pub folder: String,
+    pub uploaded: u64,
+    pub already_present: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    pub pending: u64,
+}
+
+/// A message that did not reach its target folder, and why.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NotUploaded {
+    pub target: String,
+    pub folder: String,
+    pub state: String,
+    pub reason: String,
+    pub date: Option<String>,
+    pub from: Option<String>,
+    pub subject: Option<String>,
+    pub size: u64,
+    pub blob: String,
+}
+
 impl Index {
+    /// Ledger counts per target folder.
+    pub fn target_status(&self) -> Result<Vec<TargetFolderStatus>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT t.mailbox, t.host, f.display_name,
+                    COUNT(u.id) FILTER (WHERE u.state = 'done'),
+                    COUNT(u.id) FILTER (WHERE u.state = 'present'),
+                    COUNT(u.id) FILTER (WHERE u.state = 'skipped'),
+                    COUNT(u.id) FILTER (WHERE u.state = 'failed'),
+                    COUNT(u.id) FILTER (WHERE u.state = 'pending')
+             FROM target_folders f JOIN targets t ON t.id = f.target_id
+             LEFT JOIN uploads u ON u.target_folder_id = f.id
+             GROUP BY f.id ORDER BY t.mailbox, f.display_name",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(TargetFolderStatus {
+                target: r.get(0)?,
+                host: r.get(1)?,
+                folder: r.get(2)?,
+                uploaded: r.get::<_, i64>(3)? as u64,
+                already_present: r.get::<_, i64>(4)? as u64,
+                skipped: r.get::<_, i64>(5)? as u64,
+                failed: r.get::<_, i64>(6)? as u64,
+                pending: r.get::<_, i64>(7)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Every skipped or failed upload, with what the message is.
+    pub fn not_uploaded(&self) -> Result<Vec<NotUploaded>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT t.mailbox, f.display_name, u.state, COALESCE(u.reason, ''),
+                    b.date, b.from_addr, b.subject, b.size, b.hash
+             FROM uploads u JOIN target_folders f ON f.id = u.target_folder_id
+             JOIN targets t ON t.id = f.target_id JOIN blobs b ON b.hash = u.blob_hash
+             WHERE u.state IN ('skipped', 'failed')
+             ORDER BY t.mailbox, f.display_name, b.date",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(NotUploaded {
+                target: r.get(0)?,
+                folder: r.get(1)?,
+                state: r.get(2)?,
+                reason: r.get(3)?,
+                date: r.get(4)?,
+                from: r.get(5)?,
+                subject: r.get(6)?,
+                size: r.get::<_, i64>(7)? as u64,
+                blob: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Opens an existing index for reading only, without taking the
     /// store's lock (a mirror may be running).
     pub fn open_read_only(path: &Path) -> Result<Index> {
