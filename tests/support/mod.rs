@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod identity;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
@@ -69,6 +71,9 @@ pub struct DovecotConfig {
     pub capabilities: Option<String>,
     /// Names on the server certificate.
     pub cert_names: Vec<String>,
+    /// Accept XOAUTH2 tokens, checked at this introspection URL; a token
+    /// is good for every mailbox of the domain it names.
+    pub oauth_introspection: Option<String>,
 }
 
 impl Default for DovecotConfig {
@@ -83,6 +88,7 @@ impl Default for DovecotConfig {
             separator: '/',
             capabilities: None,
             cert_names: vec!["localhost".into(), "127.0.0.1".into()],
+            oauth_introspection: None,
         }
     }
 }
@@ -171,6 +177,27 @@ impl Dovecot {
         for sub in ["mail", "home"] {
             chown(&d.join(sub), uid, gid);
         }
+        let (mechanisms, oauth_passdb) = match &config.oauth_introspection {
+            Some(url) => {
+                std::fs::write(
+                    d.join("oauth2.conf"),
+                    format!(
+                        "introspection_url = {url}\nintrospection_mode = post\n\
+                         username_attribute = username\nusername_format = %d\n\
+                         active_attribute = active\nactive_value = true\n"
+                    ),
+                )
+                .unwrap();
+                (
+                    "plain login xoauth2 oauthbearer",
+                    format!(
+                        "passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {}/oauth2.conf\n}}\n",
+                        d.display()
+                    ),
+                )
+            }
+            None => ("plain login", String::new()),
+        };
         let port = free_port();
         let caps = config
             .capabilities
@@ -187,7 +214,7 @@ listen = 127.0.0.1
 ssl = required
 ssl_cert = <{d}/server.pem
 ssl_key = <{d}/server.key
-auth_mechanisms = plain login
+auth_mechanisms = {mechanisms}
 disable_plaintext_auth = no
 first_valid_uid = 0
 default_internal_user = {internal}
@@ -198,7 +225,7 @@ namespace inbox {{
   inbox = yes
   separator = {sep}
 }}
-passdb {{
+{oauth_passdb}passdb {{
   driver = passwd-file
   args = {d}/passwd
 }}
@@ -275,6 +302,10 @@ protocol imap {{
             .join(format!("accounts-{}.csv", users.len()));
         std::fs::write(&path, text).unwrap();
         path
+    }
+
+    pub fn client_xoauth2(&self, user: &str, token: &str) -> RawImap {
+        RawImap::connect_xoauth2(self.port, &self.ca_file, &self.cert_name, user, token)
     }
 
     pub fn client(&self, user: &str, password: &str) -> RawImap {
@@ -400,6 +431,32 @@ pub struct RawImap {
 
 impl RawImap {
     pub fn connect(port: u16, ca_file: &Path, name: &str, user: &str, password: &str) -> RawImap {
+        let mut client = RawImap::connect_only(port, ca_file, name);
+        client
+            .command(&format!("LOGIN {} {}", quote(user), quote(password)))
+            .unwrap();
+        client
+    }
+
+    /// Logs in with XOAUTH2 and a bearer token.
+    pub fn connect_xoauth2(
+        port: u16,
+        ca_file: &Path,
+        name: &str,
+        user: &str,
+        token: &str,
+    ) -> RawImap {
+        use base64::Engine as _;
+        let mut client = RawImap::connect_only(port, ca_file, name);
+        let ir = base64::engine::general_purpose::STANDARD
+            .encode(format!("user={user}\x01auth=Bearer {token}\x01\x01"));
+        client
+            .command(&format!("AUTHENTICATE XOAUTH2 {ir}"))
+            .unwrap();
+        client
+    }
+
+    fn connect_only(port: u16, ca_file: &Path, name: &str) -> RawImap {
         let mut roots = rustls::RootCertStore::empty();
         let pem = std::fs::read(ca_file).unwrap();
         for cert in rustls_pemfile_certs(&pem) {
@@ -422,9 +479,6 @@ impl RawImap {
         };
         let greeting = client.read_line();
         assert!(greeting.starts_with(b"* OK"), "greeting: {greeting:?}");
-        client
-            .command(&format!("LOGIN {} {}", quote(user), quote(password)))
-            .unwrap();
         client
     }
 
@@ -917,7 +971,11 @@ impl Proxy {
                 }
                 let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                 let (stop1, stop2) = (stop.clone(), stop.clone());
-                std::thread::spawn(move || pipe(c2, s2, Faults::default(), stop1));
+                let up = Faults {
+                    bytes_per_sec: faults.bytes_per_sec,
+                    ..Faults::default()
+                };
+                std::thread::spawn(move || pipe(c2, s2, up, stop1));
                 std::thread::spawn(move || pipe(server, client, down, stop2));
             }
         });

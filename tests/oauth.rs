@@ -1,0 +1,228 @@
+//! XOAUTH2 end to end: a token endpoint served by the tests on loopback,
+//! Dovecot's oauth2 passdb checking those tokens, mailferry in between.
+
+mod support;
+
+use std::time::Duration;
+
+use support::identity::Identity;
+use support::*;
+
+const DATE: &str = "03-Mar-2025 10:00:00 +0100";
+
+fn oauth_server(identity: &Identity) -> Dovecot {
+    Dovecot::start_with(DovecotConfig {
+        oauth_introspection: Some(identity.introspection_url()),
+        ..DovecotConfig::default()
+    })
+}
+
+fn seed(server: &Dovecot, n: usize, size: usize) {
+    let mut alice = server.client("alice", "alice-pw");
+    alice.create("Projects");
+    for i in 0..n {
+        let folder = if i % 2 == 0 { "INBOX" } else { "Projects" };
+        let mut body = message("m", &format!("m{i}@x"), "");
+        body.extend(std::iter::repeat_n(b'a' + (i % 26) as u8, size));
+        body.extend_from_slice(b"\r\n");
+        alice.append(folder, "\\Seen", DATE, &body);
+    }
+}
+
+/// `source` user → target mailbox `target` (logged in with XOAUTH2).
+fn accounts(server: &Dovecot, target: &str) -> std::path::PathBuf {
+    let path = server.dir.path().join("oauth-accounts.csv");
+    std::fs::write(
+        &path,
+        format!("EmailAddress,UserName,Password\n{target},alice,alice-pw\n"),
+    )
+    .unwrap();
+    path
+}
+
+fn oauth_args(identity: &Identity) -> Vec<String> {
+    vec![
+        "--target-kind".into(),
+        "imap".into(),
+        "--target-auth".into(),
+        "xoauth2".into(),
+        "--tenant".into(),
+        identity.tenant.clone(),
+        "--client-id".into(),
+        identity.client_id.clone(),
+        "--client-secret-env".into(),
+        "MAILFERRY_TEST_CLIENT_SECRET".into(),
+        "--oauth-authority".into(),
+        identity.authority(),
+    ]
+}
+
+fn upload_oauth(
+    server: &Dovecot,
+    port: u16,
+    store: &std::path::Path,
+    accounts: &std::path::Path,
+    identity: &Identity,
+    secret: &str,
+    extra: &[&str],
+) -> (Run, serde_json::Value) {
+    let mut args: Vec<String> = vec![
+        "--store".into(),
+        store.to_str().unwrap().into(),
+        "upload".into(),
+        "--json".into(),
+        "--accounts".into(),
+        accounts.to_str().unwrap().into(),
+        "--target-host".into(),
+        "localhost".into(),
+        "--target-port".into(),
+        port.to_string(),
+        "--target-ca-file".into(),
+        server.ca_file.to_str().unwrap().into(),
+    ];
+    args.extend(oauth_args(identity));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"))
+        .args(&args)
+        .env("MAILFERRY_TEST_CLIENT_SECRET", secret)
+        .output()
+        .unwrap();
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).to_string(),
+        stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+    };
+    let json = run.json();
+    (run, json)
+}
+
+fn same_mail(server: &Dovecot, identity: &Identity, target: &str) {
+    let mut src = server.client("alice", "alice-pw");
+    let mut dst = server.client_xoauth2(target, &identity.mint_token());
+    for folder in ["INBOX", "Projects"] {
+        let a: Vec<Vec<u8>> = src.messages(folder).into_iter().map(|m| m.body).collect();
+        let b: Vec<Vec<u8>> = dst.messages(folder).into_iter().map(|m| m.body).collect();
+        assert_eq!(a, b, "{folder}");
+    }
+}
+
+#[test]
+fn client_credentials_and_xoauth2_upload_end_to_end() {
+    let identity = Identity::start("example.com", Duration::from_secs(3600));
+    let server = oauth_server(&identity);
+    seed(&server, 6, 100);
+    let store = tempfile::tempdir().unwrap();
+    let accounts = accounts(&server, "carol@example.com");
+    let (run, _) = mirror(&server, store.path(), &accounts, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let (run, summary) = upload_oauth(
+        &server,
+        server.port,
+        store.path(),
+        &accounts,
+        &identity,
+        &identity.client_secret,
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+    assert_eq!(total(&summary, "appended"), 6);
+    assert!(server.log().contains("method=XOAUTH2"));
+    assert_eq!(
+        identity.issued(),
+        1,
+        "one token serves every connection while it lasts"
+    );
+    // The token request asked for Exchange's IMAP scope.
+    let (_, form) = identity
+        .requests()
+        .into_iter()
+        .find(|(p, _)| p.ends_with("/token"))
+        .unwrap();
+    assert_eq!(form["scope"], "https://outlook.office365.com/.default");
+    assert_eq!(form["grant_type"], "client_credentials");
+    same_mail(&server, &identity, "carol@example.com");
+}
+
+#[test]
+fn a_wrong_client_secret_is_a_clear_error_that_never_shows_the_secret() {
+    let identity = Identity::start("example.com", Duration::from_secs(3600));
+    let server = oauth_server(&identity);
+    seed(&server, 2, 100);
+    let store = tempfile::tempdir().unwrap();
+    let accounts = accounts(&server, "carol@example.com");
+    mirror(&server, store.path(), &accounts, &[]);
+    let (run, summary) = upload_oauth(
+        &server,
+        server.port,
+        store.path(),
+        &accounts,
+        &identity,
+        "not-the-secret-xyz",
+        &["-vvv"],
+    );
+    assert_eq!(run.code, 1);
+    let error = summary["accounts"][0]["error"].as_str().unwrap();
+    assert!(error.contains("carol@example.com"), "{error}");
+    assert!(
+        error.contains("invalid_client") && error.contains("AADSTS7000215"),
+        "{error}"
+    );
+    for text in [&run.stdout, &run.stderr] {
+        assert!(!text.contains("not-the-secret-xyz"));
+    }
+}
+
+#[test]
+fn tokens_that_expire_mid_run_are_replaced_and_the_run_completes() {
+    // Tokens last 3 s; the link is slow and drops connections, so the run
+    // lasts longer than a token and must log in again with new ones.
+    let identity = Identity::start("example.com", Duration::from_secs(3));
+    let server = oauth_server(&identity);
+    seed(&server, 12, 60_000);
+    let store = tempfile::tempdir().unwrap();
+    let accounts = accounts(&server, "carol@example.com");
+    let (run, _) = mirror(&server, store.path(), &accounts, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let proxy = Proxy::start(
+        server.port,
+        Faults {
+            cuts: 3,
+            cut_after: 5_000,
+            bytes_per_sec: Some(40_000),
+            ..Faults::default()
+        },
+    );
+    let started = std::time::Instant::now();
+    let (run, summary) = upload_oauth(
+        &server,
+        proxy.port,
+        store.path(),
+        &accounts,
+        &identity,
+        &identity.client_secret,
+        &["--target-connections", "1"],
+    );
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+    assert!(
+        started.elapsed() > Duration::from_secs(4),
+        "the run must outlast a token"
+    );
+    assert_eq!(total(&summary, "appended"), 12);
+    assert!(
+        identity.issued() >= 2,
+        "a new token after the first expired"
+    );
+    same_mail(&server, &identity, "carol@example.com");
+    // Every token and the secret stay out of the output.
+    for t in identity
+        .all_tokens()
+        .iter()
+        .chain([&identity.client_secret])
+    {
+        assert!(!run.stdout.contains(t.as_str()) && !run.stderr.contains(t.as_str()));
+    }
+    let index = std::fs::read(store.path().join("index.sqlite")).unwrap();
+    for t in identity.all_tokens() {
+        assert!(!index.windows(t.len()).any(|w| w == t.as_bytes()));
+    }
+}

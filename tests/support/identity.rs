@@ -1,0 +1,277 @@
+//! A stand-in for the Microsoft identity platform on loopback: the OAuth 2.0
+//! token endpoint (client credentials with a secret, device code, refresh
+//! tokens) and an introspection endpoint for Dovecot's oauth2 passdb.
+//!
+//! It answers as the real one does where mailferry can tell: the same
+//! paths, form fields, JSON replies and error shapes (`invalid_client`,
+//! `authorization_pending`). Tokens are opaque, last `lifetime`, and are
+//! valid for every mailbox of one domain (an app-only token for a tenant).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Default)]
+struct State {
+    /// access token → when it stops working
+    tokens: HashMap<String, Instant>,
+    refresh_tokens: Vec<String>,
+    issued: u64,
+    /// device codes → polls left before the user "signs in"
+    device_codes: HashMap<String, u32>,
+    /// Every request: path and form, for assertions.
+    requests: Vec<(String, HashMap<String, String>)>,
+}
+
+pub struct Identity {
+    pub port: u16,
+    pub tenant: String,
+    pub client_id: String,
+    pub client_secret: String,
+    state: Arc<Mutex<State>>,
+}
+
+impl Identity {
+    /// Tokens for `domain`, lasting `lifetime`.
+    pub fn start(domain: &str, lifetime: Duration) -> Identity {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(Mutex::new(State::default()));
+        let id = Identity {
+            port,
+            tenant: "contoso-test-tenant".into(),
+            client_id: "11111111-2222-3333-4444-555555555555".into(),
+            client_secret: format!("secret-{}", uuid_like()),
+            state: state.clone(),
+        };
+        let (tenant, client_id, secret, domain) = (
+            id.tenant.clone(),
+            id.client_id.clone(),
+            id.client_secret.clone(),
+            domain.to_string(),
+        );
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { return };
+                let state = state.clone();
+                let (tenant, client_id, secret, domain) = (
+                    tenant.clone(),
+                    client_id.clone(),
+                    secret.clone(),
+                    domain.clone(),
+                );
+                std::thread::spawn(move || {
+                    let _ = serve(
+                        conn, &state, &tenant, &client_id, &secret, &domain, lifetime,
+                    );
+                });
+            }
+        });
+        id
+    }
+
+    pub fn authority(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn introspection_url(&self) -> String {
+        format!("http://127.0.0.1:{}/introspect", self.port)
+    }
+
+    /// A token for the tests' own client, not counted as issued.
+    pub fn mint_token(&self) -> String {
+        let token = format!("test-{}", uuid_like());
+        self.state
+            .lock()
+            .unwrap()
+            .tokens
+            .insert(token.clone(), Instant::now() + Duration::from_secs(3600));
+        token
+    }
+
+    /// Access tokens issued so far.
+    pub fn issued(&self) -> u64 {
+        self.state.lock().unwrap().issued
+    }
+
+    /// Every access and refresh token issued (to search logs for them).
+    pub fn all_tokens(&self) -> Vec<String> {
+        let s = self.state.lock().unwrap();
+        s.tokens
+            .keys()
+            .cloned()
+            .chain(s.refresh_tokens.iter().cloned())
+            .collect()
+    }
+
+    pub fn requests(&self) -> Vec<(String, HashMap<String, String>)> {
+        self.state.lock().unwrap().requests.clone()
+    }
+}
+
+fn uuid_like() -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{:x}{:x}", t, std::process::id())
+}
+
+fn serve(
+    conn: TcpStream,
+    state: &Mutex<State>,
+    tenant: &str,
+    client_id: &str,
+    secret: &str,
+    domain: &str,
+    lifetime: Duration,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    let path = request_line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("")
+        .to_string();
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    let form = parse_form(&String::from_utf8_lossy(&body));
+    let mut s = state.lock().unwrap();
+    s.requests.push((path.clone(), form.clone()));
+    let token_path = format!("/{tenant}/oauth2/v2.0/token");
+    let device_path = format!("/{tenant}/oauth2/v2.0/devicecode");
+    let (status, json) = if path == "/introspect" {
+        let active = form
+            .get("token")
+            .and_then(|t| s.tokens.get(t))
+            .is_some_and(|exp| Instant::now() < *exp);
+        let reply = if active {
+            format!(r#"{{"active": true, "username": "app@{domain}"}}"#)
+        } else {
+            r#"{"active": false}"#.to_string()
+        };
+        (200, reply)
+    } else if path == device_path {
+        let code = format!("dc-{}", uuid_like());
+        s.device_codes.insert(code.clone(), 2);
+        (
+            200,
+            format!(
+                r#"{{"device_code": "{code}", "user_code": "ABCD-1234", "verification_uri": "https://microsoft.com/devicelogin", "interval": 1, "expires_in": 60, "message": "To sign in, use a web browser to open the page https://microsoft.com/devicelogin and enter the code ABCD-1234 to authenticate."}}"#
+            ),
+        )
+    } else if path == token_path {
+        let grant = form.get("grant_type").map(String::as_str).unwrap_or("");
+        if form.get("client_id").map(String::as_str) != Some(client_id) {
+            (400, r#"{"error": "unauthorized_client", "error_description": "AADSTS700016: Application not found in the directory."}"#.to_string())
+        } else {
+            match grant {
+                "client_credentials" => {
+                    if form.get("client_secret").map(String::as_str) == Some(secret) {
+                        issue(&mut s, lifetime, false)
+                    } else {
+                        (401, r#"{"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided."}"#.to_string())
+                    }
+                }
+                "urn:ietf:params:oauth:grant-type:device_code" => {
+                    let code = form.get("device_code").cloned().unwrap_or_default();
+                    match s.device_codes.get_mut(&code) {
+                        Some(0) => {
+                            s.device_codes.remove(&code);
+                            issue(&mut s, lifetime, true)
+                        }
+                        Some(n) => {
+                            *n -= 1;
+                            (400, r#"{"error": "authorization_pending", "error_description": "AADSTS70016: OAuth 2.0 device flow error. Authorization is pending."}"#.to_string())
+                        }
+                        None => (400, r#"{"error": "expired_token", "error_description": "AADSTS70020: The provided value for the input parameter 'device_code' is not valid."}"#.to_string()),
+                    }
+                }
+                "refresh_token" => {
+                    let known = form
+                        .get("refresh_token")
+                        .is_some_and(|r| s.refresh_tokens.contains(r));
+                    if known {
+                        issue(&mut s, lifetime, true)
+                    } else {
+                        (400, r#"{"error": "invalid_grant", "error_description": "AADSTS70000: The provided grant is not valid."}"#.to_string())
+                    }
+                }
+                _ => (400, r#"{"error": "unsupported_grant_type"}"#.to_string()),
+            }
+        }
+    } else {
+        (404, r#"{"error": "not_found"}"#.to_string())
+    };
+    drop(s);
+    let reason = if status == 200 { "OK" } else { "Bad Request" };
+    let mut conn = conn;
+    write!(
+        conn,
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
+        json.len()
+    )?;
+    conn.flush()
+}
+
+fn issue(s: &mut State, lifetime: Duration, refresh: bool) -> (u16, String) {
+    s.issued += 1;
+    let token = format!("at-{}-{}", s.issued, uuid_like());
+    s.tokens.insert(token.clone(), Instant::now() + lifetime);
+    let refresh_part = if refresh {
+        let r = format!("rt-{}-{}", s.issued, uuid_like());
+        s.refresh_tokens.push(r.clone());
+        format!(r#", "refresh_token": "{r}""#)
+    } else {
+        String::new()
+    };
+    (
+        200,
+        format!(
+            r#"{{"token_type": "Bearer", "expires_in": {}, "access_token": "{token}"{refresh_part}}}"#,
+            lifetime.as_secs().max(1)
+        ),
+    )
+}
+
+fn parse_form(body: &str) -> HashMap<String, String> {
+    body.split('&')
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            Some((decode(k), decode(v)))
+        })
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                out.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).to_string()
+}
