@@ -200,7 +200,7 @@ fn tokens_that_expire_mid_run_are_replaced_and_the_run_completes() {
         &accounts,
         &identity,
         &identity.client_secret,
-        &["--target-connections", "1"],
+        &["--target-connections", "1", "-vvv"],
     );
     assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
     assert!(
@@ -213,7 +213,11 @@ fn tokens_that_expire_mid_run_are_replaced_and_the_run_completes() {
         "a new token after the first expired"
     );
     same_mail(&server, &identity, "carol@example.com");
-    // Every token and the secret stay out of the output.
+    // Every token and the secret stay out of the output, even at trace level.
+    assert!(
+        run.stderr.contains("C: APPEND"),
+        "no trace output to search"
+    );
     for t in identity
         .all_tokens()
         .iter()

@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+pub mod exchange;
 pub mod identity;
 
 use std::io::{BufRead, BufReader, Read, Write};

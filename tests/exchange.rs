@@ -1,0 +1,297 @@
+//! Upload through a proxy that behaves like Exchange Online: throttling,
+//! BYE, resets mid-literal, size and line limits, reserved names, and the
+//! client killed at every point of an APPEND. Nothing may be lost and
+//! nothing appended twice.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use support::exchange::{Event, ExchangeFaults, ExchangeProxy, KillPoint};
+use support::*;
+
+const DATE: &str = "03-Mar-2025 10:00:00 +0100";
+
+/// Folder → message bytes (sorted) for `user`.
+fn contents(server: &Dovecot, user: &str, pw: &str) -> BTreeMap<String, Vec<Vec<u8>>> {
+    let mut c = server.client(user, pw);
+    let mut out = BTreeMap::new();
+    for folder in c.folders() {
+        let mut bodies: Vec<Vec<u8>> = c.messages(&folder).into_iter().map(|m| m.body).collect();
+        bodies.sort();
+        out.insert(folder, bodies);
+    }
+    out
+}
+
+fn seed(server: &Dovecot, per_folder: usize) {
+    let mut alice = server.client("alice", "alice-pw");
+    for folder in ["INBOX", "Work", "Files"] {
+        if folder != "INBOX" {
+            alice.create(folder);
+        }
+        for i in 0..per_folder {
+            let mut body = message(folder, &format!("{folder}-{i}@x"), "");
+            for _ in 0..250 {
+                body.extend(std::iter::repeat_n(b'a' + (i % 26) as u8, 78));
+                body.extend_from_slice(b"\r\n");
+            }
+            alice.append(folder, "\\Seen", DATE, &body);
+        }
+    }
+}
+
+fn upload_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["--target-kind", "m365", "--target-auth", "login"];
+    v.extend_from_slice(extra);
+    v
+}
+
+#[test]
+fn exchange_faults_lose_nothing_duplicate_nothing_and_the_backoff_is_obeyed() {
+    let server = Dovecot::start();
+    seed(&server, 8);
+    let mut alice = server.client("alice", "alice-pw");
+    let mut big = message("big", "big@x", "");
+    for _ in 0..4000 {
+        big.extend(std::iter::repeat_n(b'b', 78));
+        big.extend_from_slice(b"\r\n");
+    }
+    alice.append("INBOX", "", DATE, &big);
+    let mut long = message("long line", "long@x", "");
+    long.extend(std::iter::repeat_n(b'l', 12_000));
+    long.extend_from_slice(b"\r\n");
+    alice.append("Work", "", DATE, &long);
+
+    let store = tempfile::tempdir().unwrap();
+    let accounts = server.migration_csv(&[("alice", "alice-pw", "alice-365", "alice-365-pw")]);
+    let (run, _) = mirror(&server, store.path(), &accounts, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+
+    let proxy = ExchangeProxy::start(
+        &server,
+        ExchangeFaults {
+            throttle_every: Some(4),
+            backoff_ms: 400,
+            bye_at_append: Some(7),
+            reset_at_append: Some(11),
+            max_message: Some(200_000),
+            max_line: Some(10_000),
+            reserved: vec!["Files".into()],
+            ..ExchangeFaults::default()
+        },
+    );
+    let (run, summary) = upload_via(
+        &server,
+        proxy.port,
+        store.path(),
+        &accounts,
+        &upload_args(&["--target-connections", "2"]),
+    );
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+    assert_eq!(total(&summary, "appended"), 24, "{summary}");
+    assert_eq!(
+        summary["totals"]["skipped_by_reason"]["too large"], 1,
+        "{summary}"
+    );
+    assert_eq!(
+        summary["totals"]["skipped_by_reason"]["line too long"], 1,
+        "{summary}"
+    );
+    assert!(total(&summary, "throttled") >= 1);
+
+    // Everything but the two refused messages is there, once.
+    let mut want = contents(&server, "alice", "alice-pw");
+    want.get_mut("INBOX").unwrap().retain(|b| *b != big);
+    want.get_mut("Work").unwrap().retain(|b| *b != long);
+    let files = want.remove("Files").unwrap();
+    want.insert("Files (migrated)".into(), files);
+    assert_eq!(contents(&server, "alice-365", "alice-365-pw"), want);
+
+    // After each throttle reply, no connection of the mailbox sent an
+    // APPEND before the suggested time.
+    let events = proxy.events();
+    let throttles: Vec<_> = events
+        .iter()
+        .filter_map(|(t, e)| match e {
+            Event::Throttled(_, b) => Some((*t, *b)),
+            _ => None,
+        })
+        .collect();
+    assert!(!throttles.is_empty());
+    for (at, backoff) in &throttles {
+        for (t, e) in &events {
+            if let Event::Append(conn, n) = e {
+                assert!(
+                    *t <= *at || *t >= *at + *backoff - Duration::from_millis(20),
+                    "APPEND #{n} on connection {conn} came {:?} after a throttle of {backoff:?}",
+                    *t - *at
+                );
+            }
+        }
+    }
+    assert!(events.iter().any(|(_, e)| matches!(e, Event::Bye(_))));
+    assert!(events.iter().any(|(_, e)| matches!(e, Event::Reset(_))));
+
+    // The refused ones are listed by status, with the server's words.
+    let status = mailferry(&[
+        "--store",
+        store.path().to_str().unwrap(),
+        "status",
+        "--json",
+    ]);
+    let not_uploaded = status.json()["not_uploaded"].to_string();
+    assert!(not_uploaded.contains("message too large"), "{not_uploaded}");
+    assert!(not_uploaded.contains("line too long"), "{not_uploaded}");
+
+    // A re-run through the same proxy appends nothing.
+    let (run, again) = upload_via(
+        &server,
+        proxy.port,
+        store.path(),
+        &accounts,
+        &upload_args(&[]),
+    );
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(total(&again, "appended"), 0);
+}
+
+#[test]
+fn killed_at_any_point_of_an_append_the_next_run_leaves_every_message_exactly_once() {
+    for (point, at) in [
+        (KillPoint::BeforeAppend, 3),
+        (KillPoint::MidLiteral, 5),
+        (KillPoint::AfterOk, 4),
+        (KillPoint::AfterOk, 1),
+    ] {
+        let server = Dovecot::start();
+        seed(&server, 4);
+        let store = tempfile::tempdir().unwrap();
+        let accounts = server.migration_csv(&[("alice", "alice-pw", "alice-365", "alice-365-pw")]);
+        let (run, _) = mirror(&server, store.path(), &accounts, &[]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let proxy = ExchangeProxy::start(
+            &server,
+            ExchangeFaults {
+                kill: Some((point, at)),
+                ..ExchangeFaults::default()
+            },
+        );
+        let port = proxy.port.to_string();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"))
+            .args([
+                "--store",
+                store.path().to_str().unwrap(),
+                "upload",
+                "--accounts",
+                accounts.to_str().unwrap(),
+                "--target-host",
+                "localhost",
+                "--target-port",
+                &port,
+                "--target-ca-file",
+                server.ca_file.to_str().unwrap(),
+                "--target-connections",
+                "1",
+            ])
+            .args(upload_args(&[]))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        proxy
+            .client_pid
+            .store(child.id(), std::sync::atomic::Ordering::SeqCst);
+        let status = child.wait().unwrap();
+        assert_eq!(
+            status.code(),
+            None,
+            "{point:?}: the proxy should have killed it"
+        );
+        assert!(
+            proxy
+                .events()
+                .iter()
+                .any(|(_, e)| *e == Event::Killed(point)),
+            "{point:?}"
+        );
+
+        let (run, summary) = upload(&server, store.path(), &accounts, &upload_args(&[]));
+        assert_eq!(run.code, 0, "{point:?}: {}", run.stdout);
+        if point == KillPoint::AfterOk {
+            assert_eq!(total(&summary, "reconciled"), 1, "{point:?}: {summary}");
+        }
+        let mut want = contents(&server, "alice", "alice-pw");
+        let files = want.remove("Files").unwrap();
+        want.insert("Files (migrated)".into(), files);
+        assert_eq!(
+            contents(&server, "alice-365", "alice-365-pw"),
+            want,
+            "{point:?} at APPEND #{at}"
+        );
+    }
+}
+
+#[test]
+fn retry_failed_retries_only_what_failed() {
+    let server = Dovecot::start();
+    seed(&server, 3);
+    let store = tempfile::tempdir().unwrap();
+    let accounts = server.migration_csv(&[("alice", "alice-pw", "alice-365", "alice-365-pw")]);
+    let (run, _) = mirror(&server, store.path(), &accounts, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let proxy = ExchangeProxy::start(
+        &server,
+        ExchangeFaults {
+            refuse_at_append: Some(2),
+            ..ExchangeFaults::default()
+        },
+    );
+    let (run, first) = upload_via(
+        &server,
+        proxy.port,
+        store.path(),
+        &accounts,
+        &upload_args(&[]),
+    );
+    assert_eq!(
+        run.code, 1,
+        "a failed message leaves the account incomplete"
+    );
+    assert_eq!(total(&first, "appended"), 8);
+    assert_eq!(total(&first, "failed"), 1);
+    let status = mailferry(&[
+        "--store",
+        store.path().to_str().unwrap(),
+        "status",
+        "--json",
+    ]);
+    assert!(
+        status.stdout.contains("Internal error occurred"),
+        "{}",
+        status.stdout
+    );
+
+    // New mail meanwhile is not touched by --retry-failed.
+    server
+        .client("alice", "alice-pw")
+        .append("INBOX", "", DATE, &message("new", "new@x", "new"));
+    mirror(&server, store.path(), &accounts, &[]);
+    let (run, retry) = upload(
+        &server,
+        store.path(),
+        &accounts,
+        &upload_args(&["--retry-failed"]),
+    );
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(total(&retry, "appended"), 1);
+    assert_eq!(total(&retry, "failed"), 0);
+    let (run, rest) = upload(&server, store.path(), &accounts, &upload_args(&[]));
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(total(&rest, "appended"), 1);
+    let mut want = contents(&server, "alice", "alice-pw");
+    let files = want.remove("Files").unwrap();
+    want.insert("Files (migrated)".into(), files);
+    assert_eq!(contents(&server, "alice-365", "alice-365-pw"), want);
+}
