@@ -230,3 +230,182 @@ fn tokens_that_expire_mid_run_are_replaced_and_the_run_completes() {
         assert!(!index.windows(t.len()).any(|w| w == t.as_bytes()));
     }
 }
+
+#[test]
+fn device_code_prints_the_code_waits_and_caches_the_refresh_token_privately() {
+    use std::os::unix::fs::PermissionsExt;
+    let identity = Identity::start("example.com", Duration::from_secs(3600));
+    let server = oauth_server(&identity);
+    seed(&server, 2, 100);
+    let store = tempfile::tempdir().unwrap();
+    let accounts = accounts(&server, "carol@example.com");
+    mirror(&server, store.path(), &accounts, &[]);
+    let cache = store.path().join("token-cache");
+    let cache_arg = cache.to_str().unwrap();
+    let args = ["--device-code", "--token-cache", cache_arg];
+    let (run, summary) = upload_oauth(
+        &server,
+        server.port,
+        store.path(),
+        &accounts,
+        &identity,
+        "",
+        &args,
+    );
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+    assert!(
+        run.stderr.contains("enter the code ABCD-1234"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(total(&summary, "appended"), 2);
+    let mode = std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let delegated = identity
+        .requests()
+        .into_iter()
+        .find(|(p, _)| p.ends_with("/devicecode"))
+        .unwrap()
+        .1;
+    assert_eq!(
+        delegated["scope"],
+        "https://outlook.office.com/IMAP.AccessAsUser.All offline_access"
+    );
+
+    // The next run signs in with the cached refresh token: no new code.
+    server.client("alice", "alice-pw").append(
+        "INBOX",
+        "",
+        DATE,
+        &message("later", "later@x", "later"),
+    );
+    mirror(&server, store.path(), &accounts, &[]);
+    let (run, again) = upload_oauth(
+        &server,
+        server.port,
+        store.path(),
+        &accounts,
+        &identity,
+        "",
+        &args,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!run.stderr.contains("ABCD-1234"));
+    assert_eq!(total(&again, "appended"), 1);
+    let codes = identity
+        .requests()
+        .iter()
+        .filter(|(p, _)| p.ends_with("/devicecode"))
+        .count();
+    assert_eq!(codes, 1);
+    let refreshed = identity
+        .requests()
+        .iter()
+        .any(|(_, f)| f.get("grant_type").map(String::as_str) == Some("refresh_token"));
+    assert!(refreshed);
+    same_mail(&server, &identity, "carol@example.com");
+}
+
+#[test]
+fn a_certificate_credential_signs_a_client_assertion() {
+    use base64::Engine as _;
+    use sha1::Digest as _;
+    let identity = Identity::start("example.com", Duration::from_secs(3600));
+    let server = oauth_server(&identity);
+    seed(&server, 2, 100);
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("app.key");
+    let cert = dir.path().join("app.pem");
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=mailferry test app",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl is needed for this test (scripts/test.sh installs it)");
+    assert!(ok.status.success());
+    let public = std::process::Command::new("openssl")
+        .args(["rsa", "-pubout", "-in"])
+        .arg(&key)
+        .output()
+        .unwrap()
+        .stdout;
+    let der = {
+        use rustls::pki_types::pem::PemObject;
+        rustls::pki_types::CertificateDer::from_pem_file(&cert).unwrap()
+    };
+    let thumbprint =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha1::Sha1::digest(&der));
+    identity.register_certificate(&public, &thumbprint);
+
+    let store = tempfile::tempdir().unwrap();
+    let accounts = accounts(&server, "carol@example.com");
+    mirror(&server, store.path(), &accounts, &[]);
+    let mut args: Vec<String> = vec![
+        "--store".into(),
+        store.path().to_str().unwrap().into(),
+        "upload".into(),
+        "--json".into(),
+        "--accounts".into(),
+        accounts.to_str().unwrap().into(),
+        "--target-host".into(),
+        "localhost".into(),
+        "--target-port".into(),
+        server.port.to_string(),
+        "--target-ca-file".into(),
+        server.ca_file.to_str().unwrap().into(),
+        "--target-kind".into(),
+        "imap".into(),
+        "--target-auth".into(),
+        "xoauth2".into(),
+        "--tenant".into(),
+        identity.tenant.clone(),
+        "--client-id".into(),
+        identity.client_id.clone(),
+        "--oauth-authority".into(),
+        identity.authority(),
+        "--certificate".into(),
+        cert.to_str().unwrap().into(),
+        "--private-key".into(),
+        key.to_str().unwrap().into(),
+    ];
+    let run = mailferry(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+    assert_eq!(total(&run.json(), "appended"), 2);
+    let form = identity
+        .requests()
+        .into_iter()
+        .find(|(p, _)| p.ends_with("/token"))
+        .unwrap()
+        .1;
+    assert!(!form.contains_key("client_secret"));
+    assert!(form.contains_key("client_assertion"));
+
+    // A key that does not match the registered certificate is refused.
+    let other = dir.path().join("other.key");
+    std::process::Command::new("openssl")
+        .args(["genrsa", "-out"])
+        .arg(&other)
+        .arg("2048")
+        .output()
+        .unwrap();
+    let n = args.len();
+    args[n - 1] = other.to_str().unwrap().into();
+    let store2 = tempfile::tempdir().unwrap();
+    args[1] = store2.path().to_str().unwrap().into();
+    mirror(&server, store2.path(), &accounts, &[]);
+    let run = mailferry(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(run.stdout.contains("invalid_client"), "{}", run.stdout);
+}

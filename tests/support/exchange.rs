@@ -312,7 +312,9 @@ async fn relay(
                 // The rest of the command line after the literal (CRLF).
                 let mut rest = Vec::new();
                 cr.read_until(b'\n', &mut rest).await?;
-                if f.throttle_every.is_some_and(|every| n.is_multiple_of(every)) {
+                if f.throttle_every
+                    .is_some_and(|every| n.is_multiple_of(every))
+                {
                     let backoff = Duration::from_millis(f.backoff_ms);
                     log(Event::Throttled(conn, backoff));
                     reply(format!(

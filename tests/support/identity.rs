@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 #[derive(Default)]
 struct State {
+    /// A registered certificate credential: (RSA public key PEM, SHA-1 thumbprint, base64url).
+    certificate: Option<(Vec<u8>, String)>,
     /// access token → when it stops working
     tokens: HashMap<String, Instant>,
     refresh_tokens: Vec<String>,
@@ -78,6 +80,13 @@ impl Identity {
 
     pub fn introspection_url(&self) -> String {
         format!("http://127.0.0.1:{}/introspect", self.port)
+    }
+
+    /// Registers an app certificate: client assertions signed with its key
+    /// are accepted in place of the secret.
+    pub fn register_certificate(&self, public_key_pem: &[u8], thumbprint_b64url: &str) {
+        self.state.lock().unwrap().certificate =
+            Some((public_key_pem.to_vec(), thumbprint_b64url.to_string()));
     }
 
     /// A token for the tests' own client, not counted as issued.
@@ -181,7 +190,11 @@ fn serve(
         } else {
             match grant {
                 "client_credentials" => {
-                    if form.get("client_secret").map(String::as_str) == Some(secret) {
+                    let audience =
+                        format!("http://127.0.0.1:{}{token_path}", conn.local_addr()?.port());
+                    if form.get("client_secret").map(String::as_str) == Some(secret)
+                        || assertion_ok(&s, &form, client_id, &audience)
+                    {
                         issue(&mut s, lifetime, false)
                     } else {
                         (401, r#"{"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided."}"#.to_string())
@@ -226,6 +239,41 @@ fn serve(
         json.len()
     )?;
     conn.flush()
+}
+
+/// A client assertion as the identity platform checks it: RS256 signed by
+/// the registered key, x5t naming the certificate, aud = the token endpoint,
+/// iss = sub = the client id, not expired.
+fn assertion_ok(
+    s: &State,
+    form: &HashMap<String, String>,
+    client_id: &str,
+    audience: &str,
+) -> bool {
+    let (Some((public_pem, thumbprint)), Some(kind), Some(jwt)) = (
+        &s.certificate,
+        form.get("client_assertion_type"),
+        form.get("client_assertion"),
+    ) else {
+        return false;
+    };
+    if kind != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" {
+        return false;
+    }
+    let Ok(header) = jsonwebtoken::decode_header(jwt) else {
+        return false;
+    };
+    if header.x5t.as_deref() != Some(thumbprint.as_str()) {
+        return false;
+    }
+    let Ok(key) = jsonwebtoken::DecodingKey::from_rsa_pem(public_pem) else {
+        return false;
+    };
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_audience(&[audience]);
+    validation.set_issuer(&[client_id]);
+    validation.sub = Some(client_id.to_string());
+    jsonwebtoken::decode::<serde_json::Value>(jwt, &key, &validation).is_ok()
 }
 
 fn issue(s: &mut State, lifetime: Duration, refresh: bool) -> (u16, String) {
