@@ -5,6 +5,8 @@ CREATE TABLE targets (
     id          INTEGER PRIMARY KEY,
     mailbox     TEXT NOT NULL,
     host        TEXT NOT NULL,
+    -- The target's hierarchy separator, as last seen.
+    delimiter   TEXT,
     created_at  INTEGER NOT NULL,
     UNIQUE (mailbox, host)
 );

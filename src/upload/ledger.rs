@@ -96,6 +96,39 @@ pub fn find_target(index: &Index, mailbox: &str, host: &str) -> Result<Option<i6
         .optional()?)
 }
 
+/// The target's separator as seen on the last upload, if any.
+pub fn target_delimiter(index: &Index, mailbox: &str, host: &str) -> Result<Option<String>> {
+    Ok(index
+        .connection()
+        .query_row(
+            "SELECT delimiter FROM targets WHERE mailbox = ?1 AND host = ?2",
+            params![mailbox, host],
+            |r| r.get(0),
+        )
+        .optional()?
+        .flatten())
+}
+
+pub fn set_target_delimiter(index: &Index, target: i64, delimiter: &str) -> Result<()> {
+    index.connection().execute(
+        "UPDATE targets SET delimiter = ?2 WHERE id = ?1",
+        params![target, delimiter],
+    )?;
+    Ok(())
+}
+
+/// A target folder's id if the ledger knows it.
+pub fn find_target_folder(index: &Index, target: i64, wire: &str) -> Result<Option<i64>> {
+    Ok(index
+        .connection()
+        .query_row(
+            "SELECT id FROM target_folders WHERE target_id = ?1 AND wire_name = ?2",
+            params![target, wire],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
 pub fn target_folder_id(index: &Index, target: i64, wire: &str, display: &str) -> Result<i64> {
     let c = index.connection();
     c.execute(

@@ -398,9 +398,8 @@ async fn run_account(
     errors: &Arc<Mutex<Vec<String>>>,
     planned: &mut Vec<PlannedFolder>,
 ) -> Result<UploadCounts> {
-    let mut counts = UploadCounts::default();
     let options = &ctx.options;
-    let (account_id, folders) = {
+    let folders = {
         let index = ctx.store.index();
         let id: Option<i64> = index
             .connection()
@@ -418,126 +417,59 @@ async fn run_account(
             .into_iter()
             .filter(|f| f.deleted_at.is_none() && !f.attributes.contains("\\Noselect"))
             .collect();
-        (id, folders)
+        folders
     };
-    let _ = account_id;
 
-    // The first session tells the target's separator and folders.
-    let mut first: Option<TargetSession> = None;
-    let (delimiter, existing) = if options.dry_run {
-        (default_delimiter(options.target.kind).to_string(), None)
-    } else {
-        let mut s = ctx.connect().await?;
-        let delimiter = s
-            .imap
-            .delimiter()
-            .await?
-            .unwrap_or_else(|| default_delimiter(options.target.kind).to_string());
-        let listed = s.imap.list(None).await?;
-        first = Some(s);
-        (
-            delimiter,
-            Some(
-                listed
-                    .into_iter()
-                    .map(|f| f.wire_name)
-                    .collect::<std::collections::HashSet<_>>(),
-            ),
-        )
-    };
-    let map = mapping::map_account(
-        &ctx.account.name,
-        &folders,
-        options.target.kind,
-        &delimiter,
-        options.map_file.as_ref(),
-        options.merge_folders,
-    )?;
+    // Plan from the ledger alone first: when nothing is to be done, no
+    // connection is opened at all.
+    let host = &options.target.server.host;
+    let known_delimiter = ledger::target_delimiter(&ctx.store.index(), &ctx.account.target, host)?;
+    let assumed = known_delimiter
+        .clone()
+        .unwrap_or_else(|| default_delimiter(options.target.kind).to_string());
+    let offline = plan_jobs(ctx, &folders, &assumed, None, false)?;
     ctx.progress.account_started(&ctx.account.name);
-
-    // Group source folders by target folder, keeping the map's order.
-    let mut groups: Vec<(String, Vec<&MapEntry>)> = Vec::new();
-    for e in &map {
-        let Some(t) = &e.target else { continue };
-        let key = if options.target.kind == TargetKind::M365 {
-            t.to_lowercase()
-        } else {
-            t.clone()
-        };
-        match groups.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, v)) => v.push(e),
-            None => groups.push((key, vec![e])),
-        }
-    }
-    let mut jobs = VecDeque::new();
-    {
-        let index = ctx.store.index();
-        let target_id =
-            ledger::target_id(&index, &ctx.account.target, &options.target.server.host)?;
-        for (_, entries) in &groups {
-            let display = entries[0].target.clone().expect("mapped");
-            let wire = target_wire_name(&display);
-            let wire = existing
-                .as_ref()
-                .and_then(|ex| {
-                    ex.iter()
-                        .find(|w| {
-                            w.eq_ignore_ascii_case(&wire) && options.target.kind == TargetKind::M365
-                        })
-                        .cloned()
-                })
-                .unwrap_or(wire);
-            let ids: Vec<i64> = entries.iter().map(|e| e.source_folder_id).collect();
-            let outgoing = ledger::outgoing(&index, &ids)?;
-            let tf = ledger::target_folder_id(&index, target_id, &wire, &display)?;
-            counts.folders += 1;
-            counts.duplicates += outgoing.iter().map(|o| o.copies - 1).sum::<u64>();
-            let known = ledger::entries(&index, tf)?;
-            counts.already_present += outgoing
-                .iter()
-                .filter(|o| {
-                    known.get(&o.blob).is_some_and(|e| {
-                        matches!(e.state, ledger::State::Done | ledger::State::Present)
-                    })
-                })
-                .count() as u64;
-            let work = folder::work(&outgoing, &known, options.only_failed, options.target.kind);
-            if options.dry_run {
-                let todo = &work.appends;
-                let bytes = todo.iter().map(|o| o.size).sum();
-                counts.would_append += todo.len() as u64;
-                counts.would_append_bytes += bytes;
-                planned.push(PlannedFolder {
-                    target_folder: display.clone(),
-                    sources: entries.iter().map(|e| e.source.clone()).collect(),
-                    append: todo.len() as u64,
-                    bytes,
-                });
-                continue;
-            }
-            if work.is_empty() {
-                // Nothing to do: no connection, no round trip.
-                continue;
-            }
-            jobs.push_back(FolderJob {
-                target_folder_id: tf,
-                exists: existing.as_ref().is_some_and(|ex| ex.contains(&wire)),
-                wire_name: wire,
-                display_name: display,
-                outgoing,
-            });
-        }
-    }
     if options.dry_run {
+        *planned = offline.planned;
+        return Ok(offline.counts);
+    }
+    if offline.jobs.is_empty() && known_delimiter.is_some() {
+        let mut counts = offline.counts;
+        counts.would_append = 0;
+        counts.would_append_bytes = 0;
         return Ok(counts);
     }
-    let todo: (u64, u64) = jobs.iter().fold((0, 0), |acc, j| {
-        (
-            acc.0 + j.outgoing.len() as u64,
-            acc.1 + j.outgoing.iter().map(|o| o.size).sum::<u64>(),
-        )
-    });
-    ctx.progress.planned(&ctx.account.name, todo.0, todo.1);
+
+    // The first session tells the target's separator and folders.
+    let mut s = ctx.connect().await?;
+    let delimiter = s
+        .imap
+        .delimiter()
+        .await?
+        .unwrap_or_else(|| default_delimiter(options.target.kind).to_string());
+    let existing: std::collections::HashSet<String> = s
+        .imap
+        .list(None)
+        .await?
+        .into_iter()
+        .map(|f| f.wire_name)
+        .collect();
+    let mut first = Some(s);
+    let Plan {
+        jobs, mut counts, ..
+    } = plan_jobs(ctx, &folders, &delimiter, Some(&existing), true)?;
+    {
+        let index = ctx.store.index();
+        let target = ledger::target_id(&index, &ctx.account.target, host)?;
+        ledger::set_target_delimiter(&index, target, &delimiter)?;
+    }
+    ctx.progress.planned(
+        &ctx.account.name,
+        counts.would_append,
+        counts.would_append_bytes,
+    );
+    counts.would_append = 0;
+    counts.would_append_bytes = 0;
 
     let queue = Arc::new(Mutex::new(jobs));
     let workers = options
@@ -579,6 +511,125 @@ async fn run_account(
         );
     }
     Ok(counts)
+}
+
+/// The work of one account, from the store and the ledger.
+struct Plan {
+    jobs: VecDeque<FolderJob>,
+    counts: UploadCounts,
+    planned: Vec<PlannedFolder>,
+}
+
+/// Maps the account's folders with the target's `delimiter` and reads the
+/// ledger for each target folder. With `write` false nothing is recorded
+/// (dry runs, and the check whether anything is to be done at all).
+fn plan_jobs(
+    ctx: &AccountContext,
+    folders: &[crate::store::index::FolderRow],
+    delimiter: &str,
+    existing: Option<&std::collections::HashSet<String>>,
+    write: bool,
+) -> Result<Plan> {
+    let options = &ctx.options;
+    let map = mapping::map_account(
+        &ctx.account.name,
+        folders,
+        options.target.kind,
+        delimiter,
+        options.map_file.as_ref(),
+        options.merge_folders,
+    )?;
+    // Group source folders by target folder, keeping the map's order.
+    let mut groups: Vec<(String, Vec<&MapEntry>)> = Vec::new();
+    for e in &map {
+        let Some(t) = &e.target else { continue };
+        let key = if options.target.kind == TargetKind::M365 {
+            t.to_lowercase()
+        } else {
+            t.clone()
+        };
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => v.push(e),
+            None => groups.push((key, vec![e])),
+        }
+    }
+    let mut plan = Plan {
+        jobs: VecDeque::new(),
+        counts: UploadCounts::default(),
+        planned: Vec::new(),
+    };
+    let index = ctx.store.index();
+    let host = &options.target.server.host;
+    let target = if write {
+        Some(ledger::target_id(&index, &ctx.account.target, host)?)
+    } else {
+        ledger::find_target(&index, &ctx.account.target, host)?
+    };
+    for (_, entries) in &groups {
+        let display = entries[0].target.clone().expect("mapped");
+        let mut wire = target_wire_name(&display);
+        // Exchange's names ignore case: use the folder that is there.
+        if options.target.kind == TargetKind::M365
+            && let Some(found) =
+                existing.and_then(|ex| ex.iter().find(|w| w.eq_ignore_ascii_case(&wire)))
+        {
+            wire = found.clone();
+        }
+        let ids: Vec<i64> = entries.iter().map(|e| e.source_folder_id).collect();
+        let outgoing = ledger::outgoing(&index, &ids)?;
+        let tf = match (target, write) {
+            (Some(t), true) => Some(ledger::target_folder_id(&index, t, &wire, &display)?),
+            (Some(t), false) => ledger::find_target_folder(&index, t, &wire)?,
+            (None, _) => None,
+        };
+        let known = match tf {
+            Some(tf) => ledger::entries(&index, tf)?,
+            None => HashMap::new(),
+        };
+        let c = &mut plan.counts;
+        c.folders += 1;
+        c.duplicates += outgoing.iter().map(|o| o.copies - 1).sum::<u64>();
+        c.already_present += outgoing
+            .iter()
+            .filter(|o| {
+                known.get(&o.blob).is_some_and(|e| {
+                    matches!(e.state, ledger::State::Done | ledger::State::Present)
+                })
+            })
+            .count() as u64;
+        let work = folder::work(&outgoing, &known, options.only_failed, options.target.kind);
+        let bytes: u64 = work.appends.iter().map(|o| o.size).sum();
+        c.would_append += work.appends.len() as u64;
+        c.would_append_bytes += bytes;
+        plan.planned.push(PlannedFolder {
+            target_folder: display.clone(),
+            sources: entries.iter().map(|e| e.source.clone()).collect(),
+            append: work.appends.len() as u64,
+            bytes,
+        });
+        if work.is_empty() {
+            continue;
+        }
+        if let Some(tf) = tf.filter(|_| write) {
+            plan.jobs.push_back(FolderJob {
+                target_folder_id: tf,
+                exists: existing.is_some_and(|ex| ex.contains(&wire)),
+                wire_name: wire,
+                display_name: display,
+                outgoing,
+            });
+        } else {
+            // Offline: a placeholder that says there is work.
+            plan.jobs.push_back(FolderJob {
+                target_folder_id: 0,
+                exists: false,
+                wire_name: wire,
+                display_name: display,
+                outgoing: Vec::new(),
+            });
+        }
+    }
+    Ok(plan)
 }
 
 fn default_delimiter(kind: TargetKind) -> &'static str {
