@@ -23,6 +23,13 @@ pub struct Index {
     conn: Connection,
 }
 
+/// Reads of a large index come from memory, not one page at a time.
+fn tune(conn: &Connection) -> Result<()> {
+    conn.pragma_update(None, "cache_size", -32_768)?;
+    conn.pragma_update(None, "mmap_size", 256i64 << 20)?;
+    Ok(())
+}
+
 /// A store written by a newer mailferry is an error, never a silent rewrite.
 fn refuse_newer(conn: &Connection, path: &Path) -> Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -116,6 +123,7 @@ impl Index {
         conn.pragma_update(None, "journal_mode", "WAL")
             .with_context(|| format!("cannot set WAL mode on {}", path.display()))?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        tune(&conn)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         refuse_newer(&conn, path)?;
@@ -590,6 +598,7 @@ impl Index {
         )
         .with_context(|| format!("cannot open index {}", path.display()))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        tune(&conn)?;
         refuse_newer(&conn, path)?;
         Ok(Index { conn })
     }

@@ -296,10 +296,10 @@ pub fn outgoing(index: &Index, source_folders: &[i64]) -> Result<Vec<Outgoing>> 
     let mut out: Vec<Outgoing> = Vec::new();
     let mut at: HashMap<String, usize> = HashMap::new();
     let mut stmt = index.connection().prepare_cached(
-        "SELECT m.blob_hash, m.flags, m.internal_date, m.internal_date_offset, b.size
-         FROM messages m JOIN blobs b ON b.hash = m.blob_hash
-         WHERE m.folder_id = ?1 AND m.expunged_at IS NULL
-         ORDER BY m.internal_date, m.uid",
+        "SELECT blob_hash, flags, internal_date, internal_date_offset, size
+         FROM messages
+         WHERE folder_id = ?1 AND expunged_at IS NULL
+         ORDER BY internal_date, uid",
     )?;
     for folder in source_folders {
         let rows = stmt.query_map([folder], |r| {

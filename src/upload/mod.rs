@@ -146,10 +146,14 @@ pub async fn upload(
     progress: Arc<dyn Progress>,
 ) -> Result<UploadSummary> {
     let started = Instant::now();
-    let tls = crate::imap::tls::client_config(
-        options.target.server.ca_file.as_deref(),
-        options.target.server.danger_accept_invalid_certs,
-    )?;
+    // Built on first use: loading the system's roots costs more than a
+    // whole run that has nothing to do.
+    let tls = Arc::new(std::sync::OnceLock::new());
+    if let Some(ca) = &options.target.server.ca_file
+        && !ca.exists()
+    {
+        bail!("the target CA file {} does not exist", ca.display());
+    }
     if options.target.server.auth == AuthMethod::Xoauth2
         && options.tokens.is_none()
         && !options.dry_run
@@ -206,7 +210,7 @@ pub async fn upload(
 pub(crate) struct AccountContext {
     pub store: Arc<Store>,
     pub options: Arc<UploadOptions>,
-    pub tls: Arc<rustls::ClientConfig>,
+    pub tls: Arc<std::sync::OnceLock<Arc<rustls::ClientConfig>>>,
     pub account: Account,
     pub progress: Arc<dyn Progress>,
     pub throttle: throttle::Throttle,
@@ -262,7 +266,17 @@ impl AccountContext {
                 None,
             ),
         };
-        let imap = ImapSession::connect(server, self.tls.clone(), &self.account.target, &secret)
+        let tls = match self.tls.get() {
+            Some(t) => t.clone(),
+            None => {
+                let t = crate::imap::tls::client_config(
+                    server.ca_file.as_deref(),
+                    server.danger_accept_invalid_certs,
+                )?;
+                self.tls.get_or_init(|| t).clone()
+            }
+        };
+        let imap = ImapSession::connect(server, tls, &self.account.target, &secret)
             .await
             .with_context(|| format!("target mailbox {}", self.account.target))?;
         self.shared.connections.fetch_add(1, Ordering::Relaxed);
