@@ -88,9 +88,22 @@ fn upload_lands_every_message_byte_identical_with_flags_and_dates() {
         &server,
         &[("alice", "alice-pw", "alice-365", "alice-365-pw")],
     );
-    let (run, summary) = upload(&server, store.path(), &accounts, &["--target-kind", "imap"]);
+    let (run, summary) = upload(
+        &server,
+        store.path(),
+        &accounts,
+        &["--target-kind", "imap", "-vvv"],
+    );
     assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
     assert_eq!(total(&summary, "appended"), 7, "{summary}");
+    // The target password stays out of trace logs, the summary and the index.
+    assert!(
+        run.stderr.contains("C: APPEND"),
+        "no trace output to search"
+    );
+    assert!(!run.stderr.contains("alice-365-pw") && !run.stdout.contains("alice-365-pw"));
+    let index = std::fs::read(store.path().join("index.sqlite")).unwrap();
+    assert!(!index.windows(12).any(|w| w == b"alice-365-pw"));
     let source = mailbox(&server, "alice", "alice-pw");
     let target = mailbox(&server, "alice-365", "alice-365-pw");
     assert_eq!(source, target);
@@ -308,5 +321,45 @@ fn sync_runs_mirror_then_upload() {
     assert_eq!(
         mailbox(&server, "alice", "alice-pw"),
         mailbox(&server, "alice-365", "alice-365-pw")
+    );
+}
+
+#[test]
+fn an_appendlimit_the_server_announces_is_obeyed_without_trying() {
+    let server = Dovecot::start_with(DovecotConfig {
+        capabilities: Some("+APPENDLIMIT=100000".into()),
+        ..DovecotConfig::default()
+    });
+    seed(&server);
+    let mut big = message("big", "big@x", "");
+    for _ in 0..2000 {
+        big.extend_from_slice(
+            b"0123456789012345678901234567890123456789012345678901234567890123456789\r\n",
+        );
+    }
+    server
+        .client("alice", "alice-pw")
+        .append("INBOX", "", DATE_1, &big);
+    let (store, accounts) = mirrored(
+        &server,
+        &[("alice", "alice-pw", "alice-365", "alice-365-pw")],
+    );
+    let (run, summary) = upload(
+        &server,
+        store.path(),
+        &accounts,
+        &["--target-kind", "imap", "-vv"],
+    );
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(total(&summary, "appended"), 7);
+    assert_eq!(
+        summary["totals"]["skipped_by_reason"]["too large"], 1,
+        "{summary}"
+    );
+    // Never sent: no APPEND of that size went out.
+    assert!(
+        !run.stderr.contains(&format!("{{{}+}}", big.len())),
+        "{}",
+        run.stderr
     );
 }

@@ -57,6 +57,12 @@ impl Capabilities {
     pub fn has(&self, name: &str) -> bool {
         self.0.contains(&name.to_ascii_uppercase())
     }
+
+    /// The value of a `NAME=value` capability, such as APPENDLIMIT=35882577.
+    pub fn value(&self, name: &str) -> Option<&str> {
+        let prefix = format!("{}=", name.to_ascii_uppercase());
+        self.0.iter().find_map(|c| c.strip_prefix(&prefix))
+    }
 }
 
 /// A folder as LIST (and, with LIST-STATUS, STATUS) describes it.

@@ -90,6 +90,8 @@ pub(crate) async fn run(
         return Ok(());
     }
 
+    // Exchange ends a session when its token expires: log in again first.
+    let token = session.token.clone();
     let imap = &mut session.imap;
     if !job.exists {
         imap.create(&job.wire_name)
@@ -130,6 +132,12 @@ pub(crate) async fn run(
         (a, b) => a.or(b),
     };
     for o in appends {
+        if token.as_ref().is_some_and(|t| t.is_stale()) {
+            return Err(ImapError::Bye(
+                "the access token is about to expire; logging in again".into(),
+            )
+            .into());
+        }
         if let Some(limit) = limit
             && o.size > limit
         {
@@ -281,8 +289,7 @@ fn is_permanent_rejection(text: &str) -> bool {
 
 /// APPENDLIMIT=n (RFC 7889), if the server announces one.
 fn appendlimit(caps: &crate::imap::Capabilities) -> Option<u64> {
-    let _ = caps;
-    None
+    caps.value("APPENDLIMIT")?.parse().ok()
 }
 
 /// `dd-Mon-yyyy hh:mm:ss +zzzz` for the instant in its original offset.

@@ -232,7 +232,7 @@ pub(crate) struct Shared {
 /// A session and the token it logged in with.
 pub(crate) struct TargetSession {
     pub imap: ImapSession,
-    token: Option<AccessToken>,
+    pub token: Option<AccessToken>,
 }
 
 impl TargetSession {
