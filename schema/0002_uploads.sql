@@ -19,6 +19,8 @@ CREATE TABLE target_folders (
     display_name  TEXT NOT NULL,
     -- The folder's UIDVALIDITY when mailferry last opened it.
     uidvalidity   INTEGER,
+    -- When the target refused wire_name, the name it took instead.
+    actual_name   TEXT,
     UNIQUE (target_id, wire_name)
 );
 

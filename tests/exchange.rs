@@ -295,3 +295,48 @@ fn retry_failed_retries_only_what_failed() {
     want.insert("Files (migrated)".into(), files);
     assert_eq!(contents(&server, "alice-365", "alice-365-pw"), want);
 }
+
+#[test]
+fn a_folder_name_the_target_refuses_is_renamed_predictably_and_remembered() {
+    let server = Dovecot::start();
+    seed(&server, 2);
+    let store = tempfile::tempdir().unwrap();
+    let accounts = server.migration_csv(&[("alice", "alice-pw", "alice-365", "alice-365-pw")]);
+    let (run, _) = mirror(&server, store.path(), &accounts, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    // A generic target keeps the name "Files"; this one refuses it.
+    let proxy = ExchangeProxy::start(
+        &server,
+        ExchangeFaults {
+            reserved: vec!["Files".into()],
+            ..ExchangeFaults::default()
+        },
+    );
+    let args = ["--target-kind", "imap"];
+    let (run, summary) = upload_via(&server, proxy.port, store.path(), &accounts, &args);
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+    assert_eq!(total(&summary, "appended"), 6);
+    assert!(
+        run.stderr.contains("using Files (migrated)"),
+        "{}",
+        run.stderr
+    );
+    let target = contents(&server, "alice-365", "alice-365-pw");
+    assert_eq!(target["Files (migrated)"].len(), 2);
+    assert!(!target.contains_key("Files"));
+    // The next run goes to the same place and appends nothing.
+    server.client("alice", "alice-pw").append(
+        "Files",
+        "",
+        DATE,
+        &message("more", "more@x", "more"),
+    );
+    mirror(&server, store.path(), &accounts, &[]);
+    let (run, again) = upload_via(&server, proxy.port, store.path(), &accounts, &args);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(total(&again, "appended"), 1);
+    assert_eq!(
+        contents(&server, "alice-365", "alice-365-pw")["Files (migrated)"].len(),
+        3
+    );
+}

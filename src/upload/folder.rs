@@ -93,13 +93,11 @@ pub(crate) async fn run(
     // Exchange ends a session when its token expires: log in again first.
     let token = session.token.clone();
     let imap = &mut session.imap;
+    let mut wire = job.wire_name.clone();
     if !job.exists {
-        imap.create(&job.wire_name)
-            .await
-            .with_context(|| format!("cannot create {}", job.display_name))?;
-        ctx.shared.folders_created.fetch_add(1, Ordering::Relaxed);
+        wire = create(ctx, imap, job).await?;
     }
-    let status = imap.status(&job.wire_name).await?;
+    let status = imap.status(&wire).await?;
     let uidvalidity = status
         .uidvalidity
         .ok_or_else(|| anyhow!("the target gave no UIDVALIDITY for {}", job.display_name))?;
@@ -108,7 +106,7 @@ pub(crate) async fn run(
 
     // 1. Settle what a crash left pending.
     if !pending.is_empty() {
-        let settled = reconcile(ctx, imap, job, uidvalidity, &pending, &entries).await?;
+        let settled = reconcile(ctx, imap, job, &wire, uidvalidity, &pending, &entries).await?;
         ctx.shared.reconciled.fetch_add(settled, Ordering::Relaxed);
         let after = ledger::entries(&ctx.store.index(), tf)?;
         appends = job
@@ -120,7 +118,7 @@ pub(crate) async fn run(
 
     // 2. Flag changes made at the source since the upload.
     if !flag_pushes.is_empty() {
-        push_flags(ctx, imap, job, &flag_pushes).await?;
+        push_flags(ctx, imap, job, &wire, &flag_pushes).await?;
     }
 
     // 3. Append what is missing.
@@ -185,7 +183,7 @@ pub(crate) async fn run(
                 uidnext,
                 o.copies,
             )?;
-            match imap.append(&job.wire_name, &flags, &date, &body).await {
+            match imap.append(&wire, &flags, &date, &body).await {
                 Ok(appended) => {
                     ctx.throttle.went_through();
                     let uid = match appended.uid {
@@ -195,11 +193,7 @@ pub(crate) async fn run(
                         }
                         _ => {
                             // No UIDPLUS: ask where the next one will go.
-                            uidnext = imap
-                                .status(&job.wire_name)
-                                .await?
-                                .uidnext
-                                .unwrap_or(uidnext + 1);
+                            uidnext = imap.status(&wire).await?.uidnext.unwrap_or(uidnext + 1);
                             None
                         }
                     };
@@ -248,7 +242,7 @@ pub(crate) async fn run(
                         break;
                     }
                     if text.contains("TRYCREATE") && throttled == 0 {
-                        imap.create(&job.wire_name).await?;
+                        imap.create(&wire).await?;
                         throttled += 1;
                         continue;
                     }
@@ -272,6 +266,64 @@ pub(crate) async fn run(
         }
     }
     Ok(())
+}
+
+/// Creates the target folder. When the target refuses the name (beyond
+/// "already exists"), it is renamed predictably, once: characters other
+/// than letters, digits, space and `-_./` become `_`, or, if there are
+/// none, ` (migrated)` is added. The ledger remembers the name taken.
+async fn create(
+    ctx: &AccountContext,
+    imap: &mut crate::imap::ImapSession,
+    job: &FolderJob,
+) -> Result<String> {
+    let refused = match imap.create(&job.wire_name).await {
+        Ok(()) => {
+            ctx.shared.folders_created.fetch_add(1, Ordering::Relaxed);
+            return Ok(job.wire_name.clone());
+        }
+        Err(e) => match e.downcast_ref::<ImapError>() {
+            Some(ImapError::No { text, .. }) => text.clone(),
+            _ => return Err(e.context(format!("cannot create {}", job.display_name))),
+        },
+    };
+    let display = fallback_name(&job.display_name);
+    let wire = crate::imap::mutf7::encode(&display);
+    imap.create(&wire).await.with_context(|| {
+        format!(
+            "the target refused {} ({refused}) and then {display}; name it yourself in a map \
+             file (plan --write-map, upload --map)",
+            job.display_name
+        )
+    })?;
+    ctx.shared.folders_created.fetch_add(1, Ordering::Relaxed);
+    ledger::set_actual_name(&ctx.store.index(), job.target_folder_id, &wire, &display)?;
+    ctx.progress.warn(
+        &ctx.account.name,
+        &format!(
+            "the target refused the folder name {} ({refused}); using {display}",
+            job.display_name
+        ),
+    );
+    Ok(wire)
+}
+
+fn fallback_name(display: &str) -> String {
+    let cleaned: String = display
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || " -_./".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if cleaned != display {
+        cleaned
+    } else {
+        format!("{display} (migrated)")
+    }
 }
 
 /// Replies that mean this message will never be taken as it is.
@@ -304,10 +356,12 @@ fn internal_date(instant: i64, offset_minutes: i32) -> String {
 
 /// Settles pending entries by reading the folder back from the lowest
 /// recorded UIDNEXT. Returns how many were found already there.
+#[allow(clippy::too_many_arguments)]
 async fn reconcile(
     ctx: &AccountContext,
     imap: &mut crate::imap::ImapSession,
     job: &FolderJob,
+    wire: &str,
     uidvalidity: u32,
     pending: &[&LedgerEntry],
     entries: &HashMap<BlobHash, LedgerEntry>,
@@ -324,7 +378,7 @@ async fn reconcile(
         return Ok(0);
     }
     let from = same.iter().filter_map(|e| e.uidnext).min().unwrap_or(1);
-    imap.examine(&job.wire_name, None).await?;
+    imap.examine(wire, None).await?;
     let mut candidates: Vec<FetchedMessage> = Vec::new();
     imap.uid_fetch(
         &format!("{from}:*"),
@@ -438,6 +492,7 @@ async fn push_flags(
     ctx: &AccountContext,
     imap: &mut crate::imap::ImapSession,
     job: &FolderJob,
+    wire: &str,
     pushes: &[(&Outgoing, &LedgerEntry)],
 ) -> Result<()> {
     let kind = ctx.options.target.kind;
@@ -462,7 +517,7 @@ async fn push_flags(
             .or_default()
             .push((e.uid.expect("filtered"), o.blob, want.clone()));
     }
-    imap.select(&job.wire_name).await?;
+    imap.select(wire).await?;
     for ((add, remove), targets) in changes {
         let mut uids: Vec<u32> = targets.iter().map(|t| t.0).collect();
         uids.sort_unstable();
@@ -491,6 +546,13 @@ async fn push_flags(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refused_names_are_renamed_predictably() {
+        assert_eq!(fallback_name("Files"), "Files (migrated)");
+        assert_eq!(fallback_name("Q1: *plans*"), "Q1_ _plans_");
+        assert_eq!(fallback_name("Work/Q1"), "Work/Q1 (migrated)");
+    }
 
     #[test]
     fn internal_dates_keep_their_offset() {

@@ -143,6 +143,27 @@ pub fn target_folder_id(index: &Index, target: i64, wire: &str, display: &str) -
     )?)
 }
 
+/// The name the target took instead of the mapped one, if it refused that.
+pub fn actual_name(index: &Index, folder: i64) -> Result<Option<String>> {
+    Ok(index
+        .connection()
+        .query_row(
+            "SELECT actual_name FROM target_folders WHERE id = ?1",
+            [folder],
+            |r| r.get(0),
+        )
+        .optional()?
+        .flatten())
+}
+
+pub fn set_actual_name(index: &Index, folder: i64, wire: &str, display: &str) -> Result<()> {
+    index.connection().execute(
+        "UPDATE target_folders SET actual_name = ?2, display_name = ?3 WHERE id = ?1",
+        params![folder, wire, display],
+    )?;
+    Ok(())
+}
+
 pub fn set_folder_uidvalidity(index: &Index, folder: i64, uidvalidity: u32) -> Result<()> {
     index.connection().execute(
         "UPDATE target_folders SET uidvalidity = ?2 WHERE id = ?1",

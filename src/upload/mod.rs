@@ -625,6 +625,10 @@ fn plan_jobs(
             continue;
         }
         if let Some(tf) = tf.filter(|_| write) {
+            // A name the target refused before: use the one it took.
+            if let Some(actual) = ledger::actual_name(&index, tf)? {
+                wire = actual;
+            }
             plan.jobs.push_back(FolderJob {
                 target_folder_id: tf,
                 exists: existing.is_some_and(|ex| ex.contains(&wire)),
