@@ -24,42 +24,13 @@ bin=$PWD/target/release/mailferry
 
 mkdir -p "$bench"
 port=$(free_port)
-dovecot_stop "$bench/dovecot" 2>/dev/null || true
-rm -rf "$bench/dovecot"
-mkdir -p "$bench/dovecot"
-dovecot_setup "$bench/dovecot" "$port" "user1:pw1 user2:pw2 user3:pw3"
-if [ ! -f "$bench/corpus.done.$messages" ]; then
-    rm -rf "$bench/corpus" "$bench"/corpus.done.*
-    echo "generating $messages messages..." >&2
-    target/release/examples/gen-corpus "$bench/corpus" "$messages" > "$bench/corpus.txt"
-    touch "$bench/corpus.done.$messages"
-fi
-cat "$bench/corpus.txt" >&2
-rm -rf "$bench/dovecot/mail"
-cp -al "$bench/corpus" "$bench/dovecot/mail" 2>/dev/null || cp -a "$bench/corpus" "$bench/dovecot/mail"
-chown -R "$(dovecot_mail_owner)" "$bench/dovecot/mail"
-chmod 755 "$bench/dovecot/mail"
 trap 'dovecot_stop "$bench/dovecot"' EXIT
-dovecot_start "$bench/dovecot" "$port"
-
-# Warm up: Dovecot builds its indexes, the corpus enters the page cache.
-for u in user1 user2 user3; do
-    doveadm -c "$bench/dovecot/dovecot.conf" mailbox status -u "$u" "messages vsize" '*' >/dev/null
-done
-find "$bench/dovecot/mail" -type f -path '*/cur/*' -exec cat {} + >/dev/null
+bench_dovecot "$bench" "$bench/dovecot" "$port" "$messages" "user1:pw1 user2:pw2 user3:pw3"
 largest=$(find "$bench/dovecot/mail" -type f -path '*/cur/*' -printf '%s\n' | sort -n | tail -1)
 
 printf 'EmailAddress,UserName,Password\n' > "$bench/accounts.csv"
 for i in 1 2 3; do printf 'user%s@example.com,user%s,pw%s\n' $i $i $i >> "$bench/accounts.csv"; done
 
-measure() { # label, command...
-    local label=$1; shift
-    /usr/bin/time -f "%e %M" -o "$bench/time.$label" "$@" > "$bench/out.$label" 2> "$bench/err.$label" || {
-        echo "$label failed:" >&2; tail -20 "$bench/err.$label" >&2; exit 1; }
-    read -r secs rss < "$bench/time.$label"
-    echo "$label $secs $rss" >&2
-    eval "secs_$label=$secs rss_$label=$rss"
-}
 
 rm -rf "$bench/store"
 mf=("$bin" --store "$bench/store" --quiet mirror --accounts "$bench/accounts.csv" --host localhost
@@ -108,7 +79,6 @@ noop_trips=$(grep -o '"round_trips": [0-9]*' "$bench/out.mf_noop" | tail -1 | gr
 mb_count=$(find "$bench/mbsync" -type f -path '*/cur/*' -o -type f -path '*/new/*' | wc -l)
 budget_mb=$(( 200 + largest * connections / 1048576 ))
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 cat <<TABLE
 
 $(cat "$bench/corpus.txt"); $(nproc) cores; mailferry connections per account: $connections ${MF_EXTRA:-}

@@ -24,39 +24,12 @@ bin=$PWD/target/release/mailferry
 mkdir -p "$bench"
 port=$(free_port)
 dir="$bench/dovecot-upload"
-dovecot_stop "$dir" 2>/dev/null || true
-rm -rf "$dir"
-mkdir -p "$dir"
-dovecot_setup "$dir" "$port" "user1:pw1 user2:pw2 user3:pw3 up1:pw1 up2:pw2 up3:pw3 mb1:pw1 mb2:pw2 mb3:pw3"
-if [ ! -f "$bench/corpus.done.$messages" ]; then
-    rm -rf "$bench/corpus" "$bench"/corpus.done.*
-    echo "generating $messages messages..." >&2
-    target/release/examples/gen-corpus "$bench/corpus" "$messages" > "$bench/corpus.txt"
-    touch "$bench/corpus.done.$messages"
-fi
-cat "$bench/corpus.txt" >&2
-rm -rf "$dir/mail"
-cp -al "$bench/corpus" "$dir/mail" 2>/dev/null || cp -a "$bench/corpus" "$dir/mail"
-chown -R "$(dovecot_mail_owner)" "$dir/mail"
-chmod 755 "$dir/mail"
 trap 'dovecot_stop "$dir"' EXIT
-dovecot_start "$dir" "$port"
-for u in user1 user2 user3; do
-    doveadm -c "$dir/dovecot.conf" mailbox status -u "$u" "messages vsize" '*' >/dev/null
-done
-find "$dir/mail" -type f -path '*/cur/*' -exec cat {} + >/dev/null
+bench_dovecot "$bench" "$dir" "$port" "$messages" "user1:pw1 user2:pw2 user3:pw3 up1:pw1 up2:pw2 up3:pw3 mb1:pw1 mb2:pw2 mb3:pw3"
 
 printf 'EmailAddress,UserName,Password,TargetAddress,TargetPassword\n' > "$bench/upload.csv"
 for i in 1 2 3; do printf 'user%s@example.com,user%s,pw%s,up%s,pw%s\n' $i $i $i $i $i >> "$bench/upload.csv"; done
 
-measure() { # label, command...
-    local label=$1; shift
-    /usr/bin/time -f "%e %M" -o "$bench/time.$label" "$@" > "$bench/out.$label" 2> "$bench/err.$label" || {
-        echo "$label failed:" >&2; tail -20 "$bench/err.$label" >&2; exit 1; }
-    read -r secs rss < "$bench/time.$label"
-    echo "$label $secs $rss" >&2
-    eval "secs_$label=$secs rss_$label=$rss"
-}
 
 rm -rf "$bench/upload-store"
 "$bin" --store "$bench/upload-store" --quiet mirror --accounts "$bench/upload.csv" \
@@ -114,7 +87,6 @@ for i in 1 2 3; do
     n=$(doveadm -c "$dir/dovecot.conf" mailbox status -u "mb$i" messages '*' | awk -F= '{s+=$2} END {print s+0}')
     mb_count=$((mb_count + n))
 done
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 cat <<TABLE
 
 $(cat "$bench/corpus.txt"); $(nproc) cores; mailferry connections per target mailbox: $connections

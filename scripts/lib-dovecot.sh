@@ -5,6 +5,9 @@
 #   dovecot_start DIR PORT                       starts it and waits for the port
 #   dovecot_stop DIR                             stops it and waits for the exit
 #   dovecot_mail_owner                           uid:gid that owns the Maildirs
+#   bench_dovecot BENCH DIR PORT MESSAGES USERS  the benchmarks' corpus served
+#                                                by a fresh, warmed-up Dovecot
+#   measure LABEL COMMAND...                     wall time and peak RSS
 
 ensure_packages() {
     local need=()
@@ -124,3 +127,44 @@ free_port() {
     done
     echo 29993
 }
+
+# The benchmark corpus (generated once into BENCH/corpus, kept between runs)
+# served by a fresh Dovecot in DIR, indexes built and files in the page
+# cache, so every tool timed after this starts from the same state. The
+# corpus holds user1..user3; USERS lists every login the server needs.
+bench_dovecot() {
+    local bench=$1 dir=$2 port=$3 messages=$4 users=$5
+    dovecot_stop "$dir" 2>/dev/null || true
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    dovecot_setup "$dir" "$port" "$users"
+    if [ ! -f "$bench/corpus.done.$messages" ]; then
+        rm -rf "$bench/corpus" "$bench"/corpus.done.*
+        echo "generating $messages messages..." >&2
+        target/release/examples/gen-corpus "$bench/corpus" "$messages" > "$bench/corpus.txt"
+        touch "$bench/corpus.done.$messages"
+    fi
+    cat "$bench/corpus.txt" >&2
+    rm -rf "$dir/mail"
+    cp -al "$bench/corpus" "$dir/mail" 2>/dev/null || cp -a "$bench/corpus" "$dir/mail"
+    chown -R "$(dovecot_mail_owner)" "$dir/mail"
+    chmod 755 "$dir/mail"
+    dovecot_start "$dir" "$port"
+    for u in user1 user2 user3; do
+        doveadm -c "$dir/dovecot.conf" mailbox status -u "$u" "messages vsize" '*' >/dev/null
+    done
+    find "$dir/mail" -type f -path '*/cur/*' -exec cat {} + >/dev/null
+}
+
+# Runs a command under GNU time; sets secs_LABEL and rss_LABEL (KiB) and
+# keeps its output in $bench/out.LABEL and $bench/err.LABEL.
+measure() {
+    local label=$1; shift
+    /usr/bin/time -f "%e %M" -o "$bench/time.$label" "$@" > "$bench/out.$label" 2> "$bench/err.$label" || {
+        echo "$label failed:" >&2; tail -20 "$bench/err.$label" >&2; exit 1; }
+    read -r secs rss < "$bench/time.$label"
+    echo "$label $secs $rss" >&2
+    eval "secs_$label=$secs rss_$label=$rss"
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }

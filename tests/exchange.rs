@@ -178,28 +178,17 @@ fn killed_at_any_point_of_an_append_the_next_run_leaves_every_message_exactly_on
                 ..ExchangeFaults::default()
             },
         );
-        let port = proxy.port.to_string();
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"))
-            .args([
-                "--store",
-                store.path().to_str().unwrap(),
-                "upload",
-                "--accounts",
-                accounts.to_str().unwrap(),
-                "--target-host",
-                "localhost",
-                "--target-port",
-                &port,
-                "--target-ca-file",
-                server.ca_file.to_str().unwrap(),
-                "--target-connections",
-                "1",
-            ])
-            .args(upload_args(&[]))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = upload_command(
+            &server,
+            proxy.port,
+            store.path(),
+            &accounts,
+            &upload_args(&["--target-connections", "1"]),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
         proxy
             .client_pid
             .store(child.id(), std::sync::atomic::Ordering::SeqCst);

@@ -40,7 +40,18 @@ fn accounts(server: &Dovecot, target: &str) -> std::path::PathBuf {
     path
 }
 
+/// XOAUTH2 against `identity`, with the client secret from the environment.
 fn oauth_args(identity: &Identity) -> Vec<String> {
+    let mut args = base_oauth_args(identity);
+    args.extend([
+        "--client-secret-env".into(),
+        "MAILFERRY_TEST_CLIENT_SECRET".into(),
+    ]);
+    args
+}
+
+/// XOAUTH2 against `identity`, credential not included.
+fn base_oauth_args(identity: &Identity) -> Vec<String> {
     vec![
         "--target-kind".into(),
         "imap".into(),
@@ -50,8 +61,6 @@ fn oauth_args(identity: &Identity) -> Vec<String> {
         identity.tenant.clone(),
         "--client-id".into(),
         identity.client_id.clone(),
-        "--client-secret-env".into(),
-        "MAILFERRY_TEST_CLIENT_SECRET".into(),
         "--oauth-authority".into(),
         identity.authority(),
     ]
@@ -66,32 +75,13 @@ fn upload_oauth(
     secret: &str,
     extra: &[&str],
 ) -> (Run, serde_json::Value) {
-    let mut args: Vec<String> = vec![
-        "--store".into(),
-        store.to_str().unwrap().into(),
-        "upload".into(),
-        "--json".into(),
-        "--accounts".into(),
-        accounts.to_str().unwrap().into(),
-        "--target-host".into(),
-        "localhost".into(),
-        "--target-port".into(),
-        port.to_string(),
-        "--target-ca-file".into(),
-        server.ca_file.to_str().unwrap().into(),
-    ];
-    args.extend(oauth_args(identity));
+    let mut args = oauth_args(identity);
     args.extend(extra.iter().map(|s| s.to_string()));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"))
-        .args(&args)
-        .env("MAILFERRY_TEST_CLIENT_SECRET", secret)
-        .output()
-        .unwrap();
-    let run = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).to_string(),
-        stderr: String::from_utf8_lossy(&out.stderr).to_string(),
-    };
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = Run::of(
+        upload_command(server, port, store, accounts, &args)
+            .env("MAILFERRY_TEST_CLIENT_SECRET", secret),
+    );
     let json = run.json();
     (run, json)
 }
@@ -352,35 +342,24 @@ fn a_certificate_credential_signs_a_client_assertion() {
     let store = tempfile::tempdir().unwrap();
     let accounts = accounts(&server, "carol@example.com");
     mirror(&server, store.path(), &accounts, &[]);
-    let mut args: Vec<String> = vec![
-        "--store".into(),
-        store.path().to_str().unwrap().into(),
-        "upload".into(),
-        "--json".into(),
-        "--accounts".into(),
-        accounts.to_str().unwrap().into(),
-        "--target-host".into(),
-        "localhost".into(),
-        "--target-port".into(),
-        server.port.to_string(),
-        "--target-ca-file".into(),
-        server.ca_file.to_str().unwrap().into(),
-        "--target-kind".into(),
-        "imap".into(),
-        "--target-auth".into(),
-        "xoauth2".into(),
-        "--tenant".into(),
-        identity.tenant.clone(),
-        "--client-id".into(),
-        identity.client_id.clone(),
-        "--oauth-authority".into(),
-        identity.authority(),
+    let mut args = base_oauth_args(&identity);
+    args.extend([
         "--certificate".into(),
         cert.to_str().unwrap().into(),
         "--private-key".into(),
         key.to_str().unwrap().into(),
-    ];
-    let run = mailferry(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    ]);
+    let with_key = |args: &[String], store: &std::path::Path| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Run::of(&mut upload_command(
+            &server,
+            server.port,
+            store,
+            &accounts,
+            &args,
+        ))
+    };
+    let run = with_key(&args, store.path());
     assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
     assert_eq!(total(&run.json(), "appended"), 2);
     let form = identity
@@ -403,9 +382,8 @@ fn a_certificate_credential_signs_a_client_assertion() {
     let n = args.len();
     args[n - 1] = other.to_str().unwrap().into();
     let store2 = tempfile::tempdir().unwrap();
-    args[1] = store2.path().to_str().unwrap().into();
     mirror(&server, store2.path(), &accounts, &[]);
-    let run = mailferry(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let run = with_key(&args, store2.path());
     assert_eq!(run.code, 1, "{}", run.stdout);
     assert!(run.stdout.contains("invalid_client"), "{}", run.stdout);
 }

@@ -14,7 +14,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -704,6 +704,16 @@ pub struct Run {
 }
 
 impl Run {
+    /// Runs `cmd` to the end.
+    pub fn of(cmd: &mut Command) -> Run {
+        let out = cmd.output().unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+        }
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
             panic!(
@@ -715,16 +725,11 @@ impl Run {
 }
 
 pub fn mailferry(args: &[&str]) -> Run {
-    let out: Output = Command::new(env!("CARGO_BIN_EXE_mailferry"))
-        .args(args)
-        .env_remove("MAILFERRY_STORE")
-        .output()
-        .unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).to_string(),
-        stderr: String::from_utf8_lossy(&out.stderr).to_string(),
-    }
+    Run::of(
+        Command::new(env!("CARGO_BIN_EXE_mailferry"))
+            .args(args)
+            .env_remove("MAILFERRY_STORE"),
+    )
 }
 
 /// The `mailferry mirror --json` command line against `port`, to spawn.
@@ -771,14 +776,7 @@ pub fn mirror_via(
     accounts: &Path,
     extra: &[&str],
 ) -> (Run, serde_json::Value) {
-    let out = mirror_command(server, port, store, accounts, extra)
-        .output()
-        .unwrap();
-    let run = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).to_string(),
-        stderr: String::from_utf8_lossy(&out.stderr).to_string(),
-    };
+    let run = Run::of(&mut mirror_command(server, port, store, accounts, extra));
     let json = run.json();
     (run, json)
 }
@@ -801,28 +799,35 @@ pub fn upload_via(
     accounts: &Path,
     extra: &[&str],
 ) -> (Run, serde_json::Value) {
-    let run = mailferry(
-        &[
-            &[
-                "--store",
-                store.to_str().unwrap(),
-                "upload",
-                "--json",
-                "--accounts",
-                accounts.to_str().unwrap(),
-                "--target-host",
-                "localhost",
-                "--target-port",
-                &port.to_string(),
-                "--target-ca-file",
-                server.ca_file.to_str().unwrap(),
-            ][..],
-            extra,
-        ]
-        .concat(),
-    );
+    let run = Run::of(&mut upload_command(server, port, store, accounts, extra));
     let json = run.json();
     (run, json)
+}
+
+/// The `mailferry upload --json` command line into `port`, to spawn.
+pub fn upload_command(
+    server: &Dovecot,
+    port: u16,
+    store: &Path,
+    accounts: &Path,
+    extra: &[&str],
+) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailferry"));
+    cmd.env_remove("MAILFERRY_STORE")
+        .arg("--store")
+        .arg(store)
+        .args(["upload", "--json", "--accounts"])
+        .arg(accounts)
+        .args([
+            "--target-host",
+            "localhost",
+            "--target-port",
+            &port.to_string(),
+        ])
+        .arg("--target-ca-file")
+        .arg(&server.ca_file)
+        .args(extra);
+    cmd
 }
 
 /// Totals of a mirror summary, by name.
