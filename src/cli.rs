@@ -70,7 +70,8 @@ pub enum Command {
     Sync(SyncArgs),
     /// Print each account's folder map (source folder to target folder).
     Plan(PlanArgs),
-    /// Show, per account and folder, what the source had and what is stored.
+    /// Show, per account and folder, what the source had and what is stored;
+    /// per target folder, what was uploaded, skipped (and why) and failed.
     Status(StatusArgs),
 }
 
