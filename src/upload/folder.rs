@@ -174,7 +174,6 @@ pub(crate) async fn run(
         let date = internal_date(o.internal_date, o.internal_date_offset);
         let mut throttled = 0;
         loop {
-            ctx.throttle.wait().await;
             ledger::mark_pending(
                 &ctx.store.index(),
                 tf,
@@ -183,6 +182,9 @@ pub(crate) async fn run(
                 uidnext,
                 o.copies,
             )?;
+            // Wait as late as possible: a throttle another connection was just
+            // told about must hold this APPEND back too.
+            ctx.throttle.wait().await;
             match imap.append(&wire, &flags, &date, &body).await {
                 Ok(appended) => {
                     ctx.throttle.went_through();

@@ -9,10 +9,10 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// The pause between commands doubles on each throttle and halves after
-/// this many commands that went through.
-const CALM_AFTER: u32 = 20;
-const MAX_PACE: Duration = Duration::from_secs(10);
+/// The pause between commands grows by half on each throttle and halves
+/// after this many commands that went through.
+const CALM_AFTER: u32 = 10;
+const MAX_PACE: Duration = Duration::from_secs(2);
 /// When the server asks to back off but names no time.
 const DEFAULT_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -52,7 +52,7 @@ impl Throttle {
     pub fn throttled(&self, suggested: Option<Duration>) {
         let mut g = self.gate.lock().unwrap();
         let backoff = suggested.unwrap_or(DEFAULT_BACKOFF);
-        g.pace = (g.pace * 2).max(backoff / 4).min(MAX_PACE);
+        g.pace = (g.pace * 3 / 2).max(backoff / 4).min(MAX_PACE);
         g.calm = 0;
         g.throttled += 1;
         let until = Instant::now() + backoff;
