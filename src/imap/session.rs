@@ -330,10 +330,6 @@ impl ImapSession {
         self.qresync
     }
 
-    pub fn is_compressed(&self) -> bool {
-        self.session.get_ref().is_compressed()
-    }
-
     /// Commands sent so far (each one is a round trip).
     pub fn commands(&self) -> u64 {
         self.commands

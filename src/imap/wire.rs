@@ -114,10 +114,6 @@ impl Wire {
         }
     }
 
-    pub fn is_compressed(&self) -> bool {
-        matches!(self.layer, Layer::Deflate(_))
-    }
-
     fn poll_layer_read(
         &mut self,
         cx: &mut Context<'_>,

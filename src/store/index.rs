@@ -134,13 +134,6 @@ impl Index {
         Ok(Index { conn })
     }
 
-    pub fn schema_version(&self) -> Result<usize> {
-        let v: i64 = self
-            .conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))?;
-        Ok(v.max(0) as usize)
-    }
-
     /// Direct access for read-only reports and tests.
     pub fn connection(&self) -> &Connection {
         &self.conn
@@ -273,15 +266,6 @@ impl Index {
                 synced_uid,
                 now()
             ],
-        )?;
-        Ok(())
-    }
-
-    /// Marks a folder as checked without changing anything else.
-    pub fn touch_folder(&self, folder_id: i64) -> Result<()> {
-        self.conn.execute(
-            "UPDATE folders SET last_checked_at = ?2 WHERE id = ?1",
-            params![folder_id, now()],
         )?;
         Ok(())
     }
