@@ -70,6 +70,8 @@ pub enum Command {
     Sync(SyncArgs),
     /// Print each account's folder map (source folder to target folder).
     Plan(PlanArgs),
+    /// Re-hash every blob and check that the index and the objects agree.
+    Verify(VerifyArgs),
     /// Show, per account and folder, what the source had and what is stored;
     /// per target folder, what was uploaded, skipped (and why) and failed.
     Status(StatusArgs),
@@ -325,6 +327,17 @@ pub struct StatusArgs {
     pub account: Option<String>,
 
     /// JSON on stdout, for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Threads re-hashing blobs [default: the number of cores].
+    #[arg(long)]
+    pub jobs: Option<usize>,
+
+    /// JSON on stdout.
     #[arg(long)]
     pub json: bool,
 }

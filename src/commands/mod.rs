@@ -7,6 +7,7 @@ pub mod status;
 pub mod sync;
 pub mod ui;
 pub mod upload;
+pub mod verify;
 
 use std::sync::Arc;
 
@@ -30,6 +31,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Sync(args) => sync::run(&cli, args),
         Command::Plan(args) => plan::run(&cli, args),
         Command::Status(args) => status::run(&cli, args),
+        Command::Verify(args) => verify::run(&cli, args),
     }
 }
 

@@ -1,0 +1,230 @@
+//! `mailferry verify`: re-hash every blob and check that the index and the
+//! objects agree. Every fault is named; the exit code is 1 if there is any.
+//!
+//! Faults: a row whose blob file is missing; a blob whose bytes do not hash
+//! to its name (or do not decompress); a file no row points at (orphaned:
+//! harmless garbage, listed so it can be removed); a file whose name is not
+//! a blob name.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::cli::{Cli, VerifyArgs};
+use crate::commands::{EXIT_INCOMPLETE, EXIT_OK};
+use crate::store::{BlobHash, Index};
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Fault {
+    /// missing, corrupt, orphaned or stray
+    pub kind: &'static str,
+    pub path: PathBuf,
+    pub detail: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Verified {
+    pub blobs_checked: u64,
+    pub bytes_checked: u64,
+    pub faults: Vec<Fault>,
+    pub seconds: f64,
+}
+
+pub fn run(cli: &Cli, args: &VerifyArgs) -> Result<i32> {
+    let root = cli
+        .store
+        .clone()
+        .unwrap_or_else(|| "mailferry-store".into());
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let bar = (!cli.quiet && !args.json).then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "verify [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+            )
+            .expect("template")
+            .progress_chars("=> "),
+        );
+        bar
+    });
+    let report = verify(&root, jobs.max(1), bar.as_ref())?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for f in &report.faults {
+            println!("{}: {} ({})", f.kind, f.path.display(), f.detail);
+        }
+        println!(
+            "{} blobs ({}) checked in {:.1}s: {}",
+            report.blobs_checked,
+            crate::report::bytes(report.bytes_checked),
+            report.seconds,
+            if report.faults.is_empty() {
+                "no faults".to_string()
+            } else {
+                format!("{} faults", report.faults.len())
+            }
+        );
+    }
+    Ok(if report.faults.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_INCOMPLETE
+    })
+}
+
+/// Checks the store at `root` with `jobs` threads.
+pub fn verify(root: &Path, jobs: usize, bar: Option<&indicatif::ProgressBar>) -> Result<Verified> {
+    let started = std::time::Instant::now();
+    let index = Index::open_read_only(&root.join("index.sqlite"))?;
+    let mut blobs: Vec<(String, u64)> = Vec::new();
+    {
+        let mut stmt = index
+            .connection()
+            .prepare("SELECT hash, stored_size FROM blobs ORDER BY hash")?;
+        for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+            let (h, s) = row?;
+            blobs.push((h, s as u64));
+        }
+    }
+    let mut faults = Vec::new();
+    // Rows that name a blob the blobs table lacks (the foreign key should
+    // make this impossible; a damaged index may not).
+    {
+        let mut stmt = index.connection().prepare(
+            "SELECT DISTINCT m.blob_hash FROM messages m LEFT JOIN blobs b ON b.hash = m.blob_hash
+             WHERE b.hash IS NULL",
+        )?;
+        for row in stmt.query_map([], |r| r.get::<_, String>(0))? {
+            let h = row?;
+            faults.push(Fault {
+                kind: "missing",
+                path: blob_path(root, &h),
+                detail: "a message row names a blob the index does not list".into(),
+            });
+        }
+    }
+    let known: HashSet<&str> = blobs.iter().map(|(h, _)| h.as_str()).collect();
+    let objects = root.join("objects");
+    for dir in
+        std::fs::read_dir(&objects).with_context(|| format!("cannot read {}", objects.display()))?
+    {
+        let dir = dir?;
+        let prefix = dir.file_name().to_string_lossy().to_string();
+        if !dir.file_type()?.is_dir() {
+            faults.push(stray(dir.path()));
+            continue;
+        }
+        for file in std::fs::read_dir(dir.path())? {
+            let file = file?;
+            let name = format!("{prefix}{}", file.file_name().to_string_lossy());
+            if BlobHash::from_hex(&name).is_err() || prefix.len() != 2 {
+                faults.push(stray(file.path()));
+            } else if !known.contains(name.as_str()) {
+                faults.push(Fault {
+                    kind: "orphaned",
+                    path: file.path(),
+                    detail: "no index row points at it; `gc` may remove it".into(),
+                });
+            }
+        }
+    }
+    if let Some(bar) = bar {
+        bar.set_length(blobs.iter().map(|(_, s)| s).sum());
+    }
+    let next = AtomicUsize::new(0);
+    let checked_bytes = AtomicU64::new(0);
+    let found = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((hash, _)) = blobs.get(i) else { break };
+                    let path = blob_path(root, hash);
+                    let fault = match std::fs::read(&path) {
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(Fault {
+                            kind: "missing",
+                            path: path.clone(),
+                            detail: "the index lists it, the file is gone".into(),
+                        }),
+                        Err(e) => Some(Fault {
+                            kind: "corrupt",
+                            path: path.clone(),
+                            detail: format!("cannot read: {e}"),
+                        }),
+                        Ok(compressed) => {
+                            checked_bytes.fetch_add(compressed.len() as u64, Ordering::Relaxed);
+                            if let Some(bar) = bar {
+                                bar.inc(compressed.len() as u64);
+                            }
+                            check(&compressed, hash).err().map(|detail| Fault {
+                                kind: "corrupt",
+                                path: path.clone(),
+                                detail,
+                            })
+                        }
+                    };
+                    if let Some(f) = fault {
+                        found.lock().unwrap().push(f);
+                    }
+                }
+            });
+        }
+    });
+    faults.extend(found.into_inner().unwrap());
+    faults.sort();
+    Ok(Verified {
+        blobs_checked: blobs.len() as u64,
+        bytes_checked: checked_bytes.into_inner(),
+        faults,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Decompresses and hashes in a stream, so a large blob costs no more
+/// memory than its compressed bytes.
+fn check(compressed: &[u8], hash: &str) -> std::result::Result<(), String> {
+    use sha2::Digest as _;
+    use std::io::Read as _;
+    let mut decoder =
+        zstd::stream::read::Decoder::new(compressed).map_err(|e| format!("not zstd data: {e}"))?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match decoder.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) => return Err(format!("does not decompress: {e}")),
+        }
+    }
+    let actual = hex::encode(hasher.finalize());
+    if actual == hash {
+        Ok(())
+    } else {
+        Err(format!("its bytes hash to {actual}"))
+    }
+}
+
+fn blob_path(root: &Path, hash: &str) -> PathBuf {
+    root.join("objects")
+        .join(&hash[..2.min(hash.len())])
+        .join(hash.get(2..).unwrap_or(""))
+}
+
+fn stray(path: PathBuf) -> Fault {
+    Fault {
+        kind: "stray",
+        path,
+        detail: "not a blob name".into(),
+    }
+}
