@@ -70,6 +70,8 @@ pub enum Command {
     Sync(SyncArgs),
     /// Print each account's folder map (source folder to target folder).
     Plan(PlanArgs),
+    /// Write the store out as Maildir, mbox or .eml files.
+    Export(ExportArgs),
     /// Re-hash every blob and check that the index and the objects agree.
     Verify(VerifyArgs),
     /// Show, per account and folder, what the source had and what is stored;
@@ -340,4 +342,34 @@ pub struct VerifyArgs {
     /// JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ExportFormat {
+    Maildir,
+    Mbox,
+    Eml,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// maildir (one Maildir per folder), mbox (one mboxrd file per folder)
+    /// or eml (one file per message).
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+
+    /// Where to write; created if missing.
+    pub dir: PathBuf,
+
+    /// Only this account.
+    #[arg(long, value_name = "EMAIL")]
+    pub account: Option<String>,
+
+    /// Only this folder (its name as `status` shows it).
+    #[arg(long)]
+    pub folder: Option<String>,
+
+    /// Also messages that were expunged at the source.
+    #[arg(long)]
+    pub include_expunged: bool,
 }

@@ -1,6 +1,7 @@
 //! One module per command. Each returns the process exit code; the
 //! helpers here turn the shared command-line groups into settings.
 
+pub mod export;
 pub mod mirror;
 pub mod plan;
 pub mod status;
@@ -32,6 +33,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Plan(args) => plan::run(&cli, args),
         Command::Status(args) => status::run(&cli, args),
         Command::Verify(args) => verify::run(&cli, args),
+        Command::Export(args) => export::run(&cli, args),
     }
 }
 

@@ -122,6 +122,12 @@ impl Store {
     }
 }
 
+/// Reads a blob of the store at `root` without opening (or locking) it.
+pub fn blob_read(root: &Path, hash: &BlobHash) -> Result<Vec<u8>> {
+    let hex = hash.to_hex();
+    blob::read(&root.join("objects").join(&hex[..2]).join(&hex[2..]))
+}
+
 /// Removes staging files left by a killed process: they were never renamed,
 /// so nothing points at them.
 fn clean_tmp(tmp: &Path) {

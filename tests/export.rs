@@ -1,0 +1,127 @@
+//! `mailferry export`: Maildir, eml and mbox files that hold the stored
+//! bytes, with flags and dates, under safe and distinct folder paths.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use support::*;
+
+const DATE: &str = "15-Jul-2019 23:59:59 -0700";
+
+fn files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn seeded_store() -> (Dovecot, tempfile::TempDir, Vec<Vec<u8>>) {
+    let server = Dovecot::start();
+    let mut alice = server.client("alice", "alice-pw");
+    alice.create("Work");
+    alice.create("Work/2024");
+    alice.create("a_b");
+    alice.create("cur");
+    let mut bodies = Vec::new();
+    for (i, folder) in ["INBOX", "Work", "Work/2024", "a_b", "cur"]
+        .iter()
+        .enumerate()
+    {
+        let body = message(
+            folder,
+            &format!("e{i}@x"),
+            "From the start\r\n>From quoted\r\nend",
+        );
+        alice.append(folder, "\\Seen \\Flagged", DATE, &body);
+        bodies.push(body);
+    }
+    let store = tempfile::tempdir().unwrap();
+    let accounts = server.accounts_csv(&[("alice", "alice-pw")]);
+    let (run, _) = mirror(&server, store.path(), &accounts, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    (server, store, bodies)
+}
+
+#[test]
+fn maildir_and_eml_hold_the_exact_bytes_with_flags_and_dates() {
+    let (_server, store, bodies) = seeded_store();
+    let want: BTreeSet<Vec<u8>> = bodies.iter().cloned().collect();
+    for format in ["maildir", "eml"] {
+        let out = tempfile::tempdir().unwrap();
+        let run = mailferry(&[
+            "--store",
+            store.path().to_str().unwrap(),
+            "export",
+            "--format",
+            format,
+            out.path().to_str().unwrap(),
+        ]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let all = files(out.path());
+        let got: BTreeSet<Vec<u8>> = all.iter().map(|p| std::fs::read(p).unwrap()).collect();
+        assert_eq!(got, want, "{format}");
+        assert_eq!(all.len(), bodies.len());
+        for p in &all {
+            let modified = std::fs::metadata(p).unwrap().modified().unwrap();
+            let secs = modified
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64;
+            assert_eq!(secs, instant(DATE), "{}", p.display());
+            if format == "maildir" {
+                assert!(p.to_str().unwrap().ends_with(":2,FS"), "{}", p.display());
+                assert_eq!(p.parent().unwrap().file_name().unwrap(), "cur");
+            }
+        }
+        // Nested folders nest; a folder named like a Maildir part is renamed.
+        let account = out.path().join("alice@example.com");
+        assert!(account.join("Work").join("2024").exists(), "{format}");
+        assert!(account.join("cur_").exists(), "{format}");
+        assert!(account.join("a_b").exists(), "{format}");
+    }
+}
+
+#[test]
+fn mbox_quotes_from_lines_reversibly() {
+    let (_server, store, bodies) = seeded_store();
+    let out = tempfile::tempdir().unwrap();
+    let run = mailferry(&[
+        "--store",
+        store.path().to_str().unwrap(),
+        "export",
+        "--format",
+        "mbox",
+        "--folder",
+        "Work",
+        out.path().to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let mbox = std::fs::read(out.path().join("alice@example.com").join("Work.mbox")).unwrap();
+    // Undo mboxrd: drop the From line and the trailing blank line, remove
+    // one '>' from quoted From lines.
+    let text = mbox.strip_prefix(b"From MAILER-DAEMON ").unwrap();
+    let body_start = text.iter().position(|&b| b == b'\n').unwrap() + 1;
+    let body = &text[body_start..text.len() - 1];
+    let mut restored = Vec::new();
+    for line in body.split_inclusive(|&b| b == b'\n') {
+        let quotes = line.iter().take_while(|&&b| b == b'>').count();
+        if quotes > 0 && line[quotes..].starts_with(b"From ") {
+            restored.extend_from_slice(&line[1..]);
+        } else {
+            restored.extend_from_slice(line);
+        }
+    }
+    let mut want = bodies[1].clone();
+    if !want.ends_with(b"\n") {
+        want.push(b'\n');
+    }
+    assert_eq!(restored, want);
+}
