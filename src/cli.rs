@@ -70,6 +70,9 @@ pub enum Command {
     Sync(SyncArgs),
     /// Print each account's folder map (source folder to target folder).
     Plan(PlanArgs),
+    /// Read a Maildir tree, .eml files or mbox files into the store as an
+    /// account of its own (to upload an old local export).
+    Import(ImportArgs),
     /// Write the store out as Maildir, mbox or .eml files.
     Export(ExportArgs),
     /// Re-hash every blob and check that the index and the objects agree.
@@ -372,4 +375,15 @@ pub struct ExportArgs {
     /// Also messages that were expunged at the source.
     #[arg(long)]
     pub include_expunged: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// A Maildir tree, a directory of .eml files, or of mbox files.
+    pub dir: PathBuf,
+
+    /// The account name in the store (use the target address to upload it)
+    /// [default: import:<directory name>].
+    #[arg(long, value_name = "NAME")]
+    pub account: Option<String>,
 }

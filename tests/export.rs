@@ -125,3 +125,57 @@ fn mbox_quotes_from_lines_reversibly() {
     }
     assert_eq!(restored, want);
 }
+
+#[test]
+fn export_then_import_gives_back_every_message_byte_for_byte() {
+    let (_server, store, _bodies) = seeded_store();
+    let original: BTreeSet<String> = stored_messages(store.path())
+        .into_iter()
+        .map(|m| m.hash)
+        .collect();
+    for format in ["maildir", "eml", "mbox"] {
+        let out = tempfile::tempdir().unwrap();
+        let run = mailferry(&[
+            "--store",
+            store.path().to_str().unwrap(),
+            "export",
+            "--format",
+            format,
+            out.path().to_str().unwrap(),
+        ]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let fresh = tempfile::tempdir().unwrap();
+        let dir = out.path().join("alice@example.com");
+        for _ in 0..2 {
+            // Twice: a second import adds nothing.
+            let run = mailferry(&[
+                "--store",
+                fresh.path().to_str().unwrap(),
+                "import",
+                dir.to_str().unwrap(),
+                "--account",
+                "old@example.com",
+            ]);
+            assert_eq!(run.code, 0, "{format}: {}", run.stderr);
+        }
+        let rows = stored_messages(fresh.path());
+        assert_eq!(rows.len(), original.len(), "{format}: {rows:?}");
+        let imported: BTreeSet<String> = rows.iter().map(|m| m.hash.clone()).collect();
+        assert_eq!(imported, original, "{format}");
+        assert!(rows.iter().all(|r| r.account == "old@example.com"));
+        if format != "mbox" {
+            assert!(
+                rows.iter().all(|r| r.internal_date == instant(DATE)),
+                "{format}"
+            );
+        }
+        if format == "maildir" {
+            assert!(
+                rows.iter().all(|r| r.flags == "\\Flagged \\Seen"),
+                "{rows:?}"
+            );
+        }
+        let folders: BTreeSet<String> = rows.iter().map(|r| r.folder.clone()).collect();
+        assert!(folders.contains("Work/2024"), "{format}: {folders:?}");
+    }
+}

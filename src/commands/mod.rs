@@ -2,6 +2,7 @@
 //! helpers here turn the shared command-line groups into settings.
 
 pub mod export;
+pub mod import;
 pub mod mirror;
 pub mod plan;
 pub mod status;
@@ -34,6 +35,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Status(args) => status::run(&cli, args),
         Command::Verify(args) => verify::run(&cli, args),
         Command::Export(args) => export::run(&cli, args),
+        Command::Import(args) => import::run(&cli, args),
     }
 }
 
