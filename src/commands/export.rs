@@ -182,21 +182,22 @@ fn safe_component(s: &str) -> String {
     }
 }
 
+/// Maildir info letters and the IMAP flags they stand for, in ASCII order.
+pub(crate) const MAILDIR_FLAGS: &[(char, &str)] = &[
+    ('D', "\\Draft"),
+    ('F', "\\Flagged"),
+    ('R', "\\Answered"),
+    ('S', "\\Seen"),
+    ('T', "\\Deleted"),
+];
+
 /// Maildir info letters, in ASCII order as the spec asks.
 fn maildir_flags(flags: &str) -> String {
-    let mut letters: Vec<char> = flags
-        .split_whitespace()
-        .filter_map(|f| match f.to_ascii_lowercase().as_str() {
-            "\\draft" => Some('D'),
-            "\\flagged" => Some('F'),
-            "\\answered" => Some('R'),
-            "\\seen" => Some('S'),
-            "\\deleted" => Some('T'),
-            _ => None,
-        })
-        .collect();
-    letters.sort_unstable();
-    letters.into_iter().collect()
+    MAILDIR_FLAGS
+        .iter()
+        .filter(|(_, f)| flags.split_whitespace().any(|g| g.eq_ignore_ascii_case(f)))
+        .map(|(c, _)| *c)
+        .collect()
 }
 
 fn write_file(path: &Path, bytes: &[u8], modified: std::time::SystemTime) -> Result<()> {

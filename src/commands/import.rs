@@ -68,7 +68,7 @@ pub fn run(cli: &Cli, args: &ImportArgs) -> Result<i32> {
                     hash: w.hash,
                     size: m.bytes.len() as u64,
                     stored_size,
-                    meta: meta(&m.bytes),
+                    meta: BlobMeta::parse(&m.bytes),
                 });
             }
             rows.push(NewMessage {
@@ -95,22 +95,6 @@ pub fn run(cli: &Cli, args: &ImportArgs) -> Result<i32> {
     }
     eprintln!("imported {messages} messages into account {account} ({written} new blobs)");
     Ok(EXIT_OK)
-}
-
-fn meta(raw: &[u8]) -> BlobMeta {
-    let Some(msg) = mail_parser::MessageParser::new().parse_headers(raw) else {
-        return BlobMeta::default();
-    };
-    BlobMeta {
-        message_id: msg.message_id().map(str::to_string),
-        date: msg.date().map(|d| d.to_rfc3339()),
-        from: msg
-            .from()
-            .and_then(|a| a.first())
-            .and_then(|a| a.address())
-            .map(str::to_string),
-        subject: msg.subject().map(str::to_string),
-    }
 }
 
 /// Folder name → messages, for everything under `dir`.
@@ -184,16 +168,10 @@ fn folder_name(rel: &Path) -> String {
 }
 
 fn flags_from_info(info: &str) -> String {
-    let mut flags: Vec<&str> = info
-        .chars()
-        .filter_map(|c| match c {
-            'D' => Some("\\Draft"),
-            'F' => Some("\\Flagged"),
-            'R' => Some("\\Answered"),
-            'S' => Some("\\Seen"),
-            'T' => Some("\\Deleted"),
-            _ => None,
-        })
+    let mut flags: Vec<&str> = super::export::MAILDIR_FLAGS
+        .iter()
+        .filter(|(c, _)| info.contains(*c))
+        .map(|(_, f)| *f)
         .collect();
     flags.sort_unstable();
     flags.join(" ")

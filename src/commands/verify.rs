@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::cli::{Cli, VerifyArgs};
 use crate::commands::{EXIT_INCOMPLETE, EXIT_OK};
-use crate::store::{BlobHash, Index};
+use crate::store::{BlobHash, Index, blob_path};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Fault {
@@ -213,12 +213,6 @@ fn check(compressed: &[u8], hash: &str) -> std::result::Result<(), String> {
     } else {
         Err(format!("its bytes hash to {actual}"))
     }
-}
-
-fn blob_path(root: &Path, hash: &str) -> PathBuf {
-    root.join("objects")
-        .join(&hash[..2.min(hash.len())])
-        .join(hash.get(2..).unwrap_or(""))
 }
 
 fn stray(path: PathBuf) -> Fault {

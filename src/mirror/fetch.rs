@@ -409,7 +409,7 @@ fn store_messages(
                 hash: write.hash,
                 size: body.len() as u64,
                 stored_size,
-                meta: parse_meta(&body),
+                meta: BlobMeta::parse(&body),
             }),
             None => already += 1,
         }
@@ -432,26 +432,4 @@ fn store_messages(
         .index()
         .insert_messages(folder_id, uidvalidity, &blobs, &rows)?;
     Ok((written, already))
-}
-
-/// Message-ID, Date, From and Subject when mail-parser can read them; a
-/// message it cannot read simply has none.
-fn parse_meta(raw: &[u8]) -> BlobMeta {
-    let Some(msg) = mail_parser::MessageParser::new().parse_headers(raw) else {
-        return BlobMeta::default();
-    };
-    BlobMeta {
-        message_id: msg.message_id().map(str::to_string),
-        date: msg.date().map(|d| d.to_rfc3339()),
-        from: msg
-            .from()
-            .and_then(|a| a.first())
-            .map(|a| match (a.name(), a.address()) {
-                (Some(n), Some(addr)) => format!("{n} <{addr}>"),
-                (None, Some(addr)) => addr.to_string(),
-                (Some(n), None) => n.to_string(),
-                (None, None) => String::new(),
-            }),
-        subject: msg.subject().map(str::to_string),
-    }
 }

@@ -74,6 +74,30 @@ pub struct BlobMeta {
     pub subject: Option<String>,
 }
 
+impl BlobMeta {
+    /// Message-ID, Date, From and Subject when mail-parser can read them;
+    /// a message it cannot read simply has none.
+    pub fn parse(raw: &[u8]) -> BlobMeta {
+        let Some(msg) = mail_parser::MessageParser::new().parse_headers(raw) else {
+            return BlobMeta::default();
+        };
+        BlobMeta {
+            message_id: msg.message_id().map(str::to_string),
+            date: msg.date().map(|d| d.to_rfc3339()),
+            from: msg
+                .from()
+                .and_then(|a| a.first())
+                .map(|a| match (a.name(), a.address()) {
+                    (Some(n), Some(addr)) => format!("{n} <{addr}>"),
+                    (None, Some(addr)) => addr.to_string(),
+                    (Some(n), None) => n.to_string(),
+                    (None, None) => String::new(),
+                }),
+            subject: msg.subject().map(str::to_string),
+        }
+    }
+}
+
 /// A blob that was just written and needs its row.
 #[derive(Debug, Clone)]
 pub struct NewBlob {

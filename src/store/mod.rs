@@ -88,8 +88,7 @@ impl Store {
 
     /// Where the blob named `hash` lives.
     pub fn blob_path(&self, hash: &BlobHash) -> PathBuf {
-        let hex = hash.to_hex();
-        self.root.join("objects").join(&hex[..2]).join(&hex[2..])
+        blob_path(&self.root, &hash.to_hex())
     }
 
     /// Writes `raw` durably as a blob unless the index already has it.
@@ -124,8 +123,13 @@ impl Store {
 
 /// Reads a blob of the store at `root` without opening (or locking) it.
 pub fn blob_read(root: &Path, hash: &BlobHash) -> Result<Vec<u8>> {
-    let hex = hash.to_hex();
-    blob::read(&root.join("objects").join(&hex[..2]).join(&hex[2..]))
+    blob::read(&blob_path(root, &hash.to_hex()))
+}
+
+/// Where the blob named `hex` lives in the store at `root`: objects/ab/cdef….
+pub fn blob_path(root: &Path, hex: &str) -> PathBuf {
+    let split = 2.min(hex.len());
+    root.join("objects").join(&hex[..split]).join(&hex[split..])
 }
 
 /// Removes staging files left by a killed process: they were never renamed,
