@@ -332,8 +332,12 @@ pub struct StatusArgs {
     pub account: Option<String>,
 
     /// JSON on stdout, for scripts.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "summary")]
     pub json: bool,
+
+    /// One line per account (progress of a whole batch).
+    #[arg(long)]
+    pub summary: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,9 +1,11 @@
 //! Human-readable tables for summaries and status.
 
+pub mod snapshot;
+
 use std::fmt::Write as _;
 
 use crate::mirror::MirrorSummary;
-use crate::store::index::FolderStatus;
+pub use snapshot::{AccountStatus, Snapshot};
 
 /// 1536 → "1.5 KiB".
 pub fn bytes(n: u64) -> String {
@@ -87,51 +89,141 @@ pub fn mirror_summary(s: &MirrorSummary) -> String {
     out
 }
 
-/// `status`: one line per folder.
-pub fn status_table(folders: &[FolderStatus], last_mirror: Option<i64>) -> String {
+/// A count the source never reported: "-".
+fn maybe(n: Option<u32>) -> String {
+    n.map(|n| n.to_string()).unwrap_or_else(|| "-".into())
+}
+
+/// `status --summary`: one line per account, for batches of hundreds.
+pub fn account_lines(snap: &Snapshot) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "last mirror: {}", when(last_mirror));
-    let mut account = "";
-    for f in folders {
-        if f.account != account {
-            account = &f.account;
-            let mine: Vec<&FolderStatus> =
-                folders.iter().filter(|x| x.account == account).collect();
-            let stored: u64 = mine.iter().map(|x| x.stored).sum();
-            let source: u64 = mine.iter().filter_map(|x| x.at_source).map(u64::from).sum();
-            let size: u64 = mine.iter().map(|x| x.stored_bytes).sum();
-            let _ = writeln!(
-                out,
-                "\n{account}: {} folders, {source} at source, {stored} stored ({})",
-                mine.len(),
-                bytes(size)
-            );
-            let _ = writeln!(
-                out,
-                "  {:<40} {:>10} {:>10} {:>9} {:>10}  last checked",
-                "folder", "at source", "stored", "expunged", "size"
-            );
-        }
-        let name = if f.deleted_at_source {
-            format!("{} (deleted at source)", f.folder)
-        } else {
-            f.folder.clone()
-        };
+    let width = snap
+        .accounts
+        .iter()
+        .map(|a| a.account.len())
+        .max()
+        .unwrap_or(7)
+        .max(7);
+    let _ = writeln!(
+        out,
+        "{:<width$} {:>5} {:>9} {:>9} {:>10} {:>9} {:>8} {:>8} {:>7} {:>8}",
+        "account",
+        "done",
+        "at source",
+        "stored",
+        "size",
+        "uploaded",
+        "present",
+        "skipped",
+        "failed",
+        "pending"
+    );
+    for a in &snap.accounts {
         let _ = writeln!(
             out,
-            "  {:<40} {:>10} {:>10} {:>9} {:>10}  {}",
-            name,
-            f.at_source
-                .map(|n| n.to_string())
-                .unwrap_or_else(|| "-".into()),
-            f.stored,
-            f.expunged,
-            bytes(f.stored_bytes),
-            when(f.last_checked_at)
+            "{:<width$} {:>4.0}% {:>9} {:>9} {:>10} {:>9} {:>8} {:>8} {:>7} {:>8}",
+            a.account,
+            a.percent_done().floor(),
+            a.at_source,
+            a.stored,
+            bytes(a.stored_bytes),
+            a.uploaded,
+            a.already_present,
+            a.skipped,
+            a.failed,
+            a.pending
         );
     }
-    if folders.is_empty() {
+    if snap.accounts.is_empty() {
         let _ = writeln!(out, "the store holds no folders yet");
+    }
+    out
+}
+
+/// When each phase last ran, and the last cutover.
+pub fn phases(snap: &Snapshot) -> String {
+    let r = &snap.last_runs;
+    let mut out = format!(
+        "last preflight: {}   last mirror: {}   last upload: {}\n",
+        when(r.preflight),
+        when(r.mirror),
+        when(r.upload)
+    );
+    if let Some(c) = &snap.cutover {
+        let _ = writeln!(
+            out,
+            "cutover: {} (started {}, finished {})",
+            if c.complete {
+                "COMPLETE"
+            } else {
+                "not complete"
+            },
+            when(Some(c.started_at)),
+            when(c.finished_at)
+        );
+    }
+    out
+}
+
+/// `status`: per account, one line per folder with the source and the
+/// target side by side.
+pub fn status_table(snap: &Snapshot) -> String {
+    let mut out = phases(snap);
+    for a in &snap.accounts {
+        let _ = writeln!(
+            out,
+            "\n{}{}: {} folders, {} at source, {} stored ({}), {:.0}% at the target",
+            a.account,
+            a.target
+                .as_deref()
+                .filter(|t| *t != a.account)
+                .map(|t| format!(" -> {t}"))
+                .unwrap_or_default(),
+            a.folders,
+            a.at_source,
+            a.stored,
+            bytes(a.stored_bytes),
+            a.percent_done().floor()
+        );
+        let _ = writeln!(
+            out,
+            "  {:<32} {:>9} {:>8} {:>8} {:>10} {:>8} {:>7} {:>7} {:>6} {:>7}  last checked",
+            "folder",
+            "at source",
+            "stored",
+            "expunged",
+            "size",
+            "uploaded",
+            "present",
+            "skipped",
+            "failed",
+            "pending"
+        );
+        for f in snap.folders.iter().filter(|f| f.account == a.account) {
+            let name = if f.deleted_at_source {
+                format!("{} (deleted at source)", f.folder)
+            } else {
+                f.folder.clone()
+            };
+            let _ = writeln!(
+                out,
+                "  {:<32} {:>9} {:>8} {:>8} {:>10} {:>8} {:>7} {:>7} {:>6} {:>7}  {}",
+                name,
+                maybe(f.at_source),
+                f.stored,
+                f.expunged,
+                bytes(f.stored_bytes),
+                f.uploaded,
+                f.already_present,
+                f.skipped,
+                f.failed,
+                f.pending,
+                when(f.last_checked_at)
+            );
+        }
+    }
+    if snap.accounts.is_empty() {
+        let _ = writeln!(out, "\nthe store holds no folders yet");
     }
     out
 }
@@ -247,13 +339,11 @@ pub fn plan(maps: &[(String, Vec<crate::upload::MapEntry>)]) -> String {
 pub fn target_table(
     targets: &[crate::store::index::TargetFolderStatus],
     not_uploaded: &[crate::store::index::NotUploaded],
-    last_upload: Option<i64>,
 ) -> String {
     let mut out = String::new();
     if targets.is_empty() {
         return out;
     }
-    let _ = writeln!(out, "\nlast upload: {}", when(last_upload));
     let mut mailbox = "";
     for t in targets {
         if t.target != mailbox {

@@ -17,6 +17,7 @@ use super::BlobHash;
 const SCHEMA: &[&str] = &[
     include_str!("../../schema/0001_init.sql"),
     include_str!("../../schema/0002_uploads.sql"),
+    include_str!("../../schema/0003_workflow.sql"),
 ];
 
 pub struct Index {
@@ -137,6 +138,17 @@ pub struct FolderStatus {
     pub stored_bytes: u64,
     pub deleted_at_source: bool,
     pub last_checked_at: Option<i64>,
+    /// Where the folder was last uploaded to (mailbox and folder), if anywhere.
+    pub target: Option<String>,
+    pub target_folder: Option<String>,
+    /// The folder's live messages by what the ledger says of them. Pending
+    /// counts every stored message not yet at the target: never tried, or
+    /// left pending by an interrupted run.
+    pub uploaded: u64,
+    pub already_present: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    pub pending: u64,
 }
 
 impl Index {
@@ -486,23 +498,43 @@ impl Index {
                     COUNT(m.id) FILTER (WHERE m.expunged_at IS NULL),
                     COUNT(m.id) FILTER (WHERE m.expunged_at IS NOT NULL),
                     COALESCE(SUM(m.size) FILTER (WHERE m.expunged_at IS NULL), 0),
-                    f.deleted_at IS NOT NULL, f.last_checked_at
+                    f.deleted_at IS NOT NULL, f.last_checked_at,
+                    t.mailbox, tf.display_name,
+                    COUNT(m.id) FILTER (WHERE u.state = 'done'),
+                    COUNT(m.id) FILTER (WHERE u.state = 'present'),
+                    COUNT(m.id) FILTER (WHERE u.state = 'skipped'),
+                    COUNT(m.id) FILTER (WHERE u.state = 'failed')
              FROM folders f JOIN accounts a ON a.id = f.account_id
+             LEFT JOIN target_folders tf ON tf.id = f.target_folder_id
+             LEFT JOIN targets t ON t.id = tf.target_id
              LEFT JOIN messages m ON m.folder_id = f.id
+             LEFT JOIN uploads u ON m.expunged_at IS NULL
+                  AND u.target_folder_id = f.target_folder_id AND u.blob_hash = m.blob_hash
              WHERE (?1 IS NULL OR a.name = ?1)
              GROUP BY f.id ORDER BY a.name, f.display_name",
         )?;
         let rows = stmt.query_map([account], |r| {
+            let count = |i: usize| r.get::<_, i64>(i).map(|n| n as u64);
+            let stored = count(4)?;
+            let (uploaded, already_present, skipped, failed) =
+                (count(11)?, count(12)?, count(13)?, count(14)?);
             Ok(FolderStatus {
                 account: r.get(0)?,
                 folder: r.get(1)?,
                 wire_name: r.get(2)?,
                 at_source: r.get(3)?,
-                stored: r.get::<_, i64>(4)? as u64,
-                expunged: r.get::<_, i64>(5)? as u64,
-                stored_bytes: r.get::<_, i64>(6)? as u64,
+                stored,
+                expunged: count(5)?,
+                stored_bytes: count(6)?,
                 deleted_at_source: r.get(7)?,
                 last_checked_at: r.get(8)?,
+                pending: stored.saturating_sub(uploaded + already_present + skipped + failed),
+                target: r.get(9)?,
+                target_folder: r.get(10)?,
+                uploaded,
+                already_present,
+                skipped,
+                failed,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)

@@ -313,6 +313,21 @@ pub fn set_flags(index: &Index, folder: i64, blob: &BlobHash, flags: &str) -> Re
 }
 
 /// What the mapped source folders hold now, one entry per blob, oldest first.
+/// Records which target folder the source folders go to (None: not uploaded).
+pub fn link_source_folders(
+    index: &Index,
+    source_folders: &[i64],
+    target: Option<i64>,
+) -> Result<()> {
+    let mut stmt = index
+        .connection()
+        .prepare_cached("UPDATE folders SET target_folder_id = ?2 WHERE id = ?1")?;
+    for f in source_folders {
+        stmt.execute(rusqlite::params![f, target])?;
+    }
+    Ok(())
+}
+
 pub fn outgoing(index: &Index, source_folders: &[i64]) -> Result<Vec<Outgoing>> {
     let mut out: Vec<Outgoing> = Vec::new();
     let mut at: HashMap<String, usize> = HashMap::new();

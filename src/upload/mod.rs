@@ -579,6 +579,14 @@ fn plan_jobs(
     } else {
         ledger::find_target(&index, &ctx.account.target, host)?
     };
+    if write {
+        let unmapped: Vec<i64> = map
+            .iter()
+            .filter(|e| e.target.is_none())
+            .map(|e| e.source_folder_id)
+            .collect();
+        ledger::link_source_folders(&index, &unmapped, None)?;
+    }
     for (_, entries) in &groups {
         let display = entries[0].target.clone().expect("mapped");
         let mut wire = target_wire_name(&display);
@@ -596,6 +604,9 @@ fn plan_jobs(
             (Some(t), false) => ledger::find_target_folder(&index, t, &wire)?,
             (None, _) => None,
         };
+        if write {
+            ledger::link_source_folders(&index, &ids, tf)?;
+        }
         let known = match tf {
             Some(tf) => ledger::entries(&index, tf)?,
             None => HashMap::new(),
