@@ -346,6 +346,24 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub jobs: Option<usize>,
 
+    /// Instead of the store, read every target folder back and check that
+    /// each message the ledger has there is there (needs --accounts and the
+    /// target settings). Missing messages are marked failed, so the next
+    /// upload appends them again.
+    #[arg(long, requires = "accounts")]
+    pub target: bool,
+
+    /// Accounts file (with --target).
+    #[arg(long, short = 'a', value_name = "FILE")]
+    pub accounts: Option<PathBuf>,
+
+    /// Only these accounts (with --target); may be repeated.
+    #[arg(long, value_name = "EMAIL")]
+    pub only: Vec<String>,
+
+    #[command(flatten)]
+    pub target_settings: TargetArgs,
+
     /// JSON on stdout.
     #[arg(long)]
     pub json: bool,

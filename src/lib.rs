@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod dns;
 pub mod imap;
 pub mod mirror;
 pub mod oauth;

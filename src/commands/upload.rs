@@ -36,16 +36,10 @@ pub fn upload_with(
     store: Arc<Store>,
 ) -> Result<UploadSummary> {
     let runtime = crate::commands::runtime()?;
-    let tokens = match (&config.target.oauth, config.target.server.auth) {
-        (Some(oauth), AuthMethod::Xoauth2) if !args.dry_run => {
-            let tls = crate::imap::tls::client_config(None, false)?;
-            Some(Arc::new(TokenProvider::new(
-                oauth.clone(),
-                tls,
-                Box::new(|message| eprintln!("{message}")),
-            )?))
-        }
-        _ => None,
+    let tokens = if args.dry_run {
+        None
+    } else {
+        token_provider(config)?
     };
     let options = Arc::new(UploadOptions {
         target: config.target.clone(),
@@ -62,4 +56,41 @@ pub fn upload_with(
         ui::progress(cli.quiet, config.accounts.len())
     };
     runtime.block_on(upload::upload(store, config, options, progress))
+}
+
+/// The OAuth token source for an XOAUTH2 target, if it is one.
+pub fn token_provider(config: &Config) -> Result<Option<Arc<TokenProvider>>> {
+    Ok(match (&config.target.oauth, config.target.server.auth) {
+        (Some(oauth), AuthMethod::Xoauth2) => {
+            let tls = crate::imap::tls::client_config(None, false)?;
+            Some(Arc::new(TokenProvider::new(
+                oauth.clone(),
+                tls,
+                Box::new(|message| eprintln!("{message}")),
+            )?))
+        }
+        _ => None,
+    })
+}
+
+/// Reads every account's target folders back (`verify --target`).
+pub fn check_with(
+    cli: &Cli,
+    config: &Config,
+    store: Arc<Store>,
+) -> Result<crate::upload::check::TargetCheck> {
+    let runtime = crate::commands::runtime()?;
+    let options = Arc::new(UploadOptions {
+        target: config.target.clone(),
+        accounts_at_once: config.accounts_at_once,
+        only_failed: false,
+        dry_run: false,
+        merge_folders: false,
+        map_file: None,
+        tokens: token_provider(config)?,
+    });
+    let progress = ui::progress(cli.quiet, config.accounts.len());
+    runtime.block_on(crate::upload::check::check_targets(
+        store, config, options, progress,
+    ))
 }

@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::cli::{Cli, VerifyArgs};
-use crate::commands::{EXIT_INCOMPLETE, EXIT_OK};
+use crate::commands::{EXIT_INCOMPLETE, EXIT_OK, apply_target, load_accounts, open_store};
 use crate::store::{BlobHash, Index, blob_path};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
@@ -35,6 +35,9 @@ pub struct Verified {
 }
 
 pub fn run(cli: &Cli, args: &VerifyArgs) -> Result<i32> {
+    if args.target {
+        return run_target(cli, args);
+    }
     let root = cli
         .store
         .clone()
@@ -76,6 +79,29 @@ pub fn run(cli: &Cli, args: &VerifyArgs) -> Result<i32> {
         );
     }
     Ok(if report.faults.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_INCOMPLETE
+    })
+}
+
+/// `verify --target`: read the target folders back.
+fn run_target(cli: &Cli, args: &VerifyArgs) -> Result<i32> {
+    let accounts = crate::cli::AccountsArgs {
+        accounts: args.accounts.clone().expect("clap requires --accounts"),
+        only: args.only.clone(),
+        accounts_at_once: None,
+    };
+    let mut config = load_accounts(&accounts)?;
+    apply_target(&mut config, &args.target_settings)?;
+    let store = open_store(cli, &config)?;
+    let checked = crate::commands::upload::check_with(cli, &config, store)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&checked)?);
+    } else {
+        print!("{}", crate::report::target_check(&checked));
+    }
+    Ok(if checked.all_present() {
         EXIT_OK
     } else {
         EXIT_INCOMPLETE

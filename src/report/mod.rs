@@ -23,7 +23,8 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
-fn when(t: Option<i64>) -> String {
+/// A Unix time as "YYYY-MM-DD HH:MM UTC", or "never".
+pub(crate) fn when(t: Option<i64>) -> String {
     t.and_then(|t| chrono::DateTime::from_timestamp(t, 0))
         .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string())
         .unwrap_or_else(|| "never".to_string())
@@ -378,5 +379,82 @@ pub fn target_table(
             );
         }
     }
+    out
+}
+
+/// `verify --target`: per account and folder, what was found where.
+pub fn target_check(c: &crate::upload::check::TargetCheck) -> String {
+    let mut out = String::new();
+    for a in &c.accounts {
+        let _ = writeln!(
+            out,
+            "{} at {}: {} expected, {} found, {} missing, {} extra at the target{}",
+            a.account,
+            a.target,
+            a.expected,
+            a.found,
+            a.missing,
+            a.extras,
+            if a.pending + a.to_retry > 0 {
+                format!(
+                    "; {} to append again and {} pending: run upload",
+                    a.to_retry, a.pending
+                )
+            } else {
+                String::new()
+            }
+        );
+        if let Some(e) = &a.error {
+            let _ = writeln!(out, "  NOT CHECKED: {e}");
+        }
+        for f in &a.folders {
+            let _ = writeln!(
+                out,
+                "  {:<36} {:>7} expected {:>7} by UID {:>6} by Message-ID {:>5} other {:>5} \
+                 missing {:>5} extra{}",
+                f.folder,
+                f.expected,
+                f.found_by_uid,
+                f.found_by_message_id,
+                f.found_otherwise,
+                f.missing.len(),
+                f.extras,
+                if f.folder_missing {
+                    "  (FOLDER GONE)"
+                } else {
+                    ""
+                }
+            );
+            for m in &f.missing {
+                let _ = writeln!(
+                    out,
+                    "    missing: {} | {} | {} | {}",
+                    m.date.as_deref().unwrap_or("-"),
+                    m.from.as_deref().unwrap_or("-"),
+                    m.subject.as_deref().unwrap_or("-"),
+                    bytes(m.size)
+                );
+            }
+        }
+    }
+    let missing: u64 = c.accounts.iter().map(|a| a.missing).sum();
+    let unsettled: u64 = c.accounts.iter().map(|a| a.to_retry + a.pending).sum();
+    let failed = c.accounts.iter().filter(|a| a.error.is_some()).count();
+    let _ = writeln!(
+        out,
+        "\n{} of {} accounts checked in {:.1}s: {}",
+        c.accounts.len() - failed,
+        c.accounts.len(),
+        c.seconds,
+        if failed > 0 {
+            "some accounts could not be checked".to_string()
+        } else if missing > 0 {
+            format!("{missing} missing; the next upload appends them again")
+        } else if unsettled > 0 {
+            format!("{unsettled} messages are not at the target yet; run upload")
+        } else {
+            "every message the ledger has is at the target".to_string()
+        }
+    );
     out
 }

@@ -1,0 +1,395 @@
+//! `verify --target`: read every target folder back and check that each
+//! message the ledger says is there, is.
+//!
+//! Per target folder, the ledger's done and present entries are matched to
+//! the folder's messages: by UID (same UIDVALIDITY, and same size where the
+//! target keeps bytes), then by Message-ID (and size where it keeps bytes),
+//! then, for messages without a Message-ID, by INTERNALDATE, or by content
+//! hash where the target keeps bytes. What the ledger has and the target
+//! lacks is missing: its entry becomes `failed` so the next upload appends
+//! it again. Target messages nobody claims are extras (mail that arrived
+//! there, or copies made by hand); they are counted, never touched.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Result, anyhow};
+use futures::StreamExt as _;
+use rusqlite::OptionalExtension as _;
+use serde::Serialize;
+
+use super::ledger::{self, LedgerEntry, State};
+use super::{AccountContext, UploadOptions};
+use crate::config::{Config, TargetKind};
+use crate::imap::{FetchedMessage, ImapSession};
+use crate::mirror::error_chain;
+use crate::progress::Progress;
+use crate::store::{BlobHash, Store};
+
+/// A message the ledger has at the target that is not there.
+#[derive(Debug, Clone, Serialize)]
+pub struct MissingMessage {
+    pub date: Option<String>,
+    pub from: Option<String>,
+    pub subject: Option<String>,
+    pub size: u64,
+    pub blob: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FolderCheck {
+    pub folder: String,
+    /// Ledger entries that say the message is there.
+    pub expected: u64,
+    pub found_by_uid: u64,
+    pub found_by_message_id: u64,
+    pub found_otherwise: u64,
+    pub missing: Vec<MissingMessage>,
+    /// Messages at the target that no ledger entry accounts for.
+    pub extras: u64,
+    /// Entries an interrupted upload left pending (the next upload settles them).
+    pub pending: u64,
+    /// Entries not at the target that the next upload appends: failed
+    /// uploads, and what this check found missing.
+    pub to_retry: u64,
+    /// The whole folder is gone from the target.
+    pub folder_missing: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AccountCheck {
+    pub account: String,
+    pub target: String,
+    pub folders: Vec<FolderCheck>,
+    pub expected: u64,
+    pub found: u64,
+    pub missing: u64,
+    pub extras: u64,
+    pub pending: u64,
+    pub to_retry: u64,
+    /// Why the account could not be checked (login refused, ...).
+    pub error: Option<String>,
+}
+
+impl AccountCheck {
+    /// Checked, and every message the ledger has is there.
+    pub fn complete(&self) -> bool {
+        self.error.is_none() && self.missing == 0 && self.pending == 0 && self.to_retry == 0
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetCheck {
+    pub accounts: Vec<AccountCheck>,
+    pub seconds: f64,
+}
+
+impl TargetCheck {
+    pub fn all_present(&self) -> bool {
+        self.accounts.iter().all(AccountCheck::complete)
+    }
+}
+
+/// Checks every account's target mailbox, `accounts_at_once` at a time.
+pub async fn check_targets(
+    store: Arc<Store>,
+    config: &Config,
+    options: Arc<UploadOptions>,
+    progress: Arc<dyn Progress>,
+) -> Result<TargetCheck> {
+    let started = Instant::now();
+    let tls = Arc::new(std::sync::OnceLock::new());
+    let mut accounts: Vec<AccountCheck> = futures::stream::iter(config.accounts.iter().cloned())
+        .map(|account| {
+            let ctx = AccountContext {
+                store: store.clone(),
+                options: options.clone(),
+                tls: tls.clone(),
+                account,
+                progress: progress.clone(),
+                throttle: Default::default(),
+                shared: Default::default(),
+            };
+            async move {
+                let mut out = AccountCheck {
+                    account: ctx.account.name.clone(),
+                    target: ctx.account.target.clone(),
+                    ..AccountCheck::default()
+                };
+                ctx.progress.account_started(&ctx.account.name);
+                if let Err(e) = check_account(&ctx, &mut out).await {
+                    out.error = Some(format!(
+                        "account {} ({}) at {}: {}",
+                        ctx.account.name,
+                        ctx.account.origin,
+                        ctx.account.target,
+                        error_chain(&e)
+                    ));
+                }
+                ctx.progress
+                    .account_finished(&ctx.account.name, out.error.as_deref());
+                out
+            }
+        })
+        .buffer_unordered(options.accounts_at_once.max(1))
+        .collect()
+        .await;
+    let order: HashMap<&str, usize> = config
+        .accounts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (a.name.as_str(), i))
+        .collect();
+    accounts.sort_by_key(|a| order.get(a.account.as_str()).copied().unwrap_or(usize::MAX));
+    Ok(TargetCheck {
+        accounts,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// A target folder the ledger knows.
+struct KnownFolder {
+    id: i64,
+    wire: String,
+    display: String,
+}
+
+async fn check_account(ctx: &AccountContext, out: &mut AccountCheck) -> Result<()> {
+    let host = &ctx.options.target.server.host;
+    let folders: Vec<KnownFolder> = {
+        let index = ctx.store.index();
+        let Some(target) = ledger::find_target(&index, &ctx.account.target, host)? else {
+            // Nothing was ever uploaded there: nothing to find.
+            return Ok(());
+        };
+        let mut stmt = index.connection().prepare(
+            "SELECT f.id, COALESCE(f.actual_name, f.wire_name), f.display_name
+             FROM target_folders f
+             WHERE f.target_id = ?1 AND EXISTS (
+                 SELECT 1 FROM uploads u WHERE u.target_folder_id = f.id
+                 AND u.state IN ('done', 'present', 'pending', 'failed'))
+             ORDER BY f.display_name",
+        )?;
+        let rows = stmt.query_map([target], |r| {
+            Ok(KnownFolder {
+                id: r.get(0)?,
+                wire: r.get(1)?,
+                display: r.get(2)?,
+            })
+        })?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    if folders.is_empty() {
+        return Ok(());
+    }
+    let mut session = ctx.connect().await?;
+    let existing: HashSet<String> = session
+        .imap
+        .list(None)
+        .await?
+        .into_iter()
+        .map(|f| f.wire_name)
+        .collect();
+    for folder in &folders {
+        if session.needs_new_login() {
+            let fresh = ctx.connect().await?;
+            std::mem::replace(&mut session, fresh).imap.logout().await;
+        }
+        let checked = check_folder(ctx, &mut session.imap, folder, &existing).await?;
+        out.expected += checked.expected;
+        out.found += checked.found_by_uid + checked.found_by_message_id + checked.found_otherwise;
+        out.missing += checked.missing.len() as u64;
+        out.extras += checked.extras;
+        out.pending += checked.pending;
+        out.to_retry += checked.to_retry;
+        ctx.progress.folder_done(&ctx.account.name, &checked.folder);
+        out.folders.push(checked);
+    }
+    session.imap.logout().await;
+    Ok(())
+}
+
+/// What the store knows of a blob, to recognise it at the target.
+struct BlobFacts {
+    size: u64,
+    message_id: Option<String>,
+    internal_date: Option<i64>,
+    missing: MissingMessage,
+}
+
+fn blob_facts(ctx: &AccountContext, blob: &BlobHash) -> Result<BlobFacts> {
+    let index = ctx.store.index();
+    let mut stmt = index.connection().prepare_cached(
+        "SELECT b.size, b.message_id, b.date, b.from_addr, b.subject,
+                (SELECT MIN(m.internal_date) FROM messages m WHERE m.blob_hash = b.hash)
+         FROM blobs b WHERE b.hash = ?1",
+    )?;
+    let hex = blob.to_hex();
+    stmt.query_row([&hex], |r| {
+        let size = r.get::<_, i64>(0)? as u64;
+        Ok(BlobFacts {
+            size,
+            message_id: r.get(1)?,
+            internal_date: r.get(5)?,
+            missing: MissingMessage {
+                date: r.get(2)?,
+                from: r.get(3)?,
+                subject: r.get(4)?,
+                size,
+                blob: hex.clone(),
+            },
+        })
+    })
+    .optional()?
+    .ok_or_else(|| anyhow!("the ledger names blob {hex}, which the index does not hold"))
+}
+
+async fn check_folder(
+    ctx: &AccountContext,
+    imap: &mut ImapSession,
+    folder: &KnownFolder,
+    existing: &HashSet<String>,
+) -> Result<FolderCheck> {
+    let keeps_bytes = ctx.options.target.kind == TargetKind::Imap;
+    let mut out = FolderCheck {
+        folder: folder.display.clone(),
+        ..FolderCheck::default()
+    };
+    let entries = ledger::entries(&ctx.store.index(), folder.id)?;
+    out.pending = entries
+        .values()
+        .filter(|e| e.state == State::Pending)
+        .count() as u64;
+    let mut expected: Vec<(&LedgerEntry, BlobFacts)> = Vec::new();
+    for e in entries.values() {
+        if matches!(e.state, State::Done | State::Present) {
+            expected.push((e, blob_facts(ctx, &e.blob)?));
+        }
+    }
+    // Oldest first, so that a list of missing messages reads in order.
+    expected.sort_by_key(|(_, f)| f.internal_date);
+    out.expected = expected.len() as u64;
+
+    let mut at_target: Vec<FetchedMessage> = Vec::new();
+    let mut uidvalidity = None;
+    if existing.contains(&folder.wire) {
+        let selected = imap.examine(&folder.wire, None).await?;
+        uidvalidity = selected.status.uidvalidity;
+        if selected.status.messages != Some(0) {
+            imap.uid_fetch(
+                "1:*",
+                "UID RFC822.SIZE INTERNALDATE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]",
+                None,
+                |m| {
+                    at_target.push(m);
+                    Ok(())
+                },
+            )
+            .await?;
+        }
+    } else {
+        out.folder_missing = true;
+    }
+    let by_uid: HashMap<u32, usize> = at_target
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.uid, i))
+        .collect();
+    let mut taken = vec![false; at_target.len()];
+    let size_ok =
+        |m: &FetchedMessage, size: u64| !keeps_bytes || m.size.map(u64::from) == Some(size);
+    let mut unmatched: Vec<usize> = Vec::new();
+    for (n, (e, facts)) in expected.iter().enumerate() {
+        let uid_hit = e
+            .uid
+            .filter(|_| e.uidvalidity.is_some() && e.uidvalidity == uidvalidity)
+            .and_then(|u| by_uid.get(&u).copied())
+            .filter(|&i| !taken[i] && size_ok(&at_target[i], facts.size));
+        if let Some(i) = uid_hit {
+            taken[i] = true;
+            out.found_by_uid += 1;
+        } else {
+            unmatched.push(n);
+        }
+    }
+    let mut still: Vec<usize> = Vec::new();
+    for n in unmatched {
+        let facts = &expected[n].1;
+        let hit = facts.message_id.as_deref().and_then(|id| {
+            (0..at_target.len()).find(|&i| {
+                !taken[i]
+                    && at_target[i].message_id().as_deref() == Some(id)
+                    && size_ok(&at_target[i], facts.size)
+            })
+        });
+        match hit {
+            Some(i) => {
+                taken[i] = true;
+                out.found_by_message_id += 1;
+            }
+            None => still.push(n),
+        }
+    }
+    // No UID or Message-ID to go by: the content where the target keeps
+    // bytes, else the INTERNALDATE the upload gave it.
+    let mut hashes: HashMap<u32, BlobHash> = HashMap::new();
+    if keeps_bytes && !still.is_empty() {
+        let sizes: HashSet<u64> = still.iter().map(|&n| expected[n].1.size).collect();
+        let mut uids: Vec<u32> = at_target
+            .iter()
+            .enumerate()
+            .filter(|(i, m)| !taken[*i] && m.size.is_some_and(|s| sizes.contains(&(s as u64))))
+            .map(|(_, m)| m.uid)
+            .collect();
+        uids.sort_unstable();
+        if !uids.is_empty() {
+            imap.uid_fetch(&crate::imap::uid_set(&uids), "UID BODY.PEEK[]", None, |m| {
+                if let Some(b) = &m.body {
+                    hashes.insert(m.uid, BlobHash::of(b));
+                }
+                Ok(())
+            })
+            .await?;
+        }
+    }
+    let mut missing: Vec<(BlobHash, MissingMessage)> = Vec::new();
+    for n in still {
+        let (e, facts) = &expected[n];
+        let hit = (0..at_target.len()).find(|&i| {
+            !taken[i]
+                && if keeps_bytes {
+                    hashes.get(&at_target[i].uid) == Some(&e.blob)
+                } else {
+                    facts.message_id.is_none()
+                        && facts.internal_date.is_some()
+                        && at_target[i].internal_date.map(|d| d.timestamp()) == facts.internal_date
+                }
+        });
+        match hit {
+            Some(i) => {
+                taken[i] = true;
+                out.found_otherwise += 1;
+            }
+            None => missing.push((e.blob, facts.missing.clone())),
+        }
+    }
+    out.extras = taken.iter().filter(|t| !**t).count() as u64;
+    if !missing.is_empty() {
+        let reason = format!(
+            "missing at the target when checked on {}",
+            chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
+        );
+        let index = ctx.store.index();
+        for (blob, _) in &missing {
+            ledger::mark_not_uploaded(&index, folder.id, blob, State::Failed, &reason, 1)?;
+        }
+    }
+    let failed_before = entries
+        .values()
+        .filter(|e| e.state == State::Failed)
+        .count() as u64;
+    out.to_retry = failed_before + missing.len() as u64;
+    out.missing = missing.into_iter().map(|(_, m)| m).collect();
+    Ok(out)
+}

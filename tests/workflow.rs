@@ -1,0 +1,226 @@
+//! The migration workflow against real Dovecot servers: status side by side
+//! with what the target really holds, `verify --target`, preflight and
+//! cutover.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use support::*;
+
+const DATE: &str = "03-Mar-2025 10:00:00 +0100";
+
+/// `mailferry --store STORE <args…> --accounts A` with the target settings
+/// pointing at `server`.
+fn with_target(server: &Dovecot, store: &Path, accounts: &Path, args: &[&str]) -> Run {
+    let port = server.port.to_string();
+    let ca = server.ca_file.to_string_lossy().to_string();
+    let mut all: Vec<&str> = vec!["--store", store.to_str().unwrap()];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&[
+        "--accounts",
+        accounts.to_str().unwrap(),
+        "--target-kind",
+        "imap",
+        "--target-host",
+        "localhost",
+        "--target-port",
+        &port,
+        "--target-ca-file",
+        &ca,
+    ]);
+    mailferry(&all)
+}
+
+/// Messages per folder at the target, as an independent client counts them.
+fn target_counts(server: &Dovecot, user: &str, pw: &str) -> BTreeMap<String, u64> {
+    let mut c = server.client(user, pw);
+    let mut out = BTreeMap::new();
+    for folder in c.folders() {
+        out.insert(folder.clone(), c.messages(&folder).len() as u64);
+    }
+    out
+}
+
+fn seed(server: &Dovecot) {
+    let mut a = server.client("alice", "alice-pw");
+    a.create("Archive");
+    a.create("Sent");
+    for i in 0..5 {
+        let id = format!("in{i}@x");
+        a.append(
+            "INBOX",
+            "\\Seen",
+            DATE,
+            &message(&format!("in {i}"), &id, "hello"),
+        );
+    }
+    for i in 0..3 {
+        let id = format!("ar{i}@x");
+        a.append(
+            "Archive",
+            "",
+            DATE,
+            &message(&format!("ar {i}"), &id, "old"),
+        );
+    }
+    a.append("Sent", "\\Seen", DATE, &message("sent", "sent@x", "bye"));
+    // A second copy of one INBOX message: uploaded once, counted as a duplicate.
+    a.append("INBOX", "", DATE, &message("in 0", "in0@x", "hello"));
+    // Too large for the 1 MiB limit the upload is given below.
+    let big = message("big attachment", "big@x", &"x".repeat(1_500_000));
+    a.append("Archive", "", DATE, &big);
+}
+
+#[test]
+fn status_equals_the_target_and_verify_target_finds_what_went_missing() {
+    let server = Dovecot::start();
+    seed(&server);
+    let store = tempfile::tempdir().unwrap();
+    let accounts = server.migration_csv(&[("alice", "alice-pw", "alice-365", "alice-365-pw")]);
+    let (run, _) = mirror(&server, store.path(), &accounts, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let (run, summary) = upload(
+        &server,
+        store.path(),
+        &accounts,
+        &["--target-kind", "imap", "--max-message-mib", "1"],
+    );
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+    assert_eq!(total(&summary, "appended"), 9, "{summary}");
+
+    // status --json, per target folder, equals what the target holds.
+    let status = mailferry(&[
+        "--store",
+        store.path().to_str().unwrap(),
+        "status",
+        "--json",
+    ]);
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    let snap = status.json();
+    let held = target_counts(&server, "alice-365", "alice-365-pw");
+    let mut ledger = BTreeMap::new();
+    for t in snap["targets"].as_array().unwrap() {
+        let n = t["uploaded"].as_u64().unwrap() + t["already_present"].as_u64().unwrap();
+        ledger.insert(t["folder"].as_str().unwrap().to_string(), n);
+    }
+    let held_nonempty: BTreeMap<String, u64> = held.into_iter().filter(|(_, n)| *n > 0).collect();
+    assert_eq!(ledger, held_nonempty, "{snap:#}");
+
+    // Per source folder, side by side.
+    let folder = |name: &str| {
+        snap["folders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["folder"] == name)
+            .unwrap_or_else(|| panic!("no folder {name} in {snap:#}"))
+            .clone()
+    };
+    let inbox = folder("INBOX");
+    assert_eq!(inbox["at_source"], 6);
+    assert_eq!(inbox["stored"], 6);
+    assert_eq!(inbox["uploaded"], 6, "both copies are at the target as one");
+    assert_eq!(inbox["pending"], 0);
+    let archive = folder("Archive");
+    assert_eq!(archive["stored"], 4);
+    assert_eq!(archive["uploaded"], 3);
+    assert_eq!(archive["skipped"], 1);
+    assert_eq!(archive["pending"], 0);
+    assert_eq!(archive["target"], "alice-365");
+    let account = &snap["accounts"][0];
+    assert_eq!(account["account"], "alice@example.com");
+    assert_eq!(account["stored"], 11);
+    assert_eq!(
+        account["uploaded"], 10,
+        "the duplicate copy counts as uploaded"
+    );
+    assert_eq!(account["skipped"], 1);
+    assert_eq!(account["pending"], 0);
+    assert_eq!(snap["not_uploaded"][0]["subject"], "big attachment");
+
+    // The one-line summary says the same.
+    let lines = mailferry(&[
+        "--store",
+        store.path().to_str().unwrap(),
+        "status",
+        "--summary",
+    ]);
+    let line = lines
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("alice@example.com"))
+        .unwrap_or_else(|| panic!("{}", lines.stdout));
+    let numbers: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(numbers[1], "100%", "{line}");
+    assert_eq!(&numbers[2..4], ["11", "11"], "{line}");
+
+    // Everything is there.
+    let check = with_target(
+        &server,
+        store.path(),
+        &accounts,
+        &["verify", "--target", "--json"],
+    );
+    assert_eq!(check.code, 0, "{}\n{}", check.stderr, check.stdout);
+    let c = check.json();
+    assert_eq!(c["accounts"][0]["expected"], 9, "{c:#}");
+    assert_eq!(c["accounts"][0]["found"], 9, "{c:#}");
+    assert_eq!(c["accounts"][0]["missing"], 0);
+    assert_eq!(c["accounts"][0]["extras"], 0);
+
+    // Someone deletes a message and a whole folder at the target, and
+    // new mail arrives there.
+    let mut t = server.client("alice-365", "alice-365-pw");
+    let inbox_uids: Vec<u32> = t.messages("INBOX").iter().map(|m| m.uid).collect();
+    t.expunge_uid("INBOX", inbox_uids[2]);
+    t.delete_folder("Sent");
+    t.append(
+        "INBOX",
+        "",
+        DATE,
+        &message("new mail", "new@x", "arrived at the target"),
+    );
+    drop(t);
+    let check = with_target(
+        &server,
+        store.path(),
+        &accounts,
+        &["verify", "--target", "--json"],
+    );
+    assert_eq!(check.code, 1, "{}\n{}", check.stderr, check.stdout);
+    let c = check.json();
+    let a = &c["accounts"][0];
+    assert_eq!(a["missing"], 2, "{c:#}");
+    assert_eq!(a["extras"], 1, "{c:#}");
+    let sent = a["folders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["folder"] == "Sent")
+        .unwrap();
+    assert_eq!(sent["folder_missing"], true);
+    assert_eq!(sent["missing"][0]["subject"], "sent");
+    assert_eq!(a["to_retry"], 2, "{c:#}");
+    // Checked again before an upload: still not complete, nothing new missing.
+    let text = with_target(&server, store.path(), &accounts, &["verify", "--target"]);
+    assert_eq!(text.code, 1, "{}", text.stdout);
+    assert!(text.stdout.contains("2 to append again"), "{}", text.stdout);
+
+    // The next upload puts both back, and the check passes again.
+    let (run, again) = upload(&server, store.path(), &accounts, &["--target-kind", "imap"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+    assert_eq!(total(&again, "appended"), 2, "{again}");
+    let check = with_target(
+        &server,
+        store.path(),
+        &accounts,
+        &["verify", "--target", "--json"],
+    );
+    assert_eq!(check.code, 0, "{}\n{}", check.stderr, check.stdout);
+    assert_eq!(check.json()["accounts"][0]["found"], 9);
+    let held = target_counts(&server, "alice-365", "alice-365-pw");
+    assert_eq!(held["INBOX"], 6, "{held:?}");
+    assert_eq!(held["Sent"], 1, "{held:?}");
+}
