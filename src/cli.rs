@@ -29,6 +29,9 @@ Examples:
   mailferry --store ./store status
   mailferry --store ./store status --json
 
+  # The same as one HTML page to hand to the customer
+  mailferry --store ./store report --html batch-report.html
+
 Exit codes: 0 all accounts complete, 1 some account or folder incomplete,
 2 the command could not run (bad input, store in use, ...).";
 
@@ -60,6 +63,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Before a batch starts: log in to every source and target (changing
+    /// nothing), count each folder, and say go or no-go per account.
+    Preflight(PreflightArgs),
     /// Copy every folder of every source account into the store; re-runs
     /// fetch only what changed.
     Mirror(MirrorArgs),
@@ -80,6 +86,9 @@ pub enum Command {
     /// Show, per account and folder, what the source had and what is stored;
     /// per target folder, what was uploaded, skipped (and why) and failed.
     Status(StatusArgs),
+    /// Write a self-contained HTML page of the batch for the customer:
+    /// totals, a bar per folder, every message that did not go.
+    Report(ReportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -326,6 +335,28 @@ pub struct PlanArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct PreflightArgs {
+    #[command(flatten)]
+    pub accounts: AccountsArgs,
+
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    /// Mailbox size limit at the target, e.g. 50GB or 100GB (binary units,
+    /// as Exchange counts) [default: 50GB, or the config's; an account's
+    /// own Quota wins, and a target that announces QUOTA wins over both].
+    #[arg(long, value_name = "SIZE")]
+    pub quota: Option<String>,
+
+    /// JSON on stdout, for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Only this account.
     #[arg(long, value_name = "EMAIL")]
@@ -338,6 +369,17 @@ pub struct StatusArgs {
     /// One line per account (progress of a whole batch).
     #[arg(long)]
     pub summary: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Where to write the HTML page (replaced atomically if it exists).
+    #[arg(long, value_name = "FILE")]
+    pub html: PathBuf,
+
+    /// Only this account.
+    #[arg(long, value_name = "EMAIL")]
+    pub account: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -148,8 +148,14 @@ pub struct TargetSettings {
     /// Messages larger than this are skipped (kept in the store, reported).
     /// Microsoft 365: 35 MiB unless the admin raised it (up to 150 MiB).
     pub max_message_bytes: Option<u64>,
+    /// The mailbox size limit preflight checks against, unless an account
+    /// has its own: Microsoft 365's 50 GB (Exchange counts in binary units).
+    pub quota_bytes: u64,
     pub oauth: Option<OAuthSettings>,
 }
+
+/// Exchange Online's default mailbox quota.
+pub const DEFAULT_QUOTA_BYTES: u64 = 50 << 30;
 
 impl Default for TargetSettings {
     fn default() -> Self {
@@ -161,6 +167,7 @@ impl Default for TargetSettings {
                 ..ServerSettings::default()
             },
             max_message_bytes: Some(35 << 20),
+            quota_bytes: DEFAULT_QUOTA_BYTES,
             oauth: None,
         }
     }
@@ -183,6 +190,8 @@ pub struct Account {
     pub target: String,
     /// For targets that take a password rather than OAuth.
     pub target_password: Option<Password>,
+    /// This mailbox's size limit at the target, if not the batch's.
+    pub quota_bytes: Option<u64>,
 }
 
 /// Everything read from the accounts file(s).
@@ -194,6 +203,28 @@ pub struct Config {
     /// How many accounts are mirrored at the same time.
     pub accounts_at_once: usize,
     pub store: Option<PathBuf>,
+}
+
+/// "50 GB", "1.5GiB", "200 MB", "4096": a size in bytes. Units are binary,
+/// as Exchange counts them (its 50 GB is 50 × 2³⁰ bytes).
+pub fn parse_size(text: &str) -> Result<u64> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| anyhow!("not a size (say e.g. 50GB, 500MB or 1.5 GiB)"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        other => bail!("unknown unit {other:?} (use B, KB, MB, GB or TB)"),
+    };
+    Ok((value * (1u64 << shift) as f64).round() as u64)
 }
 
 /// Reads an accounts file: TOML when it ends in `.toml`, else the M365 CSV.
@@ -245,6 +276,7 @@ pub fn parse_csv(text: &[u8], file: &str) -> Result<Vec<Account>> {
     // Not in Microsoft's format: optional extras for other targets.
     let target_col = column("TargetAddress");
     let target_pass_col = column("TargetPassword");
+    let quota_col = column("Quota");
 
     let mut accounts = Vec::new();
     let mut seen: HashMap<String, u64> = HashMap::new();
@@ -297,6 +329,11 @@ pub fn parse_csv(text: &[u8], file: &str) -> Result<Vec<Account>> {
             .and_then(|c| record.get(c))
             .filter(|s| !s.is_empty())
             .map(Password::new);
+        let quota_bytes = quota_col
+            .map(field)
+            .filter(|s| !s.is_empty())
+            .map(|q| parse_size(q).map_err(|e| anyhow!("{file} line {line}: Quota {q:?}: {e}")))
+            .transpose()?;
         accounts.push(Account {
             name: email.to_string(),
             username: username.to_string(),
@@ -305,6 +342,7 @@ pub fn parse_csv(text: &[u8], file: &str) -> Result<Vec<Account>> {
             origin: format!("{file} line {line}"),
             target,
             target_password,
+            quota_bytes,
         });
     }
     if accounts.is_empty() {
@@ -370,6 +408,7 @@ struct TomlTarget {
     connections: Option<usize>,
     compress: Option<Compression>,
     max_message_mib: Option<u64>,
+    quota: Option<String>,
     oauth: Option<TomlOAuth>,
 }
 
@@ -402,6 +441,7 @@ struct TomlAccount {
     target_password: Option<String>,
     target_password_env: Option<String>,
     target_password_file: Option<PathBuf>,
+    quota: Option<String>,
 }
 
 /// One secret from exactly one of: the value, an environment variable, a
@@ -493,6 +533,11 @@ fn load_toml(path: &Path) -> Result<Config> {
         if let Some(first) = seen.insert(a.email.to_ascii_lowercase(), origin.clone()) {
             bail!("{origin}: {} is already defined by {first}", a.email);
         }
+        let quota_bytes = a
+            .quota
+            .as_deref()
+            .map(|q| parse_size(q).map_err(|e| anyhow!("{origin}: quota {q:?}: {e}")))
+            .transpose()?;
         config.accounts.push(Account {
             username: a.username.unwrap_or_else(|| a.email.clone()),
             target: a.target.unwrap_or_else(|| a.email.clone()),
@@ -501,6 +546,7 @@ fn load_toml(path: &Path) -> Result<Config> {
             user_root: a.user_root,
             origin,
             target_password,
+            quota_bytes,
         });
     }
     if let Some(csv_path) = parsed.accounts_csv {
@@ -548,6 +594,10 @@ fn apply_toml_target(
     }
     if let Some(c) = t.compress {
         target.server.compress = c;
+    }
+    if let Some(q) = &t.quota {
+        target.quota_bytes =
+            parse_size(q).map_err(|e| anyhow!("{file} [target]: quota {q:?}: {e}"))?;
     }
     if let Some(m) = t.max_message_mib {
         target.max_message_bytes = Some(m << 20);

@@ -5,7 +5,10 @@
 //! Layout: [`config`] reads accounts; [`imap`] speaks IMAP; [`oauth`] gets
 //! Microsoft 365 tokens; [`store`] keeps blobs and the SQLite index;
 //! [`mirror`] is stage 1 and [`upload`] stage 2; [`commands`] holds one
-//! module per command of the binary; [`report`] prints results.
+//! module per command of the binary; [`report`] prints results. Around
+//! them, the workflow: [`preflight`] checks a batch before it starts,
+//! [`upload::check`] reads the target back, [`dns`] looks at MX records
+//! for the cutover.
 
 pub mod cli;
 pub mod commands;
@@ -14,6 +17,7 @@ pub mod dns;
 pub mod imap;
 pub mod mirror;
 pub mod oauth;
+pub mod preflight;
 pub mod progress;
 pub mod report;
 pub mod store;

@@ -224,3 +224,180 @@ fn status_equals_the_target_and_verify_target_finds_what_went_missing() {
     assert_eq!(held["INBOX"], 6, "{held:?}");
     assert_eq!(held["Sent"], 1, "{held:?}");
 }
+
+fn users(names: &[&str]) -> DovecotConfig {
+    DovecotConfig {
+        users: names
+            .iter()
+            .map(|n| (n.to_string(), format!("{n}-pw")))
+            .collect(),
+        ..DovecotConfig::default()
+    }
+}
+
+#[test]
+fn preflight_says_go_or_no_go_per_account_and_why() {
+    let server = Dovecot::start_with(users(&[
+        "alice",
+        "alice-365",
+        "bob",
+        "bob-365",
+        "carol",
+        "carol-365",
+        "dave",
+    ]));
+    let mut a = server.client("alice", "alice-pw");
+    a.create("Sent");
+    a.create("Files");
+    a.create("Huge");
+    a.append("INBOX", "\\Seen", DATE, &message("hello", "h@x", "hi"));
+    a.append("Sent", "\\Seen", DATE, &message("sent", "s@x", "bye"));
+    let big = message("the <big> & heavy one", "big@x", &"x".repeat(1_500_000));
+    a.append("INBOX", "", DATE, &big);
+    drop(a);
+    // A folder over Microsoft's 10,000 items guidance, written as Maildir
+    // files (far faster than 10,001 APPENDs).
+    let many: Vec<(String, Vec<u8>)> = (0..10_001)
+        .map(|i| {
+            let m = message(&format!("n{i}"), &format!("n{i}@x"), "x");
+            (format!("{i}.host"), m)
+        })
+        .collect();
+    server.write_maildir_messages("alice", "Huge", &many);
+    let mut b = server.client("bob", "bob-pw");
+    for i in 0..20 {
+        b.append(
+            "INBOX",
+            "",
+            DATE,
+            &message(&format!("b{i}"), &format!("b{i}@x"), &"y".repeat(500)),
+        );
+    }
+    drop(b);
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("batch.csv");
+    std::fs::write(
+        &csv,
+        "EmailAddress,UserName,Password,TargetAddress,TargetPassword,Quota\n\
+         alice@example.com,alice,alice-pw,alice-365,alice-365-pw,\n\
+         bob@example.com,bob,bob-pw,bob-365,bob-365-pw,8 KB\n\
+         carol@example.com,carol,not-her-password,carol-365,carol-365-pw,\n\
+         dave@example.com,dave,dave-pw,dave-365,dave-365-pw,\n",
+    )
+    .unwrap();
+    let store = dir.path().join("store");
+    let port = server.port.to_string();
+    let ca = server.ca_file.to_string_lossy().to_string();
+    let args = |json: bool| {
+        let mut v = vec![
+            "--store",
+            store.to_str().unwrap(),
+            "preflight",
+            "--accounts",
+            csv.to_str().unwrap(),
+            "--host",
+            "localhost",
+            "--port",
+            &port,
+            "--ca-file",
+            &ca,
+            "--target-kind",
+            "m365",
+            "--target-auth",
+            "login",
+            "--target-host",
+            "localhost",
+            "--target-port",
+            &port,
+            "--target-ca-file",
+            &ca,
+            "--max-message-mib",
+            "1",
+        ];
+        if json {
+            v.push("--json");
+        }
+        v.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let before = target_counts(&server, "alice-365", "alice-365-pw");
+    let run = mailferry(&args(true).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(run.code, 1, "{}\n{}", run.stderr, run.stdout);
+    let p = run.json();
+    let account = |name: &str| {
+        p["accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["account"] == name)
+            .unwrap_or_else(|| panic!("{name} not in {p:#}"))
+            .clone()
+    };
+
+    let alice = account("alice@example.com");
+    assert_eq!(alice["go"], true, "{alice:#}");
+    assert_eq!(alice["messages"], 3 + 10_001);
+    assert_eq!(alice["too_large"][0]["subject"], "the <big> & heavy one");
+    assert!(alice["too_large"][0]["size"].as_u64().unwrap() > 1 << 20);
+    let warnings = alice["warnings"].to_string();
+    assert!(
+        warnings.contains("\\\"Huge\\\" holds 10001 messages"),
+        "{warnings}"
+    );
+    assert!(warnings.contains("1 messages are over"), "{warnings}");
+    let renamed = alice["renamed"].to_string();
+    assert!(
+        renamed.contains("Sent Items") && renamed.contains("Files (migrated)"),
+        "{renamed}"
+    );
+
+    let bob = account("bob@example.com");
+    assert_eq!(bob["go"], false);
+    assert_eq!(bob["quota_bytes"], 8192);
+    assert!(
+        bob["no_go"][0].as_str().unwrap().contains("over its quota"),
+        "{bob:#}"
+    );
+
+    let carol = account("carol@example.com");
+    assert_eq!(carol["go"], false);
+    assert_eq!(carol["source_ok"], false);
+    assert_eq!(carol["target_ok"], true);
+    let why = carol["no_go"].to_string();
+    assert!(
+        why.contains("source carol") && why.contains("login refused"),
+        "{why}"
+    );
+    assert!(!run.stdout.contains("not-her-password") && !run.stderr.contains("not-her-password"));
+
+    let dave = account("dave@example.com");
+    assert_eq!(dave["go"], false);
+    assert_eq!(dave["source_ok"], true);
+    assert!(
+        dave["no_go"]
+            .to_string()
+            .contains("target mailbox dave-365"),
+        "{dave:#}"
+    );
+
+    // The text form says the same, and nothing changed at the target.
+    let text = mailferry(&args(false).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(text.code, 1);
+    assert!(
+        text.stdout.contains("alice@example.com -> alice-365: GO"),
+        "{}",
+        text.stdout
+    );
+    assert!(text.stdout.contains("bob@example.com -> bob-365: NO-GO"));
+    assert!(
+        text.stdout.contains("1 of 4 accounts GO, 3 NO-GO"),
+        "{}",
+        text.stdout
+    );
+    assert_eq!(target_counts(&server, "alice-365", "alice-365-pw"), before);
+    let status = mailferry(&["--store", store.to_str().unwrap(), "status", "--json"]);
+    assert!(
+        status.json()["last_runs"]["preflight"].is_i64(),
+        "{}",
+        status.stdout
+    );
+}

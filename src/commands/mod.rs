@@ -5,6 +5,8 @@ pub mod export;
 pub mod import;
 pub mod mirror;
 pub mod plan;
+pub mod preflight;
+pub mod report;
 pub mod status;
 pub mod sync;
 pub mod ui;
@@ -28,11 +30,13 @@ pub const EXIT_ERROR: i32 = 2;
 
 pub fn run(cli: Cli) -> Result<i32> {
     match &cli.command {
+        Command::Preflight(args) => preflight::run(&cli, args),
         Command::Mirror(args) => mirror::run(&cli, args),
         Command::Upload(args) => upload::run(&cli, args),
         Command::Sync(args) => sync::run(&cli, args),
         Command::Plan(args) => plan::run(&cli, args),
         Command::Status(args) => status::run(&cli, args),
+        Command::Report(args) => report::run(&cli, args),
         Command::Verify(args) => verify::run(&cli, args),
         Command::Export(args) => export::run(&cli, args),
         Command::Import(args) => import::run(&cli, args),

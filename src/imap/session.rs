@@ -805,6 +805,33 @@ impl ImapSession {
         Ok(uids)
     }
 
+    /// The mailbox's storage quota as (used, limit) bytes, where the server
+    /// offers QUOTA (RFC 2087/9208); the tightest root that limits storage.
+    pub async fn storage_quota(&mut self) -> Result<Option<(u64, u64)>> {
+        use async_imap::imap_proto::rfc2087::QuotaResourceName;
+        if !self.capabilities().has("QUOTA") {
+            return Ok(None);
+        }
+        let mut tightest: Option<(u64, u64)> = None;
+        self.run("GETQUOTAROOT INBOX", |r| {
+            if let Response::Quota(q) = r {
+                for res in &q.resources {
+                    if res.name == QuotaResourceName::Storage {
+                        // STORAGE counts units of 1024 octets.
+                        let (used, limit) = (res.usage << 10, res.limit << 10);
+                        let left = limit.saturating_sub(used);
+                        if tightest.is_none_or(|(u, l)| l.saturating_sub(u) > left) {
+                            tightest = Some((used, limit));
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(tightest)
+    }
+
     pub async fn logout(mut self) {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.session.logout()).await;
     }

@@ -1,5 +1,6 @@
 //! Human-readable tables for summaries and status.
 
+pub mod html;
 pub mod snapshot;
 
 use std::fmt::Write as _;
@@ -455,6 +456,72 @@ pub fn target_check(c: &crate::upload::check::TargetCheck) -> String {
         } else {
             "every message the ledger has is at the target".to_string()
         }
+    );
+    out
+}
+
+/// `preflight`: per account, go or no-go and why, then the counts.
+pub fn preflight(p: &crate::preflight::Preflight) -> String {
+    let mut out = String::new();
+    for a in &p.accounts {
+        let _ = writeln!(
+            out,
+            "{} -> {}: {}",
+            a.account,
+            a.target,
+            if a.go { "GO" } else { "NO-GO" }
+        );
+        for why in &a.no_go {
+            let _ = writeln!(out, "  no-go: {why}");
+        }
+        if a.source_ok {
+            let _ = writeln!(
+                out,
+                "  source: {} folders, {} messages, {}; quota at the target {} ({}){}",
+                a.folders.len(),
+                a.messages,
+                bytes(a.bytes),
+                bytes(a.quota_bytes),
+                a.quota_from,
+                a.target_used_bytes
+                    .map(|u| format!(", {} already used there", bytes(u)))
+                    .unwrap_or_default()
+            );
+        }
+        for w in &a.warnings {
+            let _ = writeln!(out, "  warning: {w}");
+        }
+        for t in &a.too_large {
+            let _ = writeln!(
+                out,
+                "    too large: {} | {} | {} | {} | {}",
+                t.folder,
+                t.date.as_deref().unwrap_or("-"),
+                t.from.as_deref().unwrap_or("-"),
+                t.subject.as_deref().unwrap_or("-"),
+                bytes(t.size)
+            );
+        }
+        for (from, to, why) in &a.renamed {
+            let _ = writeln!(out, "  renamed at the target: {from:?} -> {to:?} ({why})");
+        }
+        for f in &a.folders {
+            let _ = writeln!(
+                out,
+                "    {:<36} {:>8} messages {:>10}",
+                f.folder,
+                f.messages,
+                bytes(f.bytes)
+            );
+        }
+    }
+    let go = p.accounts.iter().filter(|a| a.go).count();
+    let _ = writeln!(
+        out,
+        "\n{go} of {} accounts GO, {} NO-GO ({:.1}s)",
+        p.accounts.len(),
+        p.accounts.len() - go,
+        p.seconds
     );
     out
 }

@@ -231,7 +231,7 @@ pub(crate) struct Shared {
 }
 
 /// A session and the token it logged in with.
-pub(crate) struct TargetSession {
+pub struct TargetSession {
     pub imap: ImapSession,
     pub token: Option<AccessToken>,
 }
@@ -245,31 +245,10 @@ impl TargetSession {
 
 impl AccountContext {
     pub async fn connect(&self) -> Result<TargetSession> {
-        let server = &self.options.target.server;
-        let (secret, token) = match server.auth {
-            AuthMethod::Xoauth2 => {
-                let provider = self
-                    .options
-                    .tokens
-                    .as_ref()
-                    .ok_or_else(|| anyhow!("no OAuth settings for an XOAUTH2 target"))?;
-                let t = provider.access_token().await?;
-                (t.token.clone(), Some(t))
-            }
-            _ => (
-                self.account.target_password.clone().ok_or_else(|| {
-                    anyhow!(
-                        "no target password for {} (TargetPassword in the CSV, or \
-                         target_password / target_password_env / target_password_file)",
-                        self.account.target
-                    )
-                })?,
-                None,
-            ),
-        };
         let tls = match self.tls.get() {
             Some(t) => t.clone(),
             None => {
+                let server = &self.options.target.server;
                 let t = crate::imap::tls::client_config(
                     server.ca_file.as_deref(),
                     server.danger_accept_invalid_certs,
@@ -277,11 +256,15 @@ impl AccountContext {
                 self.tls.get_or_init(|| t).clone()
             }
         };
-        let imap = ImapSession::connect(server, tls, &self.account.target, &secret)
-            .await
-            .with_context(|| format!("target mailbox {}", self.account.target))?;
+        let session = target_login(
+            &self.options.target.server,
+            self.options.tokens.as_deref(),
+            tls,
+            &self.account,
+        )
+        .await?;
         self.shared.connections.fetch_add(1, Ordering::Relaxed);
-        Ok(TargetSession { imap, token })
+        Ok(session)
     }
 
     pub fn absorb(&self, session: &TargetSession) {
@@ -289,6 +272,38 @@ impl AccountContext {
             .round_trips
             .fetch_add(session.imap.commands(), Ordering::Relaxed);
     }
+}
+
+/// Logs in to the account's target mailbox: with a token from `tokens` for
+/// XOAUTH2, else with the account's target password.
+pub async fn target_login(
+    server: &crate::config::ServerSettings,
+    tokens: Option<&TokenProvider>,
+    tls: Arc<rustls::ClientConfig>,
+    account: &Account,
+) -> Result<TargetSession> {
+    let (secret, token) = match server.auth {
+        AuthMethod::Xoauth2 => {
+            let provider =
+                tokens.ok_or_else(|| anyhow!("no OAuth settings for an XOAUTH2 target"))?;
+            let t = provider.access_token().await?;
+            (t.token.clone(), Some(t))
+        }
+        _ => (
+            account.target_password.clone().ok_or_else(|| {
+                anyhow!(
+                    "no target password for {} (TargetPassword in the CSV, or \
+                     target_password / target_password_env / target_password_file)",
+                    account.target
+                )
+            })?,
+            None,
+        ),
+    };
+    let imap = ImapSession::connect(server, tls, &account.target, &secret)
+        .await
+        .with_context(|| format!("target mailbox {}", account.target))?;
+    Ok(TargetSession { imap, token })
 }
 
 /// One target folder's work.

@@ -346,19 +346,26 @@ protocol imap {{
     /// Drops a message file straight into a Maildir (bytes no IMAP APPEND
     /// could carry, such as NUL).
     pub fn write_maildir_message(&self, user: &str, folder: &str, name: &str, bytes: &[u8]) {
+        self.write_maildir_messages(user, folder, &[(name.to_string(), bytes.to_vec())]);
+    }
+
+    /// Many messages at once (one ownership fix-up at the end).
+    pub fn write_maildir_messages(&self, user: &str, folder: &str, messages: &[(String, Vec<u8>)]) {
         let md = self.maildir(user, folder);
         for sub in ["cur", "new", "tmp"] {
             std::fs::create_dir_all(md.join(sub)).unwrap();
         }
         // S= and W= in the name let Dovecot answer RFC822.SIZE without
         // opening the file (W counts CRLF line ends).
-        let lf = bytes.iter().filter(|&&b| b == b'\n').count();
-        let crlf = bytes.windows(2).filter(|w| w == b"\r\n").count();
-        let vsize = bytes.len() + lf - crlf;
-        let path = md
-            .join("cur")
-            .join(format!("{name},S={},W={vsize}:2,", bytes.len()));
-        std::fs::write(&path, bytes).unwrap();
+        for (name, bytes) in messages {
+            let lf = bytes.iter().filter(|&&b| b == b'\n').count();
+            let crlf = bytes.windows(2).filter(|w| w == b"\r\n").count();
+            let vsize = bytes.len() + lf - crlf;
+            let path = md
+                .join("cur")
+                .join(format!("{name},S={},W={vsize}:2,", bytes.len()));
+            std::fs::write(&path, bytes).unwrap();
+        }
         chown_tree(&self.dir.path().join("mail"), self.uid, self.gid);
     }
 

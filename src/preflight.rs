@@ -1,0 +1,367 @@
+//! `preflight`: before anything is copied, log in to each account's source
+//! and target without changing anything, count what the source holds, and
+//! say what will not go well.
+//!
+//! At the source: LIST, then per folder EXAMINE (read-only) and the size of
+//! every message. At the target: LIST, and GETQUOTAROOT where offered.
+//! No-go: a login refused on either side (at a Microsoft 365 target that is
+//! also what a mailbox that does not exist looks like), a mailbox larger
+//! than the target's quota, a folder map that puts two folders in one.
+//! Warnings: messages over the target's size limit (they will be skipped),
+//! folders over 10,000 items (Outlook slows down). Notes: folders the
+//! target will call by another name.
+
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use futures::StreamExt as _;
+use serde::Serialize;
+
+use crate::config::{Account, Config, TargetKind};
+use crate::imap::ImapSession;
+use crate::mirror::error_chain;
+use crate::oauth::TokenProvider;
+use crate::progress::Progress;
+use crate::store::index::{BlobMeta, FolderRow};
+
+/// Microsoft's guidance: more items than this in one folder slows Outlook.
+pub const FOLDER_ITEM_GUIDANCE: u64 = 10_000;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FolderCount {
+    pub folder: String,
+    pub messages: u64,
+    pub bytes: u64,
+    /// Its name at the target, and why.
+    pub target: Option<String>,
+    pub why: String,
+}
+
+/// A message the target will not take.
+#[derive(Debug, Clone, Serialize)]
+pub struct TooLarge {
+    pub folder: String,
+    pub uid: u32,
+    pub size: u64,
+    pub date: Option<String>,
+    pub from: Option<String>,
+    pub subject: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountPreflight {
+    pub account: String,
+    pub target: String,
+    pub go: bool,
+    /// Why not: each reason in a sentence.
+    pub no_go: Vec<String>,
+    pub warnings: Vec<String>,
+    /// Folders the target will call by another name.
+    pub renamed: Vec<(String, String, String)>,
+    pub folders: Vec<FolderCount>,
+    pub messages: u64,
+    pub bytes: u64,
+    pub quota_bytes: u64,
+    /// Where the quota came from: the target's QUOTA, the account, the batch.
+    pub quota_from: String,
+    /// What the target mailbox already uses (where it says).
+    pub target_used_bytes: Option<u64>,
+    pub too_large: Vec<TooLarge>,
+    pub source_ok: bool,
+    pub target_ok: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Preflight {
+    pub accounts: Vec<AccountPreflight>,
+    pub seconds: f64,
+}
+
+impl Preflight {
+    pub fn all_go(&self) -> bool {
+        self.accounts.iter().all(|a| a.go)
+    }
+}
+
+pub struct PreflightOptions {
+    pub tokens: Option<Arc<TokenProvider>>,
+}
+
+pub async fn preflight(
+    config: &Config,
+    options: &PreflightOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<Preflight> {
+    let started = std::time::Instant::now();
+    let source_tls = crate::imap::tls::client_config(
+        config.source.ca_file.as_deref(),
+        config.source.danger_accept_invalid_certs,
+    )?;
+    let target_tls = crate::imap::tls::client_config(
+        config.target.server.ca_file.as_deref(),
+        config.target.server.danger_accept_invalid_certs,
+    )?;
+    let accounts = futures::stream::iter(config.accounts.iter())
+        .map(|account| {
+            let (source_tls, target_tls) = (source_tls.clone(), target_tls.clone());
+            let progress = progress.clone();
+            async move {
+                progress.account_started(&account.name);
+                let a = check_account(config, options, account, source_tls, target_tls).await;
+                let why = (!a.go).then(|| a.no_go.join("; "));
+                progress.account_finished(&account.name, why.as_deref());
+                a
+            }
+        })
+        .buffered(config.accounts_at_once.max(1))
+        .collect()
+        .await;
+    Ok(Preflight {
+        accounts,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+async fn check_account(
+    config: &Config,
+    options: &PreflightOptions,
+    account: &Account,
+    source_tls: Arc<rustls::ClientConfig>,
+    target_tls: Arc<rustls::ClientConfig>,
+) -> AccountPreflight {
+    let target = &config.target;
+    let mut out = AccountPreflight {
+        account: account.name.clone(),
+        target: account.target.clone(),
+        go: false,
+        no_go: Vec::new(),
+        warnings: Vec::new(),
+        renamed: Vec::new(),
+        folders: Vec::new(),
+        messages: 0,
+        bytes: 0,
+        quota_bytes: account.quota_bytes.unwrap_or(target.quota_bytes),
+        quota_from: if account.quota_bytes.is_some() {
+            format!("{} (this account)", account.origin)
+        } else {
+            "the batch's quota".to_string()
+        },
+        target_used_bytes: None,
+        too_large: Vec::new(),
+        source_ok: false,
+        target_ok: false,
+    };
+
+    // The target first: its separator names the folders.
+    let mut delimiter = match target.kind {
+        TargetKind::M365 => "/".to_string(),
+        TargetKind::Imap => ".".to_string(),
+    };
+    match check_target(config, options, account, target_tls).await {
+        Ok((d, quota)) => {
+            out.target_ok = true;
+            if let Some(d) = d {
+                delimiter = d;
+            }
+            if let Some((used, limit)) = quota {
+                out.quota_bytes = limit;
+                out.quota_from = "the target's QUOTA".to_string();
+                out.target_used_bytes = Some(used);
+            }
+        }
+        Err(e) => out.no_go.push(format!(
+            "target mailbox {}: {} (wrong credentials, no access for the app, or the \
+             mailbox does not exist)",
+            account.target,
+            error_chain(&e)
+        )),
+    }
+
+    match count_source(config, account, source_tls).await {
+        Ok((folders, too_large)) => {
+            out.source_ok = true;
+            out.too_large = too_large;
+            let rows: Vec<FolderRow> = folders
+                .iter()
+                .enumerate()
+                .map(|(i, (listed, _, _))| FolderRow {
+                    id: i as i64,
+                    wire_name: listed.wire_name.clone(),
+                    display_name: crate::imap::mutf7::display(&listed.wire_name),
+                    delimiter: listed.delimiter.clone(),
+                    attributes: listed.attributes.join(" "),
+                    uidvalidity: None,
+                    uidnext: None,
+                    highestmodseq: None,
+                    source_count: None,
+                    synced_uid: 0,
+                    deleted_at: None,
+                })
+                .collect();
+            let map = crate::upload::mapping::map_account(
+                &account.name,
+                &rows,
+                target.kind,
+                &delimiter,
+                None,
+                false,
+            );
+            let map = match map {
+                Ok(m) => m,
+                Err(e) => {
+                    out.no_go.push(format!("{e:#}"));
+                    Vec::new()
+                }
+            };
+            for (row, (_, messages, bytes)) in rows.iter().zip(&folders) {
+                let entry = map.iter().find(|e| e.source_folder_id == row.id);
+                let target_name = entry.and_then(|e| e.target.clone());
+                let same = |t: &str| {
+                    let src = row.delimiter.as_deref().unwrap_or("");
+                    let path = if src.is_empty() {
+                        row.display_name.clone()
+                    } else {
+                        row.display_name.replace(src, &delimiter)
+                    };
+                    t == path
+                };
+                if let Some(t) = &target_name
+                    && !same(t)
+                {
+                    out.renamed.push((
+                        row.display_name.clone(),
+                        t.clone(),
+                        entry.map(|e| e.why.clone()).unwrap_or_default(),
+                    ));
+                }
+                if *messages > FOLDER_ITEM_GUIDANCE {
+                    out.warnings.push(format!(
+                        "folder {:?} holds {messages} messages, over the {FOLDER_ITEM_GUIDANCE} \
+                         Microsoft advises per folder for Outlook to stay fast",
+                        row.display_name
+                    ));
+                }
+                out.messages += messages;
+                out.bytes += bytes;
+                out.folders.push(FolderCount {
+                    folder: row.display_name.clone(),
+                    messages: *messages,
+                    bytes: *bytes,
+                    target: target_name,
+                    why: entry.map(|e| e.why.clone()).unwrap_or_default(),
+                });
+            }
+        }
+        Err(e) => out
+            .no_go
+            .push(format!("source {}: {}", account.username, error_chain(&e))),
+    }
+
+    if !out.too_large.is_empty() {
+        let limit = target.max_message_bytes.unwrap_or(u64::MAX);
+        out.warnings.push(format!(
+            "{} messages are over the target's {} limit and will be skipped (kept in the store)",
+            out.too_large.len(),
+            crate::report::bytes(limit)
+        ));
+    }
+    let needed = out.bytes + out.target_used_bytes.unwrap_or(0);
+    if out.source_ok && needed > out.quota_bytes {
+        out.no_go.push(format!(
+            "the mailbox needs {} at the target, over its quota of {} ({}); raise the quota \
+             (an archive mailbox or a larger licence) or leave mail behind with a folder map",
+            crate::report::bytes(needed),
+            crate::report::bytes(out.quota_bytes),
+            out.quota_from
+        ));
+    }
+    out.go = out.no_go.is_empty();
+    out
+}
+
+/// Logs in to the target and reads its separator and quota; changes nothing.
+async fn check_target(
+    config: &Config,
+    options: &PreflightOptions,
+    account: &Account,
+    tls: Arc<rustls::ClientConfig>,
+) -> Result<(Option<String>, Option<(u64, u64)>)> {
+    let mut s = crate::upload::target_login(
+        &config.target.server,
+        options.tokens.as_deref(),
+        tls,
+        account,
+    )
+    .await?;
+    let delimiter = s.imap.delimiter().await?;
+    let quota = s.imap.storage_quota().await.unwrap_or(None);
+    s.imap.logout().await;
+    Ok((delimiter, quota))
+}
+
+type Counted = Vec<(crate::imap::ListedFolder, u64, u64)>;
+
+/// Every selectable folder with its message count and bytes, and the
+/// messages over the target's size limit.
+async fn count_source(
+    config: &Config,
+    account: &Account,
+    tls: Arc<rustls::ClientConfig>,
+) -> Result<(Counted, Vec<TooLarge>)> {
+    let mut s =
+        ImapSession::connect(&config.source, tls, &account.username, &account.password).await?;
+    let listed = s
+        .list(account.user_root.as_deref())
+        .await
+        .context("cannot list folders")?;
+    let limit = config.target.max_message_bytes;
+    let mut out = Vec::new();
+    let mut too_large = Vec::new();
+    for folder in listed.into_iter().filter(|f| f.is_selectable()) {
+        let selected = s.examine(&folder.wire_name, None).await?;
+        let mut sizes: Vec<(u32, u64)> = Vec::new();
+        if selected.status.messages != Some(0) {
+            s.uid_fetch("1:*", "UID RFC822.SIZE", None, |m| {
+                sizes.push((m.uid, m.size.map(u64::from).unwrap_or(0)));
+                Ok(())
+            })
+            .await?;
+        }
+        let name = crate::imap::mutf7::display(&folder.wire_name);
+        if let Some(limit) = limit {
+            let mut big: Vec<u32> = sizes
+                .iter()
+                .filter(|(_, size)| *size > limit)
+                .map(|(uid, _)| *uid)
+                .collect();
+            big.sort_unstable();
+            if !big.is_empty() {
+                let mut found = Vec::new();
+                s.uid_fetch(
+                    &crate::imap::uid_set(&big),
+                    "UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (DATE FROM SUBJECT MESSAGE-ID)]",
+                    None,
+                    |m| {
+                        let meta = BlobMeta::parse(m.header_fields.as_deref().unwrap_or(b""));
+                        found.push(TooLarge {
+                            folder: name.clone(),
+                            uid: m.uid,
+                            size: m.size.map(u64::from).unwrap_or(0),
+                            date: meta.date,
+                            from: meta.from,
+                            subject: meta.subject,
+                        });
+                        Ok(())
+                    },
+                )
+                .await?;
+                found.sort_by_key(|t| t.uid);
+                too_large.extend(found);
+            }
+        }
+        let bytes = sizes.iter().map(|(_, s)| s).sum();
+        out.push((folder, sizes.len() as u64, bytes));
+    }
+    s.logout().await;
+    Ok((out, too_large))
+}
