@@ -74,6 +74,10 @@ pub enum Command {
     Upload(UploadArgs),
     /// Mirror, then upload.
     Sync(SyncArgs),
+    /// The final pass after the MX records point to Microsoft 365: check
+    /// MX (optional), mirror, upload, read the target back, and record the
+    /// batch complete. Running it again is harmless.
+    Cutover(CutoverArgs),
     /// Print each account's folder map (source folder to target folder).
     Plan(PlanArgs),
     /// Read a Maildir tree, .eml files or mbox files into the store as an
@@ -299,6 +303,42 @@ pub struct SyncArgs {
     pub upload: UploadOnlyArgs,
 
     /// Print both summaries as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CutoverArgs {
+    #[command(flatten)]
+    pub accounts: AccountsArgs,
+
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    #[command(flatten)]
+    pub mirror: MirrorOnlyArgs,
+
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    #[command(flatten)]
+    pub upload: UploadOnlyArgs,
+
+    /// First look up each account domain's MX records and warn where they
+    /// do not point to Microsoft 365 yet (mail still arriving at the old
+    /// host after the cutover would be left behind).
+    #[arg(long)]
+    pub check_mx: bool,
+
+    /// The DNS server for --check-mx [default: the system's resolver].
+    #[arg(long, value_name = "IP:PORT", requires = "check_mx")]
+    pub resolver: Option<std::net::SocketAddr>,
+
+    /// Stop before copying anything when MX does not point to Microsoft 365.
+    #[arg(long, requires = "check_mx")]
+    pub require_mx: bool,
+
+    /// JSON on stdout, for scripts.
     #[arg(long)]
     pub json: bool,
 }

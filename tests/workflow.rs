@@ -401,3 +401,186 @@ fn preflight_says_go_or_no_go_per_account_and_why() {
         status.stdout
     );
 }
+
+/// `mailferry --store S cutover --json` for `accounts`, source and target
+/// both on `server`, with `extra` flags.
+fn cutover(server: &Dovecot, store: &Path, accounts: &Path, extra: &[&str]) -> Run {
+    let port = server.port.to_string();
+    let ca = server.ca_file.to_string_lossy().to_string();
+    let mut all: Vec<&str> = vec![
+        "--store",
+        store.to_str().unwrap(),
+        "cutover",
+        "--json",
+        "--accounts",
+        accounts.to_str().unwrap(),
+        "--host",
+        "localhost",
+        "--port",
+        &port,
+        "--ca-file",
+        &ca,
+        "--target-kind",
+        "imap",
+        "--target-host",
+        "localhost",
+        "--target-port",
+        &port,
+        "--target-ca-file",
+        &ca,
+    ];
+    all.extend_from_slice(extra);
+    mailferry(&all)
+}
+
+#[test]
+fn cutover_end_to_end_on_two_accounts() {
+    use support::dns::DnsServer;
+    let server = Dovecot::start();
+    let mut a = server.client("alice", "alice-pw");
+    a.create("Archive");
+    for i in 0..4 {
+        a.append(
+            "INBOX",
+            "\\Seen",
+            DATE,
+            &message(&format!("a{i}"), &format!("a{i}@x"), "a"),
+        );
+    }
+    a.append("Archive", "", DATE, &message("old", "old@x", "old"));
+    let mut b = server.client("bob", "bob-pw");
+    for i in 0..3 {
+        b.append(
+            "INBOX",
+            "",
+            DATE,
+            &message(&format!("b{i}"), &format!("b{i}@x"), "b"),
+        );
+    }
+    let store = tempfile::tempdir().unwrap();
+    let accounts = server.migration_csv(&[
+        ("alice", "alice-pw", "alice-365", "alice-365-pw"),
+        ("bob", "bob-pw", "bob-365", "bob-365-pw"),
+    ]);
+    // The initial copy.
+    let (run, _) = mirror(&server, store.path(), &accounts, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let (run, _) = upload(&server, store.path(), &accounts, &["--target-kind", "imap"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    // Mail keeps arriving at the old host until the MX records change.
+    a.append(
+        "INBOX",
+        "",
+        DATE,
+        &message("late", "late@x", "arrived before the switch"),
+    );
+    b.append("INBOX", "", DATE, &message("late b", "lateb@x", "also"));
+
+    // MX still at Rackspace: --require-mx stops before anything moves.
+    let rackspace = DnsServer::start(&[(
+        "example.com",
+        &[(10, "mx1.emailsrvr.com"), (20, "mx2.emailsrvr.com")],
+    )]);
+    let resolver = rackspace.addr().to_string();
+    let run = cutover(
+        &server,
+        store.path(),
+        &accounts,
+        &["--check-mx", "--resolver", &resolver, "--require-mx"],
+    );
+    assert_eq!(run.code, 1, "{}\n{}", run.stderr, run.stdout);
+    assert!(
+        run.stderr
+            .contains("MX records of example.com do not point to Microsoft 365")
+            && run.stderr.contains("10 mx1.emailsrvr.com"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        target_counts(&server, "alice-365", "alice-365-pw")["INBOX"],
+        4
+    );
+    let status = mailferry(&[
+        "--store",
+        store.path().to_str().unwrap(),
+        "status",
+        "--json",
+    ]);
+    assert!(status.json()["cutover"].is_null());
+
+    // MX switched: the final pass moves the late mail and records the batch.
+    let microsoft = DnsServer::start(&[(
+        "example.com",
+        &[(0, "example-com.mail.protection.outlook.com")],
+    )]);
+    let resolver = microsoft.addr().to_string();
+    let run = cutover(
+        &server,
+        store.path(),
+        &accounts,
+        &["--check-mx", "--resolver", &resolver],
+    );
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+    let c = run.json();
+    assert_eq!(c["complete"], true, "{c:#}");
+    assert_eq!(c["mx"][0]["points_to_microsoft"], true);
+    for (i, (name, stored)) in [("alice@example.com", 6), ("bob@example.com", 4)]
+        .iter()
+        .enumerate()
+    {
+        let acc = &c["accounts"][i];
+        assert_eq!(acc["account"], *name);
+        assert_eq!(acc["complete"], true, "{acc:#}");
+        assert_eq!(acc["totals"]["stored"], *stored, "{acc:#}");
+        assert_eq!(acc["totals"]["uploaded"], *stored, "{acc:#}");
+        assert_eq!(acc["totals"]["pending"], 0);
+    }
+    assert_eq!(
+        target_counts(&server, "alice-365", "alice-365-pw")["INBOX"],
+        5
+    );
+    assert_eq!(target_counts(&server, "bob-365", "bob-365-pw")["INBOX"], 4);
+    let status = mailferry(&[
+        "--store",
+        store.path().to_str().unwrap(),
+        "status",
+        "--json",
+    ]);
+    let snap = status.json();
+    assert_eq!(snap["cutover"]["complete"], true, "{snap:#}");
+    assert!(snap["last_runs"]["cutover"].is_i64());
+    let text = mailferry(&["--store", store.path().to_str().unwrap(), "status"]);
+    assert!(text.stdout.contains("cutover: COMPLETE"), "{}", text.stdout);
+
+    // Again: harmless, nothing appended twice.
+    let run = cutover(&server, store.path(), &accounts, &[]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+    assert_eq!(
+        target_counts(&server, "alice-365", "alice-365-pw")["INBOX"],
+        5
+    );
+    assert_eq!(target_counts(&server, "bob-365", "bob-365-pw")["INBOX"], 4);
+
+    // A message lost at the target after the cutover: the next cutover
+    // says so and is not complete; the one after puts it back.
+    let mut t = server.client("bob-365", "bob-365-pw");
+    let uid = t.messages("INBOX")[1].uid;
+    t.expunge_uid("INBOX", uid);
+    drop(t);
+    let run = cutover(&server, store.path(), &accounts, &[]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stderr, run.stdout);
+    let c = run.json();
+    assert_eq!(c["accounts"][0]["complete"], true);
+    assert_eq!(c["accounts"][1]["complete"], false, "{c:#}");
+    assert_eq!(c["accounts"][1]["missing_at_target"], 1);
+    let status = mailferry(&[
+        "--store",
+        store.path().to_str().unwrap(),
+        "status",
+        "--json",
+    ]);
+    assert_eq!(status.json()["cutover"]["complete"], false);
+    let run = cutover(&server, store.path(), &accounts, &[]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+    assert_eq!(target_counts(&server, "bob-365", "bob-365-pw")["INBOX"], 4);
+}

@@ -1,6 +1,7 @@
 //! One module per command. Each returns the process exit code; the
 //! helpers here turn the shared command-line groups into settings.
 
+pub mod cutover;
 pub mod export;
 pub mod import;
 pub mod mirror;
@@ -34,6 +35,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Mirror(args) => mirror::run(&cli, args),
         Command::Upload(args) => upload::run(&cli, args),
         Command::Sync(args) => sync::run(&cli, args),
+        Command::Cutover(args) => cutover::run(&cli, args),
         Command::Plan(args) => plan::run(&cli, args),
         Command::Status(args) => status::run(&cli, args),
         Command::Report(args) => report::run(&cli, args),

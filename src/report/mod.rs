@@ -525,3 +525,60 @@ pub fn preflight(p: &crate::preflight::Preflight) -> String {
     );
     out
 }
+
+/// `cutover`: the batch's verdict, per account.
+pub fn cutover(c: &crate::commands::cutover::Cutover) -> String {
+    let mut out = String::new();
+    for d in &c.mx {
+        let _ = writeln!(
+            out,
+            "MX {}: {}",
+            d.domain,
+            match (&d.error, d.points_to_microsoft) {
+                (Some(e), _) => format!("not checked ({e})"),
+                (None, true) => "points to Microsoft 365".to_string(),
+                (None, false) => "does NOT point to Microsoft 365 yet".to_string(),
+            }
+        );
+    }
+    for a in &c.accounts {
+        let t = &a.totals;
+        let _ = writeln!(
+            out,
+            "{}: {} — {} stored, {} uploaded, {} already there, {} skipped, {} failed, {} pending",
+            a.account,
+            if a.complete {
+                "complete"
+            } else {
+                "NOT complete"
+            },
+            t.stored,
+            t.uploaded,
+            t.already_present,
+            t.skipped,
+            t.failed,
+            t.pending
+        );
+        for why in &a.open {
+            let _ = writeln!(out, "  open: {why}");
+        }
+    }
+    let done = c.accounts.iter().filter(|a| a.complete).count();
+    let _ = writeln!(
+        out,
+        "\ncutover {} at {}: {done} of {} accounts complete{}",
+        if c.complete {
+            "COMPLETE"
+        } else {
+            "NOT complete"
+        },
+        when(Some(c.finished_at)),
+        c.accounts.len(),
+        if c.complete {
+            ""
+        } else {
+            "; fix what is open and run cutover again (it is safe to repeat)"
+        }
+    );
+    out
+}
