@@ -302,9 +302,27 @@ pub struct SyncArgs {
     #[command(flatten)]
     pub upload: UploadOnlyArgs,
 
-    /// Print both summaries as JSON on stdout.
+    /// Keep running: start a new sync this long after the last one started
+    /// (e.g. 24h, 6h, 30m), until stopped. The store is free between runs.
+    #[arg(long, value_name = "INTERVAL", value_parser = parse_interval)]
+    pub every: Option<std::time::Duration>,
+
+    /// With --every: stop after this many runs.
+    #[arg(long, value_name = "N", requires = "every")]
+    pub runs: Option<u64>,
+
+    /// Print both summaries as JSON on stdout (one document per run).
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    let d =
+        humantime::parse_duration(text).map_err(|e| format!("{e} (say e.g. 24h, 6h or 30m)"))?;
+    if d.is_zero() {
+        return Err("the interval must be more than zero".into());
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Args)]

@@ -325,6 +325,54 @@ fn sync_runs_mirror_then_upload() {
 }
 
 #[test]
+fn sync_every_repeats_and_frees_the_store_between_runs() {
+    use std::io::BufRead as _;
+    let server = Dovecot::start();
+    seed(&server);
+    let store = tempfile::tempdir().unwrap();
+    let accounts = server.migration_csv(&[("alice", "alice-pw", "alice-365", "alice-365-pw")]);
+    let port = server.port.to_string();
+    let ca = server.ca_file.to_str().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"))
+        .env_remove("MAILFERRY_STORE")
+        .args(["--store", store.path().to_str().unwrap(), "sync", "--json"])
+        .args(["--every", "6s", "--runs", "2", "--accounts"])
+        .arg(&accounts)
+        .args(["--host", "localhost", "--port", &port, "--ca-file", ca])
+        .args(["--target-kind", "imap", "--target-host", "localhost"])
+        .args(["--target-port", &port, "--target-ca-file", ca])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(first["upload"]["totals"]["appended"], 7);
+    // Between runs the store is free: another command can take it.
+    let (run, _) = upload(&server, store.path(), &accounts, &["--target-kind", "imap"]);
+    assert_eq!(
+        run.code, 0,
+        "the store stayed locked between runs: {}",
+        run.stderr
+    );
+    server.client("alice", "alice-pw").append(
+        "INBOX",
+        "",
+        DATE_1,
+        &message("between", "between@x", "arrived between two syncs"),
+    );
+    let second: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(second["mirror"]["totals"]["bodies_fetched"], 1, "{second}");
+    assert_eq!(second["upload"]["totals"]["appended"], 1, "{second}");
+    assert!(lines.next().is_none(), "--runs 2 stops after two runs");
+    assert!(child.wait().unwrap().success());
+    assert_eq!(
+        mailbox(&server, "alice", "alice-pw"),
+        mailbox(&server, "alice-365", "alice-365-pw")
+    );
+}
+
+#[test]
 fn an_appendlimit_the_server_announces_is_obeyed_without_trying() {
     let server = Dovecot::start_with(DovecotConfig {
         capabilities: Some("+APPENDLIMIT=100000".into()),

@@ -1,4 +1,7 @@
-//! `mailferry sync`: mirror, then upload, from one accounts file.
+//! `mailferry sync`: mirror, then upload, from one accounts file; with
+//! `--every`, again and again for the incremental syncs before cutover.
+
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
@@ -11,13 +14,39 @@ pub fn run(cli: &Cli, args: &SyncArgs) -> Result<i32> {
     let mut config = load_accounts(&args.accounts)?;
     apply_source(&mut config, &args.source);
     apply_target(&mut config, &args.target)?;
-    let store = open_store(cli, &config)?;
-    let mirrored = super::mirror::mirror_with(cli, &config, &args.mirror, store.clone())?;
+    let Some(every) = args.every else {
+        return once(cli, args, &config);
+    };
+    let mut done = 0u64;
+    loop {
+        let started = Instant::now();
+        let code = once(cli, args, &config)?;
+        done += 1;
+        if args.runs.is_some_and(|n| done >= n) {
+            return Ok(code);
+        }
+        let next = every.saturating_sub(started.elapsed());
+        if !args.json {
+            println!(
+                "\nnext sync in {} (at {}); Ctrl-C stops (the store is safe at any moment)\n",
+                humantime::format_duration(Duration::from_secs(next.as_secs())),
+                (chrono::Utc::now() + next).format("%Y-%m-%d %H:%M UTC")
+            );
+        }
+        std::thread::sleep(next);
+    }
+}
+
+/// One mirror and upload. The store is opened for this run only, so other
+/// commands can use it between runs.
+fn once(cli: &Cli, args: &SyncArgs, config: &crate::config::Config) -> Result<i32> {
+    let store = open_store(cli, config)?;
+    let mirrored = super::mirror::mirror_with(cli, config, &args.mirror, store.clone())?;
     // An account whose mirror failed still uploads what the store holds.
-    let uploaded = super::upload::upload_with(cli, &config, &args.upload, store)?;
+    let uploaded = super::upload::upload_with(cli, config, &args.upload, store)?;
     if args.json {
         let both = serde_json::json!({ "mirror": mirrored, "upload": uploaded });
-        println!("{}", serde_json::to_string_pretty(&both)?);
+        println!("{}", serde_json::to_string(&both)?);
     } else {
         print!("{}", crate::report::mirror_summary(&mirrored));
         println!();
