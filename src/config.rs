@@ -651,6 +651,26 @@ mod tests {
     }
 
     #[test]
+    fn sizes_are_binary_and_a_bad_quota_names_its_line() {
+        assert_eq!(parse_size("50GB").unwrap(), 50 << 30);
+        assert_eq!(parse_size("1.5 GiB").unwrap(), 3 << 29);
+        assert_eq!(parse_size("200 mb").unwrap(), 200 << 20);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("5 PB").is_err());
+        let text = b"EmailAddress,UserName,Password,Quota\na@x.com,a,pw,100GB\nb@x.com,b,pw,\n\
+                     c@x.com,c,pw,huge\n";
+        let err = parse_csv(text, "batch.csv").unwrap_err().to_string();
+        assert!(
+            err.contains("batch.csv line 4") && err.contains("huge"),
+            "{err}"
+        );
+        let ok = parse_csv(&text[..text.len() - 18], "batch.csv").unwrap();
+        assert_eq!(ok[0].quota_bytes, Some(100 << 30));
+        assert_eq!(ok[1].quota_bytes, None);
+    }
+
+    #[test]
     fn a_bad_row_names_the_file_and_line() {
         let text = b"EmailAddress,UserName,Password\na@x.com,a,pw\n,b,pw\n";
         let err = parse_csv(text, "batch.csv").unwrap_err().to_string();

@@ -584,3 +584,77 @@ fn cutover_end_to_end_on_two_accounts() {
     assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
     assert_eq!(target_counts(&server, "bob-365", "bob-365-pw")["INBOX"], 4);
 }
+
+#[test]
+fn preflight_takes_the_quota_the_target_announces() {
+    let server = Dovecot::start_with(DovecotConfig {
+        quota_storage: Some("200k".into()),
+        ..DovecotConfig::default()
+    });
+    // The same server is the source: its mail is written past the quota.
+    let mail: Vec<(String, Vec<u8>)> = (0..3)
+        .map(|i| {
+            let body = "z".repeat(100_000);
+            (
+                format!("{i}.host"),
+                message(&format!("m{i}"), &format!("m{i}@x"), &body),
+            )
+        })
+        .collect();
+    server.write_maildir_messages("alice", "INBOX", &mail);
+    // Some of the target's quota is already used.
+    let mut t = server.client("bob-365", "bob-365-pw");
+    t.append(
+        "INBOX",
+        "",
+        DATE,
+        &message("there", "there@x", &"q".repeat(150_000)),
+    );
+    drop(t);
+    let store = tempfile::tempdir().unwrap();
+    let accounts = server.migration_csv(&[
+        ("alice", "alice-pw", "alice-365", "alice-365-pw"),
+        ("bob", "bob-pw", "bob-365", "bob-365-pw"),
+    ]);
+    let port = server.port.to_string();
+    let ca = server.ca_file.to_string_lossy().to_string();
+    let run = mailferry(&[
+        "--store",
+        store.path().to_str().unwrap(),
+        "preflight",
+        "--json",
+        "--accounts",
+        accounts.to_str().unwrap(),
+        "--host",
+        "localhost",
+        "--port",
+        &port,
+        "--ca-file",
+        &ca,
+        "--target-kind",
+        "imap",
+        "--target-host",
+        "localhost",
+        "--target-port",
+        &port,
+        "--target-ca-file",
+        &ca,
+    ]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stderr, run.stdout);
+    let p = run.json();
+    let alice = &p["accounts"][0];
+    assert_eq!(alice["quota_bytes"], 200 * 1024, "{alice:#}");
+    assert_eq!(alice["quota_from"], "the target's QUOTA");
+    assert_eq!(
+        alice["go"], false,
+        "300 KB of mail into a 200 KiB quota: {alice:#}"
+    );
+    // bob has no mail of his own, but the target is already most of the way full.
+    let bob = &p["accounts"][1];
+    assert_eq!(bob["messages"], 0);
+    assert!(
+        bob["target_used_bytes"].as_u64().unwrap() >= 150_000,
+        "{bob:#}"
+    );
+    assert_eq!(bob["go"], true, "{bob:#}");
+}

@@ -76,6 +76,9 @@ pub struct DovecotConfig {
     /// Accept XOAUTH2 tokens, checked at this introspection URL; a token
     /// is good for every mailbox of the domain it names.
     pub oauth_introspection: Option<String>,
+    /// Give every mailbox a storage quota (Dovecot's "100k", "10M"), and
+    /// offer QUOTA.
+    pub quota_storage: Option<String>,
 }
 
 impl Default for DovecotConfig {
@@ -91,6 +94,7 @@ impl Default for DovecotConfig {
             capabilities: None,
             cert_names: vec!["localhost".into(), "127.0.0.1".into()],
             oauth_introspection: None,
+            quota_storage: None,
         }
     }
 }
@@ -206,6 +210,16 @@ impl Dovecot {
             .as_ref()
             .map(|c| format!("  imap_capability = {c}\n"))
             .unwrap_or_default();
+        let (quota_plugin, imap_quota_plugin, quota_settings) = match &config.quota_storage {
+            Some(limit) => (
+                " quota",
+                " imap_quota",
+                format!(
+                    "plugin {{\n  quota = maildir:User quota\n  quota_rule = *:storage={limit}\n}}\n"
+                ),
+            ),
+            None => ("", "", String::new()),
+        };
         let conf = format!(
             r#"base_dir = {d}/run
 state_dir = {d}/state
@@ -222,8 +236,8 @@ first_valid_uid = 0
 default_internal_user = {internal}
 default_login_user = {login}
 mail_location = maildir:{d}/mail/%u
-mail_plugins = $mail_plugins
-namespace inbox {{
+mail_plugins = $mail_plugins{quota_plugin}
+{quota_settings}namespace inbox {{
   inbox = yes
   separator = {sep}
 }}
@@ -245,7 +259,7 @@ service imap-login {{
   }}
 }}
 protocol imap {{
-  mail_plugins = $mail_plugins imap_zlib
+  mail_plugins = $mail_plugins imap_zlib{imap_quota_plugin}
   mail_max_userip_connections = 50
   imap_id_log = *
 {caps}}}
