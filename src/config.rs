@@ -227,6 +227,20 @@ pub fn parse_size(text: &str) -> Result<u64> {
     Ok((value * (1u64 << shift) as f64).round() as u64)
 }
 
+impl Config {
+    /// Puts per-account results back in the accounts file's order (they
+    /// finish in any order when accounts run in parallel).
+    pub fn sort_in_file_order<T>(&self, items: &mut [T], name: impl Fn(&T) -> &str) {
+        let order: HashMap<&str, usize> = self
+            .accounts
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.name.as_str(), i))
+            .collect();
+        items.sort_by_key(|x| order.get(name(x)).copied().unwrap_or(usize::MAX));
+    }
+}
+
 /// Reads an accounts file: TOML when it ends in `.toml`, else the M365 CSV.
 pub fn load(path: &Path) -> Result<Config> {
     let is_toml = path

@@ -290,30 +290,17 @@ fn sync_runs_mirror_then_upload() {
     seed(&server);
     let store = tempfile::tempdir().unwrap();
     let accounts = server.migration_csv(&[("alice", "alice-pw", "alice-365", "alice-365-pw")]);
-    let port = server.port.to_string();
-    let ca = server.ca_file.to_str().unwrap();
-    let run = mailferry(&[
-        "--store",
-        store.path().to_str().unwrap(),
-        "sync",
-        "--json",
-        "--accounts",
-        accounts.to_str().unwrap(),
-        "--host",
-        "localhost",
-        "--port",
-        &port,
-        "--ca-file",
-        ca,
-        "--target-kind",
-        "imap",
-        "--target-host",
-        "localhost",
-        "--target-port",
-        &port,
-        "--target-ca-file",
-        ca,
-    ]);
+    let run = mailferry_with(
+        &[
+            "--store",
+            store.path().to_str().unwrap(),
+            "sync",
+            "--json",
+            "--accounts",
+            accounts.to_str().unwrap(),
+        ],
+        &[source_flags(&server), target_flags(&server)],
+    );
     assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
     let both = run.json();
     assert_eq!(both["mirror"]["totals"]["bodies_fetched"], 7);
@@ -331,16 +318,13 @@ fn sync_every_repeats_and_frees_the_store_between_runs() {
     seed(&server);
     let store = tempfile::tempdir().unwrap();
     let accounts = server.migration_csv(&[("alice", "alice-pw", "alice-365", "alice-365-pw")]);
-    let port = server.port.to_string();
-    let ca = server.ca_file.to_str().unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"))
         .env_remove("MAILFERRY_STORE")
         .args(["--store", store.path().to_str().unwrap(), "sync", "--json"])
         .args(["--every", "6s", "--runs", "2", "--accounts"])
         .arg(&accounts)
-        .args(["--host", "localhost", "--port", &port, "--ca-file", ca])
-        .args(["--target-kind", "imap", "--target-host", "localhost"])
-        .args(["--target-port", &port, "--target-ca-file", ca])
+        .args(source_flags(&server))
+        .args(target_flags(&server))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()

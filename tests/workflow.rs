@@ -14,23 +14,10 @@ const DATE: &str = "03-Mar-2025 10:00:00 +0100";
 /// `mailferry --store STORE <args…> --accounts A` with the target settings
 /// pointing at `server`.
 fn with_target(server: &Dovecot, store: &Path, accounts: &Path, args: &[&str]) -> Run {
-    let port = server.port.to_string();
-    let ca = server.ca_file.to_string_lossy().to_string();
     let mut all: Vec<&str> = vec!["--store", store.to_str().unwrap()];
     all.extend_from_slice(args);
-    all.extend_from_slice(&[
-        "--accounts",
-        accounts.to_str().unwrap(),
-        "--target-kind",
-        "imap",
-        "--target-host",
-        "localhost",
-        "--target-port",
-        &port,
-        "--target-ca-file",
-        &ca,
-    ]);
-    mailferry(&all)
+    all.extend_from_slice(&["--accounts", accounts.to_str().unwrap()]);
+    mailferry_with(&all, &[target_flags(server)])
 }
 
 /// Messages per folder at the target, as an independent client counts them.
@@ -286,41 +273,22 @@ fn preflight_says_go_or_no_go_per_account_and_why() {
     )
     .unwrap();
     let store = dir.path().join("store");
-    let port = server.port.to_string();
-    let ca = server.ca_file.to_string_lossy().to_string();
-    let args = |json: bool| {
-        let mut v = vec![
+    let mut target = target_flags(&server);
+    target[1] = "m365".into();
+    target.extend(["--target-auth", "login", "--max-message-mib", "1"].map(String::from));
+    let preflight = |extra: &[&str]| {
+        let mut args = vec![
             "--store",
             store.to_str().unwrap(),
             "preflight",
             "--accounts",
             csv.to_str().unwrap(),
-            "--host",
-            "localhost",
-            "--port",
-            &port,
-            "--ca-file",
-            &ca,
-            "--target-kind",
-            "m365",
-            "--target-auth",
-            "login",
-            "--target-host",
-            "localhost",
-            "--target-port",
-            &port,
-            "--target-ca-file",
-            &ca,
-            "--max-message-mib",
-            "1",
         ];
-        if json {
-            v.push("--json");
-        }
-        v.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+        args.extend_from_slice(extra);
+        mailferry_with(&args, &[source_flags(&server), target.clone()])
     };
     let before = target_counts(&server, "alice-365", "alice-365-pw");
-    let run = mailferry(&args(true).iter().map(String::as_str).collect::<Vec<_>>());
+    let run = preflight(&["--json"]);
     assert_eq!(run.code, 1, "{}\n{}", run.stderr, run.stdout);
     let p = run.json();
     let account = |name: &str| {
@@ -380,7 +348,7 @@ fn preflight_says_go_or_no_go_per_account_and_why() {
     );
 
     // The text form says the same, and nothing changed at the target.
-    let text = mailferry(&args(false).iter().map(String::as_str).collect::<Vec<_>>());
+    let text = preflight(&[]);
     assert_eq!(text.code, 1);
     assert!(
         text.stdout.contains("alice@example.com -> alice-365: GO"),
@@ -405,8 +373,6 @@ fn preflight_says_go_or_no_go_per_account_and_why() {
 /// `mailferry --store S cutover --json` for `accounts`, source and target
 /// both on `server`, with `extra` flags.
 fn cutover(server: &Dovecot, store: &Path, accounts: &Path, extra: &[&str]) -> Run {
-    let port = server.port.to_string();
-    let ca = server.ca_file.to_string_lossy().to_string();
     let mut all: Vec<&str> = vec![
         "--store",
         store.to_str().unwrap(),
@@ -414,23 +380,9 @@ fn cutover(server: &Dovecot, store: &Path, accounts: &Path, extra: &[&str]) -> R
         "--json",
         "--accounts",
         accounts.to_str().unwrap(),
-        "--host",
-        "localhost",
-        "--port",
-        &port,
-        "--ca-file",
-        &ca,
-        "--target-kind",
-        "imap",
-        "--target-host",
-        "localhost",
-        "--target-port",
-        &port,
-        "--target-ca-file",
-        &ca,
     ];
     all.extend_from_slice(extra);
-    mailferry(&all)
+    mailferry_with(&all, &[source_flags(server), target_flags(server)])
 }
 
 #[test]
@@ -616,30 +568,17 @@ fn preflight_takes_the_quota_the_target_announces() {
         ("alice", "alice-pw", "alice-365", "alice-365-pw"),
         ("bob", "bob-pw", "bob-365", "bob-365-pw"),
     ]);
-    let port = server.port.to_string();
-    let ca = server.ca_file.to_string_lossy().to_string();
-    let run = mailferry(&[
-        "--store",
-        store.path().to_str().unwrap(),
-        "preflight",
-        "--json",
-        "--accounts",
-        accounts.to_str().unwrap(),
-        "--host",
-        "localhost",
-        "--port",
-        &port,
-        "--ca-file",
-        &ca,
-        "--target-kind",
-        "imap",
-        "--target-host",
-        "localhost",
-        "--target-port",
-        &port,
-        "--target-ca-file",
-        &ca,
-    ]);
+    let run = mailferry_with(
+        &[
+            "--store",
+            store.path().to_str().unwrap(),
+            "preflight",
+            "--json",
+            "--accounts",
+            accounts.to_str().unwrap(),
+        ],
+        &[source_flags(&server), target_flags(&server)],
+    );
     assert_eq!(run.code, 1, "{}\n{}", run.stderr, run.stdout);
     let p = run.json();
     let alice = &p["accounts"][0];

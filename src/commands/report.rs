@@ -8,20 +8,13 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::cli::{Cli, ReportArgs};
 use crate::commands::EXIT_OK;
-use crate::report::Snapshot;
-use crate::store::Index;
 
 pub fn run(cli: &Cli, args: &ReportArgs) -> Result<i32> {
-    let root = cli
-        .store
-        .clone()
-        .unwrap_or_else(|| "mailferry-store".into());
-    let index = Index::open_read_only(&root.join("index.sqlite"))?;
-    let snap = Snapshot::gather(&root, &index, args.account.as_deref())?;
+    let snap = super::status::snapshot(cli, args.account.as_deref())?;
     if let Some(account) = &args.account
         && snap.accounts.is_empty()
     {
-        bail!("the store at {} has no account {account}", root.display());
+        bail!("the store at {} has no account {account}", snap.store);
     }
     let page = crate::report::html::render(&snap);
     write_atomically(&args.html, page.as_bytes())?;

@@ -10,13 +10,18 @@ use crate::commands::EXIT_OK;
 use crate::report::Snapshot;
 use crate::store::Index;
 
-pub fn run(cli: &Cli, args: &StatusArgs) -> Result<i32> {
+/// What the store says, read without taking its lock (a run may be going on).
+pub fn snapshot(cli: &Cli, account: Option<&str>) -> Result<Snapshot> {
     let root = cli
         .store
         .clone()
         .unwrap_or_else(|| "mailferry-store".into());
     let index = Index::open_read_only(&root.join("index.sqlite"))?;
-    let snap = Snapshot::gather(&root, &index, args.account.as_deref())?;
+    Snapshot::gather(&root, &index, account)
+}
+
+pub fn run(cli: &Cli, args: &StatusArgs) -> Result<i32> {
+    let snap = snapshot(cli, args.account.as_deref())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&snap)?);
     } else if args.summary {

@@ -168,15 +168,8 @@ pub async fn mirror(
         .buffer_unordered(options.accounts_at_once.max(1))
         .collect()
         .await;
-    // Keep the accounts file's order in the summary.
-    let order: HashMap<&str, usize> = config
-        .accounts
-        .iter()
-        .enumerate()
-        .map(|(i, a)| (a.name.as_str(), i))
-        .collect();
     let mut accounts = outcomes;
-    accounts.sort_by_key(|o| order.get(o.account.as_str()).copied().unwrap_or(usize::MAX));
+    config.sort_in_file_order(&mut accounts, |o| &o.account);
     let mut totals = MirrorCounts::default();
     for a in &accounts {
         totals.add(&a.counts);

@@ -91,6 +91,23 @@ pub fn mirror_summary(s: &MirrorSummary) -> String {
     out
 }
 
+/// "date | from | subject | size" of a message named in a list.
+fn message_line(
+    date: &Option<String>,
+    from: &Option<String>,
+    subject: &Option<String>,
+    size: u64,
+) -> String {
+    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    format!(
+        "{} | {} | {} | {}",
+        or_dash(date),
+        or_dash(from),
+        or_dash(subject),
+        bytes(size)
+    )
+}
+
 /// A count the source never reported: "-".
 fn maybe(n: Option<u32>) -> String {
     n.map(|n| n.to_string()).unwrap_or_else(|| "-".into())
@@ -368,14 +385,11 @@ pub fn target_table(
         for n in not_uploaded {
             let _ = writeln!(
                 out,
-                "  {} {}/{}: {} | {} | {} | {}: {}",
+                "  {} {}/{}: {}: {}",
                 n.state,
                 n.target,
                 n.folder,
-                n.date.as_deref().unwrap_or("-"),
-                n.from.as_deref().unwrap_or("-"),
-                n.subject.as_deref().unwrap_or("-"),
-                bytes(n.size),
+                message_line(&n.date, &n.from, &n.subject, n.size),
                 n.reason
             );
         }
@@ -429,11 +443,8 @@ pub fn target_check(c: &crate::upload::check::TargetCheck) -> String {
             for m in &f.missing {
                 let _ = writeln!(
                     out,
-                    "    missing: {} | {} | {} | {}",
-                    m.date.as_deref().unwrap_or("-"),
-                    m.from.as_deref().unwrap_or("-"),
-                    m.subject.as_deref().unwrap_or("-"),
-                    bytes(m.size)
+                    "    missing: {}",
+                    message_line(&m.date, &m.from, &m.subject, m.size)
                 );
             }
         }
@@ -494,12 +505,9 @@ pub fn preflight(p: &crate::preflight::Preflight) -> String {
         for t in &a.too_large {
             let _ = writeln!(
                 out,
-                "    too large: {} | {} | {} | {} | {}",
+                "    too large: {} | {}",
                 t.folder,
-                t.date.as_deref().unwrap_or("-"),
-                t.from.as_deref().unwrap_or("-"),
-                t.subject.as_deref().unwrap_or("-"),
-                bytes(t.size)
+                message_line(&t.date, &t.from, &t.subject, t.size)
             );
         }
         for (from, to, why) in &a.renamed {

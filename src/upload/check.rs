@@ -135,13 +135,7 @@ pub async fn check_targets(
         .buffer_unordered(options.accounts_at_once.max(1))
         .collect()
         .await;
-    let order: HashMap<&str, usize> = config
-        .accounts
-        .iter()
-        .enumerate()
-        .map(|(i, a)| (a.name.as_str(), i))
-        .collect();
-    accounts.sort_by_key(|a| order.get(a.account.as_str()).copied().unwrap_or(usize::MAX));
+    config.sort_in_file_order(&mut accounts, |a| &a.account);
     Ok(TargetCheck {
         accounts,
         seconds: started.elapsed().as_secs_f64(),

@@ -754,6 +754,42 @@ pub fn mailferry(args: &[&str]) -> Run {
     )
 }
 
+/// `--host … --port … --ca-file …`: `server` as the source.
+pub fn source_flags(server: &Dovecot) -> Vec<String> {
+    let port = server.port.to_string();
+    let ca = server.ca_file.to_string_lossy().to_string();
+    ["--host", "localhost", "--port", &port, "--ca-file", &ca]
+        .map(String::from)
+        .to_vec()
+}
+
+/// `server` as a plain IMAP target (password logins).
+pub fn target_flags(server: &Dovecot) -> Vec<String> {
+    let port = server.port.to_string();
+    let ca = server.ca_file.to_string_lossy().to_string();
+    [
+        "--target-kind",
+        "imap",
+        "--target-host",
+        "localhost",
+        "--target-port",
+        &port,
+        "--target-ca-file",
+        &ca,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Runs mailferry with `args` followed by `more` (owned flags).
+pub fn mailferry_with(args: &[&str], more: &[Vec<String>]) -> Run {
+    let mut all: Vec<&str> = args.to_vec();
+    for m in more {
+        all.extend(m.iter().map(String::as_str));
+    }
+    mailferry(&all)
+}
+
 /// The `mailferry mirror --json` command line against `port`, to spawn.
 pub fn mirror_command(
     server: &Dovecot,
