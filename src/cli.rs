@@ -7,33 +7,34 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{AuthMethod, Compression, TargetKind};
 
 const EXAMPLES: &str = "\
-Examples:
-  # Copy every mailbox listed in a Microsoft 365 migration CSV into ./store
+Examples (the four phases of a batch):
+  # 1. Prepare: log in everywhere, count, and say go or no-go per account
+  mailferry --store ./store preflight --accounts mailferry.toml
+
+  # 2. Initial copy: every mailbox into the store, then into Microsoft 365
   mailferry --store ./store mirror --accounts batch.csv
-
-  # The same with source settings, passwords from files or the environment
-  mailferry mirror --accounts mailferry.toml
-
-  # Run it again at any time: only what changed at the source is fetched
-  mailferry --store ./store mirror --accounts batch.csv
-
-  # Where each folder will go in Microsoft 365, then upload (app-only OAuth)
   mailferry --store ./store plan --accounts batch.csv
   mailferry --store ./store upload --accounts batch.csv --tenant contoso.onmicrosoft.com \\
       --client-id 00000000-0000-0000-0000-000000000000 --client-secret-env MAILFERRY_SECRET
 
-  # Both stages, as often as you like until cutover
-  mailferry sync --accounts mailferry.toml
+  # 3. Incremental syncs until cutover: only what changed moves
+  mailferry sync --accounts mailferry.toml --every 24h
 
-  # What is in the store, per account and folder
+  # 4. After the MX records point to Microsoft 365: the final pass
+  mailferry cutover --accounts mailferry.toml --check-mx
+
+  # Where the batch stands: per folder, one line per account, JSON, HTML
   mailferry --store ./store status
+  mailferry --store ./store status --summary
   mailferry --store ./store status --json
-
-  # The same as one HTML page to hand to the customer
   mailferry --store ./store report --html batch-report.html
 
-Exit codes: 0 all accounts complete, 1 some account or folder incomplete,
-2 the command could not run (bad input, store in use, ...).";
+  # Prove nothing was lost: the store, then the target read back
+  mailferry --store ./store verify
+  mailferry verify --target --accounts mailferry.toml
+
+Exit codes: 0 all accounts complete (or GO), 1 some account or folder
+incomplete (or NO-GO), 2 the command could not run (bad input, store in use, ...).";
 
 #[derive(Debug, Parser)]
 #[command(
