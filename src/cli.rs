@@ -410,6 +410,15 @@ pub struct PreflightArgs {
     #[arg(long, value_name = "SIZE")]
     pub quota: Option<String>,
 
+    /// The folder map the upload will use (see `plan --write-map`); folders
+    /// it leaves out do not count against the quota.
+    #[arg(long, value_name = "CSV")]
+    pub map: Option<PathBuf>,
+
+    /// Several source folders may go to one target folder.
+    #[arg(long)]
+    pub merge_folders: bool,
+
     /// JSON on stdout, for scripts.
     #[arg(long)]
     pub json: bool,
@@ -505,8 +514,9 @@ pub struct ImportArgs {
     /// A Maildir tree, a directory of .eml files, or of mbox files.
     pub dir: PathBuf,
 
-    /// The account name in the store (use the target address to upload it)
-    /// [default: import:<directory name>].
+    /// The account name in the store [default: import:<directory name>].
+    /// Not the name of a mirrored account; to upload the import into a
+    /// mailbox, give that mailbox as the account's TargetAddress.
     #[arg(long, value_name = "NAME")]
     pub account: Option<String>,
 }

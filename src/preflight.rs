@@ -85,6 +85,9 @@ impl Preflight {
 
 pub struct PreflightOptions {
     pub tokens: Option<Arc<TokenProvider>>,
+    /// The folder map and merge setting the upload will use.
+    pub map_file: Option<crate::upload::MapFile>,
+    pub merge_folders: bool,
 }
 
 pub async fn preflight(
@@ -108,8 +111,8 @@ pub async fn preflight(
             async move {
                 progress.account_started(&account.name);
                 let a = check_account(config, options, account, source_tls, target_tls).await;
-                let why = (!a.go).then(|| a.no_go.join("; "));
-                progress.account_finished(&account.name, why.as_deref());
+                // A NO-GO is an answer, not a failure: the summary says why.
+                progress.account_finished(&account.name, None);
                 a
             }
         })
@@ -142,7 +145,7 @@ async fn check_account(
         bytes: 0,
         quota_bytes: account.quota_bytes.unwrap_or(target.quota_bytes),
         quota_from: if account.quota_bytes.is_some() {
-            format!("{} (this account)", account.origin)
+            format!("this account's quota, {}", account.origin)
         } else {
             "the batch's quota".to_string()
         },
@@ -169,10 +172,9 @@ async fn check_account(
                 out.target_used_bytes = Some(used);
             }
         }
+        // The error names the mailbox already.
         Err(e) => out.no_go.push(format!(
-            "target mailbox {}: {} (wrong credentials, no access for the app, or the \
-             mailbox does not exist)",
-            account.target,
+            "{} (wrong credentials, no access for the app, or the mailbox does not exist)",
             error_chain(&e)
         )),
     }
@@ -203,8 +205,8 @@ async fn check_account(
                 &rows,
                 target.kind,
                 &delimiter,
-                None,
-                false,
+                options.map_file.as_ref(),
+                options.merge_folders,
             );
             let map = match map {
                 Ok(m) => m,
@@ -259,13 +261,23 @@ async fn check_account(
 
     if !out.too_large.is_empty() {
         let limit = target.max_message_bytes.unwrap_or(u64::MAX);
+        let n = out.too_large.len();
         out.warnings.push(format!(
-            "{} messages are over the target's {} limit and will be skipped (kept in the store)",
-            out.too_large.len(),
+            "{n} {} over the target's {} limit and will be skipped (kept in the store)",
+            if n == 1 { "message is" } else { "messages are" },
             crate::report::bytes(limit)
         ));
     }
-    let needed = out.bytes + out.target_used_bytes.unwrap_or(0);
+    out.folders.sort_by(|a, b| a.folder.cmp(&b.folder));
+    out.renamed.sort();
+    // Folders the map leaves behind do not count against the quota.
+    let moving: u64 = out
+        .folders
+        .iter()
+        .filter(|f| f.target.is_some())
+        .map(|f| f.bytes)
+        .sum();
+    let needed = moving + out.target_used_bytes.unwrap_or(0);
     if out.source_ok && needed > out.quota_bytes {
         out.no_go.push(format!(
             "the mailbox needs {} at the target, over its quota of {} ({}); raise the quota \

@@ -179,3 +179,41 @@ fn export_then_import_gives_back_every_message_byte_for_byte() {
         assert!(folders.contains("Work/2024"), "{format}: {folders:?}");
     }
 }
+
+#[test]
+fn an_import_never_mixes_with_a_mirrored_account() {
+    let (server, store, _bodies) = seeded_store();
+    let out = tempfile::tempdir().unwrap();
+    let s = store.path().to_str().unwrap();
+    let o = out.path().to_str().unwrap();
+    let run = mailferry(&["--store", s, "export", "--format", "eml", o]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let before = stored_messages(store.path());
+    // Into the name a mirror fills: refused, the store untouched.
+    let dir = out.path().join("alice@example.com");
+    let d = dir.to_str().unwrap();
+    let run = mailferry(&["--store", s, "import", d, "--account", "alice@example.com"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("already holds alice@example.com as an account mirrored from"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(stored_messages(store.path()).len(), before.len());
+    // Under its own name it goes in; a mirror of that name is then refused.
+    let run = mailferry(&["--store", s, "import", d, "--account", "bob@example.com"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let accounts = server.accounts_csv(&[("bob", "bob-pw")]);
+    let (run, summary) = mirror(&server, store.path(), &accounts, &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        summary.to_string().contains("as mail imported from files"),
+        "{summary}"
+    );
+    let after = stored_messages(store.path());
+    assert!(
+        after.iter().all(|m| !m.expunged),
+        "nothing taken for expunged"
+    );
+}

@@ -311,7 +311,7 @@ fn preflight_says_go_or_no_go_per_account_and_why() {
         warnings.contains("\\\"Huge\\\" holds 10001 messages"),
         "{warnings}"
     );
-    assert!(warnings.contains("1 messages are over"), "{warnings}");
+    assert!(warnings.contains("1 message is over"), "{warnings}");
     let renamed = alice["renamed"].to_string();
     assert!(
         renamed.contains("Sent Items") && renamed.contains("Files (migrated)"),
@@ -596,4 +596,29 @@ fn preflight_takes_the_quota_the_target_announces() {
         "{bob:#}"
     );
     assert_eq!(bob["go"], true, "{bob:#}");
+
+    // A folder map that leaves INBOX behind brings alice under the quota.
+    let map = store.path().join("map.csv");
+    std::fs::write(
+        &map,
+        "Account,SourceFolder,TargetFolder\nalice@example.com,INBOX,\n",
+    )
+    .unwrap();
+    let run = mailferry_with(
+        &[
+            "--store",
+            store.path().to_str().unwrap(),
+            "preflight",
+            "--json",
+            "--map",
+            map.to_str().unwrap(),
+            "--accounts",
+            accounts.to_str().unwrap(),
+        ],
+        &[source_flags(&server), target_flags(&server)],
+    );
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+    let alice = &run.json()["accounts"][0];
+    assert_eq!(alice["go"], true, "{alice:#}");
+    assert!(alice["folders"][0]["target"].is_null(), "{alice:#}");
 }

@@ -67,20 +67,20 @@ pub fn run(cli: &Cli, args: &CutoverArgs) -> Result<i32> {
     for d in &mx {
         if let Some(e) = &d.error {
             eprintln!("WARNING: {e}");
+        } else if d.records.is_empty() {
+            eprintln!(
+                "WARNING: {} has no MX records, so mail for it is not delivered anywhere; \
+                 point them to Microsoft 365",
+                d.domain
+            );
         } else if !d.points_to_microsoft {
+            let records: Vec<String> = d.records.iter().map(|(p, h)| format!("{p} {h}")).collect();
             eprintln!(
                 "WARNING: the MX records of {} do not point to Microsoft 365 yet ({}); mail \
-                 still arrives at the old host and would be left behind",
+                 still arrives at the old host, and what arrives after this pass is left \
+                 behind until cutover runs again",
                 d.domain,
-                if d.records.is_empty() {
-                    "none found".to_string()
-                } else {
-                    d.records
-                        .iter()
-                        .map(|(p, h)| format!("{p} {h}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                }
+                records.join(", ")
             );
         }
     }

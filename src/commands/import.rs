@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use rusqlite::OptionalExtension as _;
 
 use crate::cli::{Cli, ImportArgs};
 use crate::commands::EXIT_OK;
@@ -48,6 +49,24 @@ pub fn run(cli: &Cli, args: &ImportArgs) -> Result<i32> {
         bail!("{} holds no Maildir, .eml or mbox mail", args.dir.display());
     }
     let store = Store::open(&root)?;
+    // An account a mirror fills must not be mixed with files: the next
+    // mirror would take the imported messages for expunged ones.
+    let mirrored: Option<String> = store
+        .index()
+        .connection()
+        .query_row(
+            "SELECT host FROM accounts WHERE name = ?1 AND host <> 'local'",
+            [&account],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(host) = mirrored {
+        bail!(
+            "the store already holds {account} as an account mirrored from {host}; import \
+             under another name (e.g. --account import:{account}) and give its upload the \
+             target mailbox with TargetAddress"
+        );
+    }
     let account_id =
         store
             .index()

@@ -18,6 +18,12 @@ pub fn run(cli: &Cli, args: &PreflightArgs) -> Result<i32> {
     }
     let options = PreflightOptions {
         tokens: crate::commands::upload::token_provider(&config)?,
+        map_file: args
+            .map
+            .as_deref()
+            .map(crate::upload::MapFile::load)
+            .transpose()?,
+        merge_folders: args.merge_folders,
     };
     let progress = ui::progress(cli.quiet || args.json, config.accounts.len());
     let result = crate::commands::runtime()?.block_on(preflight(&config, &options, progress))?;

@@ -49,6 +49,18 @@ pub struct LoginRefused {
     pub text: String,
 }
 
+/// async-imap hands over a refusal as the debug form of its response
+/// (`code: None, info: Some("[AUTHENTICATIONFAILED] Authentication failed.")`):
+/// keep only the server's own words.
+fn server_words(text: &str) -> String {
+    let Some(start) = text.find("info: Some(\"") else {
+        return text.to_string();
+    };
+    let rest = &text[start + 12..];
+    let end = rest.rfind("\")").unwrap_or(rest.len());
+    rest[..end].replace("\\\"", "\"").replace("\\\\", "\\")
+}
+
 /// What the server offers, upper-cased.
 #[derive(Debug, Clone, Default)]
 pub struct Capabilities(HashSet<String>);
@@ -234,7 +246,7 @@ impl ImapSession {
                     LoginRefused {
                         username: username.to_string(),
                         server: address.clone(),
-                        text,
+                        text: server_words(&text),
                     }
                     .into()
                 }
@@ -1023,6 +1035,17 @@ fn unescape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_keeps_only_the_servers_words() {
+        assert_eq!(
+            server_words(
+                r#"code: None, info: Some("[AUTHENTICATIONFAILED] Authentication failed.")"#
+            ),
+            "[AUTHENTICATIONFAILED] Authentication failed."
+        );
+        assert_eq!(server_words("Logins are off"), "Logins are off");
+    }
 
     #[test]
     fn internal_dates_parse_with_their_offset() {

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use futures::StreamExt as _;
 use serde::Serialize;
 use tokio::sync::{Notify, Semaphore};
@@ -390,6 +390,20 @@ async fn run_account(
         }
     };
     ctx.progress.account_started(&ctx.account.name);
+    let imported: bool = ctx
+        .store
+        .index()
+        .connection()
+        .prepare_cached("SELECT 1 FROM accounts WHERE name = ?1 AND host = 'local'")?
+        .exists([&ctx.account.name])?;
+    if imported {
+        shared.absorb_session(&session);
+        bail!(
+            "the store holds {} as mail imported from files; a mirror would take those \
+             messages for expunged ones. Mirror it under its own name, or use another store",
+            ctx.account.name
+        );
+    }
     let account_id =
         ctx.store
             .index()

@@ -350,13 +350,12 @@ pub fn render(snap: &Snapshot) -> String {
     orphans(&mut out, snap);
     let _ = write!(
         out,
-        r#"<footer>Produced by mailferry {version} from the migration store <code>{store}</code> on {generated}. Every message stays in that store, including those listed as skipped or failed. Message dates are shown in UTC.</footer>
+        r#"<footer>Produced by mailferry {version} from the migration store on {generated}. Every message stays in that store, including those listed as skipped or failed. Message dates are shown in UTC.</footer>
 </div>
 </body>
 </html>
 "#,
         version = env!("CARGO_PKG_VERSION"),
-        store = escape(&snap.store),
     );
     out
 }

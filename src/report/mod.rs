@@ -572,6 +572,19 @@ pub fn cutover(c: &crate::commands::cutover::Cutover) -> String {
         }
     }
     let done = c.accounts.iter().filter(|a| a.complete).count();
+    let wrong_mx: Vec<&str> =
+        c.mx.iter()
+            .filter(|d| !d.points_to_microsoft)
+            .map(|d| d.domain.as_str())
+            .collect();
+    if !wrong_mx.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nnote: MX of {} is not (known to be) Microsoft 365: mail arriving at the old host \
+             after this pass is not copied; run cutover again once MX has switched",
+            wrong_mx.join(", ")
+        );
+    }
     let _ = writeln!(
         out,
         "\ncutover {} at {}: {done} of {} accounts complete{}",
