@@ -4,6 +4,12 @@
 -- status can show source and target side by side.
 ALTER TABLE folders ADD COLUMN target_folder_id INTEGER REFERENCES target_folders(id);
 
+-- The account whose upload placed each ledger entry. Two accounts that
+-- upload into one mailbox (a mirror and an import of the same mail) share
+-- its entries; only the one that placed a message sets its flags, so they
+-- never undo each other's.
+ALTER TABLE uploads ADD COLUMN account TEXT;
+
 -- One row per cutover run of a batch. Complete only when the final mirror,
 -- upload and target check all passed for every account in it.
 CREATE TABLE cutovers (

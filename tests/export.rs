@@ -217,3 +217,75 @@ fn an_import_never_mixes_with_a_mirrored_account() {
         "nothing taken for expunged"
     );
 }
+
+#[test]
+fn an_import_uploaded_into_a_filled_mailbox_leaves_flags_alone() {
+    let (server, store, _bodies) = seeded_store();
+    let s = store.path().to_str().unwrap();
+    let accounts = server.migration_csv(&[("alice", "alice-pw", "alice-365", "alice-365-pw")]);
+    let (run, _) = upload(&server, store.path(), &accounts, &["--target-kind", "imap"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let flags = |server: &Dovecot| {
+        let mut c = server.client("alice-365", "alice-365-pw");
+        let mut all = Vec::new();
+        for folder in c.folders() {
+            for m in c.messages(&folder) {
+                all.push((folder.clone(), m.flags.join(" ")));
+            }
+        }
+        all.sort();
+        all
+    };
+    let before = flags(&server);
+    assert!(
+        before.iter().all(|(_, f)| f.contains("\\Seen")),
+        "{before:?}"
+    );
+    // The same mail as .eml files (no flags), imported and sent to the
+    // same mailbox.
+    let out = tempfile::tempdir().unwrap();
+    let run = mailferry(&[
+        "--store",
+        s,
+        "export",
+        "--format",
+        "eml",
+        out.path().to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let dir = out.path().join("alice@example.com");
+    let name = "import:alice@example.com";
+    let run = mailferry(&[
+        "--store",
+        s,
+        "import",
+        dir.to_str().unwrap(),
+        "--account",
+        name,
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let csv = store.path().join("import.csv");
+    std::fs::write(
+        &csv,
+        format!(
+            "EmailAddress,UserName,Password,TargetAddress,TargetPassword\n\
+             {name},unused,unused,alice-365,alice-365-pw\n"
+        ),
+    )
+    .unwrap();
+    let (run, summary) = upload(&server, store.path(), &csv, &["--target-kind", "imap"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    // Export names a folder called "cur" apart from Maildir's own "cur", so
+    // that one arrives as a folder of its own; the rest is already there.
+    assert_eq!(total(&summary, "already_present"), 4, "{summary}");
+    assert_eq!(total(&summary, "flags_pushed"), 0, "{summary}");
+    let after = flags(&server);
+    assert!(
+        before.iter().all(|m| after.contains(m)),
+        "{before:?}\n{after:?}"
+    );
+    // And the mirrored account's next upload has nothing to undo.
+    let (run, again) = upload(&server, store.path(), &accounts, &["--target-kind", "imap"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(total(&again, "flags_pushed"), 0, "{again}");
+}

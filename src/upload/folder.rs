@@ -50,6 +50,7 @@ pub(crate) fn work<'a>(
     entries: &'a HashMap<BlobHash, LedgerEntry>,
     only_failed: bool,
     kind: crate::config::TargetKind,
+    account: &str,
 ) -> Work<'a> {
     Work {
         pending: entries
@@ -60,8 +61,10 @@ pub(crate) fn work<'a>(
             .iter()
             .filter_map(|o| {
                 let e = entries.get(&o.blob)?;
+                // Flags are set by the account that placed the message only.
                 (matches!(e.state, State::Done | State::Present)
                     && e.uid.is_some()
+                    && e.account.as_deref().is_none_or(|a| a == account)
                     && e.flags.as_deref() != Some(&flags_for_target(&o.flags, kind)))
                 .then_some((o, e))
             })
@@ -85,7 +88,13 @@ pub(crate) async fn run(
         pending,
         flag_pushes,
         mut appends,
-    } = work(&job.outgoing, &entries, ctx.options.only_failed, kind);
+    } = work(
+        &job.outgoing,
+        &entries,
+        ctx.options.only_failed,
+        kind,
+        &ctx.account.name,
+    );
     if pending.is_empty() && flag_pushes.is_empty() && appends.is_empty() {
         return Ok(());
     }
@@ -181,6 +190,7 @@ pub(crate) async fn run(
                 uidvalidity,
                 uidnext,
                 o.copies,
+                &ctx.account.name,
             )?;
             // Wait as late as possible: a throttle another connection was just
             // told about must hold this APPEND back too.

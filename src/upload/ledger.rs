@@ -56,6 +56,8 @@ pub struct LedgerEntry {
     pub uid: Option<u32>,
     pub flags: Option<String>,
     pub reason: Option<String>,
+    /// The account whose upload placed it (None: before schema 3).
+    pub account: Option<String>,
 }
 
 /// A message to place in a target folder: one blob, however many copies
@@ -174,7 +176,7 @@ pub fn set_folder_uidvalidity(index: &Index, folder: i64, uidvalidity: u32) -> R
 
 pub fn entries(index: &Index, folder: i64) -> Result<HashMap<BlobHash, LedgerEntry>> {
     let mut stmt = index.connection().prepare_cached(
-        "SELECT blob_hash, state, uidvalidity, uidnext, uid, flags, reason
+        "SELECT blob_hash, state, uidvalidity, uidnext, uid, flags, reason, account
          FROM uploads WHERE target_folder_id = ?1",
     )?;
     let rows = stmt.query_map([folder], |r| {
@@ -186,11 +188,12 @@ pub fn entries(index: &Index, folder: i64) -> Result<HashMap<BlobHash, LedgerEnt
             r.get(4)?,
             r.get(5)?,
             r.get(6)?,
+            r.get(7)?,
         ))
     })?;
     let mut out = HashMap::new();
     for row in rows {
-        let (hash, state, uidvalidity, uidnext, uid, flags, reason) = row?;
+        let (hash, state, uidvalidity, uidnext, uid, flags, reason, account) = row?;
         let blob = BlobHash::from_hex(&hash)?;
         out.insert(
             blob,
@@ -202,6 +205,7 @@ pub fn entries(index: &Index, folder: i64) -> Result<HashMap<BlobHash, LedgerEnt
                 uid,
                 flags,
                 reason,
+                account,
             },
         );
     }
@@ -216,21 +220,23 @@ pub fn mark_pending(
     uidvalidity: u32,
     uidnext: u32,
     copies: u64,
+    account: &str,
 ) -> Result<()> {
     index.connection().execute(
         "INSERT INTO uploads (target_folder_id, blob_hash, state, uidvalidity, uidnext,
-                              duplicates, attempts, updated_at)
-         VALUES (?1, ?2, 'pending', ?3, ?4, ?5, 1, ?6)
+                              duplicates, attempts, updated_at, account)
+         VALUES (?1, ?2, 'pending', ?3, ?4, ?5, 1, ?6, ?7)
          ON CONFLICT (target_folder_id, blob_hash) DO UPDATE SET
             state = 'pending', uidvalidity = ?3, uidnext = ?4, uid = NULL, reason = NULL,
-            duplicates = ?5, attempts = attempts + 1, updated_at = ?6",
+            duplicates = ?5, attempts = attempts + 1, updated_at = ?6, account = ?7",
         params![
             folder,
             blob.to_hex(),
             uidvalidity,
             uidnext,
             copies.saturating_sub(1) as i64,
-            now()
+            now(),
+            account
         ],
     )?;
     Ok(())

@@ -632,7 +632,13 @@ fn plan_jobs(
                 })
             })
             .count() as u64;
-        let work = folder::work(&outgoing, &known, options.only_failed, options.target.kind);
+        let work = folder::work(
+            &outgoing,
+            &known,
+            options.only_failed,
+            options.target.kind,
+            &ctx.account.name,
+        );
         let bytes: u64 = work.appends.iter().map(|o| o.size).sum();
         c.would_append += work.appends.len() as u64;
         c.would_append_bytes += bytes;
