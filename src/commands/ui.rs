@@ -65,7 +65,7 @@ impl Progress for LogLines {
         {
             t.last_line = Some(now);
             eprintln!(
-                "{account}: {}/{} messages, {} of {} fetched",
+                "{account}: {}/{} messages, {} of {} moved",
                 t.messages,
                 t.planned,
                 crate::report::bytes(t.bytes),

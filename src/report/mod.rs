@@ -279,7 +279,7 @@ pub fn upload_summary(s: &crate::upload::UploadSummary) -> String {
     let _ = writeln!(
         out,
         "{:<32} {:>9} {:>10} {:>8} {:>8} {:>8} {:>7} {:>7}",
-        "account", "appended", "bytes", "present", "skipped", "failed", "flags", "trips"
+        "account", "appended", "bytes", "earlier", "skipped", "failed", "flags", "trips"
     );
     for a in &s.accounts {
         let c = &a.counts;
@@ -311,15 +311,22 @@ pub fn upload_summary(s: &crate::upload::UploadSummary) -> String {
     let complete = s.accounts.iter().filter(|a| a.complete).count();
     let _ = writeln!(
         out,
-        "\n{complete} of {} accounts complete in {:.1}s: {} appended ({}), {} already present, \
-         {} duplicate copies uploaded once, {} skipped{}, {} failed, {} flag changes pushed, \
-         {} throttled ({} ms waited), {} round trips.",
+        "\n{complete} of {} accounts complete in {:.1}s: {} appended ({}), {} at the target from \
+         earlier runs{}, {} skipped{}, {} failed, {} flag changes pushed, {} throttled ({} ms \
+         waited), {} round trips.",
         s.accounts.len(),
         s.seconds,
         t.appended,
         bytes(t.bytes_appended),
         t.already_present,
-        t.duplicates,
+        if t.duplicates > 0 {
+            format!(
+                ", {} extra copies of messages already in the same folder (each uploaded once)",
+                t.duplicates
+            )
+        } else {
+            String::new()
+        },
         t.skipped,
         if reasons.is_empty() {
             String::new()
