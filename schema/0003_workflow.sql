@@ -3,6 +3,8 @@
 -- The target folder each source folder was last uploaded into, so that
 -- status can show source and target side by side.
 ALTER TABLE folders ADD COLUMN target_folder_id INTEGER REFERENCES target_folders(id);
+-- Set when the folder map leaves the folder out of the upload on purpose.
+ALTER TABLE folders ADD COLUMN left_out INTEGER NOT NULL DEFAULT 0;
 
 -- The account whose upload placed each ledger entry. Two accounts that
 -- upload into one mailbox (a mirror and an import of the same mail) share

@@ -458,10 +458,15 @@ pub struct VerifyArgs {
 
     /// Instead of the store, read every target folder back and check that
     /// each message the ledger has there is there (needs --accounts and the
-    /// target settings). Missing messages are marked failed, so the next
-    /// upload appends them again.
+    /// target settings). Reports only, unless --requeue-missing.
     #[arg(long, requires = "accounts")]
     pub target: bool,
+
+    /// With --target: mark missing messages failed, so that the next upload
+    /// appends them again. Not after go-live: mail users deleted at the
+    /// target would come back.
+    #[arg(long, requires = "target")]
+    pub requeue_missing: bool,
 
     /// Accounts file (with --target).
     #[arg(long, short = 'a', value_name = "FILE")]

@@ -173,10 +173,20 @@ async fn check_account(
             }
         }
         // The error names the mailbox already.
-        Err(e) => out.no_go.push(format!(
-            "{} (wrong credentials, no access for the app, or the mailbox does not exist)",
-            error_chain(&e)
-        )),
+        Err(e) => {
+            let refused = e
+                .chain()
+                .any(|c| c.downcast_ref::<crate::imap::LoginRefused>().is_some());
+            out.no_go.push(if refused {
+                format!(
+                    "{} (wrong credentials, no access for the app, or the mailbox does not \
+                     exist)",
+                    error_chain(&e)
+                )
+            } else {
+                error_chain(&e)
+            })
+        }
     }
 
     match count_source(config, account, source_tls).await {

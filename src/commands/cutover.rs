@@ -90,10 +90,18 @@ pub fn run(cli: &Cli, args: &CutoverArgs) -> Result<i32> {
     }
 
     let store = open_store(cli, &config)?;
+    // Until the batch has been complete once, what is missing at the target
+    // is ours to put back; after go-live, users delete mail, and a repeated
+    // cutover must not bring it back: it is reported only.
+    let before_go_live: bool = !store.index().connection().query_row(
+        "SELECT EXISTS (SELECT 1 FROM cutovers WHERE complete)",
+        [],
+        |r| r.get(0),
+    )?;
     let run_id = store.index().start_run("cutover")?;
     let mirrored = super::mirror::mirror_with(cli, &config, &args.mirror, store.clone())?;
     let uploaded = super::upload::upload_with(cli, &config, &args.upload, store.clone())?;
-    let checked = super::upload::check_with(cli, &config, store.clone())?;
+    let checked = super::upload::check_with(cli, &config, store.clone(), before_go_live)?;
     let snap = Snapshot::gather(store.root(), &store.index(), None)?;
 
     let mut accounts = Vec::new();
@@ -130,10 +138,15 @@ pub fn run(cli: &Cli, args: &CutoverArgs) -> Result<i32> {
                 "the target could not be read back ({})",
                 c.error.as_deref().unwrap_or_default()
             )),
-            Some(c) if c.missing > 0 || c.to_retry > 0 || c.pending > 0 => open.push(format!(
-                "{} messages are not at the target ({} found missing now); run cutover again",
-                c.missing.max(c.to_retry) + c.pending,
-                c.missing
+            Some(c) if before_go_live && (c.missing > 0 || c.to_retry > 0 || c.pending > 0) => open
+                .push(format!(
+                    "{} messages are not at the target ({} found missing now); run cutover again",
+                    c.missing.max(c.to_retry) + c.pending,
+                    c.missing
+                )),
+            Some(c) if c.to_retry > 0 || c.pending > 0 => open.push(format!(
+                "{} messages are not at the target yet; run cutover again",
+                c.to_retry + c.pending
             )),
             _ => {}
         }
@@ -202,12 +215,18 @@ fn check_mx(
     config: &crate::config::Config,
     resolver: Option<std::net::SocketAddr>,
 ) -> Result<Vec<DomainMx>> {
-    let domains: BTreeSet<String> = config
-        .accounts
-        .iter()
-        .filter_map(|a| a.name.rsplit_once('@'))
-        .map(|(_, d)| d.to_ascii_lowercase())
-        .collect();
+    let mut domains: BTreeSet<String> = BTreeSet::new();
+    for a in &config.accounts {
+        match a.name.rsplit_once('@') {
+            Some((_, d)) if !d.is_empty() => {
+                domains.insert(d.to_ascii_lowercase());
+            }
+            _ => eprintln!(
+                "WARNING: {} ({}) is not an e-mail address; its domain's MX is not checked",
+                a.name, a.origin
+            ),
+        }
+    }
     let runtime = crate::commands::runtime()?;
     Ok(domains
         .into_iter()

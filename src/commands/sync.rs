@@ -20,7 +20,12 @@ pub fn run(cli: &Cli, args: &SyncArgs) -> Result<i32> {
     let mut done = 0u64;
     loop {
         let started = Instant::now();
-        let code = once(cli, args, &config)?;
+        // A run that cannot start (the store busy with a manual upload, the
+        // network down) is reported; the schedule goes on.
+        let code = once(cli, args, &config).unwrap_or_else(|e| {
+            eprintln!("sync failed: {e:#}");
+            crate::commands::EXIT_ERROR
+        });
         done += 1;
         if args.runs.is_some_and(|n| done >= n) {
             return Ok(code);

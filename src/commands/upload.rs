@@ -78,6 +78,7 @@ pub fn check_with(
     cli: &Cli,
     config: &Config,
     store: Arc<Store>,
+    requeue: bool,
 ) -> Result<crate::upload::check::TargetCheck> {
     let runtime = crate::commands::runtime()?;
     let options = Arc::new(UploadOptions {
@@ -91,6 +92,6 @@ pub fn check_with(
     });
     let progress = ui::progress(cli.quiet, config.accounts.len());
     runtime.block_on(crate::upload::check::check_targets(
-        store, config, options, progress,
+        store, config, options, progress, requeue,
     ))
 }

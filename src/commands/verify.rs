@@ -95,7 +95,7 @@ fn run_target(cli: &Cli, args: &VerifyArgs) -> Result<i32> {
     let mut config = load_accounts(&accounts)?;
     apply_target(&mut config, &args.target_settings)?;
     let store = open_store(cli, &config)?;
-    let checked = crate::commands::upload::check_with(cli, &config, store)?;
+    let checked = crate::commands::upload::check_with(cli, &config, store, args.requeue_missing)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&checked)?);
     } else {

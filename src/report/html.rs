@@ -605,6 +605,9 @@ fn account_section(out: &mut String, snap: &Snapshot, i: usize, a: &AccountStatu
         );
         let to = match f.target_folder.as_deref() {
             Some(t) => format!(r#"<span class="to">→ <bdi>{}</bdi></span>"#, escape(t)),
+            None if f.left_out => {
+                r#"<span class="to">left out of the migration by the folder map</span>"#.into()
+            }
             None => r#"<span class="to">not mapped to the target yet</span>"#.into(),
         };
         let deleted = if f.deleted_at_source {
@@ -752,6 +755,7 @@ mod tests {
             expunged: 1,
             stored_bytes: stored * 40_000,
             deleted_at_source: false,
+            left_out: false,
             last_checked_at: Some(1_750_000_000),
             target: Some(format!("{account}-365")),
             target_folder: Some(name.replace('.', "/")),

@@ -221,6 +221,8 @@ pub fn status_table(snap: &Snapshot) -> String {
         for f in snap.folders.iter().filter(|f| f.account == a.account) {
             let name = if f.deleted_at_source {
                 format!("{} (deleted at source)", f.folder)
+            } else if f.left_out {
+                format!("{} (left out by the map)", f.folder)
             } else {
                 f.folder.clone()
             };
@@ -576,6 +578,14 @@ pub fn cutover(c: &crate::commands::cutover::Cutover) -> String {
         );
         for why in &a.open {
             let _ = writeln!(out, "  open: {why}");
+        }
+        if a.complete && a.missing_at_target > 0 {
+            let _ = writeln!(
+                out,
+                "  note: {} messages are no longer at the target (deleted there since the \
+                 cutover?); `verify --target --requeue-missing` and `upload` would put them back",
+                a.missing_at_target
+            );
         }
     }
     let done = c.accounts.iter().filter(|a| a.complete).count();

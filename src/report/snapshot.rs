@@ -28,6 +28,8 @@ pub struct AccountStatus {
     pub skipped: u64,
     pub failed: u64,
     pub pending: u64,
+    /// Stored messages in folders the folder map leaves out of the upload.
+    pub left_out: u64,
     pub last_checked_at: Option<i64>,
 }
 
@@ -35,11 +37,12 @@ impl AccountStatus {
     /// Share of the stored messages that are settled at the target
     /// (uploaded, already there, or skipped for good), in percent.
     pub fn percent_done(&self) -> f64 {
-        if self.stored == 0 {
+        let to_move = self.stored.saturating_sub(self.left_out);
+        if to_move == 0 {
             return 100.0;
         }
         let settled = self.uploaded + self.already_present + self.skipped;
-        (settled as f64 * 100.0 / self.stored as f64).min(100.0)
+        (settled as f64 * 100.0 / to_move as f64).min(100.0)
     }
 }
 
@@ -126,6 +129,9 @@ pub fn account_totals(folders: &[FolderStatus]) -> Vec<AccountStatus> {
         a.skipped += f.skipped;
         a.failed += f.failed;
         a.pending += f.pending;
+        if f.left_out {
+            a.left_out += f.stored;
+        }
         a.last_checked_at = a.last_checked_at.max(f.last_checked_at);
     }
     out.into_values().collect()

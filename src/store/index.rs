@@ -138,6 +138,8 @@ pub struct FolderStatus {
     pub stored_bytes: u64,
     pub deleted_at_source: bool,
     pub last_checked_at: Option<i64>,
+    /// The folder map leaves it out of the upload: nothing of it is pending.
+    pub left_out: bool,
     /// Where the folder was last uploaded to (mailbox and folder), if anywhere.
     pub target: Option<String>,
     pub target_folder: Option<String>,
@@ -503,7 +505,8 @@ impl Index {
                     COUNT(m.id) FILTER (WHERE u.state = 'done'),
                     COUNT(m.id) FILTER (WHERE u.state = 'present'),
                     COUNT(m.id) FILTER (WHERE u.state = 'skipped'),
-                    COUNT(m.id) FILTER (WHERE u.state = 'failed')
+                    COUNT(m.id) FILTER (WHERE u.state = 'failed'),
+                    f.left_out
              FROM folders f JOIN accounts a ON a.id = f.account_id
              LEFT JOIN target_folders tf ON tf.id = f.target_folder_id
              LEFT JOIN targets t ON t.id = tf.target_id
@@ -528,7 +531,12 @@ impl Index {
                 stored_bytes: count(6)?,
                 deleted_at_source: r.get(7)?,
                 last_checked_at: r.get(8)?,
-                pending: stored.saturating_sub(uploaded + already_present + skipped + failed),
+                left_out: r.get(15)?,
+                pending: if r.get(15)? {
+                    0
+                } else {
+                    stored.saturating_sub(uploaded + already_present + skipped + failed)
+                },
                 target: r.get(9)?,
                 target_folder: r.get(10)?,
                 uploaded,
@@ -640,6 +648,14 @@ impl Index {
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         tune(&conn)?;
         refuse_newer(&conn, path)?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if (version.max(0) as usize) < SCHEMA.len() {
+            bail!(
+                "the index {} was written by an older mailferry (schema {version}); run \
+                 `mailferry mirror` or `upload` once with this version to bring it up to date",
+                path.display()
+            );
+        }
         Ok(Index { conn })
     }
 }

@@ -92,11 +92,15 @@ impl TargetCheck {
 }
 
 /// Checks every account's target mailbox, `accounts_at_once` at a time.
+/// With `requeue`, what is missing is marked failed so that the next upload
+/// appends it again; without, it is only reported (after go-live, users
+/// delete mail, and that must not come back).
 pub async fn check_targets(
     store: Arc<Store>,
     config: &Config,
     options: Arc<UploadOptions>,
     progress: Arc<dyn Progress>,
+    requeue: bool,
 ) -> Result<TargetCheck> {
     let started = Instant::now();
     let tls = Arc::new(std::sync::OnceLock::new());
@@ -118,7 +122,7 @@ pub async fn check_targets(
                     ..AccountCheck::default()
                 };
                 ctx.progress.account_started(&ctx.account.name);
-                if let Err(e) = check_account(&ctx, &mut out).await {
+                if let Err(e) = check_account(&ctx, &mut out, requeue).await {
                     out.error = Some(format!(
                         "account {} ({}) at {}: {}",
                         ctx.account.name,
@@ -149,7 +153,7 @@ struct KnownFolder {
     display: String,
 }
 
-async fn check_account(ctx: &AccountContext, out: &mut AccountCheck) -> Result<()> {
+async fn check_account(ctx: &AccountContext, out: &mut AccountCheck, requeue: bool) -> Result<()> {
     let host = &ctx.options.target.server.host;
     let folders: Vec<KnownFolder> = {
         let index = ctx.store.index();
@@ -157,15 +161,19 @@ async fn check_account(ctx: &AccountContext, out: &mut AccountCheck) -> Result<(
             // Nothing was ever uploaded there: nothing to find.
             return Ok(());
         };
+        // The folders this account's source folders go to now; an old
+        // target folder a changed map no longer uses is no job of ours.
         let mut stmt = index.connection().prepare(
-            "SELECT f.id, COALESCE(f.actual_name, f.wire_name), f.display_name
+            "SELECT DISTINCT f.id, COALESCE(f.actual_name, f.wire_name), f.display_name
              FROM target_folders f
-             WHERE f.target_id = ?1 AND EXISTS (
+             JOIN folders sf ON sf.target_folder_id = f.id
+             JOIN accounts a ON a.id = sf.account_id
+             WHERE f.target_id = ?1 AND a.name = ?2 AND EXISTS (
                  SELECT 1 FROM uploads u WHERE u.target_folder_id = f.id
                  AND u.state IN ('done', 'present', 'pending', 'failed'))
              ORDER BY f.display_name",
         )?;
-        let rows = stmt.query_map([target], |r| {
+        let rows = stmt.query_map(rusqlite::params![target, ctx.account.name], |r| {
             Ok(KnownFolder {
                 id: r.get(0)?,
                 wire: r.get(1)?,
@@ -178,7 +186,7 @@ async fn check_account(ctx: &AccountContext, out: &mut AccountCheck) -> Result<(
         return Ok(());
     }
     let mut session = ctx.connect().await?;
-    let existing: HashSet<String> = session
+    let existing: Vec<String> = session
         .imap
         .list(None)
         .await?
@@ -190,7 +198,7 @@ async fn check_account(ctx: &AccountContext, out: &mut AccountCheck) -> Result<(
             let fresh = ctx.connect().await?;
             std::mem::replace(&mut session, fresh).imap.logout().await;
         }
-        let checked = check_folder(ctx, &mut session.imap, folder, &existing).await?;
+        let checked = check_folder(ctx, &mut session.imap, folder, &existing, requeue).await?;
         out.expected += checked.expected;
         out.found += checked.found_by_uid + checked.found_by_message_id + checked.found_otherwise;
         out.missing += checked.missing.len() as u64;
@@ -243,17 +251,22 @@ async fn check_folder(
     ctx: &AccountContext,
     imap: &mut ImapSession,
     folder: &KnownFolder,
-    existing: &HashSet<String>,
+    existing: &[String],
+    requeue: bool,
 ) -> Result<FolderCheck> {
     let keeps_bytes = ctx.options.target.kind == TargetKind::Imap;
+    let me = ctx.account.name.as_str();
     let mut out = FolderCheck {
         folder: folder.display.clone(),
         ..FolderCheck::default()
     };
     let entries = ledger::entries(&ctx.store.index(), folder.id)?;
+    // Another account uploading into the same mailbox answers for its own
+    // entries; they still claim their messages here (so they are no extras).
+    let mine = |e: &LedgerEntry| e.account.as_deref().is_none_or(|a| a == me);
     out.pending = entries
         .values()
-        .filter(|e| e.state == State::Pending)
+        .filter(|e| e.state == State::Pending && mine(e))
         .count() as u64;
     let mut expected: Vec<(&LedgerEntry, BlobFacts)> = Vec::new();
     for e in entries.values() {
@@ -263,12 +276,20 @@ async fn check_folder(
     }
     // Oldest first, so that a list of missing messages reads in order.
     expected.sort_by_key(|(_, f)| f.internal_date);
-    out.expected = expected.len() as u64;
+    out.expected = expected.iter().filter(|(e, _)| mine(e)).count() as u64;
 
+    // Exchange's folder names ignore case.
+    let wire = existing.iter().find(|w| {
+        if keeps_bytes {
+            **w == folder.wire
+        } else {
+            w.eq_ignore_ascii_case(&folder.wire)
+        }
+    });
     let mut at_target: Vec<FetchedMessage> = Vec::new();
     let mut uidvalidity = None;
-    if existing.contains(&folder.wire) {
-        let selected = imap.examine(&folder.wire, None).await?;
+    if let Some(wire) = wire {
+        let selected = imap.examine(wire, None).await?;
         uidvalidity = selected.status.uidvalidity;
         if selected.status.messages != Some(0) {
             imap.uid_fetch(
@@ -302,25 +323,32 @@ async fn check_folder(
             .filter(|&i| !taken[i] && size_ok(&at_target[i], facts.size));
         if let Some(i) = uid_hit {
             taken[i] = true;
-            out.found_by_uid += 1;
+            out.found_by_uid += u64::from(mine(e));
         } else {
             unmatched.push(n);
+        }
+    }
+    // Message-ID → target messages, built once (folders hold 100,000s).
+    let mut by_id: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, m) in at_target.iter().enumerate() {
+        if let Some(id) = m.message_id() {
+            by_id.entry(id).or_default().push(i);
         }
     }
     let mut still: Vec<usize> = Vec::new();
     for n in unmatched {
         let facts = &expected[n].1;
         let hit = facts.message_id.as_deref().and_then(|id| {
-            (0..at_target.len()).find(|&i| {
-                !taken[i]
-                    && at_target[i].message_id().as_deref() == Some(id)
-                    && size_ok(&at_target[i], facts.size)
-            })
+            by_id
+                .get(id)?
+                .iter()
+                .copied()
+                .find(|&i| !taken[i] && size_ok(&at_target[i], facts.size))
         });
         match hit {
             Some(i) => {
                 taken[i] = true;
-                out.found_by_message_id += 1;
+                out.found_by_message_id += u64::from(mine(expected[n].0));
             }
             None => still.push(n),
         }
@@ -363,13 +391,14 @@ async fn check_folder(
         match hit {
             Some(i) => {
                 taken[i] = true;
-                out.found_otherwise += 1;
+                out.found_otherwise += u64::from(mine(e));
             }
-            None => missing.push((e.blob, facts.missing.clone())),
+            None if mine(e) => missing.push((e.blob, facts.missing.clone())),
+            None => {}
         }
     }
     out.extras = taken.iter().filter(|t| !**t).count() as u64;
-    if !missing.is_empty() {
+    if requeue && !missing.is_empty() {
         let reason = format!(
             "missing at the target when checked on {}",
             chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
@@ -381,9 +410,9 @@ async fn check_folder(
     }
     let failed_before = entries
         .values()
-        .filter(|e| e.state == State::Failed)
+        .filter(|e| e.state == State::Failed && mine(e))
         .count() as u64;
-    out.to_retry = failed_before + missing.len() as u64;
+    out.to_retry = failed_before + if requeue { missing.len() as u64 } else { 0 };
     out.missing = missing.into_iter().map(|(_, m)| m).collect();
     Ok(out)
 }

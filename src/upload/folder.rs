@@ -546,7 +546,7 @@ async fn push_flags(
         ctx.throttle.went_through();
         let index = ctx.store.index();
         for (_, blob, flags) in &targets {
-            ledger::set_flags(&index, job.target_folder_id, blob, flags)?;
+            ledger::set_flags(&index, job.target_folder_id, blob, flags, &ctx.account.name)?;
         }
         ctx.shared
             .flags_pushed

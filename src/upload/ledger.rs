@@ -309,31 +309,41 @@ pub fn forget(index: &Index, folder: i64, blob: &BlobHash) -> Result<()> {
     Ok(())
 }
 
-pub fn set_flags(index: &Index, folder: i64, blob: &BlobHash, flags: &str) -> Result<()> {
+/// After a flag push by `account`, which from then on answers for the
+/// entry's flags if no account did (entries from before schema 3).
+pub fn set_flags(
+    index: &Index,
+    folder: i64,
+    blob: &BlobHash,
+    flags: &str,
+    account: &str,
+) -> Result<()> {
     index.connection().execute(
-        "UPDATE uploads SET flags = ?3, updated_at = ?4
+        "UPDATE uploads SET flags = ?3, updated_at = ?4, account = COALESCE(account, ?5)
          WHERE target_folder_id = ?1 AND blob_hash = ?2",
-        params![folder, blob.to_hex(), flags, now()],
+        params![folder, blob.to_hex(), flags, now(), account],
     )?;
     Ok(())
 }
 
-/// What the mapped source folders hold now, one entry per blob, oldest first.
-/// Records which target folder the source folders go to (None: not uploaded).
+/// Records which target folder the source folders go to; `None` when the
+/// folder map leaves them out.
 pub fn link_source_folders(
     index: &Index,
     source_folders: &[i64],
     target: Option<i64>,
 ) -> Result<()> {
-    let mut stmt = index
-        .connection()
-        .prepare_cached("UPDATE folders SET target_folder_id = ?2 WHERE id = ?1")?;
+    // left_out: the folder map sends the folder nowhere, on purpose.
+    let mut stmt = index.connection().prepare_cached(
+        "UPDATE folders SET target_folder_id = ?2, left_out = ?2 IS NULL WHERE id = ?1",
+    )?;
     for f in source_folders {
         stmt.execute(rusqlite::params![f, target])?;
     }
     Ok(())
 }
 
+/// What the mapped source folders hold now, one entry per blob, oldest first.
 pub fn outgoing(index: &Index, source_folders: &[i64]) -> Result<Vec<Outgoing>> {
     let mut out: Vec<Outgoing> = Vec::new();
     let mut at: HashMap<String, usize> = HashMap::new();

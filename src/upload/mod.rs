@@ -589,7 +589,11 @@ fn plan_jobs(
     } else {
         ledger::find_target(&index, &ctx.account.target, host)?
     };
-    if write {
+    // Links are facts about the store, not the target: the offline plan
+    // records them too (a store from before schema 3 gets them on the
+    // first run, even one with nothing to upload); a dry run records nothing.
+    let link = write || !options.dry_run;
+    if link {
         let unmapped: Vec<i64> = map
             .iter()
             .filter(|e| e.target.is_none())
@@ -614,7 +618,7 @@ fn plan_jobs(
             (Some(t), false) => ledger::find_target_folder(&index, t, &wire)?,
             (None, _) => None,
         };
-        if write {
+        if link && tf.is_some() {
             ledger::link_source_folders(&index, &ids, tf)?;
         }
         let known = match tf {
