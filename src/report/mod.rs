@@ -469,8 +469,13 @@ pub fn target_check(c: &crate::upload::check::TargetCheck) -> String {
         c.seconds,
         if failed > 0 {
             "some accounts could not be checked".to_string()
-        } else if missing > 0 {
+        } else if missing > 0 && c.requeued {
             format!("{missing} missing; the next upload appends them again")
+        } else if missing > 0 {
+            format!(
+                "{missing} missing (deleted at the target?); `verify --target \
+                 --requeue-missing` marks them for the next upload"
+            )
         } else if unsettled > 0 {
             format!("{unsettled} messages are not at the target yet; run upload")
         } else {

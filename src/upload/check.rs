@@ -82,6 +82,8 @@ impl AccountCheck {
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetCheck {
     pub accounts: Vec<AccountCheck>,
+    /// Whether missing messages were marked for the next upload.
+    pub requeued: bool,
     pub seconds: f64,
 }
 
@@ -142,6 +144,7 @@ pub async fn check_targets(
     config.sort_in_file_order(&mut accounts, |a| &a.account);
     Ok(TargetCheck {
         accounts,
+        requeued: requeue,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
