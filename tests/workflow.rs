@@ -96,15 +96,7 @@ fn status_equals_the_target_and_verify_target_finds_what_went_missing() {
     assert_eq!(ledger, held_nonempty, "{snap:#}");
 
     // Per source folder, side by side.
-    let folder = |name: &str| {
-        snap["folders"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|f| f["folder"] == name)
-            .unwrap_or_else(|| panic!("no folder {name} in {snap:#}"))
-            .clone()
-    };
+    let folder = |name: &str| find_in(&snap["folders"], "folder", name);
     let inbox = folder("INBOX");
     assert_eq!(inbox["at_source"], 6);
     assert_eq!(inbox["stored"], 6);
@@ -181,12 +173,7 @@ fn status_equals_the_target_and_verify_target_finds_what_went_missing() {
     let a = &c["accounts"][0];
     assert_eq!(a["missing"], 2, "{c:#}");
     assert_eq!(a["extras"], 1, "{c:#}");
-    let sent = a["folders"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["folder"] == "Sent")
-        .unwrap();
+    let sent = find_in(&a["folders"], "folder", "Sent");
     assert_eq!(sent["folder_missing"], true);
     assert_eq!(sent["missing"][0]["subject"], "sent");
     // Reported only: an upload now would not bring them back.
@@ -304,15 +291,7 @@ fn preflight_says_go_or_no_go_per_account_and_why() {
     let run = preflight(&["--json"]);
     assert_eq!(run.code, 1, "{}\n{}", run.stderr, run.stdout);
     let p = run.json();
-    let account = |name: &str| {
-        p["accounts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["account"] == name)
-            .unwrap_or_else(|| panic!("{name} not in {p:#}"))
-            .clone()
-    };
+    let account = |name: &str| find_in(&p["accounts"], "account", name);
 
     let alice = account("alice@example.com");
     assert_eq!(alice["go"], true, "{alice:#}");

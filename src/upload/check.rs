@@ -108,15 +108,13 @@ pub async fn check_targets(
     let tls = Arc::new(std::sync::OnceLock::new());
     let mut accounts: Vec<AccountCheck> = futures::stream::iter(config.accounts.iter().cloned())
         .map(|account| {
-            let ctx = AccountContext {
-                store: store.clone(),
-                options: options.clone(),
-                tls: tls.clone(),
+            let ctx = AccountContext::new(
+                store.clone(),
+                options.clone(),
+                tls.clone(),
                 account,
-                progress: progress.clone(),
-                throttle: Default::default(),
-                shared: Default::default(),
-            };
+                progress.clone(),
+            );
             async move {
                 let mut out = AccountCheck {
                     account: ctx.account.name.clone(),

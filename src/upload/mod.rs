@@ -169,15 +169,13 @@ pub async fn upload(
         .transpose()?;
     let mut accounts: Vec<AccountUpload> = futures::stream::iter(config.accounts.iter().cloned())
         .map(|account| {
-            let ctx = Arc::new(AccountContext {
-                store: store.clone(),
-                options: options.clone(),
-                tls: tls.clone(),
+            let ctx = Arc::new(AccountContext::new(
+                store.clone(),
+                options.clone(),
+                tls.clone(),
                 account,
-                progress: progress.clone(),
-                throttle: Default::default(),
-                shared: Default::default(),
-            });
+                progress.clone(),
+            ));
             async move { upload_account(ctx).await }
         })
         .buffer_unordered(options.accounts_at_once.max(1))
@@ -238,6 +236,24 @@ impl TargetSession {
 }
 
 impl AccountContext {
+    pub fn new(
+        store: Arc<Store>,
+        options: Arc<UploadOptions>,
+        tls: Arc<std::sync::OnceLock<Arc<rustls::ClientConfig>>>,
+        account: Account,
+        progress: Arc<dyn Progress>,
+    ) -> AccountContext {
+        AccountContext {
+            store,
+            options,
+            tls,
+            account,
+            progress,
+            throttle: Default::default(),
+            shared: Default::default(),
+        }
+    }
+
     pub async fn connect(&self) -> Result<TargetSession> {
         let tls = match self.tls.get() {
             Some(t) => t.clone(),

@@ -754,6 +754,17 @@ pub fn mailferry(args: &[&str]) -> Run {
     )
 }
 
+/// The element of a JSON array whose `key` is `value`; panics naming both.
+pub fn find_in(array: &serde_json::Value, key: &str, value: &str) -> serde_json::Value {
+    array
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array: {array}"))
+        .iter()
+        .find(|x| x[key] == value)
+        .unwrap_or_else(|| panic!("no {key} = {value} in {array:#}"))
+        .clone()
+}
+
 /// `--host … --port … --ca-file …`: `server` as the source.
 pub fn source_flags(server: &Dovecot) -> Vec<String> {
     let port = server.port.to_string();
