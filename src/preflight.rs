@@ -88,6 +88,9 @@ pub struct PreflightOptions {
     /// The folder map and merge setting the upload will use.
     pub map_file: Option<crate::upload::MapFile>,
     pub merge_folders: bool,
+    /// Bytes the store's ledger already placed in each target mailbox: they
+    /// are in what the target says it uses, and must not count twice.
+    pub already_uploaded: std::collections::HashMap<String, u64>,
 }
 
 pub async fn preflight(
@@ -287,7 +290,15 @@ async fn check_account(
         .filter(|f| f.target.is_some())
         .map(|f| f.bytes)
         .sum();
-    let needed = moving + out.target_used_bytes.unwrap_or(0);
+    let ours = options
+        .already_uploaded
+        .get(&account.target)
+        .copied()
+        .unwrap_or(0);
+    let needed = match out.target_used_bytes {
+        Some(used) => moving + used.saturating_sub(ours),
+        None => moving,
+    };
     if out.source_ok && needed > out.quota_bytes {
         out.no_go.push(format!(
             "the mailbox needs {} at the target, over its quota of {} ({}); raise the quota \

@@ -676,3 +676,43 @@ fn preflight_takes_the_quota_the_target_announces() {
     assert_eq!(alice["go"], true, "{alice:#}");
     assert!(alice["folders"][0]["target"].is_null(), "{alice:#}");
 }
+
+#[test]
+fn preflight_after_an_upload_does_not_count_our_own_mail_twice() {
+    let server = Dovecot::start_with(DovecotConfig {
+        quota_storage: Some("200k".into()),
+        ..DovecotConfig::default()
+    });
+    let body = "w".repeat(120_000);
+    let mail = vec![("0.host".to_string(), message("big", "big@x", &body))];
+    server.write_maildir_messages("alice", "INBOX", &mail);
+    let store = tempfile::tempdir().unwrap();
+    let accounts = server.migration_csv(&[("alice", "alice-pw", "alice-365", "alice-365-pw")]);
+    let preflight = || {
+        let run = mailferry_with(
+            &[
+                "--store",
+                store.path().to_str().unwrap(),
+                "preflight",
+                "--json",
+                "--accounts",
+                accounts.to_str().unwrap(),
+            ],
+            &[source_flags(&server), target_flags(&server)],
+        );
+        assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+        run.json()["accounts"][0].clone()
+    };
+    assert_eq!(preflight()["go"], true);
+    let (run, _) = mirror(&server, store.path(), &accounts, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let (run, _) = upload(&server, store.path(), &accounts, &["--target-kind", "imap"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    // The target now uses 120 KB, all of it ours: still GO, not 240 KB.
+    let again = preflight();
+    assert!(
+        again["target_used_bytes"].as_u64().unwrap() >= 120_000,
+        "{again:#}"
+    );
+    assert_eq!(again["go"], true, "{again:#}");
+}

@@ -1,5 +1,7 @@
 //! `mailferry preflight`: go or no-go per account before a batch starts.
 
+use std::collections::HashMap;
+
 use anyhow::{Result, anyhow};
 
 use crate::cli::{Cli, PreflightArgs};
@@ -24,6 +26,7 @@ pub fn run(cli: &Cli, args: &PreflightArgs) -> Result<i32> {
             .map(crate::upload::MapFile::load)
             .transpose()?,
         merge_folders: args.merge_folders,
+        already_uploaded: already_uploaded(cli, &config),
     };
     let progress = ui::progress(cli.quiet || args.json, config.accounts.len());
     let result = crate::commands::runtime()?.block_on(preflight(&config, &options, progress))?;
@@ -47,4 +50,34 @@ pub fn run(cli: &Cli, args: &PreflightArgs) -> Result<i32> {
     } else {
         EXIT_INCOMPLETE
     })
+}
+
+/// What the store's ledger already placed in each target mailbox, in bytes
+/// (nothing when there is no store yet).
+fn already_uploaded(cli: &Cli, config: &crate::config::Config) -> HashMap<String, u64> {
+    let root = cli
+        .store
+        .clone()
+        .or_else(|| config.store.clone())
+        .unwrap_or_else(|| "mailferry-store".into());
+    let Ok(index) = crate::store::Index::open_read_only(&root.join("index.sqlite")) else {
+        return HashMap::new();
+    };
+    let mut out = HashMap::new();
+    for a in &config.accounts {
+        let bytes: i64 = index
+            .connection()
+            .query_row(
+                "SELECT COALESCE(SUM(b.size), 0) FROM uploads u
+                 JOIN target_folders f ON f.id = u.target_folder_id
+                 JOIN targets t ON t.id = f.target_id
+                 JOIN blobs b ON b.hash = u.blob_hash
+                 WHERE t.mailbox = ?1 AND t.host = ?2 AND u.state IN ('done', 'present')",
+                [&a.target, &config.target.server.host],
+                |r| r.get(0),
+            )
+            .unwrap_or(0);
+        out.insert(a.target.clone(), bytes.max(0) as u64);
+    }
+    out
 }
