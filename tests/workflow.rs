@@ -365,15 +365,17 @@ fn preflight_says_go_or_no_go_per_account_and_why() {
 /// `mailferry --store S cutover --json` for `accounts`, source and target
 /// both on `server`, with `extra` flags.
 fn cutover(server: &Dovecot, store: &Path, accounts: &Path, extra: &[&str]) -> Run {
-    let mut all: Vec<&str> = vec![
-        "--store",
-        store.to_str().unwrap(),
-        "cutover",
-        "--json",
-        "--accounts",
-        accounts.to_str().unwrap(),
-    ];
-    all.extend_from_slice(extra);
+    let mut command = vec!["cutover", "--json"];
+    command.extend_from_slice(extra);
+    both_ends(server, store, accounts, &command)
+}
+
+/// `mailferry --store S <command…> --accounts A`, with `server` as both
+/// the source and a plain IMAP target.
+fn both_ends(server: &Dovecot, store: &Path, accounts: &Path, command: &[&str]) -> Run {
+    let mut all: Vec<&str> = vec!["--store", store.to_str().unwrap()];
+    all.extend_from_slice(command);
+    all.extend_from_slice(&["--accounts", accounts.to_str().unwrap()]);
     mailferry_with(&all, &[source_flags(server), target_flags(server)])
 }
 
@@ -622,17 +624,7 @@ fn preflight_takes_the_quota_the_target_announces() {
         ("alice", "alice-pw", "alice-365", "alice-365-pw"),
         ("bob", "bob-pw", "bob-365", "bob-365-pw"),
     ]);
-    let run = mailferry_with(
-        &[
-            "--store",
-            store.path().to_str().unwrap(),
-            "preflight",
-            "--json",
-            "--accounts",
-            accounts.to_str().unwrap(),
-        ],
-        &[source_flags(&server), target_flags(&server)],
-    );
+    let run = both_ends(&server, store.path(), &accounts, &["preflight", "--json"]);
     assert_eq!(run.code, 1, "{}\n{}", run.stderr, run.stdout);
     let p = run.json();
     let alice = &p["accounts"][0];
@@ -658,18 +650,12 @@ fn preflight_takes_the_quota_the_target_announces() {
         "Account,SourceFolder,TargetFolder\nalice@example.com,INBOX,\n",
     )
     .unwrap();
-    let run = mailferry_with(
-        &[
-            "--store",
-            store.path().to_str().unwrap(),
-            "preflight",
-            "--json",
-            "--map",
-            map.to_str().unwrap(),
-            "--accounts",
-            accounts.to_str().unwrap(),
-        ],
-        &[source_flags(&server), target_flags(&server)],
+    let map_arg = map.to_str().unwrap();
+    let run = both_ends(
+        &server,
+        store.path(),
+        &accounts,
+        &["preflight", "--json", "--map", map_arg],
     );
     assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
     let alice = &run.json()["accounts"][0];
@@ -689,17 +675,7 @@ fn preflight_after_an_upload_does_not_count_our_own_mail_twice() {
     let store = tempfile::tempdir().unwrap();
     let accounts = server.migration_csv(&[("alice", "alice-pw", "alice-365", "alice-365-pw")]);
     let preflight = || {
-        let run = mailferry_with(
-            &[
-                "--store",
-                store.path().to_str().unwrap(),
-                "preflight",
-                "--json",
-                "--accounts",
-                accounts.to_str().unwrap(),
-            ],
-            &[source_flags(&server), target_flags(&server)],
-        );
+        let run = both_ends(&server, store.path(), &accounts, &["preflight", "--json"]);
         assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
         run.json()["accounts"][0].clone()
     };

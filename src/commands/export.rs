@@ -31,10 +31,7 @@ struct Row {
 }
 
 pub fn run(cli: &Cli, args: &ExportArgs) -> Result<i32> {
-    let root = cli
-        .store
-        .clone()
-        .unwrap_or_else(|| "mailferry-store".into());
+    let root = crate::commands::store_path(cli, None);
     let index = Index::open_read_only(&root.join("index.sqlite"))?;
     let rows = rows(&index, args)?;
     if rows.is_empty() {

@@ -28,10 +28,7 @@ struct Found {
 }
 
 pub fn run(cli: &Cli, args: &ImportArgs) -> Result<i32> {
-    let root = cli
-        .store
-        .clone()
-        .unwrap_or_else(|| "mailferry-store".into());
+    let root = crate::commands::store_path(cli, None);
     if !args.dir.exists() {
         bail!("{} does not exist", args.dir.display());
     }

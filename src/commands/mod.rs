@@ -187,13 +187,17 @@ pub fn apply_target(config: &mut Config, args: &TargetArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn open_store(cli: &Cli, config: &Config) -> Result<Arc<Store>> {
-    let path = cli
-        .store
+/// The store directory: --store (or MAILFERRY_STORE), else the accounts
+/// file's `store`, else ./mailferry-store.
+pub fn store_path(cli: &Cli, config: Option<&Config>) -> std::path::PathBuf {
+    cli.store
         .clone()
-        .or_else(|| config.store.clone())
-        .unwrap_or_else(|| "mailferry-store".into());
-    Ok(Arc::new(Store::open(&path)?))
+        .or_else(|| config.and_then(|c| c.store.clone()))
+        .unwrap_or_else(|| "mailferry-store".into())
+}
+
+pub fn open_store(cli: &Cli, config: &Config) -> Result<Arc<Store>> {
+    Ok(Arc::new(Store::open(&store_path(cli, Some(config)))?))
 }
 
 /// The runtime for network work. Blocking threads hash, compress and

@@ -12,11 +12,7 @@ use crate::upload::{MapEntry, MapFile, mapping};
 pub fn run(cli: &Cli, args: &PlanArgs) -> Result<i32> {
     let config = load_accounts(&args.accounts)?;
     let kind = args.target_kind.unwrap_or(config.target.kind);
-    let root = cli
-        .store
-        .clone()
-        .or_else(|| config.store.clone())
-        .unwrap_or_else(|| "mailferry-store".into());
+    let root = crate::commands::store_path(cli, Some(&config));
     let index = Index::open_read_only(&root.join("index.sqlite"))?;
     let overrides = args.map.as_deref().map(MapFile::load).transpose()?;
     let mut maps: Vec<(String, Vec<MapEntry>)> = Vec::new();

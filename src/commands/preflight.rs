@@ -55,11 +55,7 @@ pub fn run(cli: &Cli, args: &PreflightArgs) -> Result<i32> {
 /// What the store's ledger already placed in each target mailbox, in bytes
 /// (nothing when there is no store yet).
 fn already_uploaded(cli: &Cli, config: &crate::config::Config) -> HashMap<String, u64> {
-    let root = cli
-        .store
-        .clone()
-        .or_else(|| config.store.clone())
-        .unwrap_or_else(|| "mailferry-store".into());
+    let root = crate::commands::store_path(cli, Some(config));
     let Ok(index) = crate::store::Index::open_read_only(&root.join("index.sqlite")) else {
         return HashMap::new();
     };

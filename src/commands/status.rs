@@ -12,10 +12,7 @@ use crate::store::Index;
 
 /// What the store says, read without taking its lock (a run may be going on).
 pub fn snapshot(cli: &Cli, account: Option<&str>) -> Result<Snapshot> {
-    let root = cli
-        .store
-        .clone()
-        .unwrap_or_else(|| "mailferry-store".into());
+    let root = crate::commands::store_path(cli, None);
     let index = Index::open_read_only(&root.join("index.sqlite"))?;
     Snapshot::gather(&root, &index, account)
 }

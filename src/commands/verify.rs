@@ -38,10 +38,7 @@ pub fn run(cli: &Cli, args: &VerifyArgs) -> Result<i32> {
     if args.target {
         return run_target(cli, args);
     }
-    let root = cli
-        .store
-        .clone()
-        .unwrap_or_else(|| "mailferry-store".into());
+    let root = crate::commands::store_path(cli, None);
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
