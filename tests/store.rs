@@ -84,3 +84,35 @@ fn blobs_are_named_by_the_sha256_of_their_raw_bytes() {
     assert_eq!(blob(store_dir.path(), &w.hash.to_hex()), raw);
     assert_eq!(store.read_blob(&w.hash).unwrap(), raw);
 }
+
+#[test]
+fn connections_racing_to_store_the_same_message_create_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(mailferry::store::Store::open(dir.path()).unwrap());
+    for round in 0..40 {
+        let body = message(
+            &format!("race {round}"),
+            &format!("r{round}@x"),
+            "same bytes",
+        );
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let writers: Vec<_> = (0..8)
+            .map(|_| {
+                let (store, barrier, body) = (store.clone(), barrier.clone(), body.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    store.write_blob(&body).unwrap()
+                })
+            })
+            .collect();
+        let results: Vec<_> = writers.into_iter().map(|w| w.join().unwrap()).collect();
+        let created = results.iter().filter(|w| w.created).count();
+        assert_eq!(created, 1, "round {round}: {results:?}");
+        // Every writer can still give the index its row.
+        assert!(results.iter().all(|w| w.stored_size.is_some()));
+        assert_eq!(blob(dir.path(), &sha256_hex(&body)), body);
+    }
+    assert_eq!(blob_files(dir.path()).len(), 40);
+    let leftovers = std::fs::read_dir(dir.path().join("tmp")).unwrap().count();
+    assert_eq!(leftovers, 0, "no staging files stay behind");
+}

@@ -78,8 +78,8 @@ pub fn run(cli: &Cli, args: &ImportArgs) -> Result<i32> {
         let mut rows = Vec::new();
         for (i, m) in found.iter().enumerate() {
             let w = store.write_blob(&m.bytes)?;
+            written += u64::from(w.created);
             if let Some(stored_size) = w.stored_size {
-                written += 1;
                 blobs.push(NewBlob {
                     hash: w.hash,
                     size: m.bytes.len() as u64,

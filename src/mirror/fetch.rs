@@ -396,7 +396,7 @@ fn store_messages(
 ) -> Result<(u64, u64)> {
     let mut blobs = Vec::new();
     let mut rows = Vec::with_capacity(messages.len());
-    let mut already = 0;
+    let (mut already, mut written) = (0, 0);
     for m in messages {
         let body = m.body.expect("fetched with a body");
         // The worker names the folder and account around this.
@@ -404,14 +404,18 @@ fn store_messages(
             .store
             .write_blob(&body)
             .with_context(|| format!("cannot store UID {}", m.uid))?;
-        match write.stored_size {
-            Some(stored_size) => blobs.push(NewBlob {
+        if write.created {
+            written += 1;
+        } else {
+            already += 1;
+        }
+        if let Some(stored_size) = write.stored_size {
+            blobs.push(NewBlob {
                 hash: write.hash,
                 size: body.len() as u64,
                 stored_size,
                 meta: BlobMeta::parse(&body),
-            }),
-            None => already += 1,
+            });
         }
         let (date, offset) = match m.internal_date {
             Some(d) => (d.timestamp(), d.offset().local_minus_utc() / 60),
@@ -427,7 +431,6 @@ fn store_messages(
             size: m.size.map(u64::from).unwrap_or(body.len() as u64),
         });
     }
-    let written = blobs.len() as u64;
     ctx.store
         .index()
         .insert_messages(folder_id, uidvalidity, &blobs, &rows)?;

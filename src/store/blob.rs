@@ -49,14 +49,20 @@ impl fmt::Debug for BlobHash {
 #[derive(Debug, Clone)]
 pub struct BlobWrite {
     pub hash: BlobHash,
-    /// Compressed size when this call wrote the file; `None` when the index
-    /// already had the blob.
+    /// Compressed size when the index does not have the blob yet (its row
+    /// is to be added); `None` when it has.
     pub stored_size: Option<u64>,
+    /// Whether this call created the file (false when another writer, or
+    /// a run killed before its index rows, had already put it there).
+    pub created: bool,
 }
 
-/// Compresses `raw` into `tmp`, fsyncs it, renames it to `dest` and fsyncs
+/// Compresses `raw` into `tmp`, fsyncs it, links it as `dest` and fsyncs
 /// the directory, so `dest` is complete and durable when this returns.
-pub(super) fn write_durably(raw: &[u8], tmp: &Path, dest: &Path) -> Result<u64> {
+/// Returns the stored size and whether this call created `dest`: two
+/// connections fetching the same new message race to store it, and only
+/// one of them creates it (a link, unlike a rename, refuses to replace).
+pub(super) fn write_durably(raw: &[u8], tmp: &Path, dest: &Path) -> Result<(u64, bool)> {
     let compressed = zstd::bulk::compress(raw, ZSTD_LEVEL).context("zstd compression failed")?;
     {
         let mut file =
@@ -71,12 +77,20 @@ pub(super) fn write_durably(raw: &[u8], tmp: &Path, dest: &Path) -> Result<u64> 
         fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         sync_dir(dir.parent().expect("objects dir"))?;
     }
-    if let Err(e) = fs::rename(tmp, dest) {
-        let _ = fs::remove_file(tmp);
-        return Err(e).with_context(|| format!("cannot move blob into {}", dest.display()));
-    }
+    let linked = fs::hard_link(tmp, dest);
+    let _ = fs::remove_file(tmp);
+    let created = match linked {
+        Ok(()) => true,
+        // Complete already: files only ever appear there whole.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot move blob into {}", dest.display()));
+        }
+    };
+    // Also when another writer won: its directory entry must be durable
+    // before our index row points at it.
     sync_dir(dir)?;
-    Ok(compressed.len() as u64)
+    Ok((compressed.len() as u64, created))
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {

@@ -99,6 +99,7 @@ impl Store {
             return Ok(BlobWrite {
                 hash,
                 stored_size: None,
+                created: false,
             });
         }
         let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
@@ -108,10 +109,11 @@ impl Store {
             n,
             &hash.to_hex()[..16]
         ));
-        let stored_size = blob::write_durably(raw, &tmp, &self.blob_path(&hash))?;
+        let (stored_size, created) = blob::write_durably(raw, &tmp, &self.blob_path(&hash))?;
         Ok(BlobWrite {
             hash,
             stored_size: Some(stored_size),
+            created,
         })
     }
 

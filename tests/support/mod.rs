@@ -148,6 +148,19 @@ impl Dovecot {
     }
 
     pub fn start_with(config: DovecotConfig) -> Dovecot {
+        // The port is free when picked, but another test may take it before
+        // Dovecot binds it: then start afresh on another one.
+        let mut last = String::new();
+        for _ in 0..5 {
+            match Dovecot::start_once(&config) {
+                Ok(server) => return server,
+                Err(why) => last = why,
+            }
+        }
+        panic!("dovecot did not come up after 5 tries: {last}");
+    }
+
+    fn start_once(config: &DovecotConfig) -> Result<Dovecot, String> {
         let dovecot = which("dovecot").expect(
             "dovecot is not installed: run `apt-get install -y dovecot-imapd dovecot-core` \
              (scripts/test.sh does this)",
@@ -287,19 +300,37 @@ protocol imap {{
             uid,
             gid,
         };
-        server.wait_for_port();
-        server
+        let mut server = server;
+        match server.wait_for_greeting() {
+            Ok(()) => Ok(server),
+            Err(why) => {
+                server.stop();
+                Err(why)
+            }
+        }
     }
 
-    fn wait_for_port(&self) {
+    /// Until this Dovecot (not whatever else may hold the port) greets over
+    /// TLS with the certificate minted for it.
+    fn wait_for_greeting(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("dovecot exited ({status}): {}", self.log()));
+            }
+            if tls_stream(self.port, &self.ca_file, &self.cert_name)
+                .and_then(|mut s| {
+                    let mut line = Vec::new();
+                    BufReader::new(&mut s).read_until(b'\n', &mut line)?;
+                    Ok(line)
+                })
+                .is_ok_and(|line| line.starts_with(b"* OK"))
+            {
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("dovecot did not listen on {}: {}", self.port, self.log());
+        Err(format!("no IMAP greeting on {}: {}", self.port, self.log()))
     }
 
     pub fn log(&self) -> String {
@@ -452,6 +483,31 @@ pub struct RawImap {
     tag: u32,
 }
 
+type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// A TLS connection to 127.0.0.1:`port` that trusts only `ca_file`.
+fn tls_stream(port: u16, ca_file: &Path, name: &str) -> std::io::Result<TlsStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(ca_file)?;
+    for cert in rustls_pemfile_certs(&pem) {
+        roots.add(cert).map_err(std::io::Error::other)?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(std::io::Error::other)?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let server_name =
+        rustls::pki_types::ServerName::try_from(name.to_string()).map_err(std::io::Error::other)?;
+    let conn = rustls::ClientConnection::new(Arc::new(config), server_name)
+        .map_err(std::io::Error::other)?;
+    let tcp = TcpStream::connect(("127.0.0.1", port))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5)))?;
+    Ok(rustls::StreamOwned::new(conn, tcp))
+}
+
 impl RawImap {
     pub fn connect(port: u16, ca_file: &Path, name: &str, user: &str, password: &str) -> RawImap {
         let mut client = RawImap::connect_only(port, ca_file, name);
@@ -480,24 +536,14 @@ impl RawImap {
     }
 
     fn connect_only(port: u16, ca_file: &Path, name: &str) -> RawImap {
-        let mut roots = rustls::RootCertStore::empty();
-        let pem = std::fs::read(ca_file).unwrap();
-        for cert in rustls_pemfile_certs(&pem) {
-            roots.add(cert).unwrap();
-        }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let server_name = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
-        let conn = rustls::ClientConnection::new(Arc::new(config), server_name).unwrap();
-        let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        tcp.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let stream = tls_stream(port, ca_file, name)
+            .unwrap_or_else(|e| panic!("cannot connect to 127.0.0.1:{port}: {e}"));
+        stream
+            .sock
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
         let mut client = RawImap {
-            reader: BufReader::new(rustls::StreamOwned::new(conn, tcp)),
+            reader: BufReader::new(stream),
             tag: 0,
         };
         let greeting = client.read_line();
