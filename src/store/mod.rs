@@ -4,12 +4,13 @@
 //! STORE/
 //!   index.sqlite   the index (see `index.rs` and schema/*.sql)
 //!   objects/ab/…   zstd-compressed raw messages named by the sha256 of the raw bytes
-//!   tmp/           staging for blobs before they are renamed into objects/
+//!   tmp/           staging for blobs before they are linked into objects/
 //!   LOCK           held (advisory lock) by the one process that writes the store
 //! ```
 //!
 //! A blob is durable before any index row points at it: it is written to
-//! `tmp/`, fsynced, renamed into `objects/`, and its directory fsynced. Only
+//! `tmp/`, fsynced, linked into `objects/` (a link never replaces, so two
+//! writers of the same new blob create it once), and its directory fsynced. Only
 //! then does the caller insert the rows that name it.
 
 mod blob;
