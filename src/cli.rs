@@ -115,10 +115,11 @@ pub struct SourceArgs {
     #[arg(long, value_enum)]
     pub compress: Option<Compression>,
 
-    /// Seconds a server may send nothing before its connection counts as
-    /// dead (a slow but moving transfer never times out).
-    #[arg(long, value_name = "SECS", default_value_t = 180)]
-    pub io_timeout: u64,
+    /// Seconds a source server may send nothing (while connecting, logging
+    /// in or answering) before its connection counts as dead; a slow but
+    /// moving transfer never times out [default: 180].
+    #[arg(long, value_name = "SECS")]
+    pub io_timeout: Option<u64>,
 
     /// PEM file with extra CA certificates to trust (a private CA).
     #[arg(long, value_name = "PEM")]
@@ -202,6 +203,12 @@ pub struct TargetArgs {
     /// Do NOT verify the target's TLS certificate. For test labs only.
     #[arg(long)]
     pub target_danger_accept_invalid_certs: bool,
+
+    /// Seconds the target may send nothing (while connecting, logging in,
+    /// taking an APPEND or answering) before its connection counts as dead
+    /// [default: 180].
+    #[arg(long, value_name = "SECS")]
+    pub target_io_timeout: Option<u64>,
 
     /// Connections per target mailbox [default: 4]. Exchange Online allows
     /// few per mailbox and throttles beyond that.

@@ -222,7 +222,8 @@ pub fn parse_size(text: &str) -> Result<u64> {
         "m" | "mb" | "mib" => 20,
         "g" | "gb" | "gib" => 30,
         "t" | "tb" | "tib" => 40,
-        other => bail!("unknown unit {other:?} (use B, KB, MB, GB or TB)"),
+        // The value is not repeated: a shifted CSV row may put a password here.
+        _ => bail!("not a size: unknown unit (use B, KB, MB, GB or TB)"),
     };
     Ok((value * (1u64 << shift) as f64).round() as u64)
 }
@@ -275,11 +276,14 @@ pub fn parse_csv(text: &[u8], file: &str) -> Result<Vec<Account>> {
             .iter()
             .position(|h| h.trim().eq_ignore_ascii_case(name))
     };
+    // The first line is named only by its shape: in a file without a header
+    // it is an account, password included.
     let email_col = column("EmailAddress").ok_or_else(|| {
         anyhow!(
-            "{file} line 1: no EmailAddress column; expected the Microsoft 365 migration \
-             header EmailAddress,UserName,Password (found {:?})",
-            headers.iter().collect::<Vec<_>>().join(",")
+            "{file} line 1: no EmailAddress column (the line has {} comma-separated fields); \
+             the file must start with the Microsoft 365 migration header \
+             EmailAddress,UserName,Password",
+            headers.len()
         )
     })?;
     let user_col =
@@ -316,7 +320,12 @@ pub fn parse_csv(text: &[u8], file: &str) -> Result<Vec<Account>> {
             bail!("{file} line {line}: EmailAddress is empty");
         }
         if !email.contains('@') {
-            bail!("{file} line {line}: EmailAddress {email:?} is not an e-mail address");
+            // Not quoted: in a row whose columns are shifted it may be a password.
+            bail!(
+                "{file} line {line}: EmailAddress (field {}) is not an e-mail address; are the \
+                 fields in the order of the header?",
+                email_col + 1
+            );
         }
         let username = field(user_col);
         if username.is_empty() {
@@ -346,7 +355,7 @@ pub fn parse_csv(text: &[u8], file: &str) -> Result<Vec<Account>> {
         let quota_bytes = quota_col
             .map(field)
             .filter(|s| !s.is_empty())
-            .map(|q| parse_size(q).map_err(|e| anyhow!("{file} line {line}: Quota {q:?}: {e}")))
+            .map(|q| parse_size(q).map_err(|e| anyhow!("{file} line {line}: Quota: {e}")))
             .transpose()?;
         accounts.push(Account {
             name: email.to_string(),
@@ -409,6 +418,8 @@ struct TomlServer {
     ca_file: Option<PathBuf>,
     connections: Option<usize>,
     compress: Option<Compression>,
+    /// Seconds of silence before a connection counts as dead.
+    io_timeout: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -421,6 +432,7 @@ struct TomlTarget {
     ca_file: Option<PathBuf>,
     connections: Option<usize>,
     compress: Option<Compression>,
+    io_timeout: Option<u64>,
     max_message_mib: Option<u64>,
     quota: Option<String>,
     oauth: Option<TomlOAuth>,
@@ -495,7 +507,10 @@ fn load_toml(path: &Path) -> Result<Config> {
         // toml's message quotes the offending line, which may hold a
         // password: keep only the position and the reason.
         let (line, _) = e.span().map(|s| line_col(&text, s.start)).unwrap_or((0, 0));
-        anyhow!("{file} line {line}: {}", e.message())
+        anyhow!(
+            "{file} line {line}: {}",
+            toml_reason(&text, line, e.message())
+        )
     })?;
     let base = path.parent().unwrap_or(Path::new("."));
     let mut config = Config {
@@ -519,6 +534,9 @@ fn load_toml(path: &Path) -> Result<Config> {
         }
         if let Some(c) = s.compress {
             config.source.compress = c;
+        }
+        if let Some(t) = s.io_timeout {
+            config.source.io_timeout = std::time::Duration::from_secs(t.max(1));
         }
     }
     if let Some(t) = parsed.target {
@@ -609,6 +627,9 @@ fn apply_toml_target(
     if let Some(c) = t.compress {
         target.server.compress = c;
     }
+    if let Some(secs) = t.io_timeout {
+        target.server.io_timeout = std::time::Duration::from_secs(secs.max(1));
+    }
     if let Some(q) = &t.quota {
         target.quota_bytes =
             parse_size(q).map_err(|e| anyhow!("{file} [target]: quota {q:?}: {e}"))?;
@@ -638,6 +659,26 @@ fn apply_toml_target(
         });
     }
     Ok(())
+}
+
+/// toml's reason for an error, unless the line sets a secret: then the
+/// reason may quote its value (`invalid type: integer `123456``), so only
+/// the key and what it must be are said.
+fn toml_reason(text: &str, line: usize, reason: &str) -> String {
+    let key = text
+        .lines()
+        .nth(line.saturating_sub(1))
+        .and_then(|l| l.split_once('='))
+        .map(|(k, _)| k.trim().trim_matches('"').to_ascii_lowercase())
+        .unwrap_or_default();
+    if ["password", "secret", "token"]
+        .iter()
+        .any(|s| key.contains(s))
+    {
+        format!("{key} must be a quoted string (the value is not shown)")
+    } else {
+        reason.to_string()
+    }
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -676,7 +717,7 @@ mod tests {
                      c@x.com,c,pw,huge\n";
         let err = parse_csv(text, "batch.csv").unwrap_err().to_string();
         assert!(
-            err.contains("batch.csv line 4") && err.contains("huge"),
+            err.contains("batch.csv line 4") && err.contains("Quota") && !err.contains("huge"),
             "{err}"
         );
         let ok = parse_csv(&text[..text.len() - 18], "batch.csv").unwrap();
@@ -764,5 +805,36 @@ password_file = "pw"
         let err = load(&cfg).unwrap_err().to_string();
         assert!(err.contains("line 4"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn no_error_ever_quotes_a_password() {
+        let secret = "Sup3rS3cret";
+        // No header: the first line is an account.
+        let no_header = format!("a@x.com,a,{secret}\nb@x.com,b,{secret}\n");
+        // Shifted columns: the password lands in EmailAddress.
+        let shifted = format!("EmailAddress,UserName,Password\n{secret},a@x.com,a\n");
+        // A password in the Quota column.
+        let quota = format!("EmailAddress,UserName,Password,Quota\na@x.com,a,pw,{secret}\n");
+        let quota_unit = "EmailAddress,UserName,Password,Quota\na@x.com,a,pw,12Sup3rS3cret\n";
+        for text in [no_header, shifted, quota, quota_unit.to_string()] {
+            let err = format!("{:#}", parse_csv(text.as_bytes(), "f.csv").unwrap_err());
+            assert!(err.contains("f.csv line"), "{err}");
+            assert!(!err.contains(secret), "{err}");
+        }
+        // A TOML password written as a number.
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("m.toml");
+        for (key, value) in [("password", "123456789"), ("client_secret", "987654321")] {
+            let text = if key == "password" {
+                format!("[[account]]\nemail = \"a@x.com\"\n{key} = {value}\n")
+            } else {
+                format!("[target.oauth]\ntenant = \"t\"\nclient_id = \"c\"\n{key} = {value}\n")
+            };
+            std::fs::write(&cfg, text).unwrap();
+            let err = format!("{:#}", load(&cfg).unwrap_err());
+            assert!(err.contains("line"), "{err}");
+            assert!(!err.contains(value), "{err}");
+        }
     }
 }

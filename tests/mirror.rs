@@ -65,7 +65,7 @@ fn assert_store_matches_server(server: &Dovecot, store: &std::path::Path, user: 
             assert_eq!(row.flags, flags.join(" "), "{name} UID {}: flags", m.uid);
             assert_eq!(
                 row.internal_date,
-                instant(&m.internal_date),
+                Some(instant(&m.internal_date)),
                 "{name} UID {}: date",
                 m.uid
             );

@@ -9,7 +9,7 @@
 //! safe path components (no separators, control characters or `.`/`..`),
 //! and two folders that would land on the same path get distinct suffixes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -26,7 +26,7 @@ struct Row {
     delimiter: Option<String>,
     uid: u32,
     flags: String,
-    internal_date: i64,
+    internal_date: Option<i64>,
     hash: String,
 }
 
@@ -40,21 +40,34 @@ pub fn run(cli: &Cli, args: &ExportArgs) -> Result<i32> {
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("cannot create {}", args.dir.display()))?;
     let mut places: HashMap<i64, PathBuf> = HashMap::new();
-    let mut taken: HashMap<String, i64> = HashMap::new();
+    let mut taken = Places::default();
     let mut count = 0u64;
+    let mut skipped: Vec<String> = Vec::new();
     let mut mboxes: HashMap<i64, std::fs::File> = HashMap::new();
     for r in &rows {
         let place = match places.get(&r.folder_id) {
             Some(p) => p.clone(),
             None => {
-                let p = unique_place(&args.dir, r, &mut taken);
+                let p = taken.claim(&args.dir, r, args.format);
                 places.insert(r.folder_id, p.clone());
                 p
             }
         };
-        let raw = crate::store::blob_read(&root, &BlobHash::from_hex(&r.hash)?)?;
-        let when =
-            std::time::UNIX_EPOCH + std::time::Duration::from_secs(r.internal_date.max(0) as u64);
+        // A damaged blob is named and skipped; the rest goes on.
+        let raw = match crate::store::blob_read(&root, &BlobHash::from_hex(&r.hash)?) {
+            Ok(raw) => raw,
+            Err(e) => {
+                skipped.push(format!(
+                    "{} / {} UID {}: {e}; `mailferry mirror` fetches it again",
+                    r.account, r.folder, r.uid
+                ));
+                continue;
+            }
+        };
+        let date = r.internal_date.unwrap_or(0);
+        let when = r
+            .internal_date
+            .map(|d| std::time::UNIX_EPOCH + std::time::Duration::from_secs(d.max(0) as u64));
         match args.format {
             ExportFormat::Maildir => {
                 for sub in ["cur", "new", "tmp"] {
@@ -62,8 +75,7 @@ pub fn run(cli: &Cli, args: &ExportArgs) -> Result<i32> {
                         .with_context(|| format!("cannot create {}", place.join(sub).display()))?;
                 }
                 let name = format!(
-                    "{}.M{}U{}.mailferry:2,{}",
-                    r.internal_date,
+                    "{date}.M{}U{}.mailferry:2,{}",
                     &r.hash[..12],
                     r.uid,
                     maildir_flags(&r.flags)
@@ -73,23 +85,24 @@ pub fn run(cli: &Cli, args: &ExportArgs) -> Result<i32> {
             ExportFormat::Eml => {
                 std::fs::create_dir_all(&place)
                     .with_context(|| format!("cannot create {}", place.display()))?;
-                let name = format!("{}-{}-{}.eml", r.internal_date, r.uid, &r.hash[..12]);
+                let name = format!("{date}-{}-{}.eml", r.uid, &r.hash[..12]);
                 write_file(&place.join(name), &raw, when)?;
             }
             ExportFormat::Mbox => {
                 let file = match mboxes.get_mut(&r.folder_id) {
                     Some(f) => f,
                     None => {
-                        let path = place.with_extension("mbox");
-                        if let Some(dir) = path.parent() {
-                            std::fs::create_dir_all(dir)?;
+                        if let Some(dir) = place.parent() {
+                            std::fs::create_dir_all(dir)
+                                .with_context(|| format!("cannot create {}", dir.display()))?;
                         }
-                        let f = std::fs::File::create(&path)
-                            .with_context(|| format!("cannot create {}", path.display()))?;
+                        let f = std::fs::File::create(&place)
+                            .with_context(|| format!("cannot create {}", place.display()))?;
                         mboxes.entry(r.folder_id).or_insert(f)
                     }
                 };
-                file.write_all(&mbox_entry(&raw, r.internal_date))?;
+                file.write_all(&mbox_entry(&raw, date))
+                    .with_context(|| format!("cannot write {}", place.display()))?;
             }
         }
         count += 1;
@@ -97,12 +110,95 @@ pub fn run(cli: &Cli, args: &ExportArgs) -> Result<i32> {
     for f in mboxes.values() {
         f.sync_all()?;
     }
+    for s in &skipped {
+        eprintln!("not exported: {s}");
+    }
     eprintln!(
-        "exported {count} messages from {} folders to {}",
+        "exported {count} of {} messages from {} folders to {}{}",
+        rows.len(),
         places.len(),
-        args.dir.display()
+        args.dir.display(),
+        if skipped.is_empty() {
+            String::new()
+        } else {
+            format!("; {} damaged in the store, not exported", skipped.len())
+        }
     );
-    Ok(EXIT_OK)
+    Ok(if skipped.is_empty() {
+        EXIT_OK
+    } else {
+        crate::commands::EXIT_INCOMPLETE
+    })
+}
+
+/// The paths an export has given out, so that no two folders share a file
+/// or directory (compared without case, for case-insensitive file systems),
+/// and no folder's file sits where another needs a directory.
+#[derive(Default)]
+struct Places {
+    /// mbox files.
+    files: HashSet<String>,
+    /// Directories some place lies in.
+    dirs: HashSet<String>,
+    /// Directories that are a folder's own (Maildir, eml); subfolders nest in them.
+    owned: HashSet<String>,
+}
+
+impl Places {
+    /// Where folder `r` goes: a directory (Maildir, eml) or a file (mbox),
+    /// DIR/account/folder/sub/folder with each part made safe, distinct
+    /// from every place given out before.
+    fn claim(&mut self, dir: &Path, r: &Row, format: ExportFormat) -> PathBuf {
+        let parts: Vec<String> = match r.delimiter.as_deref().filter(|d| !d.is_empty()) {
+            Some(d) => r.folder.split(d).map(safe_component).collect(),
+            None => vec![safe_component(&r.folder)],
+        };
+        let is_file = matches!(format, ExportFormat::Mbox);
+        let mut parent = PathBuf::from(safe_component(&r.account));
+        for p in &parts[..parts.len() - 1] {
+            // mbox files end in .mbox; directories never do, so no folder's
+            // file can stand where another's directory must be.
+            if is_file && p.to_lowercase().ends_with(".mbox") {
+                parent.push(format!("{p}_"));
+            } else {
+                parent.push(p);
+            }
+        }
+        let leaf = parts.last().cloned().unwrap_or_else(|| "_".into());
+        let key = |p: &Path| p.to_string_lossy().to_lowercase();
+        let mut n = 1;
+        let chosen = loop {
+            let name = match (n, is_file) {
+                (1, false) => leaf.clone(),
+                (1, true) => format!("{leaf}.mbox"),
+                (_, false) => format!("{leaf} ({n})"),
+                (_, true) => format!("{leaf} ({n}).mbox"),
+            };
+            let candidate = parent.join(name);
+            let k = key(&candidate);
+            let free = if is_file {
+                !self.files.contains(&k) && !self.dirs.contains(&k)
+            } else {
+                !self.owned.contains(&k)
+            };
+            if free {
+                break candidate;
+            }
+            n += 1;
+        };
+        for a in chosen.ancestors().skip(1) {
+            if !a.as_os_str().is_empty() {
+                self.dirs.insert(key(a));
+            }
+        }
+        if is_file {
+            self.files.insert(key(&chosen));
+        } else {
+            self.owned.insert(key(&chosen));
+            self.dirs.insert(key(&chosen));
+        }
+        dir.join(chosen)
+    }
 }
 
 fn rows(index: &Index, args: &ExportArgs) -> Result<Vec<Row>> {
@@ -132,34 +228,24 @@ fn rows(index: &Index, args: &ExportArgs) -> Result<Vec<Row>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// DIR/account/folder/sub/folder, each part made safe, distinct per folder.
-fn unique_place(dir: &Path, r: &Row, taken: &mut HashMap<String, i64>) -> PathBuf {
-    let parts: Vec<String> = match r.delimiter.as_deref().filter(|d| !d.is_empty()) {
-        Some(d) => r.folder.split(d).map(safe_component).collect(),
-        None => vec![safe_component(&r.folder)],
-    };
-    let mut rel = PathBuf::from(safe_component(&r.account));
-    for p in &parts {
-        rel.push(p);
-    }
-    let mut candidate = rel.clone();
-    let mut n = 1;
-    // Case-insensitive file systems: compare lower-cased.
-    while let Some(other) = taken.get(&candidate.to_string_lossy().to_lowercase()) {
-        if *other == r.folder_id {
-            break;
-        }
-        n += 1;
-        candidate = rel.with_file_name(format!(
-            "{} ({n})",
-            rel.file_name().unwrap_or_default().to_string_lossy()
-        ));
-    }
-    taken.insert(candidate.to_string_lossy().to_lowercase(), r.folder_id);
-    dir.join(candidate)
-}
+/// File names stop at 255 bytes on common file systems; longer folder
+/// names are cut and given a hash of the whole name, so they stay distinct.
+const MAX_COMPONENT_BYTES: usize = 200;
 
 fn safe_component(s: &str) -> String {
+    let cleaned = safe_chars(s);
+    if cleaned.len() <= MAX_COMPONENT_BYTES {
+        return cleaned;
+    }
+    let mut cut = MAX_COMPONENT_BYTES - 12;
+    while !cleaned.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let digest = BlobHash::of(s.as_bytes()).to_hex();
+    format!("{}~{}", cleaned[..cut].trim_end(), &digest[..10])
+}
+
+fn safe_chars(s: &str) -> String {
     let cleaned: String = s
         .chars()
         .map(|c| {
@@ -197,12 +283,14 @@ fn maildir_flags(flags: &str) -> String {
         .collect()
 }
 
-fn write_file(path: &Path, bytes: &[u8], modified: std::time::SystemTime) -> Result<()> {
+fn write_file(path: &Path, bytes: &[u8], modified: Option<std::time::SystemTime>) -> Result<()> {
     let mut f =
         std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     f.write_all(bytes)
         .with_context(|| format!("cannot write {}", path.display()))?;
-    f.set_modified(modified).ok();
+    if let Some(t) = modified {
+        f.set_modified(t).ok();
+    }
     Ok(())
 }
 
@@ -237,6 +325,67 @@ mod tests {
         assert_eq!(safe_component(".."), "__");
         assert_eq!(safe_component("cur"), "cur_");
         assert_eq!(maildir_flags("\\Seen \\Flagged $x \\Answered"), "FRS");
+    }
+
+    fn row(id: i64, folder: &str) -> Row {
+        Row {
+            account: "alice".into(),
+            folder_id: id,
+            folder: folder.into(),
+            delimiter: Some("/".into()),
+            uid: 1,
+            flags: String::new(),
+            internal_date: None,
+            hash: String::new(),
+        }
+    }
+
+    #[test]
+    fn every_folder_gets_its_own_place() {
+        let dir = Path::new("/out");
+        let mut places = Places::default();
+        let names = [
+            "a.b",
+            "a.c",
+            "x",
+            "x.mbox",
+            "x.mbox/y",
+            "X",
+            "x.mbox_/y",
+            "a.b/c",
+        ];
+        let got: Vec<PathBuf> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| places.claim(dir, &row(i as i64, n), ExportFormat::Mbox))
+            .collect();
+        let distinct: HashSet<String> = got
+            .iter()
+            .map(|p| p.to_string_lossy().to_lowercase())
+            .collect();
+        assert_eq!(distinct.len(), names.len(), "{got:?}");
+        assert_eq!(got[0], Path::new("/out/alice/a.b.mbox"));
+        assert_eq!(got[1], Path::new("/out/alice/a.c.mbox"));
+        // No mbox file is also a directory another one lies in.
+        for p in &got {
+            assert!(got.iter().all(|q| !q.starts_with(p) || q == p), "{got:?}");
+        }
+        let mut maildirs = Places::default();
+        let a = maildirs.claim(dir, &row(1, "a"), ExportFormat::Maildir);
+        let child = maildirs.claim(dir, &row(2, "a/b"), ExportFormat::Maildir);
+        let upper = maildirs.claim(dir, &row(3, "A"), ExportFormat::Maildir);
+        assert_eq!(child, a.join("b"));
+        assert_eq!(upper, Path::new("/out/alice/A (2)"));
+    }
+
+    #[test]
+    fn very_long_folder_names_are_cut_and_stay_distinct() {
+        let long_a = format!("{}a", "é".repeat(5000));
+        let long_b = format!("{}b", "é".repeat(5000));
+        let (a, b) = (safe_component(&long_a), safe_component(&long_b));
+        assert!(a.len() <= MAX_COMPONENT_BYTES && b.len() <= MAX_COMPONENT_BYTES);
+        assert_ne!(a, b);
+        assert_eq!(safe_component("Inbox"), "Inbox");
     }
 
     #[test]

@@ -92,8 +92,8 @@ pub fn run(cli: &Cli, args: &ImportArgs) -> Result<i32> {
                 blob: w.hash,
                 flags: m.flags.clone(),
                 modseq: None,
-                internal_date: m.date,
-                internal_date_offset: 0,
+                // 0: no date could be read from the file.
+                internal_date: (m.date != 0).then_some((m.date, 0)),
                 size: m.bytes.len() as u64,
             });
         }

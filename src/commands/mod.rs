@@ -88,7 +88,9 @@ pub fn apply_source(config: &mut Config, args: &SourceArgs) {
     if let Some(a) = args.auth {
         s.auth = a;
     }
-    s.io_timeout = std::time::Duration::from_secs(args.io_timeout.max(1));
+    if let Some(t) = args.io_timeout {
+        s.io_timeout = std::time::Duration::from_secs(t.max(1));
+    }
     if let Some(c) = args.compress {
         s.compress = c;
     }
@@ -136,6 +138,9 @@ pub fn apply_target(config: &mut Config, args: &TargetArgs) -> Result<()> {
     }
     if let Some(c) = args.target_connections {
         t.server.connections = c.max(1);
+    }
+    if let Some(secs) = args.target_io_timeout {
+        t.server.io_timeout = std::time::Duration::from_secs(secs.max(1));
     }
     if let Some(m) = args.max_message_mib {
         t.max_message_bytes = Some(m << 20);

@@ -21,8 +21,7 @@ use tokio::net::TcpStream;
 use super::wire::{Wire, WireStats};
 use crate::config::{AuthMethod, Compression, Password, ServerSettings};
 
-/// How long a greeting may take.
-const GREETING_TIMEOUT: Duration = Duration::from_secs(60);
+/// The longest a TCP connect may take, however long the I/O timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A server's refusal, with its own words.
@@ -38,6 +37,33 @@ pub enum ImapError {
     ConnectionLost,
     #[error("the server sent nothing for {0:?}")]
     Timeout(Duration),
+    #[error("the server sent a response that is not IMAP: {0}")]
+    Unparseable(String),
+}
+
+/// async-imap reports a response it cannot parse as the parser's debug
+/// output (the input as a list of decimal bytes) and the whole buffer: keep
+/// the offending line, as text, cut short.
+fn unparseable(e: &std::io::Error) -> Option<ImapError> {
+    let text = e.to_string();
+    let (_, rest) = text.split_once(" during parsing of \"")?;
+    let rest = rest.strip_suffix('"').unwrap_or(rest);
+    let line = rest.split("\\r\\n").next().unwrap_or(rest);
+    let line = line.split("\\n").next().unwrap_or(line);
+    let line = line.replace("\\\"", "\"").replace("\\\\", "\\");
+    Some(ImapError::Unparseable(cut(&line, 200)))
+}
+
+/// At most `max` bytes of `s`, on a character boundary, with … when cut.
+fn cut(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
 }
 
 /// A login the server refused: wrong user name or password, or a locked account.
@@ -199,12 +225,17 @@ impl ImapSession {
         password: &Password,
     ) -> Result<ImapSession> {
         let address = format!("{}:{}", server.host, server.port);
+        // One inactivity timeout for every step: a server that stalls while
+        // greeting, in the TLS handshake or at login is as dead as one that
+        // stalls mid-FETCH.
+        let silence = server.io_timeout;
         let tcp = tokio::time::timeout(
-            CONNECT_TIMEOUT,
+            CONNECT_TIMEOUT.min(silence),
             TcpStream::connect((server.host.as_str(), server.port)),
         )
         .await
-        .map_err(|_| anyhow!("cannot connect to {address}: no answer within {CONNECT_TIMEOUT:?}"))?
+        .map_err(|_| ImapError::Timeout(CONNECT_TIMEOUT.min(silence)))
+        .with_context(|| format!("cannot connect to {address}"))?
         .with_context(|| format!("cannot connect to {address}"))?;
         tcp.set_nodelay(true).ok();
         let peer = tcp
@@ -213,18 +244,20 @@ impl ImapSession {
         let name = rustls::pki_types::ServerName::try_from(server.host.clone())
             .with_context(|| format!("{:?} is not a valid server name", server.host))?;
         let tls_stream = tokio::time::timeout(
-            CONNECT_TIMEOUT,
+            silence,
             tokio_rustls::TlsConnector::from(tls).connect(name, tcp),
         )
         .await
-        .map_err(|_| anyhow!("TLS handshake with {address} timed out"))?
+        .map_err(|_| ImapError::Timeout(silence))
+        .with_context(|| format!("TLS handshake with {address}"))?
         .with_context(|| format!("TLS handshake with {address} failed"))?;
         let wire = Wire::new(tls_stream);
         let stats = wire.stats();
         let mut client = async_imap::Client::new(wire);
-        let greeting = tokio::time::timeout(GREETING_TIMEOUT, client.read_response())
+        let greeting = tokio::time::timeout(silence, client.read_response())
             .await
-            .map_err(|_| anyhow!("{address} sent no greeting"))?
+            .map_err(|_| ImapError::Timeout(silence))
+            .with_context(|| format!("{address} sent no greeting"))?
             .with_context(|| format!("reading the greeting of {address}"))?
             .ok_or_else(|| anyhow!("{address} closed the connection before its greeting"))?;
         if let Response::Data {
@@ -256,23 +289,18 @@ impl ImapSession {
                 other => anyhow!("login at {address} failed: {other}"),
             }
         };
-        let (session, caps) = match server.auth {
-            AuthMethod::Login => {
-                let (s, caps) = client
+        let login = async {
+            match server.auth {
+                AuthMethod::Login => client
                     .login_with_capabilities(username, password.expose())
                     .await
-                    .map_err(|(e, _)| refused(e))?;
-                (s, caps)
-            }
-            AuthMethod::Plain => {
-                let s = client
+                    .map_err(|(e, _)| refused(e)),
+                AuthMethod::Plain => client
                     .authenticate("PLAIN", PlainAuth { username, password })
                     .await
-                    .map_err(|(e, _)| refused(e))?;
-                (s, None)
-            }
-            AuthMethod::Xoauth2 => {
-                let s = client
+                    .map(|s| (s, None))
+                    .map_err(|(e, _)| refused(e)),
+                AuthMethod::Xoauth2 => client
                     .authenticate(
                         "XOAUTH2",
                         Xoauth2 {
@@ -282,10 +310,16 @@ impl ImapSession {
                         },
                     )
                     .await
-                    .map_err(|(e, _)| refused(e))?;
-                (s, None)
+                    .map(|s| (s, None))
+                    .map_err(|(e, _)| refused(e)),
             }
         };
+        // Login is a few short lines each way: silence for the whole of it
+        // is silence.
+        let (session, caps) = tokio::time::timeout(silence, login)
+            .await
+            .map_err(|_| ImapError::Timeout(silence))
+            .with_context(|| format!("logging in at {address}"))??;
         let mut imap = ImapSession {
             session,
             caps: Capabilities::default(),
@@ -426,9 +460,18 @@ impl ImapSession {
                 }
             }
         };
-        let response = response
-            .with_context(|| format!("reading the answer to {verb}"))?
-            .ok_or(ImapError::ConnectionLost)?;
+        let response = match response {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(parse) = unparseable(&e) {
+                    return Err(
+                        anyhow::Error::from(parse).context(format!("reading the answer to {verb}"))
+                    );
+                }
+                return Err(anyhow::Error::from(e).context(format!("reading the answer to {verb}")));
+            }
+        }
+        .ok_or(ImapError::ConnectionLost)?;
         Ok(on_response(response.parsed()))
     }
 
@@ -514,7 +557,7 @@ impl ImapSession {
         &mut self,
         folder: &str,
         flags: &str,
-        internal_date: &str,
+        internal_date: Option<&str>,
         body: &[u8],
     ) -> Result<Appended> {
         let non_sync = self.caps.has("LITERAL+");
@@ -525,8 +568,11 @@ impl ImapSession {
                  (no BINARY extension)"
             );
         }
+        let date = internal_date
+            .map(|d| format!("\"{d}\" "))
+            .unwrap_or_default();
         let command = format!(
-            "APPEND {} ({flags}) \"{internal_date}\" {}{{{}{}}}",
+            "APPEND {} ({flags}) {date}{}{{{}{}}}",
             quote(folder),
             if binary { "~" } else { "" },
             body.len(),
@@ -1059,6 +1105,31 @@ mod tests {
     fn quoting_escapes_quotes_and_backslashes() {
         assert_eq!(quote(r#"a "b" \c"#), r#""a \"b\" \\c""#);
         assert_eq!(unescape(r#"a \"b\" \\c"#), r#"a "b" \c"#);
+    }
+
+    #[test]
+    fn a_response_that_cannot_be_parsed_is_shown_as_its_line() {
+        // What async-imap hands over for `* 42 LOL nonsense`.
+        let raw = std::io::Error::other(format!(
+            "{:?} during parsing of {:?}",
+            nom_like_error(b"* 42 LOL nonsense\r\n"),
+            "* 42 LOL nonsense\r\n* 43 more \"quoted\"\r\n"
+        ));
+        let e = unparseable(&raw).expect("recognised");
+        let text = e.to_string();
+        assert_eq!(
+            text,
+            "the server sent a response that is not IMAP: * 42 LOL nonsense"
+        );
+        assert!(!text.contains("[42, 32"));
+        let long = std::io::Error::other(format!("Error during parsing of {:?}", "x".repeat(5000)));
+        assert!(unparseable(&long).unwrap().to_string().len() < 300);
+        assert!(unparseable(&std::io::Error::other("broken pipe")).is_none());
+    }
+
+    /// The shape of nom's error debug output: bytes as decimals.
+    fn nom_like_error(input: &[u8]) -> String {
+        format!("Error(Error {{ input: {input:?}, code: Tag }})")
     }
 
     #[test]

@@ -25,6 +25,18 @@ use tokio::net::TcpStream;
 
 pub(crate) type TlsStream = tokio_rustls::client::TlsStream<TcpStream>;
 
+/// The longest response line (outside literals) a server may send. Servers
+/// bound their command lines the same way; a line this long is garbage or
+/// an attack, and async-imap re-parses a growing line from its start on
+/// every read, so an unbounded one burns CPU for minutes. 4 MiB leaves room
+/// for a `SEARCH` answer of half a million UIDs.
+pub const MAX_LINE: usize = 4 << 20;
+
+/// A server sent a response line longer than [`MAX_LINE`].
+#[derive(Debug, thiserror::Error)]
+#[error("the server sent a response line of more than {} MiB without a line end", MAX_LINE >> 20)]
+pub struct LineTooLong;
+
 /// Bytes that crossed the network for one connection (after compression).
 #[derive(Debug, Default)]
 pub struct WireStats {
@@ -146,6 +158,9 @@ impl AsyncRead for Wire {
             if this.filter.copy_out(buf) {
                 return Poll::Ready(Ok(()));
             }
+            if this.filter.line.len() > MAX_LINE {
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, LineTooLong)));
+            }
             let mut chunk = [0u8; 16 * 1024];
             let mut chunk_buf = ReadBuf::new(&mut chunk);
             ready!(this.poll_layer_read(cx, &mut chunk_buf))?;
@@ -217,7 +232,10 @@ impl Literal8Filter {
             }
             match data.iter().position(|&b| b == b'\n') {
                 None => {
-                    self.line.extend_from_slice(data);
+                    // Past the bound the line is dropped: the reader fails.
+                    if self.line.len() <= MAX_LINE {
+                        self.line.extend_from_slice(data);
+                    }
                     return;
                 }
                 Some(nl) => {
@@ -293,6 +311,17 @@ mod tests {
         for i in 0..input.len() {
             assert_eq!(run(&[&input[..i], &input[i..]]), want, "split at {i}");
         }
+    }
+
+    #[test]
+    fn a_line_past_the_bound_is_not_kept() {
+        let mut f = Literal8Filter::default();
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..(MAX_LINE >> 20) + 3 {
+            f.push(&chunk);
+        }
+        assert!(f.line.len() > MAX_LINE && f.line.len() <= MAX_LINE + chunk.len());
+        assert!(f.out.is_empty());
     }
 
     #[test]

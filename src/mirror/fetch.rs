@@ -288,11 +288,31 @@ async fn deliver(
     let count = messages.len() as u64;
     let store_ctx = ctx.clone();
     let (folder_id, uidvalidity) = (job.folder.folder_id, job.folder.uidvalidity);
-    let (written, already) = tokio::task::spawn_blocking(move || {
+    let stored = tokio::task::spawn_blocking(move || {
         store_messages(&store_ctx, folder_id, uidvalidity, messages)
     })
     .await
     .map_err(|e| anyhow!("storing a batch crashed: {e}"))??;
+    let (written, already) = (stored.written, stored.already);
+    shared
+        .blobs_repaired
+        .fetch_add(stored.repaired, Ordering::Relaxed);
+    if !stored.undated.is_empty() {
+        let mut undated = stored.undated;
+        undated.sort_unstable();
+        shared
+            .dates_unknown
+            .fetch_add(undated.len() as u64, Ordering::Relaxed);
+        ctx.progress.warn(
+            &ctx.account.name,
+            &format!(
+                "folder {}: the server gave no readable INTERNALDATE for UID {}; kept as \
+                 unknown, the upload uses the Date header",
+                mutf7::display(&job.folder.wire_name),
+                uid_set(&undated)
+            ),
+        );
+    }
     job.done_with(&uids);
     shared.bodies_fetched.fetch_add(count, Ordering::Relaxed);
     shared
@@ -386,17 +406,28 @@ async fn restore_nul_bytes(
     Ok(())
 }
 
+/// What one batch did to the store.
+struct Stored {
+    /// Blobs written, and bodies whose blob was already stored.
+    written: u64,
+    already: u64,
+    /// Damaged blobs written anew.
+    repaired: u64,
+    /// UIDs that came without a readable INTERNALDATE.
+    undated: Vec<u32>,
+}
+
 /// Writes blobs durably, then commits their rows. Blocking.
-/// Returns (blobs written, bodies whose blob was already stored).
 fn store_messages(
     ctx: &AccountContext,
     folder_id: i64,
     uidvalidity: u32,
     messages: Vec<FetchedMessage>,
-) -> Result<(u64, u64)> {
+) -> Result<Stored> {
     let mut blobs = Vec::new();
     let mut rows = Vec::with_capacity(messages.len());
-    let (mut already, mut written) = (0, 0);
+    let (mut already, mut written, mut repaired) = (0, 0, 0);
+    let mut undated = Vec::new();
     for m in messages {
         let body = m.body.expect("fetched with a body");
         // The worker names the folder and account around this.
@@ -404,7 +435,9 @@ fn store_messages(
             .store
             .write_blob(&body)
             .with_context(|| format!("cannot store UID {}", m.uid))?;
-        if write.created {
+        if write.repaired {
+            repaired += 1;
+        } else if write.created {
             written += 1;
         } else {
             already += 1;
@@ -417,22 +450,29 @@ fn store_messages(
                 meta: BlobMeta::parse(&body),
             });
         }
-        let (date, offset) = match m.internal_date {
-            Some(d) => (d.timestamp(), d.offset().local_minus_utc() / 60),
-            None => (0, 0),
-        };
+        // Unknown stays unknown (never 1970); upload falls back to the
+        // Date header.
+        if m.internal_date.is_none() {
+            undated.push(m.uid);
+        }
         rows.push(NewMessage {
             uid: m.uid,
             blob: write.hash,
             flags: normalize_flags(m.flags.as_deref().unwrap_or_default()),
             modseq: m.modseq,
-            internal_date: date,
-            internal_date_offset: offset,
+            internal_date: m
+                .internal_date
+                .map(|d| (d.timestamp(), d.offset().local_minus_utc() / 60)),
             size: m.size.map(u64::from).unwrap_or(body.len() as u64),
         });
     }
     ctx.store
         .index()
         .insert_messages(folder_id, uidvalidity, &blobs, &rows)?;
-    Ok((written, already))
+    Ok(Stored {
+        written,
+        already,
+        repaired,
+        undated,
+    })
 }

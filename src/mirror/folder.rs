@@ -38,6 +38,8 @@ pub(crate) struct PlanJob {
     /// message's header must not stop the folder, so the retry lists
     /// without them (and fetches instead of re-pointing).
     pub skip_ids: AtomicBool,
+    /// Live messages whose stored copy was found damaged: fetched again.
+    pub repair: Option<crate::store::index::DamagedMessages>,
 }
 
 /// Plans one folder and queues its fetch batches. Returns the folder id.
@@ -216,6 +218,15 @@ pub(crate) async fn plan(
 
     // Re-point messages confirmed identical to stored blobs.
     let mut to_fetch: Vec<(u32, u64)> = Vec::new();
+    // Messages whose stored copy is damaged come again from the server.
+    if let Some(repair) = job.repair.as_ref().filter(|r| r.uidvalidity == uidvalidity) {
+        to_fetch.extend(
+            repair
+                .uids
+                .iter()
+                .filter(|(uid, _)| live.contains_key(uid) && !expunged_set.contains(uid)),
+        );
+    }
     let mut repointed: Vec<NewMessage> = Vec::new();
     {
         let index = index_of();
@@ -233,8 +244,7 @@ pub(crate) async fn plan(
                     blob,
                     flags: normalize_flags(m.flags.as_deref().unwrap_or_default()),
                     modseq: m.modseq,
-                    internal_date: date.timestamp(),
-                    internal_date_offset: date.offset().local_minus_utc() / 60,
+                    internal_date: Some((date.timestamp(), date.offset().local_minus_utc() / 60)),
                     size,
                 }),
                 _ => to_fetch.push((m.uid, size)),

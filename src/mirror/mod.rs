@@ -80,6 +80,10 @@ pub struct MirrorCounts {
     pub flags_updated: u64,
     /// Messages the server would not deliver (see the account's errors).
     pub messages_failed: u64,
+    /// Messages stored without a readable INTERNALDATE (kept unknown).
+    pub dates_unknown: u64,
+    /// Messages fetched again because their stored copy was found damaged.
+    pub blobs_repaired: u64,
     /// IMAP commands sent, each one a round trip.
     pub round_trips: u64,
     /// Bytes received and sent on the wire, after TLS and compression.
@@ -103,6 +107,8 @@ impl MirrorCounts {
         self.messages_expunged += o.messages_expunged;
         self.flags_updated += o.flags_updated;
         self.messages_failed += o.messages_failed;
+        self.dates_unknown += o.dates_unknown;
+        self.blobs_repaired += o.blobs_repaired;
         self.round_trips += o.round_trips;
         self.wire_bytes_in += o.wire_bytes_in;
         self.wire_bytes_out += o.wire_bytes_out;
@@ -223,6 +229,8 @@ pub(crate) struct SharedCounts {
     pub messages_expunged: AtomicU64,
     pub flags_updated: AtomicU64,
     pub messages_failed: AtomicU64,
+    pub dates_unknown: AtomicU64,
+    pub blobs_repaired: AtomicU64,
     pub folders_synced: AtomicU64,
     pub uidvalidity_changes: AtomicU64,
     pub round_trips: AtomicU64,
@@ -245,6 +253,8 @@ impl SharedCounts {
             messages_expunged: g(self.messages_expunged),
             flags_updated: g(self.flags_updated),
             messages_failed: g(self.messages_failed),
+            dates_unknown: g(self.dates_unknown),
+            blobs_repaired: g(self.blobs_repaired),
             round_trips: g(self.round_trips),
             wire_bytes_in: g(self.wire_in),
             wire_bytes_out: g(self.wire_out),
@@ -270,17 +280,68 @@ pub(crate) enum Job {
 }
 
 /// The account's job queue. Workers stop when it is empty and no plan job
-/// is still running (a running plan job may add fetch jobs).
+/// is still running (a running plan job may add fetch jobs). Fetches are
+/// kept apart from plans, and by folder, so that finding the next job costs
+/// the same with 100,000 folders as with ten.
 pub(crate) struct JobQueue {
-    jobs: Mutex<VecDeque<Job>>,
+    jobs: Mutex<Queued>,
     planning: AtomicUsize,
     changed: Notify,
 }
 
+#[derive(Default)]
+struct Queued {
+    plans: VecDeque<folder::PlanJob>,
+    /// Folders with fetches waiting, in the order they were queued.
+    fetch_order: VecDeque<i64>,
+    fetches: HashMap<i64, VecDeque<fetch::FetchJob>>,
+}
+
+impl Queued {
+    fn push_fetch_front(&mut self, f: fetch::FetchJob) {
+        let id = f.folder.folder_id;
+        let q = self.fetches.entry(id).or_default();
+        if q.is_empty() {
+            self.fetch_order.push_front(id);
+        }
+        q.push_front(f);
+    }
+
+    fn push_fetch_back(&mut self, f: fetch::FetchJob) {
+        let id = f.folder.folder_id;
+        let q = self.fetches.entry(id).or_default();
+        if q.is_empty() {
+            self.fetch_order.push_back(id);
+        }
+        q.push_back(f);
+    }
+
+    fn pop_fetch(&mut self, folder: i64) -> Option<fetch::FetchJob> {
+        let q = self.fetches.get_mut(&folder)?;
+        let f = q.pop_front();
+        if q.is_empty() {
+            self.fetches.remove(&folder);
+            self.fetch_order.retain(|id| *id != folder);
+        }
+        f
+    }
+
+    fn is_empty(&self) -> bool {
+        self.plans.is_empty() && self.fetches.is_empty()
+    }
+}
+
 impl JobQueue {
     fn new(jobs: Vec<Job>) -> JobQueue {
+        let mut queued = Queued::default();
+        for j in jobs {
+            match j {
+                Job::Plan(p) => queued.plans.push_back(p),
+                Job::Fetch(f) => queued.push_fetch_back(f),
+            }
+        }
         JobQueue {
-            jobs: Mutex::new(jobs.into()),
+            jobs: Mutex::new(queued),
             planning: AtomicUsize::new(0),
             changed: Notify::new(),
         }
@@ -290,7 +351,7 @@ impl JobQueue {
         let mut q = self.jobs.lock().unwrap();
         // Fetches go first: they free memory and finish folders.
         for f in fetches.into_iter().rev() {
-            q.push_front(Job::Fetch(f));
+            q.push_fetch_front(f);
         }
         drop(q);
         self.changed.notify_waiters();
@@ -303,17 +364,15 @@ impl JobQueue {
             let notified = self.changed.notified();
             {
                 let mut q = self.jobs.lock().unwrap();
-                let pos = selected
-                    .and_then(|id| {
-                        q.iter()
-                            .position(|j| matches!(j, Job::Fetch(f) if f.folder.folder_id == id))
-                    })
-                    .unwrap_or(0);
-                if let Some(job) = q.remove(pos) {
-                    if matches!(job, Job::Plan(_)) {
-                        self.planning.fetch_add(1, Ordering::SeqCst);
-                    }
-                    return Some(job);
+                let folder = selected
+                    .filter(|id| q.fetches.contains_key(id))
+                    .or_else(|| q.fetch_order.front().copied());
+                if let Some(f) = folder.and_then(|id| q.pop_fetch(id)) {
+                    return Some(Job::Fetch(f));
+                }
+                if let Some(p) = q.plans.pop_front() {
+                    self.planning.fetch_add(1, Ordering::SeqCst);
+                    return Some(Job::Plan(p));
                 }
                 if self.planning.load(Ordering::SeqCst) == 0 {
                     return None;
@@ -325,13 +384,27 @@ impl JobQueue {
 
     /// Puts back a job that a worker could not run.
     fn give_back(&self, job: Job) {
-        self.jobs.lock().unwrap().push_back(job);
+        let mut q = self.jobs.lock().unwrap();
+        match job {
+            Job::Plan(p) => q.plans.push_back(p),
+            Job::Fetch(f) => q.push_fetch_back(f),
+        }
+        drop(q);
         self.changed.notify_waiters();
     }
 
     /// Jobs no worker ran (every connection failed).
     fn leftovers(&self) -> Vec<Job> {
-        self.jobs.lock().unwrap().drain(..).collect()
+        let mut q = self.jobs.lock().unwrap();
+        let mut out: Vec<Job> = q.plans.drain(..).map(Job::Plan).collect();
+        let order: Vec<i64> = q.fetch_order.drain(..).collect();
+        for id in order {
+            if let Some(fs) = q.fetches.remove(&id) {
+                out.extend(fs.into_iter().map(Job::Fetch));
+            }
+        }
+        debug_assert!(q.is_empty());
+        out
     }
 
     fn plan_finished(&self) {
@@ -416,6 +489,8 @@ async fn run_account(
         .map(|f| (f.wire_name.clone(), f))
         .collect();
 
+    let mut damaged = ctx.store.index().damaged_messages(account_id)?;
+    let mut repairing: Vec<(i64, String)> = Vec::new();
     let mut jobs = Vec::new();
     // With a UserRoot, only that folder and what lies below it.
     let in_root = |f: &ListedFolder| match ctx.account.user_root.as_deref() {
@@ -431,8 +506,10 @@ async fn run_account(
         .iter()
         .filter(|f| f.is_selectable() && in_root(f))
         .collect();
+    let listed_names: std::collections::HashSet<&str> =
+        selectable.iter().map(|f| f.wire_name.as_str()).collect();
     for (wire, row) in &known {
-        if row.deleted_at.is_none() && !selectable.iter().any(|f| &f.wire_name == wire) {
+        if row.deleted_at.is_none() && !listed_names.contains(wire.as_str()) {
             ctx.store.index().mark_folder_deleted(row.id)?;
             counts.folders_deleted += 1;
         }
@@ -490,7 +567,11 @@ async fn run_account(
             }
             _ => false,
         };
-        if unchanged {
+        let repair = damaged.remove(&folder_id);
+        if repair.is_some() {
+            repairing.push((folder_id, listed_folder.wire_name.clone()));
+        }
+        if unchanged && repair.is_none() {
             ctx.progress
                 .folder_done(&ctx.account.name, &listed_folder.wire_name);
             continue;
@@ -500,6 +581,7 @@ async fn run_account(
             wire_name: listed_folder.wire_name.clone(),
             known: row.filter(|r| r.deleted_at.is_none()).cloned(),
             skip_ids: Default::default(),
+            repair,
         }));
     }
 
@@ -528,6 +610,22 @@ async fn run_account(
             Ok(Ok(())) => {}
             Ok(Err(e)) => last_error = Some(e),
             Err(join) => last_error = Some(anyhow::anyhow!("a worker crashed: {join}")),
+        }
+    }
+    if !repairing.is_empty() {
+        // Say so when a damaged copy could not be replaced (the server
+        // sends other bytes now, or did not send the message).
+        let still = ctx.store.index().damaged_messages(account_id)?;
+        for (id, wire) in &repairing {
+            if let Some(d) = still.get(id) {
+                let uids: Vec<u32> = d.uids.iter().map(|(u, _)| *u).collect();
+                errors.lock().unwrap().push(format!(
+                    "folder {}: the stored copy of UID {} is damaged and the server did not \
+                     send the same bytes again; it stays damaged in the store",
+                    mutf7::display(wire),
+                    crate::imap::uid_set(&uids)
+                ));
+            }
         }
     }
     let leftovers = queue.leftovers();
@@ -681,6 +779,7 @@ pub(crate) fn is_connection_error(e: &anyhow::Error) -> bool {
                     crate::imap::ImapError::Bye(_)
                         | crate::imap::ImapError::ConnectionLost
                         | crate::imap::ImapError::Timeout(_)
+                        | crate::imap::ImapError::Unparseable(_)
                 )
             )
     })

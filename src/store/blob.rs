@@ -5,7 +5,7 @@ use std::fs::{self, File};
 use std::io::{Read as _, Write as _};
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
 /// zstd level 3: about the speed of the network and disk, a third of the size
@@ -55,6 +55,8 @@ pub struct BlobWrite {
     /// Whether this call created the file (false when another writer, or
     /// a run killed before its index rows, had already put it there).
     pub created: bool,
+    /// Whether this call replaced a file found damaged.
+    pub repaired: bool,
 }
 
 /// Compresses `raw` into `tmp`, fsyncs it, links it as `dest` and fsyncs
@@ -63,6 +65,27 @@ pub struct BlobWrite {
 /// connections fetching the same new message race to store it, and only
 /// one of them creates it (a link, unlike a rename, refuses to replace).
 pub(super) fn write_durably(raw: &[u8], tmp: &Path, dest: &Path) -> Result<(u64, bool)> {
+    let stored_size = stage(raw, tmp, dest)?;
+    let dir = dest.parent().expect("blob path has a parent");
+    let linked = fs::hard_link(tmp, dest);
+    let _ = fs::remove_file(tmp);
+    let created = match linked {
+        Ok(()) => true,
+        // Complete already: files only ever appear there whole.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot move blob into {}", dest.display()));
+        }
+    };
+    // Also when another writer won: its directory entry must be durable
+    // before our index row points at it.
+    sync_dir(dir)?;
+    Ok((stored_size, created))
+}
+
+/// Writes the compressed blob to `tmp`, fsynced, and makes sure the
+/// directory of `dest` exists. Returns the compressed size.
+fn stage(raw: &[u8], tmp: &Path, dest: &Path) -> Result<u64> {
     let compressed = zstd::bulk::compress(raw, ZSTD_LEVEL).context("zstd compression failed")?;
     {
         let mut file =
@@ -77,20 +100,20 @@ pub(super) fn write_durably(raw: &[u8], tmp: &Path, dest: &Path) -> Result<(u64,
         fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         sync_dir(dir.parent().expect("objects dir"))?;
     }
-    let linked = fs::hard_link(tmp, dest);
-    let _ = fs::remove_file(tmp);
-    let created = match linked {
-        Ok(()) => true,
-        // Complete already: files only ever appear there whole.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
-        Err(e) => {
-            return Err(e).with_context(|| format!("cannot move blob into {}", dest.display()));
-        }
-    };
-    // Also when another writer won: its directory entry must be durable
-    // before our index row points at it.
-    sync_dir(dir)?;
-    Ok((compressed.len() as u64, created))
+    Ok(compressed.len() as u64)
+}
+
+/// Like [`write_durably`], but replaces `dest`: for a blob found damaged,
+/// whose file holds the wrong bytes or none. Returns the stored size.
+pub(super) fn replace_durably(raw: &[u8], tmp: &Path, dest: &Path) -> Result<u64> {
+    let stored_size = stage(raw, tmp, dest)?;
+    if let Err(e) = fs::rename(tmp, dest) {
+        let _ = fs::remove_file(tmp);
+        return Err(e)
+            .with_context(|| format!("cannot replace the damaged blob {}", dest.display()));
+    }
+    sync_dir(dest.parent().expect("blob path has a parent"))?;
+    Ok(stored_size)
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -99,17 +122,86 @@ fn sync_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("cannot fsync directory {}", dir.display()))
 }
 
-/// Reads and decompresses the blob file at `path`.
-pub(super) fn read(path: &Path) -> Result<Vec<u8>> {
+/// What is wrong with a stored blob. A damaged blob is reported with its
+/// message and skipped; the next mirror fetches the message again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobFault {
+    /// The index lists it; the file is gone.
+    Missing,
+    /// The file is there but cannot be read (permissions, I/O error).
+    Unreadable(String),
+    /// The file is not zstd data, or does not decompress.
+    Corrupt(String),
+    /// The file decompresses to bytes whose sha256 is not its name.
+    WrongContent { actual: BlobHash },
+}
+
+impl BlobFault {
+    /// A stable one-word name for the index and summaries.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BlobFault::Missing => "missing",
+            BlobFault::Unreadable(_) => "unreadable",
+            BlobFault::Corrupt(_) => "corrupt",
+            BlobFault::WrongContent { .. } => "wrong-content",
+        }
+    }
+}
+
+impl fmt::Display for BlobFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BlobFault::Missing => f.write_str("the file is missing"),
+            BlobFault::Unreadable(e) => write!(f, "the file cannot be read: {e}"),
+            BlobFault::Corrupt(e) => write!(f, "the file is corrupt: {e}"),
+            BlobFault::WrongContent { actual } => {
+                write!(f, "the file holds other bytes (they hash to {actual})")
+            }
+        }
+    }
+}
+
+/// A blob that could not be read back as the bytes it is named after.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("stored message {hash} is damaged: {fault}")]
+pub struct BlobDamaged {
+    pub hash: BlobHash,
+    pub fault: BlobFault,
+}
+
+/// Reads and decompresses the blob file at `path`, checking while it
+/// decompresses that the bytes hash to `expected` (no second pass).
+pub(super) fn read(path: &Path, expected: &BlobHash) -> Result<Vec<u8>, BlobDamaged> {
+    let damaged = |fault| BlobDamaged {
+        hash: *expected,
+        fault,
+    };
     let mut compressed = Vec::new();
-    File::open(path)
-        .and_then(|mut f| f.read_to_end(&mut compressed))
-        .with_context(|| format!("cannot read blob {}", path.display()))?;
-    let mut raw = Vec::new();
+    if let Err(e) = File::open(path).and_then(|mut f| f.read_to_end(&mut compressed)) {
+        return Err(damaged(if e.kind() == std::io::ErrorKind::NotFound {
+            BlobFault::Missing
+        } else {
+            BlobFault::Unreadable(e.to_string())
+        }));
+    }
     let mut decoder = zstd::stream::read::Decoder::new(&compressed[..])
-        .with_context(|| format!("blob {} is not zstd data", path.display()))?;
-    if let Err(e) = decoder.read_to_end(&mut raw) {
-        bail!("blob {} is corrupt: {e}", path.display());
+        .map_err(|e| damaged(BlobFault::Corrupt(format!("not zstd data: {e}"))))?;
+    let mut raw = Vec::with_capacity(compressed.len() * 3);
+    let mut hasher = Sha256::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        match decoder.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => {
+                hasher.update(&chunk[..n]);
+                raw.extend_from_slice(&chunk[..n]);
+            }
+            Err(e) => return Err(damaged(BlobFault::Corrupt(e.to_string()))),
+        }
+    }
+    let actual = BlobHash(hasher.finalize().into());
+    if actual != *expected {
+        return Err(damaged(BlobFault::WrongContent { actual }));
     }
     Ok(raw)
 }

@@ -18,6 +18,7 @@ const SCHEMA: &[&str] = &[
     include_str!("../../schema/0001_init.sql"),
     include_str!("../../schema/0002_uploads.sql"),
     include_str!("../../schema/0003_workflow.sql"),
+    include_str!("../../schema/0004_integrity.sql"),
 ];
 
 pub struct Index {
@@ -115,9 +116,18 @@ pub struct NewMessage {
     pub blob: BlobHash,
     pub flags: String,
     pub modseq: Option<u64>,
-    pub internal_date: i64,
-    pub internal_date_offset: i32,
+    /// INTERNALDATE as an instant and the offset (minutes) the server gave;
+    /// `None` when the server gave none that could be read.
+    pub internal_date: Option<(i64, i32)>,
     pub size: u64,
+}
+
+/// A folder's live messages whose stored copy is damaged.
+#[derive(Debug, Clone, Default)]
+pub struct DamagedMessages {
+    pub uidvalidity: u32,
+    /// (UID, size)
+    pub uids: Vec<(u32, u64)>,
 }
 
 /// A live message row, as the incremental plan needs it.
@@ -182,6 +192,67 @@ impl Index {
             .conn
             .prepare_cached("SELECT 1 FROM blobs WHERE hash = ?1")?
             .exists([hash.to_hex()])?)
+    }
+
+    /// Whether the index lists the blob, and if so whether it was found
+    /// damaged: `None` (not listed), `Some(false)` (sound), `Some(true)`.
+    pub fn blob_damaged(&self, hash: &BlobHash) -> Result<Option<bool>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT damaged_at IS NOT NULL FROM blobs WHERE hash = ?1")?
+            .query_row([hash.to_hex()], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Records that a blob could not be read back as its bytes. The next
+    /// mirror fetches a message that names it again.
+    pub fn mark_blob_damaged(&self, hash: &BlobHash, fault: &super::BlobFault) -> Result<()> {
+        self.conn.execute(
+            "UPDATE blobs SET damaged_at = COALESCE(damaged_at, ?2), damage = ?3 WHERE hash = ?1",
+            params![hash.to_hex(), now(), fault.kind()],
+        )?;
+        Ok(())
+    }
+
+    /// The blob was written anew from the server's bytes.
+    pub fn blob_repaired(&self, hash: &BlobHash, stored_size: u64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE blobs SET damaged_at = NULL, damage = NULL, stored_size = ?2 WHERE hash = ?1",
+            params![hash.to_hex(), stored_size as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Live messages of an account whose blob is marked damaged, by folder
+    /// id: (UIDVALIDITY, [(UID, size)]). The mirror fetches these again.
+    pub fn damaged_messages(&self, account_id: i64) -> Result<HashMap<i64, DamagedMessages>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT m.folder_id, m.uidvalidity, m.uid, m.size
+             FROM blobs b JOIN messages m ON m.blob_hash = b.hash
+             JOIN folders f ON f.id = m.folder_id
+             WHERE b.damaged_at IS NOT NULL AND f.account_id = ?1 AND m.expunged_at IS NULL
+               AND m.uidvalidity = f.uidvalidity
+             ORDER BY m.folder_id, m.uid",
+        )?;
+        let mut out: HashMap<i64, DamagedMessages> = HashMap::new();
+        for row in stmt.query_map([account_id], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, u32>(1)?,
+                r.get::<_, u32>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })? {
+            let (folder, uidvalidity, uid, size) = row?;
+            out.entry(folder)
+                .or_insert_with(|| DamagedMessages {
+                    uidvalidity,
+                    uids: Vec::new(),
+                })
+                .uids
+                .push((uid, size as u64));
+        }
+        Ok(out)
     }
 
     /// The id of the account named `name`, created on first sight.
@@ -375,8 +446,8 @@ impl Index {
                     m.blob.to_hex(),
                     m.flags,
                     m.modseq.map(|v| v as i64),
-                    m.internal_date,
-                    m.internal_date_offset,
+                    m.internal_date.map(|d| d.0),
+                    m.internal_date.map(|d| d.1),
                     m.size as i64,
                     t
                 ])?;

@@ -16,7 +16,7 @@
 mod blob;
 pub mod index;
 
-pub use blob::{BlobHash, BlobWrite};
+pub use blob::{BlobDamaged, BlobFault, BlobHash, BlobWrite};
 pub use index::Index;
 
 use std::fs::{self, File, OpenOptions};
@@ -92,15 +92,18 @@ impl Store {
         blob_path(&self.root, &hash.to_hex())
     }
 
-    /// Writes `raw` durably as a blob unless the index already has it.
-    /// Blocking: call from a blocking thread.
+    /// Writes `raw` durably as a blob unless the index already has it. A
+    /// blob the index marks damaged is written anew (replacing the bad
+    /// file) and its mark cleared. Blocking: call from a blocking thread.
     pub fn write_blob(&self, raw: &[u8]) -> Result<BlobWrite> {
         let hash = BlobHash::of(raw);
-        if self.index().has_blob(&hash)? {
+        let damaged = self.index().blob_damaged(&hash)?;
+        if damaged == Some(false) {
             return Ok(BlobWrite {
                 hash,
                 stored_size: None,
                 created: false,
+                repaired: false,
             });
         }
         let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
@@ -110,23 +113,37 @@ impl Store {
             n,
             &hash.to_hex()[..16]
         ));
-        let (stored_size, created) = blob::write_durably(raw, &tmp, &self.blob_path(&hash))?;
+        let dest = self.blob_path(&hash);
+        if damaged == Some(true) {
+            let stored_size = blob::replace_durably(raw, &tmp, &dest)?;
+            self.index().blob_repaired(&hash, stored_size)?;
+            return Ok(BlobWrite {
+                hash,
+                stored_size: None,
+                created: false,
+                repaired: true,
+            });
+        }
+        let (stored_size, created) = blob::write_durably(raw, &tmp, &dest)?;
         Ok(BlobWrite {
             hash,
             stored_size: Some(stored_size),
             created,
+            repaired: false,
         })
     }
 
-    /// Reads and decompresses a blob.
-    pub fn read_blob(&self, hash: &BlobHash) -> Result<Vec<u8>> {
-        blob::read(&self.blob_path(hash))
+    /// Reads and decompresses a blob, checking that its bytes hash to
+    /// its name. A damaged blob is a [`BlobDamaged`] error.
+    pub fn read_blob(&self, hash: &BlobHash) -> Result<Vec<u8>, BlobDamaged> {
+        blob::read(&self.blob_path(hash), hash)
     }
 }
 
-/// Reads a blob of the store at `root` without opening (or locking) it.
-pub fn blob_read(root: &Path, hash: &BlobHash) -> Result<Vec<u8>> {
-    blob::read(&blob_path(root, &hash.to_hex()))
+/// Reads a blob of the store at `root` without opening (or locking) it,
+/// checking that its bytes hash to its name.
+pub fn blob_read(root: &Path, hash: &BlobHash) -> Result<Vec<u8>, BlobDamaged> {
+    blob::read(&blob_path(root, &hash.to_hex()), hash)
 }
 
 /// Where the blob named `hex` lives in the store at `root`: objects/ab/cdef….

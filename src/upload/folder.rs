@@ -125,12 +125,30 @@ pub(crate) async fn run(
             .collect();
     }
 
-    // 2. Flag changes made at the source since the upload.
+    // 2. Mail the ledger does not account for (its index was lost or
+    // replaced, another store uploaded here, or an earlier tool did): read
+    // it back and record what is already there instead of appending it twice.
+    if !appends.is_empty() && status.messages.is_some_and(|n| n > 0) {
+        let found = read_back(ctx, imap, tf, uidvalidity, &wire, &appends).await?;
+        if found > 0 {
+            ctx.shared
+                .found_at_target
+                .fetch_add(found, Ordering::Relaxed);
+            let after = ledger::entries(&ctx.store.index(), tf)?;
+            appends = job
+                .outgoing
+                .iter()
+                .filter(|o| wants_append(after.get(&o.blob), ctx.options.only_failed))
+                .collect();
+        }
+    }
+
+    // 3. Flag changes made at the source since the upload.
     if !flag_pushes.is_empty() {
         push_flags(ctx, imap, job, &wire, &flag_pushes).await?;
     }
 
-    // 3. Append what is missing.
+    // 4. Append what is missing.
     let limit = match (
         ctx.options.target.max_message_bytes,
         appendlimit(imap.capabilities()),
@@ -165,9 +183,34 @@ pub(crate) async fn run(
         }
         let store = ctx.store.clone();
         let blob = o.blob;
-        let body = tokio::task::spawn_blocking(move || store.read_blob(&blob))
+        let read = tokio::task::spawn_blocking(move || store.read_blob(&blob))
             .await
-            .map_err(|e| anyhow!("reading a blob crashed: {e}"))??;
+            .map_err(|e| anyhow!("reading a blob crashed: {e}"))?;
+        let body = match read {
+            Ok(body) => body,
+            Err(damaged) => {
+                // Never upload what is not the message; the rest of the
+                // folder goes on, and the next mirror fetches it again.
+                let reason = format!("{damaged}; the next mirror fetches it again from the source");
+                {
+                    let index = ctx.store.index();
+                    index.mark_blob_damaged(&o.blob, &damaged.fault)?;
+                    ledger::mark_not_uploaded(
+                        &index,
+                        tf,
+                        &o.blob,
+                        State::Failed,
+                        &reason,
+                        o.copies,
+                    )?;
+                }
+                ctx.progress.warn(
+                    &ctx.account.name,
+                    &format!("folder {}: {reason}", job.display_name),
+                );
+                continue;
+            }
+        };
         if body.contains(&0) && !imap.capabilities().has("BINARY") {
             ledger::mark_not_uploaded(
                 &ctx.store.index(),
@@ -180,7 +223,7 @@ pub(crate) async fn run(
             continue;
         }
         let flags = flags_for_target(&o.flags, kind);
-        let date = internal_date(o.internal_date, o.internal_date_offset);
+        let date = o.internal_date.map(|(t, off)| internal_date(t, off));
         let mut throttled = 0;
         loop {
             ledger::mark_pending(
@@ -195,7 +238,7 @@ pub(crate) async fn run(
             // Wait as late as possible: a throttle another connection was just
             // told about must hold this APPEND back too.
             ctx.throttle.wait().await;
-            match imap.append(&wire, &flags, &date, &body).await {
+            match imap.append(&wire, &flags, date.as_deref(), &body).await {
                 Ok(appended) => {
                     ctx.throttle.went_through();
                     let uid = match appended.uid {
@@ -428,7 +471,7 @@ async fn reconcile(
     let dates: HashMap<BlobHash, i64> = job
         .outgoing
         .iter()
-        .map(|o| (o.blob, o.internal_date))
+        .filter_map(|o| Some((o.blob, o.internal_date?.0)))
         .collect();
 
     // Bodies of candidates whose size matches some pending blob: where the
@@ -497,6 +540,156 @@ async fn reconcile(
         }
     }
     Ok(found)
+}
+
+/// Reads back the messages of the target folder that the ledger gives to
+/// none of its entries and records those that are messages about to be
+/// appended as present. A message matches on Message-ID, INTERNALDATE and
+/// size (first, where the server keeps bytes), then on Message-ID and
+/// INTERNALDATE (Exchange converts messages, so sizes change); one without
+/// a Message-ID matches by content hash where sizes agree. Each message at
+/// the target settles at most one entry. Returns how many were found.
+async fn read_back(
+    ctx: &AccountContext,
+    imap: &mut crate::imap::ImapSession,
+    tf: i64,
+    uidvalidity: u32,
+    wire: &str,
+    appends: &[&Outgoing],
+) -> Result<u64> {
+    let kind = ctx.options.target.kind;
+    let claimed: HashSet<u32> = ledger::entries(&ctx.store.index(), tf)?
+        .values()
+        .filter(|e| matches!(e.state, State::Done | State::Present | State::Pending))
+        .filter(|e| e.uidvalidity == Some(uidvalidity))
+        .filter_map(|e| e.uid)
+        .collect();
+    imap.examine(wire, None).await?;
+    let mut unknown: Vec<u32> = imap
+        .uid_search_all()
+        .await?
+        .into_iter()
+        .filter(|u| !claimed.contains(u))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(0);
+    }
+    unknown.sort_unstable();
+    let mut at_target: Vec<FetchedMessage> = Vec::with_capacity(unknown.len());
+    imap.uid_fetch(
+        &crate::imap::uid_set(&unknown),
+        "UID FLAGS RFC822.SIZE INTERNALDATE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]",
+        None,
+        |m| {
+            at_target.push(m);
+            Ok(())
+        },
+    )
+    .await?;
+    let ids = ledger::message_ids(&ctx.store.index(), appends.iter().map(|o| &o.blob))?;
+    let keeps_bytes = kind == crate::config::TargetKind::Imap;
+    // (index in appends, index in at_target)
+    let mut matched: Vec<(usize, usize)> = Vec::new();
+    let mut taken: HashSet<usize> = HashSet::new();
+    let target_ids: Vec<Option<String>> = at_target.iter().map(|c| c.message_id()).collect();
+    let mut by_key: HashMap<(&str, i64), Vec<usize>> = HashMap::new();
+    for (j, c) in at_target.iter().enumerate() {
+        if let (Some(id), Some(d)) = (&target_ids[j], c.internal_date) {
+            by_key
+                .entry((id.as_str(), d.timestamp()))
+                .or_default()
+                .push(j);
+        }
+    }
+    let mut settled: HashSet<usize> = HashSet::new();
+    let passes: &[bool] = if keeps_bytes {
+        &[true, false]
+    } else {
+        &[false]
+    };
+    for &exact_size in passes {
+        for (i, o) in appends.iter().enumerate() {
+            if settled.contains(&i) {
+                continue;
+            }
+            let (Some(id), Some((date, _))) = (ids.get(&o.blob), o.internal_date) else {
+                continue;
+            };
+            let Some(candidates) = by_key.get(&(id.as_str(), date)) else {
+                continue;
+            };
+            let found = candidates.iter().copied().find(|j| {
+                !taken.contains(j)
+                    && (!exact_size || at_target[*j].size.map(u64::from) == Some(o.size))
+            });
+            if let Some(j) = found {
+                taken.insert(j);
+                settled.insert(i);
+                matched.push((i, j));
+            }
+        }
+    }
+
+    // Without a Message-ID, only the bytes can tell (where they are kept).
+    if keeps_bytes {
+        let sizes: HashSet<u64> = appends
+            .iter()
+            .filter(|o| !ids.contains_key(&o.blob))
+            .map(|o| o.size)
+            .collect();
+        let mut by_size: Vec<u32> = at_target
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| !taken.contains(j) && target_ids[*j].is_none())
+            .filter(|(_, c)| c.size.is_some_and(|s| sizes.contains(&u64::from(s))))
+            .map(|(_, c)| c.uid)
+            .collect();
+        if !by_size.is_empty() {
+            by_size.sort_unstable();
+            let mut hashes: HashMap<BlobHash, Vec<u32>> = HashMap::new();
+            imap.uid_fetch(
+                &crate::imap::uid_set(&by_size),
+                "UID BODY.PEEK[]",
+                None,
+                |m| {
+                    if let Some(b) = &m.body {
+                        hashes.entry(BlobHash::of(b)).or_default().push(m.uid);
+                    }
+                    Ok(())
+                },
+            )
+            .await?;
+            for (i, o) in appends.iter().enumerate() {
+                if ids.contains_key(&o.blob) {
+                    continue;
+                }
+                let Some(uid) = hashes.get_mut(&o.blob).and_then(|u| u.pop()) else {
+                    continue;
+                };
+                if let Some(j) = at_target.iter().position(|c| c.uid == uid) {
+                    taken.insert(j);
+                    matched.push((i, j));
+                }
+            }
+        }
+    }
+
+    let index = ctx.store.index();
+    for &(i, j) in &matched {
+        let (o, c) = (appends[i], &at_target[j]);
+        // The flags it has there; a later run pushes the source's.
+        let flags = flags_for_target(&c.flags.as_deref().unwrap_or_default().join(" "), kind);
+        ledger::mark_done(
+            &index,
+            tf,
+            &o.blob,
+            State::Present,
+            Some(uidvalidity),
+            Some(c.uid),
+            &flags,
+        )?;
+    }
+    Ok(matched.len() as u64)
 }
 
 /// Pushes flag changes as +FLAGS/-FLAGS, one STORE per distinct change.

@@ -66,8 +66,9 @@ pub struct LedgerEntry {
 pub struct Outgoing {
     pub blob: BlobHash,
     pub flags: String,
-    pub internal_date: i64,
-    pub internal_date_offset: i32,
+    /// INTERNALDATE (instant, offset in minutes); the Date header where the
+    /// source gave none; `None` when neither is known (the target picks).
+    pub internal_date: Option<(i64, i32)>,
     pub size: u64,
     /// Copies of these bytes in the source folders that map here.
     pub copies: u64,
@@ -326,6 +327,27 @@ pub fn set_flags(
     Ok(())
 }
 
+/// The Message-IDs of `blobs`, where they have one.
+pub fn message_ids<'a>(
+    index: &Index,
+    blobs: impl Iterator<Item = &'a BlobHash>,
+) -> Result<HashMap<BlobHash, String>> {
+    let mut stmt = index
+        .connection()
+        .prepare_cached("SELECT message_id FROM blobs WHERE hash = ?1")?;
+    let mut out = HashMap::new();
+    for blob in blobs {
+        let id: Option<String> = stmt
+            .query_row([blob.to_hex()], |r| r.get(0))
+            .optional()?
+            .flatten();
+        if let Some(id) = id {
+            out.insert(*blob, id);
+        }
+    }
+    Ok(out)
+}
+
 /// Records which target folder the source folders go to; `None` when the
 /// folder map leaves them out.
 pub fn link_source_folders(
@@ -348,23 +370,24 @@ pub fn outgoing(index: &Index, source_folders: &[i64]) -> Result<Vec<Outgoing>> 
     let mut out: Vec<Outgoing> = Vec::new();
     let mut at: HashMap<String, usize> = HashMap::new();
     let mut stmt = index.connection().prepare_cached(
-        "SELECT blob_hash, flags, internal_date, internal_date_offset, size
-         FROM messages
-         WHERE folder_id = ?1 AND expunged_at IS NULL
-         ORDER BY internal_date, uid",
+        "SELECT m.blob_hash, m.flags, m.internal_date, m.internal_date_offset, m.size, b.date
+         FROM messages m JOIN blobs b ON b.hash = m.blob_hash
+         WHERE m.folder_id = ?1 AND m.expunged_at IS NULL
+         ORDER BY m.internal_date, m.uid",
     )?;
     for folder in source_folders {
         let rows = stmt.query_map([folder], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, i32>(3)?,
+                r.get::<_, Option<i64>>(2)?,
+                r.get::<_, Option<i32>>(3)?,
                 r.get::<_, i64>(4)?,
+                r.get::<_, Option<String>>(5)?,
             ))
         })?;
         for row in rows {
-            let (hash, flags, date, offset, size) = row?;
+            let (hash, flags, date, offset, size, header_date) = row?;
             match at.get(&hash) {
                 Some(&i) => out[i].copies += 1,
                 None => {
@@ -372,8 +395,11 @@ pub fn outgoing(index: &Index, source_folders: &[i64]) -> Result<Vec<Outgoing>> 
                     out.push(Outgoing {
                         blob: BlobHash::from_hex(&hash)?,
                         flags,
-                        internal_date: date,
-                        internal_date_offset: offset,
+                        internal_date: match date {
+                            Some(d) => Some((d, offset.unwrap_or(0))),
+                            // Unknown at the source: the Date header, if any.
+                            None => header_date.as_deref().and_then(date_header_instant),
+                        },
                         size: size as u64,
                         copies: 1,
                     });
@@ -382,4 +408,11 @@ pub fn outgoing(index: &Index, source_folders: &[i64]) -> Result<Vec<Outgoing>> 
         }
     }
     Ok(out)
+}
+
+/// The instant and offset (minutes) of a Date header as the index keeps it
+/// (RFC 3339, from mail-parser).
+fn date_header_instant(rfc3339: &str) -> Option<(i64, i32)> {
+    let d = chrono::DateTime::parse_from_rfc3339(rfc3339).ok()?;
+    Some((d.timestamp(), d.offset().local_minus_utc() / 60))
 }

@@ -58,6 +58,10 @@ pub struct UploadCounts {
     pub already_present: u64,
     /// Entries left pending by an earlier run, settled by reading the target.
     pub reconciled: u64,
+    /// Messages found already at the target though the ledger had no entry
+    /// for them (a lost or replaced index, another store, an earlier tool),
+    /// recorded as present instead of appended again.
+    pub found_at_target: u64,
     /// Extra copies of the same bytes in one target folder (uploaded once).
     pub duplicates: u64,
     /// Messages not uploaded for good (too large, rejected), by reason.
@@ -85,6 +89,7 @@ impl UploadCounts {
         self.bytes_appended += o.bytes_appended;
         self.already_present += o.already_present;
         self.reconciled += o.reconciled;
+        self.found_at_target += o.found_at_target;
         self.duplicates += o.duplicates;
         self.skipped += o.skipped;
         for (k, v) in &o.skipped_by_reason {
@@ -216,6 +221,7 @@ pub(crate) struct Shared {
     pub appended: AtomicU64,
     pub bytes_appended: AtomicU64,
     pub reconciled: AtomicU64,
+    pub found_at_target: AtomicU64,
     pub flags_pushed: AtomicU64,
     pub folders_created: AtomicU64,
     pub round_trips: AtomicU64,
@@ -348,6 +354,7 @@ async fn upload_account(ctx: Arc<AccountContext>) -> AccountUpload {
     counts.appended = s.appended.load(Ordering::Relaxed);
     counts.bytes_appended = s.bytes_appended.load(Ordering::Relaxed);
     counts.reconciled = s.reconciled.load(Ordering::Relaxed);
+    counts.found_at_target = s.found_at_target.load(Ordering::Relaxed);
     counts.flags_pushed = s.flags_pushed.load(Ordering::Relaxed);
     counts.folders_created = s.folders_created.load(Ordering::Relaxed);
     counts.round_trips = s.round_trips.load(Ordering::Relaxed);
@@ -581,6 +588,7 @@ fn plan_jobs(
     )?;
     // Group source folders by target folder, keeping the map's order.
     let mut groups: Vec<(String, Vec<&MapEntry>)> = Vec::new();
+    let mut group_of: HashMap<String, usize> = HashMap::new();
     for e in &map {
         let Some(t) = &e.target else { continue };
         let key = if options.target.kind == TargetKind::M365 {
@@ -588,11 +596,18 @@ fn plan_jobs(
         } else {
             t.clone()
         };
-        match groups.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, v)) => v.push(e),
-            None => groups.push((key, vec![e])),
+        match group_of.get(&key) {
+            Some(&i) => groups[i].1.push(e),
+            None => {
+                group_of.insert(key.clone(), groups.len());
+                groups.push((key, vec![e]));
+            }
         }
     }
+    // Exchange's names ignore case: the folders there, by lower-cased name.
+    let existing_nocase: HashMap<String, &String> = existing
+        .map(|ex| ex.iter().map(|w| (w.to_ascii_lowercase(), w)).collect())
+        .unwrap_or_default();
     let mut plan = Plan {
         jobs: VecDeque::new(),
         counts: UploadCounts::default(),
@@ -622,10 +637,9 @@ fn plan_jobs(
         let mut wire = target_wire_name(&display);
         // Exchange's names ignore case: use the folder that is there.
         if options.target.kind == TargetKind::M365
-            && let Some(found) =
-                existing.and_then(|ex| ex.iter().find(|w| w.eq_ignore_ascii_case(&wire)))
+            && let Some(found) = existing_nocase.get(&wire.to_ascii_lowercase())
         {
-            wire = found.clone();
+            wire = (*found).clone();
         }
         let ids: Vec<i64> = entries.iter().map(|e| e.source_folder_id).collect();
         let outgoing = ledger::outgoing(&index, &ids)?;

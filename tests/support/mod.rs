@@ -79,6 +79,9 @@ pub struct DovecotConfig {
     /// Give every mailbox a storage quota (Dovecot's "100k", "10M"), and
     /// offer QUOTA.
     pub quota_storage: Option<String>,
+    /// Maildir with LAYOUT=fs: folder names may hold dots (the default
+    /// Maildir++ layout refuses them).
+    pub fs_layout: bool,
 }
 
 impl Default for DovecotConfig {
@@ -95,6 +98,7 @@ impl Default for DovecotConfig {
             cert_names: vec!["localhost".into(), "127.0.0.1".into()],
             oauth_introspection: None,
             quota_storage: None,
+            fs_layout: false,
         }
     }
 }
@@ -248,7 +252,7 @@ disable_plaintext_auth = no
 first_valid_uid = 0
 default_internal_user = {internal}
 default_login_user = {login}
-mail_location = maildir:{d}/mail/%u
+mail_location = maildir:{d}/mail/%u{layout}
 mail_plugins = $mail_plugins{quota_plugin}
 {quota_settings}namespace inbox {{
   inbox = yes
@@ -279,6 +283,7 @@ protocol imap {{
 "#,
             d = d.display(),
             sep = config.separator,
+            layout = if config.fs_layout { ":LAYOUT=fs" } else { "" },
         );
         std::fs::write(d.join("dovecot.conf"), conf).unwrap();
         let child = Command::new(dovecot)
@@ -961,7 +966,8 @@ pub struct StoredMessage {
     pub uid: u32,
     pub hash: String,
     pub flags: String,
-    pub internal_date: i64,
+    /// None: the server gave no readable INTERNALDATE.
+    pub internal_date: Option<i64>,
     pub expunged: bool,
 }
 
