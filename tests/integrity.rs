@@ -243,3 +243,155 @@ fn a_damaged_blob_is_named_and_skipped_and_the_next_mirror_fetches_it_again() {
         all_bodies(&server, "alice", "alice-pw")
     );
 }
+
+fn store_cmd(store: &std::path::Path, args: &[&str]) -> Run {
+    let mut all = vec!["--store", store.to_str().unwrap()];
+    all.extend_from_slice(args);
+    mailferry(&all)
+}
+
+#[test]
+fn a_damaged_index_is_refused_and_an_empty_one_is_explained() {
+    let server = Dovecot::start();
+    seed(&server, 30);
+    let accounts = server.migration_csv(&[PAIR]);
+    let store = tempfile::tempdir().unwrap();
+    let (run, _) = mirror(&server, store.path(), &accounts, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let index = store.path().join("index.sqlite");
+    let pristine = std::fs::read(&index).unwrap();
+    assert!(pristine.len() >= 4 * 4096, "{} bytes", pristine.len());
+
+    // Garbage over every page but the first (which holds the schema).
+    let mut damaged = pristine.clone();
+    for b in &mut damaged[4096..] {
+        *b = 0x5a;
+    }
+    std::fs::write(&index, &damaged).unwrap();
+    let run = Run::of(&mut mirror_command(
+        &server,
+        server.port,
+        store.path(),
+        &accounts,
+        &[],
+    ));
+    assert_eq!(
+        run.code, 2,
+        "a mirror on a damaged index must not report success"
+    );
+    assert!(
+        run.stderr.contains("appends nothing twice"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("is damaged"), "{}", run.stderr);
+    assert!(run.stderr.contains("objects/"), "{}", run.stderr);
+    for cmd in [
+        &["status"][..],
+        &["verify"],
+        &["export", "--format", "eml", "/nonexistent/x"],
+    ] {
+        let r = store_cmd(store.path(), cmd);
+        assert_eq!(r.code, 2, "{cmd:?}: {}{}", r.stdout, r.stderr);
+        assert!(r.stderr.contains("is damaged"), "{cmd:?}: {}", r.stderr);
+    }
+    // The damaged file is left as it was.
+    assert_eq!(std::fs::read(&index).unwrap(), damaged);
+
+    // A 0-byte index says what happened and what is at stake.
+    std::fs::write(&index, b"").unwrap();
+    let r = store_cmd(store.path(), &["status"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("0 bytes") && r.stderr.contains("read"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("older mailferry"), "{}", r.stderr);
+    let (run, summary) = mirror(&server, store.path(), &accounts, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("WARNING") && run.stderr.contains("index"),
+        "{}",
+        run.stderr
+    );
+    // Rebuilt from the source; every body is in the store already.
+    assert_eq!(total(&summary, "blobs_written"), 0, "{summary}");
+}
+
+#[test]
+fn verify_and_export_during_a_mirror_say_so_and_report_no_false_faults() {
+    let server = Dovecot::start();
+    let mut alice = server.client("alice", "alice-pw");
+    for i in 0..40 {
+        let mut m = message(&format!("m{i}"), &format!("m{i}@x"), "");
+        m.extend(std::iter::repeat_n(b'a' + (i % 26) as u8, 400_000));
+        m.extend_from_slice(b"\r\n");
+        alice.append("INBOX", "", DATE, &m);
+    }
+    drop(alice);
+    let accounts = server.migration_csv(&[PAIR]);
+    let store = tempfile::tempdir().unwrap();
+    // A slow link keeps the mirror writing while verify and export run.
+    let proxy = Proxy::start(
+        server.port,
+        Faults {
+            bytes_per_sec: Some(2_000_000),
+            ..Faults::default()
+        },
+    );
+    let mut child = mirror_command(
+        &server,
+        proxy.port,
+        store.path(),
+        &accounts,
+        &["--connections", "1"],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    // Some messages recorded, more to come.
+    let recorded = |store: &std::path::Path| {
+        store.join("index.sqlite").exists()
+            && std::panic::catch_unwind(|| stored_messages(store).len()).unwrap_or(0) >= 5
+    };
+    while !recorded(store.path()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the mirror recorded nothing"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let verify = store_cmd(store.path(), &["verify", "--json"]);
+    let out = tempfile::tempdir().unwrap();
+    let export = store_cmd(
+        store.path(),
+        &["export", "--format", "eml", out.path().to_str().unwrap()],
+    );
+    let still_running = child.try_wait().unwrap().is_none();
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    assert!(
+        still_running,
+        "the mirror ended before verify and export were done"
+    );
+
+    assert_eq!(verify.code, 0, "{}{}", verify.stdout, verify.stderr);
+    let report = verify.json();
+    assert_eq!(report["faults"].as_array().unwrap().len(), 0, "{report}");
+    assert_eq!(report["writer_active"], true, "{report}");
+    assert_eq!(export.code, 1, "{}", export.stderr);
+    assert!(
+        export.stderr.contains("was writing this store"),
+        "{}",
+        export.stderr
+    );
+
+    // Afterwards both are whole and quiet.
+    let verify = store_cmd(store.path(), &["verify", "--json"]);
+    assert_eq!(verify.code, 0, "{}", verify.stdout);
+    assert_eq!(verify.json()["writer_active"], false);
+    assert_eq!(verify.json()["blobs_checked"], 40);
+}

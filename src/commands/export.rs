@@ -32,7 +32,11 @@ struct Row {
 
 pub fn run(cli: &Cli, args: &ExportArgs) -> Result<i32> {
     let root = crate::commands::store_path(cli, None);
+    // No writer may start while this runs; one already running is said.
+    let hold = crate::store::hold_for_reading(&root);
     let index = Index::open_read_only(&root.join("index.sqlite"))?;
+    // One query: the store as it was at this moment, whatever a running
+    // mirror adds meanwhile (its blobs are durable before their rows).
     let rows = rows(&index, args)?;
     if rows.is_empty() {
         bail!("nothing to export (check --account and --folder)");
@@ -124,7 +128,14 @@ pub fn run(cli: &Cli, args: &ExportArgs) -> Result<i32> {
             format!("; {} damaged in the store, not exported", skipped.len())
         }
     );
-    Ok(if skipped.is_empty() {
+    if hold.writer_active {
+        eprintln!(
+            "a mirror, upload or import was writing this store: the export holds the store as \
+             it was when the export began, not what that run added since; export again when \
+             it has finished"
+        );
+    }
+    Ok(if skipped.is_empty() && !hold.writer_active {
         EXIT_OK
     } else {
         crate::commands::EXIT_INCOMPLETE

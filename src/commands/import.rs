@@ -46,6 +46,7 @@ pub fn run(cli: &Cli, args: &ImportArgs) -> Result<i32> {
         bail!("{} holds no Maildir, .eml or mbox mail", args.dir.display());
     }
     let store = Store::open(&root)?;
+    crate::commands::warn_lost_index(&store);
     // An account a mirror fills must not be mixed with files: the next
     // mirror would take the imported messages for expunged ones.
     let mirrored: Option<String> = store

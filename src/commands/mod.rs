@@ -202,7 +202,21 @@ pub fn store_path(cli: &Cli, config: Option<&Config>) -> std::path::PathBuf {
 }
 
 pub fn open_store(cli: &Cli, config: &Config) -> Result<Arc<Store>> {
-    Ok(Arc::new(Store::open(&store_path(cli, Some(config)))?))
+    let store = Store::open(&store_path(cli, Some(config)))?;
+    warn_lost_index(&store);
+    Ok(Arc::new(store))
+}
+
+/// Says so when a store's index was missing or empty and a new one begun.
+pub fn warn_lost_index(store: &Store) {
+    if store.lost_index() {
+        eprintln!(
+            "WARNING: the store {} holds messages but its index was missing or empty (deleted, \
+             truncated or replaced); a new index is being built. {}.",
+            store.root().display(),
+            crate::store::index::LOST_INDEX_ADVICE
+        );
+    }
 }
 
 /// The runtime for network work. Blocking threads hash, compress and

@@ -16,11 +16,11 @@ use serde::Serialize;
 
 use crate::cli::{Cli, VerifyArgs};
 use crate::commands::{EXIT_INCOMPLETE, EXIT_OK, apply_target, load_accounts, open_store};
-use crate::store::{BlobHash, Index, blob_path};
+use crate::store::{BlobFault, BlobHash, Index, blob_path};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Fault {
-    /// missing, corrupt, orphaned or stray
+    /// missing, corrupt, orphaned, stray or index-damaged
     pub kind: &'static str,
     pub path: PathBuf,
     pub detail: String,
@@ -31,6 +31,12 @@ pub struct Verified {
     pub blobs_checked: u64,
     pub bytes_checked: u64,
     pub faults: Vec<Fault>,
+    /// A mirror, upload or import was writing the store meanwhile.
+    pub writer_active: bool,
+    /// Blob files without a row yet, written by that writer as it ran.
+    pub in_flight: u64,
+    /// Damaged blobs marked so that the next mirror fetches them again.
+    pub marked_for_refetch: u64,
     pub seconds: f64,
 }
 
@@ -62,6 +68,21 @@ pub fn run(cli: &Cli, args: &VerifyArgs) -> Result<i32> {
     } else {
         for f in &report.faults {
             println!("{}: {} ({})", f.kind, f.path.display(), f.detail);
+        }
+        if report.writer_active {
+            println!(
+                "a mirror, upload or import was writing this store while verify ran: {} blob \
+                 files it had not recorded yet were left out (in flight, not faults); verify \
+                 again when it has finished",
+                report.in_flight
+            );
+        }
+        if report.marked_for_refetch > 0 {
+            println!(
+                "{} damaged blobs are marked: the next `mailferry mirror` fetches their \
+                 messages again where the source still has them",
+                report.marked_for_refetch
+            );
         }
         println!(
             "{} blobs ({}) checked in {:.1}s: {}",
@@ -108,7 +129,44 @@ fn run_target(cli: &Cli, args: &VerifyArgs) -> Result<i32> {
 /// Checks the store at `root` with `jobs` threads.
 pub fn verify(root: &Path, jobs: usize, bar: Option<&indicatif::ProgressBar>) -> Result<Verified> {
     let started = std::time::Instant::now();
-    let index = Index::open_read_only(&root.join("index.sqlite"))?;
+    // No writer may start while this runs; if one is running, files it is
+    // writing right now are told apart from garbage below.
+    let hold = crate::store::hold_for_reading(root);
+    let index_path = root.join("index.sqlite");
+    let index = Index::open_read_only(&index_path)?;
+    let mut faults = Vec::new();
+    if let Err(e) =
+        crate::store::index::check_sound(index.connection(), &index_path, "integrity_check")
+    {
+        faults.push(Fault {
+            kind: "index-damaged",
+            path: index_path.clone(),
+            detail: format!("{e:#}"),
+        });
+    }
+    // Files first, then the index: a file that is listed and whose row is
+    // committed in between is known, not orphaned.
+    let objects = root.join("objects");
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
+    for dir in
+        std::fs::read_dir(&objects).with_context(|| format!("cannot read {}", objects.display()))?
+    {
+        let dir = dir?;
+        let prefix = dir.file_name().to_string_lossy().to_string();
+        if !dir.file_type()?.is_dir() {
+            faults.push(stray(dir.path()));
+            continue;
+        }
+        for file in std::fs::read_dir(dir.path())? {
+            let file = file?;
+            let name = format!("{prefix}{}", file.file_name().to_string_lossy());
+            if BlobHash::from_hex(&name).is_err() || prefix.len() != 2 {
+                faults.push(stray(file.path()));
+            } else {
+                files.push((name, file.path()));
+            }
+        }
+    }
     let mut blobs: Vec<(String, u64)> = Vec::new();
     {
         let mut stmt = index
@@ -119,7 +177,6 @@ pub fn verify(root: &Path, jobs: usize, bar: Option<&indicatif::ProgressBar>) ->
             blobs.push((h, s as u64));
         }
     }
-    let mut faults = Vec::new();
     // Rows that name a blob the blobs table lacks (the foreign key should
     // make this impossible; a damaged index may not).
     {
@@ -137,36 +194,17 @@ pub fn verify(root: &Path, jobs: usize, bar: Option<&indicatif::ProgressBar>) ->
         }
     }
     let known: HashSet<&str> = blobs.iter().map(|(h, _)| h.as_str()).collect();
-    let objects = root.join("objects");
-    for dir in
-        std::fs::read_dir(&objects).with_context(|| format!("cannot read {}", objects.display()))?
-    {
-        let dir = dir?;
-        let prefix = dir.file_name().to_string_lossy().to_string();
-        if !dir.file_type()?.is_dir() {
-            faults.push(stray(dir.path()));
-            continue;
-        }
-        for file in std::fs::read_dir(dir.path())? {
-            let file = file?;
-            let name = format!("{prefix}{}", file.file_name().to_string_lossy());
-            if BlobHash::from_hex(&name).is_err() || prefix.len() != 2 {
-                faults.push(stray(file.path()));
-            } else if !known.contains(name.as_str()) {
-                faults.push(Fault {
-                    kind: "orphaned",
-                    path: file.path(),
-                    detail: "no index row points at it; `gc` may remove it".into(),
-                });
-            }
-        }
-    }
+    let unlisted: Vec<(String, PathBuf)> = files
+        .into_iter()
+        .filter(|(name, _)| !known.contains(name.as_str()))
+        .collect();
     if let Some(bar) = bar {
         bar.set_length(blobs.iter().map(|(_, s)| s).sum());
     }
     let next = AtomicUsize::new(0);
     let checked_bytes = AtomicU64::new(0);
     let found = Mutex::new(Vec::new());
+    let damaged = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         for _ in 0..jobs {
             scope.spawn(|| {
@@ -175,66 +213,108 @@ pub fn verify(root: &Path, jobs: usize, bar: Option<&indicatif::ProgressBar>) ->
                     let Some((hash, _)) = blobs.get(i) else { break };
                     let path = blob_path(root, hash);
                     let fault = match std::fs::read(&path) {
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(Fault {
-                            kind: "missing",
-                            path: path.clone(),
-                            detail: "the index lists it, the file is gone".into(),
-                        }),
-                        Err(e) => Some(Fault {
-                            kind: "corrupt",
-                            path: path.clone(),
-                            detail: format!("cannot read: {e}"),
-                        }),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                            Some(BlobFault::Missing)
+                        }
+                        Err(e) => Some(BlobFault::Unreadable(e.to_string())),
                         Ok(compressed) => {
                             checked_bytes.fetch_add(compressed.len() as u64, Ordering::Relaxed);
                             if let Some(bar) = bar {
                                 bar.inc(compressed.len() as u64);
                             }
-                            check(&compressed, hash).err().map(|detail| Fault {
-                                kind: "corrupt",
-                                path: path.clone(),
-                                detail,
-                            })
+                            check(&compressed, hash).err()
                         }
                     };
                     if let Some(f) = fault {
-                        found.lock().unwrap().push(f);
+                        found.lock().unwrap().push(Fault {
+                            kind: if f == BlobFault::Missing {
+                                "missing"
+                            } else {
+                                "corrupt"
+                            },
+                            path: path.clone(),
+                            detail: f.to_string(),
+                        });
+                        damaged.lock().unwrap().push((hash.clone(), f));
                     }
                 }
             });
         }
     });
     faults.extend(found.into_inner().unwrap());
+
+    // Files without a row: rows committed since the index was read are
+    // fine; while a writer runs, the rest may be its work in progress.
+    let mut in_flight = 0u64;
+    {
+        let mut stmt = index
+            .connection()
+            .prepare("SELECT 1 FROM blobs WHERE hash = ?1")?;
+        for (name, path) in unlisted {
+            if stmt.exists([&name])? {
+                continue;
+            }
+            if hold.writer_active {
+                in_flight += 1;
+                continue;
+            }
+            faults.push(Fault {
+                kind: "orphaned",
+                path,
+                detail: "no index row points at it (a blob written by a run that was stopped \
+                         before it recorded the message); harmless, the mail it holds is \
+                         fetched again if it is still at the source"
+                    .into(),
+            });
+        }
+    }
+    drop(index);
+
+    // Damaged blobs are marked so that the next mirror fetches them again.
+    let damaged = damaged.into_inner().unwrap();
+    let mut marked_for_refetch = 0;
+    if !damaged.is_empty() && !hold.writer_active {
+        let writable = Index::open(&index_path)?;
+        for (hash, fault) in &damaged {
+            writable.mark_blob_damaged(&BlobHash::from_hex(hash)?, fault)?;
+            marked_for_refetch += 1;
+        }
+    }
     faults.sort();
     Ok(Verified {
         blobs_checked: blobs.len() as u64,
         bytes_checked: checked_bytes.into_inner(),
         faults,
+        writer_active: hold.writer_active,
+        in_flight,
+        marked_for_refetch,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
 
 /// Decompresses and hashes in a stream, so a large blob costs no more
 /// memory than its compressed bytes.
-fn check(compressed: &[u8], hash: &str) -> std::result::Result<(), String> {
+fn check(compressed: &[u8], hash: &str) -> std::result::Result<(), BlobFault> {
     use sha2::Digest as _;
     use std::io::Read as _;
-    let mut decoder =
-        zstd::stream::read::Decoder::new(compressed).map_err(|e| format!("not zstd data: {e}"))?;
+    let mut decoder = zstd::stream::read::Decoder::new(compressed)
+        .map_err(|e| BlobFault::Corrupt(format!("not zstd data: {e}")))?;
     let mut hasher = sha2::Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     loop {
         match decoder.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => hasher.update(&buf[..n]),
-            Err(e) => return Err(format!("does not decompress: {e}")),
+            Err(e) => return Err(BlobFault::Corrupt(format!("does not decompress: {e}"))),
         }
     }
     let actual = hex::encode(hasher.finalize());
     if actual == hash {
         Ok(())
     } else {
-        Err(format!("its bytes hash to {actual}"))
+        Err(BlobFault::WrongContent {
+            actual: BlobHash::from_hex(&actual).expect("a sha256 in hex"),
+        })
     }
 }
 

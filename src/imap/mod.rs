@@ -12,6 +12,60 @@ pub use session::{
 };
 pub use wire::WireStats;
 
+/// Errors after which the session is unusable and a new one may succeed: a
+/// broken or silent connection, BYE, a response that is not IMAP. Refusals
+/// (a wrong password, a certificate that does not verify) are not.
+pub fn is_connection_error(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some()
+            || matches!(
+                c.downcast_ref::<ImapError>(),
+                Some(
+                    ImapError::Bye(_)
+                        | ImapError::ConnectionLost
+                        | ImapError::Timeout(_)
+                        | ImapError::Unparseable(_)
+                )
+            )
+    }) && !e.chain().any(|c| {
+        c.downcast_ref::<LoginRefused>().is_some()
+            || matches!(
+                c.downcast_ref::<ImapError>(),
+                Some(ImapError::TlsRefused(_))
+            )
+    })
+}
+
+/// Tries that [`connect_retrying`] makes, and the wait before the first
+/// retry (doubled each time).
+const CONNECT_TRIES: u32 = 4;
+const FIRST_BACKOFF: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Runs `connect` until it succeeds, it fails other than by a broken
+/// connection, or it has failed [`CONNECT_TRIES`] times; waits 0.5 s, 1 s,
+/// 2 s between tries. One dropped or stalled connection must not cost a
+/// whole account its run.
+pub async fn connect_retrying<T, F, Fut>(mut connect: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let mut wait = FIRST_BACKOFF;
+    let mut tries = 1;
+    loop {
+        match connect().await {
+            Ok(s) => return Ok(s),
+            Err(e) if tries < CONNECT_TRIES && is_connection_error(&e) => {
+                tracing::info!("connection failed ({e:#}); trying again in {wait:?}");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+                tries += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// A compact UID set: `1:5,7,9:12`.
 pub fn uid_set(sorted: &[u32]) -> String {
     let mut out = String::new();

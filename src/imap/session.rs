@@ -39,6 +39,11 @@ pub enum ImapError {
     Timeout(Duration),
     #[error("the server sent a response that is not IMAP: {0}")]
     Unparseable(String),
+    /// The TLS handshake failed for a reason that will not go away by
+    /// trying again (a certificate that does not verify, a port that does
+    /// not speak TLS).
+    #[error("{0}")]
+    TlsRefused(String),
 }
 
 /// async-imap reports a response it cannot parse as the parser's debug
@@ -250,6 +255,12 @@ impl ImapSession {
         .await
         .map_err(|_| ImapError::Timeout(silence))
         .with_context(|| format!("TLS handshake with {address}"))?
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidData => {
+                anyhow::Error::from(ImapError::TlsRefused(e.to_string()))
+            }
+            _ => anyhow::Error::from(e),
+        })
         .with_context(|| format!("TLS handshake with {address} failed"))?;
         let wire = Wire::new(tls_stream);
         let stats = wire.stats();
@@ -286,6 +297,14 @@ impl ImapSession {
                 async_imap::error::Error::Validate(_) => anyhow!(
                     "the user name or password for {username} holds characters IMAP LOGIN cannot send; try --auth plain"
                 ),
+                // A broken connection stays one, so it is tried again.
+                async_imap::error::Error::Io(io) => {
+                    anyhow::Error::from(io).context(format!("login at {address} failed"))
+                }
+                async_imap::error::Error::ConnectionLost => {
+                    anyhow::Error::from(ImapError::ConnectionLost)
+                        .context(format!("login at {address} failed"))
+                }
                 other => anyhow!("login at {address} failed: {other}"),
             }
         };

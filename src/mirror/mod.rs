@@ -207,13 +207,17 @@ pub(crate) struct AccountContext {
 }
 
 impl AccountContext {
+    /// Opens a session, trying again a few times when the connection
+    /// breaks or stalls (not when the login is refused).
     pub async fn connect(&self) -> Result<ImapSession> {
-        ImapSession::connect(
-            &self.server,
-            self.tls.clone(),
-            &self.account.username,
-            &self.account.password,
-        )
+        crate::imap::connect_retrying(|| {
+            ImapSession::connect(
+                &self.server,
+                self.tls.clone(),
+                &self.account.username,
+                &self.account.password,
+            )
+        })
         .await
     }
 }
@@ -771,18 +775,7 @@ fn job_progress(job: &Job) -> u64 {
 
 /// Errors after which the session is unusable and a new one may succeed.
 pub(crate) fn is_connection_error(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>().is_some()
-            || matches!(
-                c.downcast_ref::<crate::imap::ImapError>(),
-                Some(
-                    crate::imap::ImapError::Bye(_)
-                        | crate::imap::ImapError::ConnectionLost
-                        | crate::imap::ImapError::Timeout(_)
-                        | crate::imap::ImapError::Unparseable(_)
-                )
-            )
-    })
+    crate::imap::is_connection_error(e)
 }
 
 /// An error and its causes on one line.
@@ -790,9 +783,9 @@ pub fn error_chain(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {
         let mut s = cause.to_string();
-        // Parser errors quote whole responses (mail content): keep the gist.
-        if s.len() > 300 {
-            let mut cut = 300;
+        // Some errors quote whole responses (mail content): keep the gist.
+        if s.len() > 800 {
+            let mut cut = 800;
             while !s.is_char_boundary(cut) {
                 cut -= 1;
             }

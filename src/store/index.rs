@@ -32,6 +32,34 @@ fn tune(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
+/// What is at stake when the index is lost, for the messages that say so.
+pub const LOST_INDEX_ADVICE: &str = "the mail itself is safe in objects/. Restore index.sqlite \
+     from a backup if there is one. Otherwise move it aside and run `mailferry mirror`: it \
+     builds a new index from the source without fetching a stored message again; what was \
+     uploaded is not in the new index, so the next upload reads each target folder back and \
+     appends nothing twice";
+
+/// Runs SQLite's `quick_check` (at every open) or `integrity_check`
+/// (verify): a damaged index is an error that says what is at stake.
+pub(crate) fn check_sound(conn: &Connection, path: &Path, pragma: &str) -> Result<()> {
+    let problems: Vec<String> = match conn.prepare(&format!("PRAGMA {pragma}(20)")) {
+        Ok(mut stmt) => stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .unwrap_or_else(|e| vec![e.to_string()]),
+        Err(e) => vec![e.to_string()],
+    };
+    if problems.len() == 1 && problems[0] == "ok" {
+        return Ok(());
+    }
+    bail!(
+        "the index {} is damaged (SQLite {pragma}: {}); mailferry will not use it. {}",
+        path.display(),
+        problems.join("; "),
+        LOST_INDEX_ADVICE
+    )
+}
+
 /// A store written by a newer mailferry is an error, never a silent rewrite.
 fn refuse_newer(conn: &Connection, path: &Path) -> Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -165,9 +193,11 @@ pub struct FolderStatus {
 
 impl Index {
     /// Opens the index, creating it or applying newer schema files as needed.
+    /// A damaged index is refused, never written to.
     pub fn open(path: &Path) -> Result<Index> {
         let mut conn = Connection::open(path)
             .with_context(|| format!("cannot open index {}", path.display()))?;
+        check_sound(&conn, path, "quick_check")?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .with_context(|| format!("cannot set WAL mode on {}", path.display()))?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -717,10 +747,20 @@ impl Index {
         )
         .with_context(|| format!("cannot open index {}", path.display()))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        check_sound(&conn, path, "quick_check")?;
         tune(&conn)?;
         refuse_newer(&conn, path)?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if (version.max(0) as usize) < SCHEMA.len() {
+        if version <= 0 {
+            let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            bail!(
+                "the index {} holds no mailferry index ({size} bytes): it was truncated, \
+                 replaced or never written. {}",
+                path.display(),
+                LOST_INDEX_ADVICE
+            );
+        }
+        if (version as usize) < SCHEMA.len() {
             bail!(
                 "the index {} was written by an older mailferry (schema {version}); run \
                  `mailferry mirror` or `upload` once with this version to bring it up to date",

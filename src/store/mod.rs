@@ -31,6 +31,9 @@ use anyhow::{Context, Result, bail};
 pub struct Store {
     root: PathBuf,
     index: Mutex<Index>,
+    /// The store held message files but no index (deleted, truncated): a
+    /// new one was started.
+    lost_index: bool,
     tmp_counter: AtomicU64,
     // Held for the life of the store; the lock goes with the file handle.
     _lock: File,
@@ -67,10 +70,14 @@ impl Store {
         lock.set_len(0).ok();
         let _ = writeln!(lock, "{}", std::process::id());
         clean_tmp(&root.join("tmp"));
-        let index = Index::open(&root.join("index.sqlite"))?;
+        let index_path = root.join("index.sqlite");
+        let no_index = std::fs::metadata(&index_path).map_or(true, |m| m.len() == 0);
+        let lost_index = no_index && has_objects(&root.join("objects"));
+        let index = Index::open(&index_path)?;
         Ok(Store {
             root: root.to_path_buf(),
             index: Mutex::new(index),
+            lost_index,
             tmp_counter: AtomicU64::new(0),
             _lock: lock,
         })
@@ -78,6 +85,13 @@ impl Store {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// True when the store held message files but its index was missing
+    /// or empty, so this open started a new one: what was uploaded is not
+    /// in it (see [`index::LOST_INDEX_ADVICE`]).
+    pub fn lost_index(&self) -> bool {
+        self.lost_index
     }
 
     /// The index, for one short piece of work at a time.
@@ -150,6 +164,44 @@ pub fn blob_read(root: &Path, hash: &BlobHash) -> Result<Vec<u8>, BlobDamaged> {
 pub fn blob_path(root: &Path, hex: &str) -> PathBuf {
     let split = 2.min(hex.len());
     root.join("objects").join(&hex[..split]).join(&hex[split..])
+}
+
+fn has_objects(objects: &Path) -> bool {
+    fs::read_dir(objects).is_ok_and(|mut d| d.next().is_some())
+}
+
+/// A reader's hold on a store (verify, export). When no writer holds the
+/// store it takes a shared lock, so none can start until the reader is
+/// done; when one does, the reader works from a snapshot and must say so.
+pub struct ReadHold {
+    _lock: Option<File>,
+    /// A mirror, upload or import was writing the store when the reader began.
+    pub writer_active: bool,
+}
+
+/// Takes a [`ReadHold`] on the store at `root`.
+pub fn hold_for_reading(root: &Path) -> ReadHold {
+    let Ok(file) = File::open(root.join("LOCK")) else {
+        // Never written to by this version, or read-only media: no writer.
+        return ReadHold {
+            _lock: None,
+            writer_active: false,
+        };
+    };
+    match file.try_lock_shared() {
+        Ok(()) => ReadHold {
+            _lock: Some(file),
+            writer_active: false,
+        },
+        Err(fs::TryLockError::WouldBlock) => ReadHold {
+            _lock: None,
+            writer_active: true,
+        },
+        Err(fs::TryLockError::Error(_)) => ReadHold {
+            _lock: None,
+            writer_active: false,
+        },
+    }
 }
 
 /// Removes staging files left by a killed process: they were never renamed,

@@ -272,12 +272,14 @@ impl AccountContext {
                 self.tls.get_or_init(|| t).clone()
             }
         };
-        let session = target_login(
-            &self.options.target.server,
-            self.options.tokens.as_deref(),
-            tls,
-            &self.account,
-        )
+        let session = crate::imap::connect_retrying(|| {
+            target_login(
+                &self.options.target.server,
+                self.options.tokens.as_deref(),
+                tls.clone(),
+                &self.account,
+            )
+        })
         .await?;
         self.shared.connections.fetch_add(1, Ordering::Relaxed);
         Ok(session)

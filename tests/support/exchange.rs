@@ -43,6 +43,14 @@ pub struct ExchangeFaults {
     pub reserved: Vec<String>,
     /// SIGKILL the client at this point of the Nth APPEND.
     pub kill: Option<(KillPoint, usize)>,
+    /// Never answer the first N LOGIN/AUTHENTICATE commands (the
+    /// connection stays open): a server that hangs at login.
+    pub stall_logins: usize,
+    /// Close the connection instead of answering the first N
+    /// LOGIN/AUTHENTICATE commands (counted after the stalled ones).
+    pub drop_logins: usize,
+    /// Never answer the Nth APPEND (and never pass it on).
+    pub stall_append: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +64,10 @@ pub enum Event {
     LineTooLong(usize),
     Reserved(String),
     Killed(KillPoint),
+    /// A command left unanswered (connection, verb).
+    Stalled(usize, String),
+    /// A connection closed at login.
+    Dropped(usize),
 }
 
 pub struct ExchangeProxy {
@@ -69,6 +81,7 @@ pub struct ExchangeProxy {
 struct Shared {
     faults: ExchangeFaults,
     appends: AtomicUsize,
+    logins: AtomicUsize,
     connections: AtomicUsize,
     events: Arc<Mutex<Vec<(Instant, Event)>>>,
     client_pid: Arc<AtomicU32>,
@@ -90,6 +103,7 @@ impl ExchangeProxy {
         let shared = Arc::new(Shared {
             faults,
             appends: AtomicUsize::new(0),
+            logins: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
             events: events.clone(),
             client_pid: client_pid.clone(),
@@ -264,6 +278,23 @@ async fn relay(
                     c.flush().await
                 }
             };
+            if verb == "LOGIN" || verb == "AUTHENTICATE" {
+                let n = shared.logins.fetch_add(1, Ordering::SeqCst) + 1;
+                let log = |e: Event| shared.events.lock().unwrap().push((Instant::now(), e));
+                if n <= f.stall_logins {
+                    log(Event::Stalled(conn, verb.clone()));
+                    // Hold the connection open and say nothing.
+                    loop {
+                        if read_unit(&mut cr).await?.is_none() {
+                            return Ok(());
+                        }
+                    }
+                }
+                if n <= f.stall_logins + f.drop_logins {
+                    log(Event::Dropped(conn));
+                    return Ok(());
+                }
+            }
             if verb == "CREATE" {
                 let arg = text.trim_end()[tag.len() + 1 + verb.len()..].trim();
                 let name = arg
@@ -289,6 +320,14 @@ async fn relay(
                 // mailferry and the tests' client use LITERAL+, so the
                 // message arrived with its command line.
                 let mut literal = literal;
+                if f.stall_append == Some(n) {
+                    log(Event::Stalled(conn, verb.clone()));
+                    loop {
+                        if read_unit(&mut cr).await?.is_none() {
+                            return Ok(());
+                        }
+                    }
+                }
                 if f.kill == Some((KillPoint::BeforeAppend, n)) {
                     kill(&shared, KillPoint::BeforeAppend);
                     return Ok(());

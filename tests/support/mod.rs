@@ -9,6 +9,7 @@
 
 pub mod dns;
 pub mod exchange;
+pub mod hostile;
 pub mod identity;
 
 use std::io::{BufRead, BufReader, Read, Write};
