@@ -395,3 +395,28 @@ fn an_appendlimit_the_server_announces_is_obeyed_without_trying() {
         run.stderr
     );
 }
+
+#[test]
+fn a_parent_folder_that_exists_only_by_its_child_is_created_before_upload() {
+    let server = Dovecot::start();
+    let mut alice = server.client("alice", "alice-pw");
+    alice.create("Work");
+    alice.create("Work/Old");
+    alice.append("Work", "", DATE_1, &message("w", "w@x", "work"));
+    alice.append("Work/Old", "", DATE_1, &message("o", "o@x", "old"));
+    // The target has the child only: its parent is listed, \Noselect.
+    server
+        .client("alice-365", "alice-365-pw")
+        .create("Work/Old");
+    let (store, accounts) = mirrored(
+        &server,
+        &[("alice", "alice-pw", "alice-365", "alice-365-pw")],
+    );
+    let (run, summary) = upload(&server, store.path(), &accounts, &["--target-kind", "imap"]);
+    assert_eq!(run.code, 0, "{}\n{summary}", run.stderr);
+    assert_eq!(total(&summary, "appended"), 2, "{summary}");
+    assert_eq!(
+        mailbox(&server, "alice-365", "alice-365-pw"),
+        mailbox(&server, "alice", "alice-pw")
+    );
+}

@@ -183,8 +183,15 @@ pub struct FetchedMessage {
     pub modseq: Option<u64>,
     /// `BODY[]` (or `BINARY[]`, when that was asked for).
     pub body: Option<Vec<u8>>,
-    /// `BODY[HEADER.FIELDS (...)]`.
+    /// `BODY[HEADER.FIELDS (...)]` or `BODY[HEADER]`.
     pub header_fields: Option<Vec<u8>>,
+    /// Partial `BODY[]<offset>` answers: (offset, bytes).
+    pub partials: Vec<(u32, Vec<u8>)>,
+    /// `BODY[TEXT]` (or a partial of it).
+    pub text: Option<Vec<u8>>,
+    /// Whether the response named its UID (a FETCH without one is an
+    /// unsolicited update; one that says `UID 0` is a broken server).
+    pub has_uid: bool,
 }
 
 impl FetchedMessage {
@@ -437,8 +444,13 @@ impl ImapSession {
 
     /// Sends one command line; returns its tag and its name for messages.
     async fn send(&mut self, command: &str) -> Result<(async_imap::imap_proto::RequestId, String)> {
-        self.commands += 1;
         let verb = command_verb(command);
+        // A line break inside a command would end it early and smuggle the
+        // rest in as another command (a folder name from a hostile server).
+        if command.contains(['\r', '\n', '\0']) {
+            bail!("refusing to send {verb}: an argument holds a line break or NUL");
+        }
+        self.commands += 1;
         // Never LOGIN or AUTHENTICATE: those go through async-imap's own calls.
         tracing::debug!(target: "mailferry::imap", "C: {command}");
         let tag = self
@@ -852,7 +864,7 @@ impl ImapSession {
                     let m = fetched_from(attrs);
                     // A FETCH without UID is an unsolicited flag update
                     // for a message we did not ask about.
-                    if m.uid != 0 {
+                    if m.has_uid {
                         on_message(m)?;
                     }
                 }
@@ -1040,16 +1052,30 @@ fn fetched_from(attrs: &[AttributeValue<'_>]) -> FetchedMessage {
     let mut m = FetchedMessage::default();
     for a in attrs {
         match a {
-            AttributeValue::Uid(u) => m.uid = *u,
+            AttributeValue::Uid(u) => {
+                m.uid = *u;
+                m.has_uid = true;
+            }
             AttributeValue::Flags(f) => m.flags = Some(f.iter().map(|s| s.to_string()).collect()),
             AttributeValue::InternalDate(d) => m.internal_date = parse_internal_date(d),
             AttributeValue::Rfc822Size(n) => m.size = Some(*n),
             AttributeValue::ModSeq(n) => m.modseq = Some(*n),
             AttributeValue::Rfc822(data) => m.body = data.as_ref().map(|d| d.to_vec()),
-            AttributeValue::BodySection { section, data, .. } => match section {
+            AttributeValue::BodySection {
+                section,
+                index,
+                data,
+            } => match section {
+                None if index.is_some() => m.partials.push((
+                    index.unwrap_or(0),
+                    data.as_deref().unwrap_or_default().to_vec(),
+                )),
                 None => m.body = Some(data.as_deref().unwrap_or_default().to_vec()),
                 Some(SectionPath::Full(MessageSection::Header)) => {
                     m.header_fields = data.as_ref().map(|d| d.to_vec())
+                }
+                Some(SectionPath::Full(MessageSection::Text)) => {
+                    m.text = Some(data.as_deref().unwrap_or_default().to_vec())
                 }
                 _ => {}
             },

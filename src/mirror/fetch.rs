@@ -95,6 +95,12 @@ impl FolderSync {
         Ok(())
     }
 
+    /// The folder is not whole this run (a message that cannot be
+    /// fetched): its state is not saved, so the next run plans it again.
+    pub fn mark_incomplete(&self) {
+        self.failed.store(true, Ordering::SeqCst);
+    }
+
     fn batch_done(&self, ctx: &AccountContext) -> Result<()> {
         if self.remaining.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.finish(ctx)?;
@@ -196,8 +202,10 @@ pub(crate) async fn run(
         // What arrived before any failure is kept.
         deliver(ctx, session, job, shared, got).await?;
         match result {
-            Ok(refused) => {
-                let text = refused.unwrap_or_else(|| "no error given".to_string());
+            Ok(fetched) => {
+                let text = fetched
+                    .refused
+                    .unwrap_or_else(|| "no error given".to_string());
                 undelivered.extend(job.remaining().into_iter().map(|u| (u, text.clone())));
             }
             Err(e) => {
@@ -219,10 +227,15 @@ pub(crate) async fn run(
             }
             let wanted = HashSet::from([uid]);
             let mut got = HashMap::new();
+            // Alone, a message that came twice differently must come once
+            // (or the same twice); otherwise it is reported, not guessed at.
             match fetch_into(session, &uid.to_string(), &wanted, &mut got).await {
-                Ok(refused) => {
-                    if got.is_empty() {
-                        undelivered.push((uid, refused.unwrap_or_else(|| "no error given".into())));
+                Ok(fetched) => {
+                    if !fetched.conflicting.is_empty() {
+                        undelivered.push((uid, CONFLICT.to_string()));
+                    } else if got.is_empty() {
+                        let why = fetched.refused.unwrap_or_else(|| "no error given".into());
+                        undelivered.push((uid, why));
                     }
                     deliver(ctx, session, job, shared, got).await?;
                 }
@@ -326,26 +339,52 @@ async fn deliver(
     Ok(())
 }
 
-/// Runs one body FETCH, keeping the messages asked for. A tagged NO is
-/// returned as text (what was delivered before it still counts).
+/// What one body FETCH brought besides the messages.
+#[derive(Default)]
+struct Fetched {
+    /// A tagged NO, as text (what was delivered before it still counts).
+    refused: Option<String>,
+    /// UIDs the server sent twice with different bodies: neither is kept.
+    conflicting: HashSet<u32>,
+}
+
+/// Why a message that came twice with different bodies was not stored.
+const CONFLICT: &str = "the server sent two different bodies for this UID";
+
+/// Runs one body FETCH, keeping the messages asked for.
 async fn fetch_into(
     session: &mut ImapSession,
     set: &str,
     wanted: &HashSet<u32>,
     got: &mut HashMap<u32, FetchedMessage>,
-) -> Result<Option<String>> {
+) -> Result<Fetched> {
+    let mut out = Fetched::default();
     let result = session
         .uid_fetch(set, BODY_ITEMS, None, |m| {
             if wanted.contains(&m.uid) && m.body.is_some() {
-                got.insert(m.uid, m);
+                match got.get(&m.uid) {
+                    Some(first) if first.body != m.body => {
+                        out.conflicting.insert(m.uid);
+                    }
+                    Some(_) => {}
+                    None => {
+                        got.insert(m.uid, m);
+                    }
+                }
             }
             Ok(())
         })
         .await;
+    for uid in &out.conflicting {
+        got.remove(uid);
+    }
     match result {
-        Ok(_) => Ok(None),
+        Ok(_) => Ok(out),
         Err(e) => match e.downcast_ref::<crate::imap::ImapError>() {
-            Some(crate::imap::ImapError::No { .. }) => Ok(Some(e.to_string())),
+            Some(crate::imap::ImapError::No { .. }) => {
+                out.refused = Some(e.to_string());
+                Ok(out)
+            }
             _ => Err(e),
         },
     }

@@ -87,12 +87,18 @@ pub(crate) async fn plan(
     };
 
     let mut listing: Vec<FetchedMessage> = Vec::new();
+    // A message the server numbers UID 0 (which IMAP forbids) cannot be
+    // fetched by UID: it is reported, never silently left out.
+    let mut zero_uid = false;
     let mut flag_changes: Vec<(u32, String, Option<u64>)> = Vec::new();
     let mut expunged: Vec<u32> = Vec::new();
     let has_new = status.uidnext.is_none_or(|next| next > synced_uid + 1);
     if exists > 0 && has_new {
         let listed = session
             .uid_fetch(&format!("{}:*", synced_uid + 1), items, None, |m| {
+                if m.uid == 0 {
+                    zero_uid = true;
+                }
                 // `n:*` answers with the last message even when it is below n.
                 if m.uid > synced_uid {
                     listing.push(m);
@@ -179,7 +185,8 @@ pub(crate) async fn plan(
     let expunged_set: HashSet<u32> = expunged.iter().copied().collect();
     let believed = live.len() - expunged_set.len() + new.len();
     if believed != exists as usize {
-        let on_server: HashSet<u32> = session.uid_search_all().await?.into_iter().collect();
+        let mut on_server: HashSet<u32> = session.uid_search_all().await?.into_iter().collect();
+        zero_uid |= on_server.remove(&0);
         expunged = live
             .keys()
             .filter(|u| !on_server.contains(u))
@@ -227,7 +234,10 @@ pub(crate) async fn plan(
                 .filter(|(uid, _)| live.contains_key(uid) && !expunged_set.contains(uid)),
         );
     }
-    let mut repointed: Vec<NewMessage> = Vec::new();
+    // A match on Message-ID, size and INTERNALDATE is only a candidate,
+    // confirmed against the stored blob (header and samples) before it is
+    // re-pointed; otherwise it is fetched.
+    let mut candidates: Vec<(&FetchedMessage, crate::store::BlobHash)> = Vec::new();
     {
         let index = index_of();
         for m in &new {
@@ -238,21 +248,30 @@ pub(crate) async fn plan(
                 }
                 _ => None,
             };
-            match (found, m.internal_date) {
-                (Some(blob), Some(date)) => repointed.push(NewMessage {
-                    uid: m.uid,
-                    blob,
-                    flags: normalize_flags(m.flags.as_deref().unwrap_or_default()),
-                    modseq: m.modseq,
-                    internal_date: Some((date.timestamp(), date.offset().local_minus_utc() / 60)),
-                    size,
-                }),
-                _ => to_fetch.push((m.uid, size)),
+            match found {
+                Some(blob) => candidates.push((m, blob)),
+                None => to_fetch.push((m.uid, size)),
             }
         }
-        if !repointed.is_empty() {
-            index.insert_messages(job.folder_id, uidvalidity, &[], &repointed)?;
+    }
+    let confirmed = confirm_identical(ctx, session, &candidates).await?;
+    let mut repointed: Vec<NewMessage> = Vec::new();
+    for (m, blob) in &candidates {
+        let size = m.size.unwrap_or(0) as u64;
+        match (confirmed.contains(&m.uid), m.internal_date) {
+            (true, Some(date)) => repointed.push(NewMessage {
+                uid: m.uid,
+                blob: *blob,
+                flags: normalize_flags(m.flags.as_deref().unwrap_or_default()),
+                modseq: m.modseq,
+                internal_date: Some((date.timestamp(), date.offset().local_minus_utc() / 60)),
+                size,
+            }),
+            _ => to_fetch.push((m.uid, size)),
         }
+    }
+    if !repointed.is_empty() {
+        index_of().insert_messages(job.folder_id, uidvalidity, &[], &repointed)?;
     }
     shared
         .bodies_skipped_as_stored
@@ -289,6 +308,10 @@ pub(crate) async fn plan(
     if count > 0 {
         ctx.progress.planned(&ctx.account.name, count, bytes);
     }
+    if zero_uid {
+        // Planned again next run, and reported until the server is fixed.
+        folder.mark_incomplete();
+    }
     if batches.is_empty() {
         folder.finish(ctx)?;
     } else {
@@ -307,7 +330,77 @@ pub(crate) async fn plan(
         expunged = expunged.len(),
         "planned"
     );
+    if zero_uid {
+        anyhow::bail!(
+            "the server lists a message with UID 0, which IMAP does not allow; it cannot be \
+             fetched by UID and is not in the store (the rest of the folder is)"
+        );
+    }
     Ok(job.folder_id)
+}
+
+/// Where re-pointing samples a candidate's bytes beyond its header: the
+/// start of its text, then fixed offsets into larger messages.
+const TEXT_SAMPLE: usize = 1024;
+const SAMPLE_OFFSETS: [u32; 3] = [16 * 1024, 32 * 1024, 48 * 1024];
+const SAMPLE_LEN: u32 = 512;
+
+/// Which candidates are confirmed to be the stored blob they matched: the
+/// whole header, the start of the text and three samples further in are
+/// the same bytes. One FETCH for all of them.
+async fn confirm_identical(
+    ctx: &Arc<AccountContext>,
+    session: &mut ImapSession,
+    candidates: &[(&FetchedMessage, crate::store::BlobHash)],
+) -> Result<HashSet<u32>> {
+    let mut confirmed = HashSet::new();
+    if candidates.is_empty() {
+        return Ok(confirmed);
+    }
+    let mut uids: Vec<u32> = candidates.iter().map(|(m, _)| m.uid).collect();
+    uids.sort_unstable();
+    let mut items = format!("UID BODY.PEEK[HEADER] BODY.PEEK[TEXT]<0.{TEXT_SAMPLE}>");
+    for off in SAMPLE_OFFSETS {
+        items.push_str(&format!(" BODY.PEEK[]<{off}.{SAMPLE_LEN}>"));
+    }
+    let mut answers: std::collections::HashMap<u32, FetchedMessage> = Default::default();
+    session
+        .uid_fetch(&uid_set(&uids), &items, None, |m| {
+            answers.insert(m.uid, m);
+            Ok(())
+        })
+        .await?;
+    for (m, blob) in candidates {
+        let Some(answer) = answers.remove(&m.uid) else {
+            continue;
+        };
+        let store = ctx.store.clone();
+        let blob = *blob;
+        // A damaged stored copy confirms nothing.
+        let Ok(Ok(stored)) = tokio::task::spawn_blocking(move || store.read_blob(&blob)).await
+        else {
+            continue;
+        };
+        let header_end = stored
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(stored.len(), |i| i + 4);
+        let same_header = answer.header_fields.as_deref() == Some(&stored[..header_end]);
+        let text_end = (header_end + TEXT_SAMPLE).min(stored.len());
+        let same_text = answer.text.as_deref().unwrap_or_default() == &stored[header_end..text_end];
+        let same_samples = SAMPLE_OFFSETS.iter().all(|&off| {
+            let start = (off as usize).min(stored.len());
+            let end = (start + SAMPLE_LEN as usize).min(stored.len());
+            answer
+                .partials
+                .iter()
+                .any(|(o, bytes)| *o == off && bytes.as_slice() == &stored[start..end])
+        });
+        if same_header && same_text && same_samples {
+            confirmed.insert(m.uid);
+        }
+    }
+    Ok(confirmed)
 }
 
 /// Splits UIDs (with sizes) into batches of about `batch_bytes`.

@@ -506,10 +506,22 @@ async fn run_account(
                     .is_some_and(|d| f.wire_name.starts_with(&format!("{root}{d}")))
         }
     };
-    let selectable: Vec<&ListedFolder> = listed
+    let mut selectable: Vec<&ListedFolder> = listed
         .iter()
         .filter(|f| f.is_selectable() && in_root(f))
         .collect();
+    // A name with a line break cannot be sent back in a command line.
+    selectable.retain(|f| {
+        let unsafe_name = f.wire_name.contains(['\r', '\n', '\0']);
+        if unsafe_name {
+            errors.lock().unwrap().push(format!(
+                "folder {:?}: its name holds a line break or NUL, which cannot be sent back to \
+                 the server safely; not mirrored (rename it at the source)",
+                f.wire_name
+            ));
+        }
+        !unsafe_name
+    });
     let listed_names: std::collections::HashSet<&str> =
         selectable.iter().map(|f| f.wire_name.as_str()).collect();
     for (wire, row) in &known {

@@ -106,7 +106,15 @@ pub(crate) async fn run(
     if !job.exists {
         wire = create(ctx, imap, job).await?;
     }
-    let status = imap.status(&wire).await?;
+    let status = match imap.status(&wire).await {
+        Ok(s) => s,
+        // Gone since the LIST (or never more than a parent): create it.
+        Err(e) if matches!(e.downcast_ref::<ImapError>(), Some(ImapError::No { .. })) => {
+            wire = create(ctx, imap, job).await?;
+            imap.status(&wire).await?
+        }
+        Err(e) => return Err(e),
+    };
     let uidvalidity = status
         .uidvalidity
         .ok_or_else(|| anyhow!("the target gave no UIDVALIDITY for {}", job.display_name))?;
@@ -342,7 +350,20 @@ async fn create(
             _ => return Err(e.context(format!("cannot create {}", job.display_name))),
         },
     };
-    let display = fallback_name(&job.display_name);
+    // The fallback must not land in a folder that another source folder
+    // goes to, or one the mailbox already has: distinct folders stay
+    // distinct unless --merge-folders says otherwise.
+    let base = fallback_name(&job.display_name);
+    let mut display = base.clone();
+    for n in 2.. {
+        let wire = crate::imap::mutf7::encode(&display);
+        let taken = ledger::name_taken(&ctx.store.index(), job.target_folder_id, &wire)?
+            || (!ctx.options.merge_folders && imap.status(&wire).await.is_ok());
+        if !taken || n > 50 {
+            break;
+        }
+        display = format!("{base} ({n})");
+    }
     let wire = crate::imap::mutf7::encode(&display);
     imap.create(&wire).await.with_context(|| {
         format!(

@@ -159,6 +159,18 @@ pub fn actual_name(index: &Index, folder: i64) -> Result<Option<String>> {
         .flatten())
 }
 
+/// Whether another target folder of the same mailbox already goes by
+/// `wire` (as its mapped name or the name the target took instead).
+pub fn name_taken(index: &Index, folder: i64, wire: &str) -> Result<bool> {
+    Ok(index
+        .connection()
+        .prepare_cached(
+            "SELECT 1 FROM target_folders o JOIN target_folders f ON f.target_id = o.target_id
+             WHERE f.id = ?1 AND o.id != ?1 AND (o.wire_name = ?2 OR o.actual_name = ?2)",
+        )?
+        .exists(params![folder, wire])?)
+}
+
 pub fn set_actual_name(index: &Index, folder: i64, wire: &str, display: &str) -> Result<()> {
     index.connection().execute(
         "UPDATE target_folders SET actual_name = ?2, display_name = ?3 WHERE id = ?1",

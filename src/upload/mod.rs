@@ -496,11 +496,14 @@ async fn run_account(
         .delimiter()
         .await?
         .unwrap_or_else(|| default_delimiter(options.target.kind).to_string());
+    // Only folders that can hold mail: a parent that exists only because
+    // a child was created (\Noselect, \NonExistent) must still be created.
     let existing: std::collections::HashSet<String> = s
         .imap
         .list(None)
         .await?
         .into_iter()
+        .filter(|f| f.is_selectable())
         .map(|f| f.wire_name)
         .collect();
     let mut first = Some(s);

@@ -76,6 +76,8 @@ pub struct HostileScript {
 #[derive(Default)]
 struct State {
     folders: Vec<HostileFolder>,
+    /// Folder name → position in `folders`.
+    by_name: std::collections::HashMap<String, usize>,
     script: HostileScript,
     /// Every command line received (after the tag).
     commands: Vec<String>,
@@ -101,11 +103,13 @@ impl HostileServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
-        let state = Arc::new(Mutex::new(State {
+        let mut state = State {
             folders,
             script,
             ..State::default()
-        }));
+        };
+        state.reindex();
+        let state = Arc::new(Mutex::new(state));
         let stop = Arc::new(AtomicBool::new(false));
         let (st, sp) = (state.clone(), stop.clone());
         std::thread::spawn(move || {
@@ -144,15 +148,19 @@ impl HostileServer {
 
     /// Changes the mailbox between runs.
     pub fn with_folders(&self, f: impl FnOnce(&mut Vec<HostileFolder>)) {
-        f(&mut self.state.lock().unwrap().folders);
+        let mut st = self.state.lock().unwrap();
+        f(&mut st.folders);
+        st.reindex();
     }
 
-    /// An accounts CSV for the one account this server has.
+    /// An accounts CSV for the one account this server has, uploaded into
+    /// the test Dovecot's `alice-365`.
     pub fn accounts(&self) -> PathBuf {
         let path = self.dir.path().join("accounts.csv");
         std::fs::write(
             &path,
-            "EmailAddress,UserName,Password\nalice@example.com,alice,alice-pw\n",
+            "EmailAddress,UserName,Password,TargetAddress,TargetPassword\n\
+             alice@example.com,alice,alice-pw,alice-365,alice-365-pw\n",
         )
         .unwrap();
         path
@@ -186,6 +194,21 @@ impl Drop for HostileServer {
     }
 }
 
+impl State {
+    fn reindex(&mut self) {
+        self.by_name = self
+            .folders
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.name.clone(), i))
+            .collect();
+    }
+
+    fn folder(&self, name: &str) -> Option<HostileFolder> {
+        self.by_name.get(name).map(|&i| self.folders[i].clone())
+    }
+}
+
 fn server_config(certs: &Certs) -> rustls::ServerConfig {
     use rustls::pki_types::pem::PemObject;
     let chain = rustls::pki_types::CertificateDer::pem_slice_iter(certs.leaf_pem.as_bytes())
@@ -207,7 +230,7 @@ const CAPS: &str = "IMAP4rev1 LITERAL+ UIDPLUS CONDSTORE LIST-STATUS ID";
 
 /// A mailbox name as an IMAP string: quoted when it can be, else a literal.
 fn astring(name: &str) -> Vec<u8> {
-    if name.bytes().all(|b| b >= 0x20 && b < 0x7f) {
+    if name.bytes().all(|b| (0x20..0x7f).contains(&b)) {
         let mut q = String::from("\"");
         for c in name.chars() {
             if c == '"' || c == '\\' {
@@ -264,6 +287,31 @@ fn uids_in(set: &str, all: &[u32]) -> Vec<u32> {
     }
     out.sort_unstable();
     out.dedup();
+    out
+}
+
+/// The `BODY.PEEK[section]<start.len>` items asked for: (section, partial).
+fn body_sections(items: &str) -> Vec<(String, Option<(u32, u32)>)> {
+    let mut out = Vec::new();
+    let mut rest = items;
+    while let Some(i) = rest.find("BODY.PEEK[").or_else(|| rest.find("BODY[")) {
+        let after = &rest[i..];
+        let open = after.find('[').unwrap();
+        let close = after.find(']').unwrap();
+        let section = after[open + 1..close].to_string();
+        let mut tail = &after[close + 1..];
+        let partial = tail.strip_prefix('<').and_then(|p| {
+            let end = p.find('>')?;
+            let (a, b) = p[..end].split_once('.')?;
+            tail = &p[end + 1..];
+            Some((a.parse().ok()?, b.parse().ok()?))
+        });
+        if partial.is_none() {
+            tail = &after[close + 1..];
+        }
+        out.push((section, partial));
+        rest = tail;
+    }
     out
 }
 
@@ -350,12 +398,12 @@ fn serve(tls: Tls, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) -> std::io::
                     return Ok(());
                 }
                 let with_status = args.to_ascii_uppercase().contains("RETURN");
-                let folders = state.lock().unwrap().folders.clone();
                 let mut out = Vec::new();
                 if args.trim_end().ends_with("\"\"") {
                     out.extend_from_slice(b"* LIST (\\Noselect) \"/\" \"\"\r\n");
                 } else {
-                    for f in &folders {
+                    let st = state.lock().unwrap();
+                    for f in &st.folders {
                         out.extend_from_slice(b"* LIST () \"/\" ");
                         out.extend_from_slice(&astring(&f.name));
                         out.extend_from_slice(b"\r\n");
@@ -372,12 +420,12 @@ fn serve(tls: Tls, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) -> std::io::
             }
             "STATUS" => {
                 let name = first_arg(args);
-                let folders = state.lock().unwrap().folders.clone();
-                match folders.iter().find(|f| f.name == name) {
+                let folder = state.lock().unwrap().folder(&name);
+                match folder {
                     Some(f) => {
                         let mut out = b"* STATUS ".to_vec();
                         out.extend_from_slice(&astring(&f.name));
-                        out.extend_from_slice(status_items(f).as_bytes());
+                        out.extend_from_slice(status_items(&f).as_bytes());
                         out.extend_from_slice(b"\r\n");
                         out.extend_from_slice(&ok("STATUS"));
                         w(&mut r, &out)?;
@@ -387,8 +435,8 @@ fn serve(tls: Tls, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) -> std::io::
             }
             "EXAMINE" | "SELECT" => {
                 let name = first_arg(args);
-                let folders = state.lock().unwrap().folders.clone();
-                match folders.iter().find(|f| f.name == name) {
+                let folder = state.lock().unwrap().folder(&name);
+                match folder {
                     Some(f) => {
                         selected = Some(name);
                         let next = f.messages.iter().map(|m| m.uid).max().unwrap_or(0) + 1;
@@ -397,7 +445,7 @@ fn serve(tls: Tls, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) -> std::io::
                              * OK [HIGHESTMODSEQ {}] m\r\n{tag} OK [READ-ONLY] {verb} done\r\n",
                             f.messages.len(),
                             f.uidvalidity,
-                            modseq(f)
+                            modseq(&f)
                         );
                         w(&mut r, out.as_bytes())?;
                     }
@@ -416,10 +464,7 @@ fn serve(tls: Tls, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) -> std::io::
                     )?;
                     continue;
                 };
-                let folder = {
-                    let st = state.lock().unwrap();
-                    st.folders.iter().find(|f| f.name == name).cloned()
-                };
+                let folder = state.lock().unwrap().folder(&name);
                 let Some(folder) = folder else {
                     w(&mut r, format!("{tag} NO folder gone\r\n").as_bytes())?;
                     continue;
@@ -440,13 +485,15 @@ fn serve(tls: Tls, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) -> std::io::
                             w(&mut r, &ok("FETCH"))?;
                             continue;
                         }
+                        let sections = body_sections(&items);
+                        let wants_body = sections.iter().any(|(s, p)| s.is_empty() && p.is_none());
+                        let asked: std::collections::HashSet<u32> =
+                            uids_in(set, &all).into_iter().collect();
                         let mut out = Vec::new();
                         for (seq, m) in folder.messages.iter().enumerate() {
-                            if !uids_in(set, &all).contains(&m.uid) {
+                            if !asked.contains(&m.uid) {
                                 continue;
                             }
-                            let wants_body =
-                                items.contains("BODY.PEEK[]") || items.contains("BODY[]");
                             let mut bodies = vec![&m.body];
                             if wants_body && let Some(second) = &m.second_body {
                                 let mut st = state.lock().unwrap();
@@ -481,28 +528,32 @@ fn serve(tls: Tls, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) -> std::io::
                                 if items.contains("MODSEQ") {
                                     out.extend_from_slice(b" MODSEQ (1)");
                                 }
-                                if items.contains("HEADER.FIELDS") {
-                                    let f = message_id_field(body);
+                                for (section, partial) in &sections {
+                                    let header = header_of(body);
+                                    let whole: Vec<u8> = match section.as_str() {
+                                        "" => body.clone(),
+                                        "HEADER" => header.to_vec(),
+                                        "TEXT" => body[header.len()..].to_vec(),
+                                        s if s.starts_with("HEADER.FIELDS") => {
+                                            message_id_field(body)
+                                        }
+                                        _ => Vec::new(),
+                                    };
+                                    let (name, data) = match partial {
+                                        Some((start, len)) => {
+                                            let a = (*start as usize).min(whole.len());
+                                            let b = (a + *len as usize).min(whole.len());
+                                            (
+                                                format!("BODY[{section}]<{start}>"),
+                                                whole[a..b].to_vec(),
+                                            )
+                                        }
+                                        None => (format!("BODY[{section}]"), whole),
+                                    };
                                     out.extend_from_slice(
-                                        format!(
-                                            " BODY[HEADER.FIELDS (MESSAGE-ID)] {{{}}}\r\n",
-                                            f.len()
-                                        )
-                                        .as_bytes(),
+                                        format!(" {name} {{{}}}\r\n", data.len()).as_bytes(),
                                     );
-                                    out.extend_from_slice(&f);
-                                } else if items.contains("BODY.PEEK[HEADER]") {
-                                    let h = header_of(body);
-                                    out.extend_from_slice(
-                                        format!(" BODY[HEADER] {{{}}}\r\n", h.len()).as_bytes(),
-                                    );
-                                    out.extend_from_slice(h);
-                                }
-                                if wants_body {
-                                    out.extend_from_slice(
-                                        format!(" BODY[] {{{}}}\r\n", body.len()).as_bytes(),
-                                    );
-                                    out.extend_from_slice(body);
+                                    out.extend_from_slice(&data);
                                 }
                                 out.extend_from_slice(b")\r\n");
                             }
