@@ -5,25 +5,12 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use support::exchange::{Event, ExchangeFaults, ExchangeProxy, KillPoint};
 use support::*;
 
 const DATE: &str = "03-Mar-2025 10:00:00 +0100";
-
-/// Folder → message bytes (sorted) for `user`.
-fn contents(server: &Dovecot, user: &str, pw: &str) -> BTreeMap<String, Vec<Vec<u8>>> {
-    let mut c = server.client(user, pw);
-    let mut out = BTreeMap::new();
-    for folder in c.folders() {
-        let mut bodies: Vec<Vec<u8>> = c.messages(&folder).into_iter().map(|m| m.body).collect();
-        bodies.sort();
-        out.insert(folder, bodies);
-    }
-    out
-}
 
 fn seed(server: &Dovecot, per_folder: usize) {
     let mut alice = server.client("alice", "alice-pw");

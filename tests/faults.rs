@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use support::exchange::{Event, ExchangeFaults, ExchangeProxy};
@@ -21,17 +20,6 @@ fn seed(server: &Dovecot, n: usize) {
         let m = message(&format!("m{i}"), &format!("m{i}@x"), &format!("body {i}"));
         alice.append(folder, "", DATE, &m);
     }
-}
-
-fn contents(server: &Dovecot, user: &str, pw: &str) -> BTreeMap<String, Vec<Vec<u8>>> {
-    let mut c = server.client(user, pw);
-    let mut out = BTreeMap::new();
-    for f in c.folders() {
-        let mut b: Vec<Vec<u8>> = c.messages(&f).into_iter().map(|m| m.body).collect();
-        b.sort();
-        out.insert(f, b);
-    }
-    out
 }
 
 fn stalled(proxy: &ExchangeProxy, verb: &str) -> usize {

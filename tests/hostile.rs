@@ -339,3 +339,101 @@ fn many_folders_cost_one_round_trip_when_nothing_changed() {
     // For the benchmark script; never asserted on.
     println!("BENCH folders={n} first_mirror_s={first_secs:.2} noop_mirror_s={again_secs:.2}");
 }
+
+/// Peak resident memory (VmHWM) of a child while it runs, in bytes.
+fn peak_rss(mut child: std::process::Child) -> (std::process::ExitStatus, u64) {
+    let path = format!("/proc/{}/status", child.id());
+    let mut peak = 0u64;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&path)
+            && let Some(line) = text.lines().find(|l| l.starts_with("VmHWM:"))
+        {
+            let kib: u64 = line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            peak = peak.max(kib * 1024);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status, peak);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn sizes_that_lie_do_not_take_memory_past_the_budget() {
+    // 24 messages of 4 MiB each, every one declared as 100 bytes.
+    let messages: Vec<HostileMessage> = (1..=24u32)
+        .map(|uid| {
+            let mut body = msg("big", &format!("big{uid}@x"), "");
+            body.extend(std::iter::repeat_n(b'a' + (uid % 26) as u8, 4 << 20));
+            body.extend_from_slice(b"\r\n");
+            let mut m = HostileMessage::new(uid, &body);
+            m.claimed_size = Some(100);
+            m
+        })
+        .collect();
+    let hostile = HostileServer::start(
+        vec![HostileFolder::new("INBOX", messages)],
+        HostileScript::default(),
+    );
+    let store = tempfile::tempdir().unwrap();
+    let child = hostile
+        .mirror_command(store.path(), &["--max-memory-mib", "16"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (status, peak) = peak_rss(child);
+    assert!(status.success());
+    assert_eq!(stored_messages(store.path()).len(), 24);
+    println!("peak RSS {} MiB", peak >> 20);
+    // 96 MiB arrived; held at once: the 16 MiB budget, one message in
+    // the parser and its copy, and the program itself.
+    assert!(peak < 80 << 20, "peak RSS {} MiB", peak >> 20);
+}
+
+#[test]
+fn one_large_message_goes_through_a_file_not_memory() {
+    // 48 MiB in one message: held whole it costs that (and more) in RSS.
+    let mut body = msg("huge", "huge@x", "");
+    for i in 0..(48 << 20) / 64 {
+        body.extend_from_slice(format!("{i:062}\r\n").as_bytes());
+    }
+    let hostile = HostileServer::start(
+        vec![HostileFolder::new(
+            "INBOX",
+            vec![
+                HostileMessage::new(1, &body),
+                HostileMessage::new(2, &msg("small", "s@x", "small")),
+            ],
+        )],
+        HostileScript::default(),
+    );
+    let store = tempfile::tempdir().unwrap();
+    let child = hostile
+        .mirror_command(store.path(), &[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (status, peak) = peak_rss(child);
+    assert!(status.success());
+    println!("peak RSS {} MiB", peak >> 20);
+    let rows = stored_messages(store.path());
+    let huge = rows.iter().find(|r| r.uid == 1).unwrap();
+    assert_eq!(huge.hash, sha256_hex(&body));
+    assert_eq!(blob(store.path(), &huge.hash), body);
+    // Nothing left behind in tmp/.
+    assert_eq!(
+        std::fs::read_dir(store.path().join("tmp")).unwrap().count(),
+        0
+    );
+    assert!(
+        peak < 40 << 20,
+        "peak RSS {} MiB for a 48 MiB message",
+        peak >> 20
+    );
+}

@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-
 use support::*;
 
 const DATE: &str = "03-Mar-2025 10:00:00 +0100";
@@ -19,18 +17,6 @@ fn bodies(server: &Dovecot, user: &str, pw: &str, folder: &str) -> Vec<Vec<u8>> 
         .collect();
     b.sort();
     b
-}
-
-/// Every folder of a mailbox and its sorted bodies.
-fn all_bodies(server: &Dovecot, user: &str, pw: &str) -> BTreeMap<String, Vec<Vec<u8>>> {
-    let folders = server.client(user, pw).folders();
-    folders
-        .into_iter()
-        .map(|f| {
-            let b = bodies(server, user, pw, &f);
-            (f, b)
-        })
-        .collect()
 }
 
 fn seed(server: &Dovecot, n: usize) -> Vec<Vec<u8>> {
@@ -63,7 +49,7 @@ fn an_upload_after_the_index_was_lost_appends_nothing_twice() {
     let (run, first) = upload(&server, store.path(), &accounts, &["--target-kind", "imap"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(total(&first, "appended"), 13);
-    let before = all_bodies(&server, "alice-365", "alice-365-pw");
+    let before = contents(&server, "alice-365", "alice-365-pw");
 
     // The index is gone: a new one is built by mirroring again, and its
     // ledger knows nothing of the target.
@@ -76,7 +62,7 @@ fn an_upload_after_the_index_was_lost_appends_nothing_twice() {
     assert_eq!(run.code, 0, "{}\n{again}", run.stderr);
     assert_eq!(total(&again, "appended"), 0, "{again}");
     assert_eq!(total(&again, "found_at_target"), 13, "{again}");
-    assert_eq!(all_bodies(&server, "alice-365", "alice-365-pw"), before);
+    assert_eq!(contents(&server, "alice-365", "alice-365-pw"), before);
 
     // Found messages are in the ledger now: the next run has nothing to do.
     let (run, third) = upload(&server, store.path(), &accounts, &["--target-kind", "imap"]);
@@ -183,7 +169,7 @@ fn a_damaged_blob_is_named_and_skipped_and_the_next_mirror_fetches_it_again() {
             run.stderr
         );
     }
-    let at_target = all_bodies(&server, "alice-365", "alice-365-pw");
+    let at_target = contents(&server, "alice-365", "alice-365-pw");
     let everything: Vec<&Vec<u8>> = at_target.values().flatten().collect();
     assert!(
         !everything
@@ -239,8 +225,8 @@ fn a_damaged_blob_is_named_and_skipped_and_the_next_mirror_fetches_it_again() {
     assert_eq!(run.code, 0, "{}\n{up}", run.stderr);
     assert_eq!(total(&up, "appended"), 3, "{up}");
     assert_eq!(
-        all_bodies(&server, "alice-365", "alice-365-pw"),
-        all_bodies(&server, "alice", "alice-pw")
+        contents(&server, "alice-365", "alice-365-pw"),
+        contents(&server, "alice", "alice-pw")
     );
 }
 

@@ -78,17 +78,6 @@ fn seed(server: &Dovecot) {
     alice.append("Work", "", DATE, &dup);
 }
 
-fn contents(server: &Dovecot, user: &str, pw: &str) -> BTreeMap<String, Vec<Vec<u8>>> {
-    let mut c = server.client(user, pw);
-    let mut out = BTreeMap::new();
-    for f in c.folders() {
-        let mut b: Vec<Vec<u8>> = c.messages(&f).into_iter().map(|m| m.body).collect();
-        b.sort();
-        out.insert(f, b);
-    }
-    out
-}
-
 /// Runs `cmd` and SIGKILLs it after `after` unless it ended first.
 fn run_and_kill(mut cmd: std::process::Command, after: Duration) -> bool {
     let mut child = cmd

@@ -7,10 +7,10 @@ pub mod tls;
 mod wire;
 
 pub use session::{
-    Capabilities, FetchedMessage, FolderStatus, ImapError, ImapSession, ListedFolder, LoginRefused,
-    Selected, parse_internal_date, quote,
+    Capabilities, FetchStream, FetchedMessage, FolderStatus, ImapError, ImapSession, ListedFolder,
+    LoginRefused, Selected, parse_internal_date, quote,
 };
-pub use wire::WireStats;
+pub use wire::{MAX_LINE, Spill, Spilled, WireStats};
 
 /// Errors after which the session is unusable and a new one may succeed: a
 /// broken or silent connection, BYE, a response that is not IMAP. Refusals

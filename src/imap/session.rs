@@ -18,7 +18,7 @@ use async_imap::imap_proto::{MessageSection, SectionPath};
 use chrono::{DateTime, FixedOffset};
 use tokio::net::TcpStream;
 
-use super::wire::{Wire, WireStats};
+use super::wire::{Spill, SpillFailed, Spilled, Wire, WireStats};
 use crate::config::{AuthMethod, Compression, Password, ServerSettings};
 
 /// The longest a TCP connect may take, however long the I/O timeout.
@@ -39,6 +39,10 @@ pub enum ImapError {
     Timeout(Duration),
     #[error("the server sent a response that is not IMAP: {0}")]
     Unparseable(String),
+    /// Writing what the server sent to the store's disk failed (a full
+    /// disk): the session is unusable, but a new one will not help now.
+    #[error("{0}")]
+    LocalWrite(String),
     /// The TLS handshake failed for a reason that will not go away by
     /// trying again (a certificate that does not verify, a port that does
     /// not speak TLS).
@@ -158,6 +162,37 @@ struct TaggedOk {
     append_uid: Option<(u32, u32)>,
 }
 
+/// A command's tagged reply: OK (with what callers need of it), or the
+/// server's refusal in its own words.
+fn tagged_outcome(
+    verb: &str,
+    status: &Status,
+    outcome: &async_imap::imap_proto::Outcome<'_>,
+) -> std::result::Result<TaggedOk, ImapError> {
+    let text = outcome.information.as_deref().unwrap_or("");
+    let code = outcome
+        .code
+        .as_ref()
+        .map(|c| format!("[{}] ", code_name(c)))
+        .unwrap_or_default();
+    match status {
+        Status::Ok => Ok(TaggedOk {
+            append_uid: match &outcome.code {
+                Some(ResponseCode::AppendUid(v, uids)) => first_uid(uids).map(|u| (*v, u)),
+                _ => None,
+            },
+        }),
+        Status::No => Err(ImapError::No {
+            command: verb.to_string(),
+            text: format!("{code}{text}"),
+        }),
+        _ => Err(ImapError::Bad {
+            command: verb.to_string(),
+            text: format!("{code}{text}"),
+        }),
+    }
+}
+
 enum Step {
     Done(std::result::Result<TaggedOk, ImapError>),
     Bye(String),
@@ -192,6 +227,20 @@ pub struct FetchedMessage {
     /// Whether the response named its UID (a FETCH without one is an
     /// unsolicited update; one that says `UID 0` is a broken server).
     pub has_uid: bool,
+    /// `BODY[]` that was too large to hold: it is in this file instead
+    /// (and `body` is `None`); see [`ImapSession::spill_large_literals`].
+    pub spilled: Option<Spilled>,
+}
+
+impl FetchedMessage {
+    /// The body's length, in memory or in its file.
+    pub fn body_len(&self) -> Option<u64> {
+        match (&self.body, &self.spilled) {
+            (Some(b), _) => Some(b.len() as u64),
+            (None, Some(s)) => Some(s.len),
+            (None, None) => None,
+        }
+    }
 }
 
 impl FetchedMessage {
@@ -224,6 +273,7 @@ pub struct ImapSession {
     qresync: bool,
     selected: Option<String>,
     io_timeout: Duration,
+    spill: Option<Spill>,
 }
 
 impl ImapSession {
@@ -354,6 +404,7 @@ impl ImapSession {
             qresync: false,
             selected: None,
             io_timeout: server.io_timeout,
+            spill: None,
         };
         imap.caps = match caps {
             Some(c) if c.iter().count() > 1 => capabilities_from(&c),
@@ -387,6 +438,26 @@ impl ImapSession {
 
     pub fn capabilities(&self) -> &Capabilities {
         &self.caps
+    }
+
+    /// From now on, a message body larger than `threshold` bytes is
+    /// written to a file in `dir` as it arrives instead of being held in
+    /// memory; it comes back as [`FetchedMessage::spilled`]. The caller
+    /// removes the files it is handed.
+    pub fn spill_large_literals(&mut self, dir: std::path::PathBuf, threshold: u64) {
+        let spill = Spill::new(dir, threshold);
+        self.session.get_mut().spill_to(spill.clone());
+        self.spill = Some(spill);
+    }
+
+    /// Swaps a spill token in `m.body` for its file.
+    fn resolve_spill(&self, m: &mut FetchedMessage) {
+        if let (Some(spill), Some(body)) = (&self.spill, &m.body)
+            && let Some(file) = spill.take(body)
+        {
+            m.body = None;
+            m.spilled = Some(file);
+        }
     }
 
     pub fn has_condstore(&self) -> bool {
@@ -494,6 +565,10 @@ impl ImapSession {
         let response = match response {
             Ok(r) => r,
             Err(e) => {
+                // The local disk, not the server: not a connection error.
+                if let Some(local) = e.get_ref().and_then(|i| i.downcast_ref::<SpillFailed>()) {
+                    return Err(ImapError::LocalWrite(local.to_string()).into());
+                }
                 if let Some(parse) = unparseable(&e) {
                     return Err(
                         anyhow::Error::from(parse).context(format!("reading the answer to {verb}"))
@@ -526,32 +601,7 @@ impl ImapSession {
                         tag: t,
                         status,
                         outcome,
-                    } if t == tag => {
-                        let text = outcome.information.as_deref().unwrap_or("").to_string();
-                        let code = outcome
-                            .code
-                            .as_ref()
-                            .map(|c| format!("[{}] ", code_name(c)))
-                            .unwrap_or_default();
-                        Step::Done(match status {
-                            Status::Ok => Ok(TaggedOk {
-                                append_uid: match &outcome.code {
-                                    Some(ResponseCode::AppendUid(v, uids)) => {
-                                        first_uid(uids).map(|u| (*v, u))
-                                    }
-                                    _ => None,
-                                },
-                            }),
-                            Status::No => Err(ImapError::No {
-                                command: verb.clone(),
-                                text: format!("{code}{text}"),
-                            }),
-                            _ => Err(ImapError::Bad {
-                                command: verb.clone(),
-                                text: format!("{code}{text}"),
-                            }),
-                        })
-                    }
+                    } if t == tag => Step::Done(tagged_outcome(&verb, status, outcome)),
                     Response::Data {
                         status: Status::Bye,
                         outcome,
@@ -841,6 +891,23 @@ impl ImapSession {
         Ok(selected)
     }
 
+    /// `UID FETCH uid_set (items)` whose answers the caller reads one at a
+    /// time with [`FetchStream::next`], so it can store or wait between
+    /// messages instead of holding the whole answer.
+    pub async fn uid_fetch_stream(
+        &mut self,
+        uid_set: &str,
+        items: &str,
+    ) -> Result<FetchStream<'_>> {
+        let (tag, verb) = self.send(&format!("UID FETCH {uid_set} ({items})")).await?;
+        Ok(FetchStream {
+            session: self,
+            tag,
+            verb,
+            finished: false,
+        })
+    }
+
     /// `UID FETCH uid_set (items) [modifiers]`, calling `on_message` for
     /// each message as it arrives. Returns the UIDs reported VANISHED.
     pub async fn uid_fetch<F>(
@@ -858,10 +925,17 @@ impl ImapSession {
             command.push_str(&format!(" ({m})"));
         }
         let mut vanished = Vec::new();
+        let spill = self.spill.clone();
         self.run(&command, |r| {
             match r {
                 Response::Fetch(_, attrs) => {
-                    let m = fetched_from(attrs);
+                    let mut m = fetched_from(attrs);
+                    if let (Some(spill), Some(body)) = (&spill, &m.body)
+                        && let Some(file) = spill.take(body)
+                    {
+                        m.body = None;
+                        m.spilled = Some(file);
+                    }
                     // A FETCH without UID is an unsolicited flag update
                     // for a message we did not ask about.
                     if m.has_uid {
@@ -923,6 +997,75 @@ impl ImapSession {
 
     pub async fn logout(mut self) {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.session.logout()).await;
+    }
+}
+
+/// A FETCH being answered; see [`ImapSession::uid_fetch_stream`]. Read it
+/// to its end (`Ok(None)` or an error) before the session is used again.
+pub struct FetchStream<'a> {
+    session: &'a mut ImapSession,
+    tag: async_imap::imap_proto::RequestId,
+    verb: String,
+    finished: bool,
+}
+
+enum FetchStep {
+    Message(Box<FetchedMessage>),
+    Done(std::result::Result<(), ImapError>),
+    Bye(String),
+    Other,
+}
+
+impl FetchStream<'_> {
+    /// The next message with a UID, `Ok(None)` after the server's OK, or
+    /// the server's refusal (NO, BAD, BYE) as an error.
+    pub async fn next(&mut self) -> Result<Option<FetchedMessage>> {
+        loop {
+            if self.finished {
+                return Ok(None);
+            }
+            let (tag, verb) = (&self.tag, &self.verb);
+            let step = self
+                .session
+                .next_response(verb, |r| match r {
+                    Response::Done {
+                        tag: t,
+                        status,
+                        outcome,
+                    } if t == tag => {
+                        FetchStep::Done(tagged_outcome(verb, status, outcome).map(|_| ()))
+                    }
+                    Response::Data {
+                        status: Status::Bye,
+                        outcome,
+                    } => FetchStep::Bye(outcome.information.as_deref().unwrap_or("").to_string()),
+                    Response::Fetch(_, attrs) => FetchStep::Message(Box::new(fetched_from(attrs))),
+                    _ => FetchStep::Other,
+                })
+                .await;
+            let step = match step {
+                Ok(s) => s,
+                Err(e) => {
+                    self.finished = true;
+                    return Err(e);
+                }
+            };
+            match step {
+                FetchStep::Message(mut m) if m.has_uid => {
+                    self.session.resolve_spill(&mut m);
+                    return Ok(Some(*m));
+                }
+                FetchStep::Message(_) | FetchStep::Other => {}
+                FetchStep::Done(result) => {
+                    self.finished = true;
+                    return result.map(|()| None).map_err(Into::into);
+                }
+                FetchStep::Bye(text) => {
+                    self.finished = true;
+                    return Err(ImapError::Bye(text).into());
+                }
+            }
+        }
     }
 }
 

@@ -32,6 +32,86 @@ pub(crate) type TlsStream = tokio_rustls::client::TlsStream<TcpStream>;
 /// for a `SEARCH` answer of half a million UIDs.
 pub const MAX_LINE: usize = 4 << 20;
 
+/// A literal that went to a file instead of memory (see [`Spill`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spilled {
+    pub path: std::path::PathBuf,
+    pub len: u64,
+    /// sha256 of the bytes, computed as they were written.
+    pub sha256: [u8; 32],
+    /// Whether the bytes hold 0x80 (a server's stand-in for NUL).
+    pub has_0x80: bool,
+}
+
+/// Where literals larger than `threshold` go: each is written to a new file
+/// in `dir` as it arrives, and the parser sees a short token in its place,
+/// so one large message costs a file, not memory. Callers swap the token
+/// for the file with [`Spill::take`].
+#[derive(Debug, Clone)]
+pub struct Spill {
+    pub dir: std::path::PathBuf,
+    pub threshold: u64,
+    files: Arc<std::sync::Mutex<std::collections::HashMap<Vec<u8>, Spilled>>>,
+    nonce: u64,
+}
+
+impl Spill {
+    pub fn new(dir: std::path::PathBuf, threshold: u64) -> Spill {
+        use std::hash::{BuildHasher as _, Hasher as _};
+        // Tokens no message can forge: unguessable per connection.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(std::process::id() as u64);
+        Spill {
+            dir,
+            threshold,
+            files: Default::default(),
+            nonce: h.finish(),
+        }
+    }
+
+    /// The file a token stands for, handed over once.
+    pub fn take(&self, token: &[u8]) -> Option<Spilled> {
+        if !token.starts_with(SPILL_PREFIX) {
+            return None;
+        }
+        self.files.lock().unwrap().remove(token)
+    }
+
+    fn token(&self, n: u64) -> Vec<u8> {
+        let mut t = SPILL_PREFIX.to_vec();
+        t.extend_from_slice(format!("{:016x}-{n}", self.nonce).as_bytes());
+        t
+    }
+}
+
+const SPILL_PREFIX: &[u8] = b"\0mailferry-spill-";
+
+/// A literal being written to its file.
+struct Spilling {
+    file: std::io::BufWriter<std::fs::File>,
+    path: std::path::PathBuf,
+    left: u64,
+    len: u64,
+    hasher: sha2::Sha256,
+    has_0x80: bool,
+    token: Vec<u8>,
+}
+
+impl std::fmt::Debug for Spilling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Spilling({}, {} left)", self.path.display(), self.left)
+    }
+}
+
+/// A large message could not be written to its spill file (a full disk):
+/// a local failure, not the server's.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write a large message to {path}: {source}")]
+pub struct SpillFailed {
+    pub path: std::path::PathBuf,
+    pub source: io::Error,
+}
+
 /// A server sent a response line longer than [`MAX_LINE`].
 #[derive(Debug, thiserror::Error)]
 #[error("the server sent a response line of more than {} MiB without a line end", MAX_LINE >> 20)]
@@ -117,6 +197,11 @@ impl Wire {
         self.stats.clone()
     }
 
+    /// From now on, literals larger than `spill.threshold` go to files.
+    pub(crate) fn spill_to(&mut self, spill: Spill) {
+        self.filter.spill = Some(spill);
+    }
+
     /// Starts DEFLATE in both directions; call right after the server's OK
     /// to `COMPRESS DEFLATE`, before anything else is sent.
     pub(crate) fn start_deflate(&mut self) {
@@ -161,6 +246,9 @@ impl AsyncRead for Wire {
             if this.filter.line.len() > MAX_LINE {
                 return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, LineTooLong)));
             }
+            if let Some(e) = this.filter.spill_error.take() {
+                return Poll::Ready(Err(e));
+            }
             let mut chunk = [0u8; 16 * 1024];
             let mut chunk_buf = ReadBuf::new(&mut chunk);
             ready!(this.poll_layer_read(cx, &mut chunk_buf))?;
@@ -202,6 +290,10 @@ struct Literal8Filter {
     /// Bytes ready for the reader, from `out_pos` on.
     out: Vec<u8>,
     out_pos: usize,
+    spill: Option<Spill>,
+    spilling: Option<Spilling>,
+    spilled: u64,
+    spill_error: Option<io::Error>,
 }
 
 impl Literal8Filter {
@@ -223,6 +315,25 @@ impl Literal8Filter {
 
     fn push(&mut self, mut data: &[u8]) {
         while !data.is_empty() {
+            if let Some(sp) = self.spilling.as_mut() {
+                use sha2::Digest as _;
+                use std::io::Write as _;
+                let n = (sp.left.min(data.len() as u64)) as usize;
+                let chunk = &data[..n];
+                sp.hasher.update(chunk);
+                sp.has_0x80 |= chunk.contains(&0x80);
+                if self.spill_error.is_none()
+                    && let Err(e) = sp.file.write_all(chunk)
+                {
+                    self.spill_error = Some(spill_failed(&sp.path, e));
+                }
+                sp.left -= n as u64;
+                data = &data[n..];
+                if sp.left == 0 {
+                    self.finish_spill();
+                }
+                continue;
+            }
             if self.literal_left > 0 {
                 let n = (self.literal_left.min(data.len() as u64)) as usize;
                 self.out.extend_from_slice(&data[..n]);
@@ -262,14 +373,99 @@ impl Literal8Filter {
                 );
             }
             self.literal_left = len;
+            if let Some(spill) = self.spill.as_ref().filter(|s| len > s.threshold) {
+                // The parser gets a token of the same kind: a literal.
+                self.spilled += 1;
+                let token = spill.token(self.spilled);
+                let path = spill.dir.join(format!(
+                    "spill-{}-{:016x}-{}",
+                    std::process::id(),
+                    spill.nonce,
+                    self.spilled
+                ));
+                match std::fs::File::create(&path) {
+                    Ok(file) => {
+                        // Where the literal's size is now (the line may have
+                        // been rewritten above).
+                        let brace = literal_at_end(&self.line).map_or(0, |(b, _)| b);
+                        let digits = format!("{}", len);
+                        let at = self.line[brace..]
+                            .windows(digits.len())
+                            .position(|w| w == digits.as_bytes())
+                            .map(|p| brace + p);
+                        if let Some(at) = at {
+                            self.line.splice(
+                                at..at + digits.len(),
+                                token.len().to_string().into_bytes(),
+                            );
+                        }
+                        self.literal_left = 0;
+                        self.spilling = Some(Spilling {
+                            file: std::io::BufWriter::with_capacity(256 * 1024, file),
+                            path,
+                            left: len,
+                            len,
+                            hasher: <sha2::Sha256 as sha2::Digest>::new(),
+                            has_0x80: false,
+                            token,
+                        });
+                    }
+                    Err(e) => self.spill_error = Some(spill_failed(&path, e)),
+                }
+            }
         }
         self.out.extend_from_slice(&self.line);
         self.line.clear();
+        if self.spilling.as_ref().is_some_and(|s| s.left == 0) {
+            self.finish_spill();
+        }
+    }
+
+    /// The literal is whole in its file: the token goes to the parser.
+    fn finish_spill(&mut self) {
+        use sha2::Digest as _;
+        use std::io::Write as _;
+        let Some(sp) = self.spilling.take() else {
+            return;
+        };
+        let Spilling {
+            mut file,
+            path,
+            len,
+            hasher,
+            has_0x80,
+            token,
+            ..
+        } = sp;
+        if let Err(e) = file.flush()
+            && self.spill_error.is_none()
+        {
+            self.spill_error = Some(spill_failed(&path, e));
+        }
+        self.out.extend_from_slice(&token);
+        if let Some(spill) = &self.spill {
+            spill.files.lock().unwrap().insert(
+                token,
+                Spilled {
+                    path,
+                    len,
+                    sha256: hasher.finalize().into(),
+                    has_0x80,
+                },
+            );
+        }
     }
 
     fn finish(&mut self) {
         self.out.append(&mut self.line);
     }
+}
+
+fn spill_failed(path: &std::path::Path, source: io::Error) -> io::Error {
+    io::Error::other(SpillFailed {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// If `line` ends with `{n}\r\n` (or `{n+}\r\n`), the index of `{` and n.
@@ -310,6 +506,39 @@ mod tests {
         // The same split at every byte.
         for i in 0..input.len() {
             assert_eq!(run(&[&input[..i], &input[i..]]), want, "split at {i}");
+        }
+    }
+
+    #[test]
+    fn large_literals_go_to_files_and_the_parser_sees_a_token() {
+        use sha2::Digest as _;
+        let dir = tempfile::tempdir().unwrap();
+        let spill = Spill::new(dir.path().to_path_buf(), 1000);
+        let big: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        let mut input = b"* 1 FETCH (UID 7 BODY[] {5000}\r\n".to_vec();
+        input.extend_from_slice(&big);
+        input.extend_from_slice(b" BODY[HEADER] {3}\r\nabc)\r\nt OK done\r\n");
+        // In pieces of every size, as a network delivers them.
+        for step in [1, 7, 999, 4096, input.len()] {
+            let mut f = Literal8Filter {
+                spill: Some(spill.clone()),
+                ..Literal8Filter::default()
+            };
+            for chunk in input.chunks(step) {
+                f.push(chunk);
+            }
+            let out = f.out[f.out_pos..].to_vec();
+            let token = spill.token(1);
+            let mut want = format!("* 1 FETCH (UID 7 BODY[] {{{}}}\r\n", token.len()).into_bytes();
+            want.extend_from_slice(&token);
+            want.extend_from_slice(b" BODY[HEADER] {3}\r\nabc)\r\nt OK done\r\n");
+            assert_eq!(out, want, "step {step}");
+            let spilled = spill.take(&token).expect("registered");
+            assert!(spill.take(&token).is_none(), "handed over once");
+            assert_eq!(std::fs::read(&spilled.path).unwrap(), big);
+            assert_eq!(spilled.len, 5000);
+            assert_eq!(spilled.sha256, <[u8; 32]>::from(sha2::Sha256::digest(&big)));
+            assert!(spilled.has_0x80);
         }
     }
 

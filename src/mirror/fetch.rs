@@ -196,11 +196,7 @@ pub(crate) async fn run(
     let mut undelivered: Vec<(u32, String)> = Vec::new();
     if !job.one_by_one.load(Ordering::SeqCst) {
         let uids = job.remaining();
-        let wanted: HashSet<u32> = uids.iter().copied().collect();
-        let mut got = HashMap::with_capacity(uids.len());
-        let result = fetch_into(session, &uid_set(&uids), &wanted, &mut got).await;
-        // What arrived before any failure is kept.
-        deliver(ctx, session, job, shared, got).await?;
+        let result = fetch_batch(ctx, session, job, shared, &uids, budget).await;
         match result {
             Ok(fetched) => {
                 let text = fetched
@@ -280,6 +276,92 @@ pub(crate) async fn run(
     Ok(folder.folder_id)
 }
 
+/// One batch in one FETCH, read message by message. What arrives is held
+/// in memory only up to `limit` bytes (what was declared, and reserved from
+/// the budget); past that it is stored at once, so a server whose
+/// RFC822.SIZE lies cannot take memory beyond the budget. What arrived
+/// before a failure is kept.
+async fn fetch_batch(
+    ctx: &Arc<AccountContext>,
+    session: &mut ImapSession,
+    job: &FetchJob,
+    shared: &SharedCounts,
+    uids: &[u32],
+    limit: u64,
+) -> Result<Fetched> {
+    let wanted: HashSet<u32> = uids.iter().copied().collect();
+    // Bodies that may need BINARY to restore NUL bytes wait for the end of
+    // the FETCH (that needs the session); the rest can be stored mid-way.
+    let binary = session.capabilities().has("BINARY");
+    let mut got: HashMap<u32, FetchedMessage> = HashMap::new();
+    let mut held = 0u64;
+    // What was stored mid-way, to catch a second, different body.
+    let mut stored: HashMap<u32, crate::store::BlobHash> = HashMap::new();
+    let mut out = Fetched::default();
+    let result = {
+        let mut stream = session.uid_fetch_stream(&uid_set(uids), BODY_ITEMS).await?;
+        loop {
+            let m = match stream.next().await {
+                Ok(Some(m)) => m,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            };
+            if !wanted.contains(&m.uid) || m.body_len().is_none() {
+                discard(m);
+                continue;
+            }
+            let differs = match (got.get(&m.uid), stored.get(&m.uid)) {
+                (Some(first), _) => !same_content(first, &m),
+                (None, Some(hash)) => content_hash(&m) != Some(*hash),
+                (None, None) => false,
+            };
+            if differs {
+                out.conflicting.insert(m.uid);
+                discard(m);
+                continue;
+            }
+            if got.contains_key(&m.uid) || stored.contains_key(&m.uid) {
+                discard(m);
+                continue;
+            }
+            held += in_memory(&m);
+            got.insert(m.uid, m);
+            if held > limit {
+                let (later, now): (HashMap<_, _>, HashMap<_, _>) =
+                    got.drain().partition(|(_, m)| binary && may_hide_nul(m));
+                for (uid, hash) in store_delivered(ctx, job, shared, now).await? {
+                    stored.insert(uid, hash);
+                }
+                // Too many that need BINARY: fetch those alone later.
+                held = later.values().map(in_memory).sum();
+                if held <= limit {
+                    got = later;
+                } else {
+                    held = 0;
+                    later.into_values().for_each(discard);
+                }
+            }
+        }
+    };
+    for uid in &out.conflicting {
+        if let Some(m) = got.remove(uid) {
+            discard(m);
+        }
+    }
+    restore_nul_bytes(session, &mut got).await?;
+    store_delivered(ctx, job, shared, got).await?;
+    match result {
+        Ok(()) => Ok(out),
+        Err(e) => match e.downcast_ref::<crate::imap::ImapError>() {
+            Some(crate::imap::ImapError::No { .. }) => {
+                out.refused = Some(e.to_string());
+                Ok(out)
+            }
+            _ => Err(e),
+        },
+    }
+}
+
 /// Stores delivered messages (after restoring NUL bytes) and counts them.
 async fn deliver(
     ctx: &Arc<AccountContext>,
@@ -292,12 +374,23 @@ async fn deliver(
         return Ok(());
     }
     restore_nul_bytes(session, &mut got).await?;
+    store_delivered(ctx, job, shared, got).await?;
+    Ok(())
+}
+
+/// Stores messages and counts them; returns each one's blob.
+async fn store_delivered(
+    ctx: &Arc<AccountContext>,
+    job: &FetchJob,
+    shared: &SharedCounts,
+    got: HashMap<u32, FetchedMessage>,
+) -> Result<Vec<(u32, crate::store::BlobHash)>> {
+    if got.is_empty() {
+        return Ok(Vec::new());
+    }
     let uids: Vec<u32> = got.keys().copied().collect();
     let messages: Vec<FetchedMessage> = got.into_values().collect();
-    let fetched_bytes: u64 = messages
-        .iter()
-        .map(|m| m.body.as_ref().map_or(0, |b| b.len() as u64))
-        .sum();
+    let fetched_bytes: u64 = messages.iter().map(|m| m.body_len().unwrap_or(0)).sum();
     let count = messages.len() as u64;
     let store_ctx = ctx.clone();
     let (folder_id, uidvalidity) = (job.folder.folder_id, job.folder.uidvalidity);
@@ -307,6 +400,7 @@ async fn deliver(
     .await
     .map_err(|e| anyhow!("storing a batch crashed: {e}"))??;
     let (written, already) = (stored.written, stored.already);
+    let hashes = stored.hashes;
     shared
         .blobs_repaired
         .fetch_add(stored.repaired, Ordering::Relaxed);
@@ -336,7 +430,7 @@ async fn deliver(
         .bodies_already_stored
         .fetch_add(already, Ordering::Relaxed);
     ctx.progress.moved(&ctx.account.name, count, fetched_bytes);
-    Ok(())
+    Ok(hashes)
 }
 
 /// What one body FETCH brought besides the messages.
@@ -361,22 +455,27 @@ async fn fetch_into(
     let mut out = Fetched::default();
     let result = session
         .uid_fetch(set, BODY_ITEMS, None, |m| {
-            if wanted.contains(&m.uid) && m.body.is_some() {
+            if wanted.contains(&m.uid) && m.body_len().is_some() {
                 match got.get(&m.uid) {
-                    Some(first) if first.body != m.body => {
+                    Some(first) if !same_content(first, &m) => {
                         out.conflicting.insert(m.uid);
+                        discard(m);
                     }
-                    Some(_) => {}
+                    Some(_) => discard(m),
                     None => {
                         got.insert(m.uid, m);
                     }
                 }
+            } else {
+                discard(m);
             }
             Ok(())
         })
         .await;
     for uid in &out.conflicting {
-        got.remove(uid);
+        if let Some(m) = got.remove(uid) {
+            discard(m);
+        }
     }
     match result {
         Ok(_) => Ok(out),
@@ -394,7 +493,7 @@ async fn fetch_into(
 /// replace it (Dovecot with 0x80). When a body holds 0x80 and the server
 /// has BINARY, fetch `BINARY.PEEK[]` and take it when it differs only by
 /// NULs where 0x80 stood; otherwise (BINARY decoded a transfer encoding)
-/// keep the body as it was.
+/// keep the body as it was. Works alike for bodies spilled to files.
 async fn restore_nul_bytes(
     session: &mut ImapSession,
     got: &mut HashMap<u32, FetchedMessage>,
@@ -404,23 +503,24 @@ async fn restore_nul_bytes(
     }
     let mut suspects: Vec<u32> = got
         .values()
-        .filter(|m| m.body.as_ref().is_some_and(|b| b.contains(&0x80)))
+        .filter(|m| may_hide_nul(m))
         .map(|m| m.uid)
         .collect();
     if suspects.is_empty() {
         return Ok(());
     }
     suspects.sort_unstable();
-    let mut binaries: HashMap<u32, Vec<u8>> = HashMap::new();
+    let mut binaries: HashMap<u32, FetchedMessage> = HashMap::new();
     let result = session
         .uid_fetch(&uid_set(&suspects), "UID BINARY.PEEK[]", None, |m| {
-            if let Some(b) = m.body {
-                binaries.insert(m.uid, b);
+            if let Some(old) = binaries.insert(m.uid, m) {
+                discard(old);
             }
             Ok(())
         })
         .await;
     if let Err(e) = result {
+        binaries.into_values().for_each(discard);
         // Not fatal: the bodies as fetched are what the server shows.
         if !matches!(
             e.downcast_ref::<crate::imap::ImapError>(),
@@ -428,21 +528,109 @@ async fn restore_nul_bytes(
         ) {
             return Err(e);
         }
+        return Ok(());
     }
-    for (uid, binary) in binaries {
-        if let Some(m) = got.get_mut(&uid)
-            && let Some(body) = &m.body
-            && binary.len() == body.len()
-            && binary != *body
-            && body
-                .iter()
-                .zip(&binary)
-                .all(|(a, b)| a == b || (*a == 0x80 && *b == 0))
-        {
-            m.body = Some(binary);
+    for (uid, mut binary) in binaries {
+        let Some(m) = got.get_mut(&uid) else {
+            discard(binary);
+            continue;
+        };
+        let nul_only = match (&m.body, &binary.body, &m.spilled, &binary.spilled) {
+            (Some(body), Some(bin), _, _) => differ_only_by_nul(body, bin),
+            (_, _, Some(a), Some(b)) => files_differ_only_by_nul(&a.path, &b.path)?,
+            _ => false,
+        };
+        if nul_only {
+            if let Some(old) = m.spilled.take() {
+                let _ = std::fs::remove_file(old.path);
+            }
+            m.body = binary.body.take();
+            m.spilled = binary.spilled.take();
+        } else {
+            discard(binary);
         }
     }
     Ok(())
+}
+
+fn differ_only_by_nul(body: &[u8], binary: &[u8]) -> bool {
+    binary.len() == body.len()
+        && binary != body
+        && body
+            .iter()
+            .zip(binary)
+            .all(|(a, b)| a == b || (*a == 0x80 && *b == 0))
+}
+
+/// [`differ_only_by_nul`] for two spilled bodies, read as streams.
+fn files_differ_only_by_nul(a: &std::path::Path, b: &std::path::Path) -> Result<bool> {
+    use std::io::Read as _;
+    let (mut fa, mut fb) = (std::fs::File::open(a)?, std::fs::File::open(b)?);
+    if fa.metadata()?.len() != fb.metadata()?.len() {
+        return Ok(false);
+    }
+    let (mut ba, mut bb) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    let mut differs = false;
+    loop {
+        let n = fa.read(&mut ba)?;
+        if n == 0 {
+            return Ok(differs);
+        }
+        fb.read_exact(&mut bb[..n])?;
+        for (x, y) in ba[..n].iter().zip(&bb[..n]) {
+            if x != y {
+                if *x == 0x80 && *y == 0 {
+                    differs = true;
+                } else {
+                    return Ok(false);
+                }
+            }
+        }
+    }
+}
+
+/// A body that may hold 0x80 where the server stored NUL.
+fn may_hide_nul(m: &FetchedMessage) -> bool {
+    m.body.as_ref().is_some_and(|b| b.contains(&0x80))
+        || m.spilled.as_ref().is_some_and(|s| s.has_0x80)
+}
+
+/// Bytes a message holds in memory (a spilled one holds a file instead).
+fn in_memory(m: &FetchedMessage) -> u64 {
+    m.body.as_ref().map_or(0, |b| b.len() as u64)
+}
+
+/// The sha256 of a message's body, wherever it is.
+fn content_hash(m: &FetchedMessage) -> Option<crate::store::BlobHash> {
+    match (&m.body, &m.spilled) {
+        (Some(b), _) => Some(crate::store::BlobHash::of(b)),
+        (None, Some(s)) => Some(crate::store::BlobHash::from_digest(s.sha256)),
+        (None, None) => None,
+    }
+}
+
+fn same_content(a: &FetchedMessage, b: &FetchedMessage) -> bool {
+    match (&a.body, &b.body) {
+        (Some(x), Some(y)) => x == y,
+        _ => content_hash(a) == content_hash(b),
+    }
+}
+
+/// Drops a message that will not be stored, with its spill file if any.
+fn discard(m: FetchedMessage) {
+    if let Some(s) = m.spilled {
+        let _ = std::fs::remove_file(s.path);
+    }
+}
+
+/// The start of a spilled message, enough for its header fields.
+fn head_of(path: &std::path::Path) -> Vec<u8> {
+    use std::io::Read as _;
+    let mut head = Vec::new();
+    if let Ok(f) = std::fs::File::open(path) {
+        let _ = f.take(256 * 1024).read_to_end(&mut head);
+    }
+    head
 }
 
 /// What one batch did to the store.
@@ -454,6 +642,8 @@ struct Stored {
     repaired: u64,
     /// UIDs that came without a readable INTERNALDATE.
     undated: Vec<u32>,
+    /// Each message's blob.
+    hashes: Vec<(u32, crate::store::BlobHash)>,
 }
 
 /// Writes blobs durably, then commits their rows. Blocking.
@@ -467,13 +657,27 @@ fn store_messages(
     let mut rows = Vec::with_capacity(messages.len());
     let (mut already, mut written, mut repaired) = (0, 0, 0);
     let mut undated = Vec::new();
+    let mut hashes = Vec::with_capacity(messages.len());
     for m in messages {
-        let body = m.body.expect("fetched with a body");
+        // In memory, or spilled to a file while it arrived (large ones).
+        let (write, size, meta) = match (&m.body, &m.spilled) {
+            (Some(body), _) => (
+                ctx.store.write_blob(body),
+                body.len() as u64,
+                BlobMeta::parse(body),
+            ),
+            (None, Some(s)) => {
+                let write = ctx
+                    .store
+                    .write_blob_file(&s.path, crate::store::BlobHash::from_digest(s.sha256));
+                let meta = BlobMeta::parse(&head_of(&s.path));
+                let _ = std::fs::remove_file(&s.path);
+                (write, s.len, meta)
+            }
+            (None, None) => unreachable!("only messages with a body are stored"),
+        };
         // The worker names the folder and account around this.
-        let write = ctx
-            .store
-            .write_blob(&body)
-            .with_context(|| format!("cannot store UID {}", m.uid))?;
+        let write = write.with_context(|| format!("cannot store UID {}", m.uid))?;
         if write.repaired {
             repaired += 1;
         } else if write.created {
@@ -484,9 +688,9 @@ fn store_messages(
         if let Some(stored_size) = write.stored_size {
             blobs.push(NewBlob {
                 hash: write.hash,
-                size: body.len() as u64,
+                size,
                 stored_size,
-                meta: BlobMeta::parse(&body),
+                meta,
             });
         }
         // Unknown stays unknown (never 1970); upload falls back to the
@@ -494,6 +698,7 @@ fn store_messages(
         if m.internal_date.is_none() {
             undated.push(m.uid);
         }
+        hashes.push((m.uid, write.hash));
         rows.push(NewMessage {
             uid: m.uid,
             blob: write.hash,
@@ -502,7 +707,7 @@ fn store_messages(
             internal_date: m
                 .internal_date
                 .map(|d| (d.timestamp(), d.offset().local_minus_utc() / 60)),
-            size: m.size.map(u64::from).unwrap_or(body.len() as u64),
+            size: m.size.map(u64::from).unwrap_or(size),
         });
     }
     ctx.store
@@ -513,5 +718,6 @@ fn store_messages(
         already,
         repaired,
         undated,
+        hashes,
     })
 }

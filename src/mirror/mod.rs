@@ -191,6 +191,10 @@ pub async fn mirror(
     Ok(summary)
 }
 
+/// Message bodies larger than this are written to a file in the store's
+/// tmp/ as they arrive instead of being held in memory.
+pub const SPILL_BYTES: u64 = 1 << 20;
+
 /// Semaphore permits are counted in KiB so that any budget fits.
 fn permits(bytes: u64) -> usize {
     ((bytes / 1024).max(1)).min(Semaphore::MAX_PERMITS as u64) as usize
@@ -210,7 +214,7 @@ impl AccountContext {
     /// Opens a session, trying again a few times when the connection
     /// breaks or stalls (not when the login is refused).
     pub async fn connect(&self) -> Result<ImapSession> {
-        crate::imap::connect_retrying(|| {
+        let mut session = crate::imap::connect_retrying(|| {
             ImapSession::connect(
                 &self.server,
                 self.tls.clone(),
@@ -218,7 +222,10 @@ impl AccountContext {
                 &self.account.password,
             )
         })
-        .await
+        .await?;
+        // A large message goes to a file as it arrives, not to memory.
+        session.spill_large_literals(self.store.spill_dir(), SPILL_BYTES);
+        Ok(session)
     }
 }
 
@@ -757,9 +764,14 @@ impl Worker {
                             .unwrap()
                             .push(format!("folder {what}: {}", error_chain(&e)));
                         selected = None;
-                        if is_connection_error(&e)
-                            && let Some(old) = session.take()
-                        {
+                        let unusable = is_connection_error(&e)
+                            || e.chain().any(|c| {
+                                matches!(
+                                    c.downcast_ref::<crate::imap::ImapError>(),
+                                    Some(crate::imap::ImapError::LocalWrite(_))
+                                )
+                            });
+                        if unusable && let Some(old) = session.take() {
                             self.shared.absorb_session(&old);
                         }
                         break;

@@ -21,6 +21,11 @@ impl BlobHash {
         BlobHash(Sha256::digest(raw).into())
     }
 
+    /// A sha256 computed elsewhere (while the bytes streamed to a file).
+    pub fn from_digest(digest: [u8; 32]) -> BlobHash {
+        BlobHash(digest)
+    }
+
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
@@ -59,13 +64,21 @@ pub struct BlobWrite {
     pub repaired: bool,
 }
 
-/// Compresses `raw` into `tmp`, fsyncs it, links it as `dest` and fsyncs
+/// Where a blob's raw bytes come from: memory, or a file they were
+/// spilled to as they arrived (a large message).
+#[derive(Clone, Copy)]
+pub enum Source<'a> {
+    Bytes(&'a [u8]),
+    File(&'a Path),
+}
+
+/// Compresses `src` into `tmp`, fsyncs it, links it as `dest` and fsyncs
 /// the directory, so `dest` is complete and durable when this returns.
 /// Returns the stored size and whether this call created `dest`: two
 /// connections fetching the same new message race to store it, and only
 /// one of them creates it (a link, unlike a rename, refuses to replace).
-pub(super) fn write_durably(raw: &[u8], tmp: &Path, dest: &Path) -> Result<(u64, bool)> {
-    let stored_size = stage(raw, tmp, dest)?;
+pub(super) fn write_durably(src: Source<'_>, tmp: &Path, dest: &Path) -> Result<(u64, bool)> {
+    let stored_size = stage(src, tmp, dest)?;
     let dir = dest.parent().expect("blob path has a parent");
     let linked = fs::hard_link(tmp, dest);
     let _ = fs::remove_file(tmp);
@@ -84,14 +97,30 @@ pub(super) fn write_durably(raw: &[u8], tmp: &Path, dest: &Path) -> Result<(u64,
 }
 
 /// Writes the compressed blob to `tmp`, fsynced, and makes sure the
-/// directory of `dest` exists. Returns the compressed size.
-fn stage(raw: &[u8], tmp: &Path, dest: &Path) -> Result<u64> {
-    let compressed = zstd::bulk::compress(raw, ZSTD_LEVEL).context("zstd compression failed")?;
+/// directory of `dest` exists. Returns the compressed size. A file source
+/// is compressed as a stream, never whole in memory.
+fn stage(src: Source<'_>, tmp: &Path, dest: &Path) -> Result<u64> {
     {
         let mut file =
             File::create(tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-        file.write_all(&compressed)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        match src {
+            Source::Bytes(raw) => {
+                let compressed =
+                    zstd::bulk::compress(raw, ZSTD_LEVEL).context("zstd compression failed")?;
+                file.write_all(&compressed)
+                    .with_context(|| format!("cannot write {}", tmp.display()))?;
+            }
+            Source::File(path) => {
+                let input =
+                    File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+                zstd::stream::copy_encode(
+                    std::io::BufReader::with_capacity(256 * 1024, input),
+                    std::io::BufWriter::with_capacity(256 * 1024, &mut file),
+                    ZSTD_LEVEL,
+                )
+                .with_context(|| format!("cannot write {}", tmp.display()))?;
+            }
+        }
         file.sync_data()
             .with_context(|| format!("cannot fsync {}", tmp.display()))?;
     }
@@ -100,13 +129,15 @@ fn stage(raw: &[u8], tmp: &Path, dest: &Path) -> Result<u64> {
         fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         sync_dir(dir.parent().expect("objects dir"))?;
     }
-    Ok(compressed.len() as u64)
+    Ok(fs::metadata(tmp)
+        .with_context(|| format!("cannot read {}", tmp.display()))?
+        .len())
 }
 
 /// Like [`write_durably`], but replaces `dest`: for a blob found damaged,
 /// whose file holds the wrong bytes or none. Returns the stored size.
-pub(super) fn replace_durably(raw: &[u8], tmp: &Path, dest: &Path) -> Result<u64> {
-    let stored_size = stage(raw, tmp, dest)?;
+pub(super) fn replace_durably(src: Source<'_>, tmp: &Path, dest: &Path) -> Result<u64> {
+    let stored_size = stage(src, tmp, dest)?;
     if let Err(e) = fs::rename(tmp, dest) {
         let _ = fs::remove_file(tmp);
         return Err(e)

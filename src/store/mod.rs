@@ -110,7 +110,16 @@ impl Store {
     /// blob the index marks damaged is written anew (replacing the bad
     /// file) and its mark cleared. Blocking: call from a blocking thread.
     pub fn write_blob(&self, raw: &[u8]) -> Result<BlobWrite> {
-        let hash = BlobHash::of(raw);
+        self.write_blob_from(blob::Source::Bytes(raw), BlobHash::of(raw))
+    }
+
+    /// [`Store::write_blob`] for a message spilled to `path` as it arrived,
+    /// whose sha256 was computed then; compressed as a stream.
+    pub fn write_blob_file(&self, path: &Path, hash: BlobHash) -> Result<BlobWrite> {
+        self.write_blob_from(blob::Source::File(path), hash)
+    }
+
+    fn write_blob_from(&self, src: blob::Source<'_>, hash: BlobHash) -> Result<BlobWrite> {
         let damaged = self.index().blob_damaged(&hash)?;
         if damaged == Some(false) {
             return Ok(BlobWrite {
@@ -129,7 +138,7 @@ impl Store {
         ));
         let dest = self.blob_path(&hash);
         if damaged == Some(true) {
-            let stored_size = blob::replace_durably(raw, &tmp, &dest)?;
+            let stored_size = blob::replace_durably(src, &tmp, &dest)?;
             self.index().blob_repaired(&hash, stored_size)?;
             return Ok(BlobWrite {
                 hash,
@@ -138,13 +147,19 @@ impl Store {
                 repaired: true,
             });
         }
-        let (stored_size, created) = blob::write_durably(raw, &tmp, &dest)?;
+        let (stored_size, created) = blob::write_durably(src, &tmp, &dest)?;
         Ok(BlobWrite {
             hash,
             stored_size: Some(stored_size),
             created,
             repaired: false,
         })
+    }
+
+    /// Where large messages are spilled while they arrive (see
+    /// [`crate::imap::Spill`]); cleared at every open.
+    pub fn spill_dir(&self) -> PathBuf {
+        self.root.join("tmp")
     }
 
     /// Reads and decompresses a blob, checking that its bytes hash to

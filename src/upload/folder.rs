@@ -125,12 +125,7 @@ pub(crate) async fn run(
     if !pending.is_empty() {
         let settled = reconcile(ctx, imap, job, &wire, uidvalidity, &pending, &entries).await?;
         ctx.shared.reconciled.fetch_add(settled, Ordering::Relaxed);
-        let after = ledger::entries(&ctx.store.index(), tf)?;
-        appends = job
-            .outgoing
-            .iter()
-            .filter(|o| wants_append(after.get(&o.blob), ctx.options.only_failed))
-            .collect();
+        appends = still_to_append(ctx, job)?;
     }
 
     // 2. Mail the ledger does not account for (its index was lost or
@@ -142,12 +137,7 @@ pub(crate) async fn run(
             ctx.shared
                 .found_at_target
                 .fetch_add(found, Ordering::Relaxed);
-            let after = ledger::entries(&ctx.store.index(), tf)?;
-            appends = job
-                .outgoing
-                .iter()
-                .filter(|o| wants_append(after.get(&o.blob), ctx.options.only_failed))
-                .collect();
+            appends = still_to_append(ctx, job)?;
         }
     }
 
@@ -329,6 +319,16 @@ pub(crate) async fn run(
         }
     }
     Ok(())
+}
+
+/// What the job must still append, by the ledger as it is now.
+fn still_to_append<'a>(ctx: &AccountContext, job: &'a FolderJob) -> Result<Vec<&'a Outgoing>> {
+    let entries = ledger::entries(&ctx.store.index(), job.target_folder_id)?;
+    Ok(job
+        .outgoing
+        .iter()
+        .filter(|o| wants_append(entries.get(&o.blob), ctx.options.only_failed))
+        .collect())
 }
 
 /// Creates the target folder. When the target refuses the name (beyond

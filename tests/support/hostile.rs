@@ -168,7 +168,10 @@ impl HostileServer {
 
     /// `mailferry mirror --json` against this server.
     pub fn mirror_command(&self, store: &Path, extra: &[&str]) -> std::process::Command {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"));
+        // scripts/bench-folders.sh may time another build of mailferry.
+        let bin = std::env::var_os("MAILFERRY_BENCH_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_mailferry").into());
+        let mut cmd = std::process::Command::new(bin);
         cmd.env_remove("MAILFERRY_STORE")
             .arg("--store")
             .arg(store)

@@ -770,6 +770,23 @@ pub fn message(subject: &str, message_id: &str, body: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// Every folder of a mailbox and its message bodies, sorted: what a test
+/// compares between source and target.
+pub fn contents(
+    server: &Dovecot,
+    user: &str,
+    pw: &str,
+) -> std::collections::BTreeMap<String, Vec<Vec<u8>>> {
+    let mut c = server.client(user, pw);
+    let mut out = std::collections::BTreeMap::new();
+    for folder in c.folders() {
+        let mut bodies: Vec<Vec<u8>> = c.messages(&folder).into_iter().map(|m| m.body).collect();
+        bodies.sort();
+        out.insert(folder, bodies);
+    }
+    out
+}
+
 /// Running the mailferry binary.
 pub struct Run {
     pub code: i32,
