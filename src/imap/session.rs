@@ -732,6 +732,23 @@ impl ImapSession {
         Ok(())
     }
 
+    /// Leaves the selected folder (UNSELECT, or CLOSE, which expunges
+    /// nothing after EXAMINE). Some servers refuse an APPEND into a folder
+    /// the connection has open read-only.
+    pub async fn unselect(&mut self) -> Result<()> {
+        if self.selected.is_none() {
+            return Ok(());
+        }
+        let verb = if self.caps.has("UNSELECT") {
+            "UNSELECT"
+        } else {
+            "CLOSE"
+        };
+        self.run(verb, |_| Ok(())).await?;
+        self.selected = None;
+        Ok(())
+    }
+
     /// Opens a folder read-write.
     pub async fn select(&mut self, folder: &str) -> Result<Selected> {
         self.open(folder, "SELECT", None).await

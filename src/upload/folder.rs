@@ -560,6 +560,7 @@ async fn reconcile(
             None => ledger::forget(&ctx.store.index(), tf, &e.blob)?,
         }
     }
+    imap.unselect().await?;
     Ok(found)
 }
 
@@ -593,6 +594,7 @@ async fn read_back(
         .filter(|u| !claimed.contains(u))
         .collect();
     if unknown.is_empty() {
+        imap.unselect().await?;
         return Ok(0);
     }
     unknown.sort_unstable();
@@ -695,6 +697,7 @@ async fn read_back(
         }
     }
 
+    imap.unselect().await?;
     let index = ctx.store.index();
     for &(i, j) in &matched {
         let (o, c) = (appends[i], &at_target[j]);
