@@ -437,3 +437,34 @@ fn one_large_message_goes_through_a_file_not_memory() {
         peak >> 20
     );
 }
+
+#[test]
+fn a_different_second_body_after_the_first_was_stored_is_still_caught() {
+    // Declared sizes of 1 byte make every message go to the store as soon
+    // as it arrives, before its second copy does.
+    let liar = msg("liar", "l@x", "first story");
+    let mut m1 = HostileMessage::new(1, &liar);
+    m1.claimed_size = Some(1);
+    m1.second_body = Some(msg("liar", "l@x", "second story"));
+    let once = msg("once", "o@x", "stray copy once");
+    let mut m2 = HostileMessage::new(2, &once);
+    m2.claimed_size = Some(1);
+    m2.second_body = Some(msg("once", "o@x", "a stray copy"));
+    m2.second_body_times = 1;
+    let hostile = HostileServer::start(
+        vec![HostileFolder::new("INBOX", vec![m1, m2])],
+        HostileScript::default(),
+    );
+    let store = tempfile::tempdir().unwrap();
+    let (run, summary) = hostile.mirror(store.path(), &[]);
+    assert_eq!(run.code, 1, "{}\n{summary}", run.stderr);
+    let errors = summary["accounts"][0]["folder_errors"].to_string();
+    assert!(
+        errors.contains("two different bodies") && errors.contains("UID 1"),
+        "{errors}"
+    );
+    assert!(!errors.contains("UID 2"), "{errors}");
+    let rows = stored_messages(store.path());
+    let uid2 = rows.iter().find(|r| r.uid == 2).expect("UID 2 stored");
+    assert_eq!(uid2.hash, sha256_hex(&once));
+}

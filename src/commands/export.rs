@@ -47,7 +47,8 @@ pub fn run(cli: &Cli, args: &ExportArgs) -> Result<i32> {
     let mut taken = Places::default();
     let mut count = 0u64;
     let mut skipped: Vec<String> = Vec::new();
-    let mut mboxes: HashMap<i64, std::fs::File> = HashMap::new();
+    let mut mbox: Option<(i64, std::fs::File)> = None;
+    let mut mbox_started: HashSet<i64> = HashSet::new();
     for r in &rows {
         let place = match places.get(&r.folder_id) {
             Some(p) => p.clone(),
@@ -93,25 +94,33 @@ pub fn run(cli: &Cli, args: &ExportArgs) -> Result<i32> {
                 write_file(&place.join(name), &raw, when)?;
             }
             ExportFormat::Mbox => {
-                let file = match mboxes.get_mut(&r.folder_id) {
-                    Some(f) => f,
-                    None => {
-                        if let Some(dir) = place.parent() {
-                            std::fs::create_dir_all(dir)
-                                .with_context(|| format!("cannot create {}", dir.display()))?;
-                        }
-                        let f = std::fs::File::create(&place)
-                            .with_context(|| format!("cannot create {}", place.display()))?;
-                        mboxes.entry(r.folder_id).or_insert(f)
+                // One file open at a time (rows come folder by folder), so
+                // 100,000 folders do not need 100,000 file handles.
+                if mbox.as_ref().is_none_or(|(id, _)| *id != r.folder_id) {
+                    if let Some((_, f)) = mbox.take() {
+                        f.sync_all()?;
                     }
-                };
+                    if let Some(dir) = place.parent() {
+                        std::fs::create_dir_all(dir)
+                            .with_context(|| format!("cannot create {}", dir.display()))?;
+                    }
+                    // Created (emptied) once per run, appended to after.
+                    let f = if mbox_started.insert(r.folder_id) {
+                        std::fs::File::create(&place)
+                    } else {
+                        std::fs::OpenOptions::new().append(true).open(&place)
+                    }
+                    .with_context(|| format!("cannot create {}", place.display()))?;
+                    mbox = Some((r.folder_id, f));
+                }
+                let (_, file) = mbox.as_mut().expect("opened above");
                 file.write_all(&mbox_entry(&raw, date))
                     .with_context(|| format!("cannot write {}", place.display()))?;
             }
         }
         count += 1;
     }
-    for f in mboxes.values() {
+    if let Some((_, f)) = mbox.take() {
         f.sync_all()?;
     }
     for s in &skipped {
@@ -270,8 +279,11 @@ fn safe_chars(s: &str) -> String {
     match cleaned.trim() {
         "" => "_".to_string(),
         "." | ".." => cleaned.replace('.', "_"),
-        // Maildir's own directory names.
-        "cur" | "new" | "tmp" => format!("{cleaned}_"),
+        // Maildir's own directory names (also as spelled on a file system
+        // that ignores case).
+        c if ["cur", "new", "tmp"].contains(&c.to_ascii_lowercase().as_str()) => {
+            format!("{cleaned}_")
+        }
         _ => cleaned,
     }
 }
@@ -335,6 +347,7 @@ mod tests {
         assert_eq!(safe_component("a/b"), "a_b");
         assert_eq!(safe_component(".."), "__");
         assert_eq!(safe_component("cur"), "cur_");
+        assert_eq!(safe_component("New"), "New_");
         assert_eq!(maildir_flags("\\Seen \\Flagged $x \\Answered"), "FRS");
     }
 

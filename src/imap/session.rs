@@ -274,6 +274,9 @@ pub struct ImapSession {
     selected: Option<String>,
     io_timeout: Duration,
     spill: Option<Spill>,
+    /// A FETCH was left before its end: its answers would be read as the
+    /// next command's, so the session is not used again.
+    abandoned: bool,
 }
 
 impl ImapSession {
@@ -327,7 +330,8 @@ impl ImapSession {
             .map_err(|_| ImapError::Timeout(silence))
             .with_context(|| format!("{address} sent no greeting"))?
             .with_context(|| format!("reading the greeting of {address}"))?
-            .ok_or_else(|| anyhow!("{address} closed the connection before its greeting"))?;
+            .ok_or(ImapError::ConnectionLost)
+            .with_context(|| format!("{address} closed the connection before its greeting"))?;
         if let Response::Data {
             status: Status::Bye,
             outcome,
@@ -405,6 +409,7 @@ impl ImapSession {
             selected: None,
             io_timeout: server.io_timeout,
             spill: None,
+            abandoned: false,
         };
         imap.caps = match caps {
             Some(c) if c.iter().count() > 1 => capabilities_from(&c),
@@ -516,6 +521,13 @@ impl ImapSession {
     /// Sends one command line; returns its tag and its name for messages.
     async fn send(&mut self, command: &str) -> Result<(async_imap::imap_proto::RequestId, String)> {
         let verb = command_verb(command);
+        if self.abandoned {
+            return Err(
+                anyhow::Error::from(ImapError::ConnectionLost).context(format!(
+                    "not sending {verb}: an earlier FETCH was left unread"
+                )),
+            );
+        }
         // A line break inside a command would end it early and smuggle the
         // rest in as another command (a folder name from a hostile server).
         if command.contains(['\r', '\n', '\0']) {
@@ -1031,6 +1043,14 @@ enum FetchStep {
     Done(std::result::Result<(), ImapError>),
     Bye(String),
     Other,
+}
+
+impl Drop for FetchStream<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.session.abandoned = true;
+        }
+    }
 }
 
 impl FetchStream<'_> {

@@ -240,14 +240,22 @@ impl AsyncRead for Wire {
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         loop {
+            // Before anything reaches the parser: a message whose file could
+            // not be written must never be handed on as if it had been.
+            if let Some(e) = this.filter.spill_error.take() {
+                this.filter.failed = true;
+                return Poll::Ready(Err(e));
+            }
+            if this.filter.failed {
+                return Poll::Ready(Err(io::Error::other(
+                    "the connection is unusable after a failed write to the store",
+                )));
+            }
             if this.filter.copy_out(buf) {
                 return Poll::Ready(Ok(()));
             }
             if this.filter.line.len() > MAX_LINE {
                 return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, LineTooLong)));
-            }
-            if let Some(e) = this.filter.spill_error.take() {
-                return Poll::Ready(Err(e));
             }
             let mut chunk = [0u8; 16 * 1024];
             let mut chunk_buf = ReadBuf::new(&mut chunk);
@@ -294,6 +302,8 @@ struct Literal8Filter {
     spilling: Option<Spilling>,
     spilled: u64,
     spill_error: Option<io::Error>,
+    /// A spill failed: nothing more is handed to the parser.
+    failed: bool,
 }
 
 impl Literal8Filter {
@@ -443,6 +453,12 @@ impl Literal8Filter {
             self.spill_error = Some(spill_failed(&path, e));
         }
         self.out.extend_from_slice(&token);
+        if self.spill_error.is_some() {
+            // Not registered: the token resolves to nothing, and the read
+            // fails before the parser sees it.
+            let _ = std::fs::remove_file(&path);
+            return;
+        }
         if let Some(spill) = &self.spill {
             spill.files.lock().unwrap().insert(
                 token,

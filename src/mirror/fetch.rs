@@ -134,6 +134,9 @@ pub(crate) struct FetchJob {
     strikes: Mutex<HashMap<u32, (u32, String)>>,
     /// Messages stored or given up on; the worker retries while it grows.
     progress: AtomicU64,
+    /// UIDs stored from a first body and then sent again with other bytes:
+    /// fetched alone, they must match what was stored.
+    recheck: Mutex<HashMap<u32, crate::store::BlobHash>>,
 }
 
 /// A message that broke the connection this many times is given up on.
@@ -148,11 +151,22 @@ impl FetchJob {
             one_by_one: AtomicBool::new(false),
             strikes: Mutex::new(HashMap::new()),
             progress: AtomicU64::new(0),
+            recheck: Mutex::new(HashMap::new()),
         }
     }
 
     pub fn progress(&self) -> u64 {
         self.progress.load(Ordering::SeqCst)
+    }
+
+    /// A stored message came a second time with other bytes: fetch it
+    /// alone, and compare with `stored`.
+    fn check_again(&self, uid: u32, stored: crate::store::BlobHash) {
+        self.recheck.lock().unwrap().insert(uid, stored);
+        let mut uids = self.uids.lock().unwrap();
+        if !uids.contains(&uid) {
+            uids.push(uid);
+        }
     }
 
     fn remaining(&self) -> Vec<u32> {
@@ -226,9 +240,17 @@ pub(crate) async fn run(
             // Alone, a message that came twice differently must come once
             // (or the same twice); otherwise it is reported, not guessed at.
             match fetch_into(session, &uid.to_string(), &wanted, &mut got).await {
-                Ok(fetched) => {
+                Ok(mut fetched) => {
+                    let stored_before = job.recheck.lock().unwrap().get(&uid).copied();
+                    if let (Some(stored), Some(m)) = (stored_before, got.get(&uid))
+                        && content_hash(m) != Some(stored)
+                    {
+                        fetched.conflicting.insert(uid);
+                        got.drain().for_each(|(_, m)| discard(m));
+                    }
                     if !fetched.conflicting.is_empty() {
                         undelivered.push((uid, CONFLICT.to_string()));
+                        job.done_with(&[uid]);
                     } else if got.is_empty() {
                         let why = fetched.refused.unwrap_or_else(|| "no error given".into());
                         undelivered.push((uid, why));
@@ -310,12 +332,19 @@ async fn fetch_batch(
                 discard(m);
                 continue;
             }
-            let differs = match (got.get(&m.uid), stored.get(&m.uid)) {
-                (Some(first), _) => !same_content(first, &m),
-                (None, Some(hash)) => content_hash(&m) != Some(*hash),
-                (None, None) => false,
-            };
-            if differs {
+            if let Some(hash) = stored.get(&m.uid) {
+                // The first copy is stored already: asked for alone, the
+                // message must come back as those bytes.
+                if content_hash(&m) != Some(*hash) {
+                    job.check_again(m.uid, *hash);
+                }
+                discard(m);
+                continue;
+            }
+            if got
+                .get(&m.uid)
+                .is_some_and(|first| !same_content(first, &m))
+            {
                 out.conflicting.insert(m.uid);
                 discard(m);
                 continue;
@@ -327,6 +356,12 @@ async fn fetch_batch(
             held += in_memory(&m);
             got.insert(m.uid, m);
             if held > limit {
+                // Two bodies for one UID: neither is stored; it is fetched alone.
+                for uid in &out.conflicting {
+                    if let Some(m) = got.remove(uid) {
+                        discard(m);
+                    }
+                }
                 let (later, now): (HashMap<_, _>, HashMap<_, _>) =
                     got.drain().partition(|(_, m)| binary && may_hide_nul(m));
                 for (uid, hash) in store_delivered(ctx, job, shared, now).await? {
@@ -348,8 +383,23 @@ async fn fetch_batch(
             discard(m);
         }
     }
-    restore_nul_bytes(session, &mut got).await?;
-    store_delivered(ctx, job, shared, got).await?;
+    let broken = result.as_ref().is_err_and(|e| {
+        !matches!(
+            e.downcast_ref::<crate::imap::ImapError>(),
+            Some(crate::imap::ImapError::No { .. })
+        )
+    });
+    if broken {
+        // The session is gone: store what needs no BINARY look; the rest
+        // stays to fetch (one at a time, on a new connection).
+        let (later, now): (HashMap<_, _>, HashMap<_, _>) =
+            got.drain().partition(|(_, m)| binary && may_hide_nul(m));
+        later.into_values().for_each(discard);
+        store_delivered(ctx, job, shared, now).await?;
+    } else {
+        restore_nul_bytes(session, &mut got).await?;
+        store_delivered(ctx, job, shared, got).await?;
+    }
     match result {
         Ok(()) => Ok(out),
         Err(e) => match e.downcast_ref::<crate::imap::ImapError>() {
@@ -398,7 +448,10 @@ async fn store_delivered(
         store_messages(&store_ctx, folder_id, uidvalidity, messages)
     })
     .await
-    .map_err(|e| anyhow!("storing a batch crashed: {e}"))??;
+    .map_err(|e| anyhow!("storing a batch crashed: {e}"))?
+    // A full disk is this machine's trouble, not the connection's: it is
+    // not retried as if the link had dropped.
+    .map_err(|e| crate::imap::ImapError::LocalWrite(crate::mirror::error_chain(&e)))?;
     let (written, already) = (stored.written, stored.already);
     let hashes = stored.hashes;
     shared
@@ -667,6 +720,16 @@ fn store_messages(
                 BlobMeta::parse(body),
             ),
             (None, Some(s)) => {
+                // The file must hold every byte its hash was computed over.
+                let on_disk = std::fs::metadata(&s.path).map(|m| m.len()).unwrap_or(0);
+                if on_disk != s.len {
+                    bail!(
+                        "cannot store UID {}: its spill file {} holds {on_disk} of {} bytes",
+                        m.uid,
+                        s.path.display(),
+                        s.len
+                    );
+                }
                 let write = ctx
                     .store
                     .write_blob_file(&s.path, crate::store::BlobHash::from_digest(s.sha256));

@@ -35,9 +35,9 @@ fn tune(conn: &Connection) -> Result<()> {
 /// What is at stake when the index is lost, for the messages that say so.
 pub const LOST_INDEX_ADVICE: &str = "the mail itself is safe in objects/. Restore index.sqlite \
      from a backup if there is one. Otherwise move it aside and run `mailferry mirror`: it \
-     builds a new index from the source without fetching a stored message again; what was \
-     uploaded is not in the new index, so the next upload reads each target folder back and \
-     appends nothing twice";
+     builds a new index from the source (downloading the mail again, storing nothing twice); \
+     what was uploaded is not in the new index, so the next upload reads each target folder \
+     back and appends nothing twice";
 
 /// Runs SQLite's `quick_check` (at every open) or `integrity_check`
 /// (verify): a damaged index is an error that says what is at stake.

@@ -132,7 +132,7 @@ pub(crate) async fn run(
     // replaced, another store uploaded here, or an earlier tool did): read
     // it back and record what is already there instead of appending it twice.
     if !appends.is_empty() && status.messages.is_some_and(|n| n > 0) {
-        let found = read_back(ctx, imap, tf, uidvalidity, &wire, &appends).await?;
+        let found = read_back(ctx, imap, job, uidvalidity, &wire, &appends).await?;
         if found > 0 {
             ctx.shared
                 .found_at_target
@@ -574,17 +574,24 @@ async fn reconcile(
 async fn read_back(
     ctx: &AccountContext,
     imap: &mut crate::imap::ImapSession,
-    tf: i64,
+    job: &FolderJob,
     uidvalidity: u32,
     wire: &str,
     appends: &[&Outgoing],
 ) -> Result<u64> {
     let kind = ctx.options.target.kind;
-    let claimed: HashSet<u32> = ledger::entries(&ctx.store.index(), tf)?
+    let tf = job.target_folder_id;
+    let entries = ledger::entries(&ctx.store.index(), tf)?;
+    let ours = entries
         .values()
         .filter(|e| matches!(e.state, State::Done | State::Present | State::Pending))
-        .filter(|e| e.uidvalidity == Some(uidvalidity))
-        .filter_map(|e| e.uid)
+        .filter(|e| e.uidvalidity.is_none_or(|v| v == uidvalidity));
+    let claimed: HashSet<u32> = ours.clone().filter_map(|e| e.uid).collect();
+    // Placed by us on a server that gave no UID (no UIDPLUS): their copies
+    // are among the unknown messages and must not settle anything else.
+    let placed_without_uid: Vec<BlobHash> = ours
+        .filter(|e| e.uid.is_none() && e.state != State::Pending)
+        .map(|e| e.blob)
         .collect();
     imap.examine(wire, None).await?;
     let mut unknown: Vec<u32> = imap
@@ -622,6 +629,26 @@ async fn read_back(
                 .entry((id.as_str(), d.timestamp()))
                 .or_default()
                 .push(j);
+        }
+    }
+    // Set aside, first, one message per entry placed without a UID.
+    if !placed_without_uid.is_empty() {
+        let placed_ids = ledger::message_ids(&ctx.store.index(), placed_without_uid.iter())?;
+        for blob in &placed_without_uid {
+            let date = job
+                .outgoing
+                .iter()
+                .find(|o| o.blob == *blob)
+                .and_then(|o| o.internal_date);
+            let (Some(id), Some((date, _))) = (placed_ids.get(blob), date) else {
+                continue;
+            };
+            if let Some(j) = by_key
+                .get(&(id.as_str(), date))
+                .and_then(|c| c.iter().copied().find(|j| !taken.contains(j)))
+            {
+                taken.insert(j);
+            }
         }
     }
     let mut settled: HashSet<usize> = HashSet::new();
