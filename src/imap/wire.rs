@@ -35,12 +35,30 @@ pub const MAX_LINE: usize = 4 << 20;
 /// A literal that went to a file instead of memory (see [`Spill`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Spilled {
-    pub path: std::path::PathBuf,
+    /// The file, removed when the last handle to it goes (stored or not).
+    pub file: Arc<SpillFile>,
     pub len: u64,
     /// sha256 of the bytes, computed as they were written.
     pub sha256: [u8; 32],
     /// Whether the bytes hold 0x80 (a server's stand-in for NUL).
     pub has_0x80: bool,
+}
+
+/// A spill file, removed from disk when dropped: whatever path a message
+/// takes (stored, refused, or lost with its connection), its file goes.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SpillFile(std::path::PathBuf);
+
+impl SpillFile {
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for SpillFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// Where literals larger than `threshold` go: each is written to a new file
@@ -463,7 +481,7 @@ impl Literal8Filter {
             spill.files.lock().unwrap().insert(
                 token,
                 Spilled {
-                    path,
+                    file: Arc::new(SpillFile(path)),
                     len,
                     sha256: hasher.finalize().into(),
                     has_0x80,
@@ -551,10 +569,13 @@ mod tests {
             assert_eq!(out, want, "step {step}");
             let spilled = spill.take(&token).expect("registered");
             assert!(spill.take(&token).is_none(), "handed over once");
-            assert_eq!(std::fs::read(&spilled.path).unwrap(), big);
+            assert_eq!(std::fs::read(spilled.file.path()).unwrap(), big);
+            let path = spilled.file.path().to_path_buf();
             assert_eq!(spilled.len, 5000);
             assert_eq!(spilled.sha256, <[u8; 32]>::from(sha2::Sha256::digest(&big)));
             assert!(spilled.has_0x80);
+            drop(spilled);
+            assert!(!path.exists(), "a spill file goes with its last handle");
         }
     }
 

@@ -590,13 +590,10 @@ async fn restore_nul_bytes(
         };
         let nul_only = match (&m.body, &binary.body, &m.spilled, &binary.spilled) {
             (Some(body), Some(bin), _, _) => differ_only_by_nul(body, bin),
-            (_, _, Some(a), Some(b)) => files_differ_only_by_nul(&a.path, &b.path)?,
+            (_, _, Some(a), Some(b)) => files_differ_only_by_nul(a.file.path(), b.file.path())?,
             _ => false,
         };
         if nul_only {
-            if let Some(old) = m.spilled.take() {
-                let _ = std::fs::remove_file(old.path);
-            }
             m.body = binary.body.take();
             m.spilled = binary.spilled.take();
         } else {
@@ -669,11 +666,10 @@ fn same_content(a: &FetchedMessage, b: &FetchedMessage) -> bool {
     }
 }
 
-/// Drops a message that will not be stored, with its spill file if any.
+/// Drops a message that will not be stored (its spill file, if any, goes
+/// with it).
 fn discard(m: FetchedMessage) {
-    if let Some(s) = m.spilled {
-        let _ = std::fs::remove_file(s.path);
-    }
+    drop(m);
 }
 
 /// The start of a spilled message, enough for its header fields.
@@ -721,20 +717,20 @@ fn store_messages(
             ),
             (None, Some(s)) => {
                 // The file must hold every byte its hash was computed over.
-                let on_disk = std::fs::metadata(&s.path).map(|m| m.len()).unwrap_or(0);
+                let path = s.file.path();
+                let on_disk = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
                 if on_disk != s.len {
                     bail!(
                         "cannot store UID {}: its spill file {} holds {on_disk} of {} bytes",
                         m.uid,
-                        s.path.display(),
+                        path.display(),
                         s.len
                     );
                 }
                 let write = ctx
                     .store
-                    .write_blob_file(&s.path, crate::store::BlobHash::from_digest(s.sha256));
-                let meta = BlobMeta::parse(&head_of(&s.path));
-                let _ = std::fs::remove_file(&s.path);
+                    .write_blob_file(path, crate::store::BlobHash::from_digest(s.sha256));
+                let meta = BlobMeta::parse(&head_of(path));
                 (write, s.len, meta)
             }
             (None, None) => unreachable!("only messages with a body are stored"),
