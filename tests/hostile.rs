@@ -468,3 +468,47 @@ fn a_different_second_body_after_the_first_was_stored_is_still_caught() {
     let uid2 = rows.iter().find(|r| r.uid == 2).expect("UID 2 stored");
     assert_eq!(uid2.hash, sha256_hex(&once));
 }
+
+#[test]
+fn a_folder_with_uids_past_the_search_window_is_searched_in_windows() {
+    let messages = |uids: &[u32]| -> Vec<HostileMessage> {
+        uids.iter()
+            .map(|&u| HostileMessage::new(u, &msg("m", &format!("{u}@x"), &format!("uid {u}"))))
+            .collect()
+    };
+    let hostile = HostileServer::start(
+        vec![HostileFolder::new(
+            "INBOX",
+            messages(&[1, 250_000, 450_001]),
+        )],
+        HostileScript::default(),
+    );
+    let store = tempfile::tempdir().unwrap();
+    let (run, summary) = hostile.mirror(store.path(), &[]);
+    assert_eq!(run.code, 0, "{}\n{summary}", run.stderr);
+    // One message goes; the count no longer adds up, and a search settles it.
+    hostile.with_folders(|f| f[0].messages.retain(|m| m.uid != 250_000));
+    hostile.clear_commands();
+    let (run, summary) = hostile.mirror(store.path(), &[]);
+    assert_eq!(run.code, 0, "{}\n{summary}", run.stderr);
+    assert_eq!(total(&summary, "messages_expunged"), 1, "{summary}");
+    let searches: Vec<String> = hostile
+        .commands()
+        .into_iter()
+        .filter(|c| c.starts_with("UID SEARCH"))
+        .collect();
+    assert_eq!(
+        searches,
+        vec![
+            "UID SEARCH UID 1:200000",
+            "UID SEARCH UID 200001:400000",
+            "UID SEARCH UID 400001:*"
+        ]
+    );
+    let live: Vec<u32> = stored_messages(store.path())
+        .iter()
+        .filter(|m| !m.expunged)
+        .map(|m| m.uid)
+        .collect();
+    assert_eq!(live, vec![1, 450_001]);
+}

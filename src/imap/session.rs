@@ -277,7 +277,13 @@ pub struct ImapSession {
     /// A FETCH was left before its end: its answers would be read as the
     /// next command's, so the session is not used again.
     abandoned: bool,
+    /// UIDNEXT of the selected folder, as SELECT/EXAMINE said.
+    selected_uidnext: Option<u32>,
 }
+
+/// UIDs per `UID SEARCH` in a large folder: an answer line of at most a
+/// couple of MiB.
+const SEARCH_WINDOW: u32 = 200_000;
 
 impl ImapSession {
     /// Connects with TLS, logs in, identifies itself, and turns on
@@ -410,6 +416,7 @@ impl ImapSession {
             io_timeout: server.io_timeout,
             spill: None,
             abandoned: false,
+            selected_uidnext: None,
         };
         imap.caps = match caps {
             Some(c) if c.iter().count() > 1 => capabilities_from(&c),
@@ -758,6 +765,7 @@ impl ImapSession {
         };
         self.run(verb, |_| Ok(())).await?;
         self.selected = None;
+        self.selected_uidnext = None;
         Ok(())
     }
 
@@ -917,6 +925,7 @@ impl ImapSession {
         .await
         .with_context(|| format!("cannot open folder {}", super::mutf7::display(folder)))?;
         self.selected = Some(folder.to_string());
+        self.selected_uidnext = selected.status.uidnext;
         Ok(selected)
     }
 
@@ -985,15 +994,37 @@ impl ImapSession {
     }
 
     /// `UID SEARCH ALL`: every UID in the selected folder.
+    /// Every UID of the selected folder. A folder whose UIDs run past
+    /// [`SEARCH_WINDOW`] is searched window by window, so that no answer
+    /// line comes near the line bound ([`super::MAX_LINE`]).
     pub async fn uid_search_all(&mut self) -> Result<Vec<u32>> {
         let mut uids = Vec::new();
-        self.run("UID SEARCH ALL", |r| {
-            if let Response::MailboxData(MailboxDatum::Search(found)) = r {
-                uids.extend_from_slice(found);
-            }
-            Ok(())
-        })
-        .await?;
+        let commands: Vec<String> = match self.selected_uidnext {
+            Some(next) if next > SEARCH_WINDOW => (0..next.div_ceil(SEARCH_WINDOW))
+                .map(|i| {
+                    let from = i * SEARCH_WINDOW + 1;
+                    // The last window is open-ended: mail may arrive meanwhile.
+                    if from + SEARCH_WINDOW >= next {
+                        format!("UID SEARCH UID {from}:*")
+                    } else {
+                        format!("UID SEARCH UID {from}:{}", from + SEARCH_WINDOW - 1)
+                    }
+                })
+                .collect(),
+            _ => vec!["UID SEARCH ALL".to_string()],
+        };
+        for command in commands {
+            self.run(&command, |r| {
+                if let Response::MailboxData(MailboxDatum::Search(found)) = r {
+                    uids.extend_from_slice(found);
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        // `n:*` answers with the last message even when it is below n.
+        uids.sort_unstable();
+        uids.dedup();
         Ok(uids)
     }
 

@@ -475,7 +475,12 @@ fn serve(tls: Tls, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) -> std::io::
                 let all: Vec<u32> = folder.messages.iter().map(|m| m.uid).collect();
                 match sub.to_ascii_uppercase().as_str() {
                     "SEARCH" => {
-                        let list: Vec<String> = all.iter().map(u32::to_string).collect();
+                        // ALL, or `UID a:b`.
+                        let found = match rest.to_ascii_uppercase().strip_prefix("UID ") {
+                            Some(set) => uids_in(set.trim(), &all),
+                            None => all.clone(),
+                        };
+                        let list: Vec<String> = found.iter().map(u32::to_string).collect();
                         let out =
                             format!("* SEARCH {}\r\n{tag} OK SEARCH done\r\n", list.join(" "));
                         w(&mut r, out.as_bytes())?;
