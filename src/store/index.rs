@@ -217,13 +217,6 @@ impl Index {
         &self.conn
     }
 
-    pub fn has_blob(&self, hash: &BlobHash) -> Result<bool> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT 1 FROM blobs WHERE hash = ?1")?
-            .exists([hash.to_hex()])?)
-    }
-
     /// Whether the index lists the blob, and if so whether it was found
     /// damaged: `None` (not listed), `Some(false)` (sound), `Some(true)`.
     pub fn blob_damaged(&self, hash: &BlobHash) -> Result<Option<bool>> {
