@@ -61,6 +61,19 @@ pub struct ServerSettings {
     pub io_timeout: std::time::Duration,
 }
 
+impl ServerSettings {
+    /// The server as the ledger names a target: host and port, so that two
+    /// servers on one host are two targets. The IMAPS port is left out, so
+    /// ledgers written before the port counted keep their meaning.
+    pub fn address(&self) -> String {
+        if self.port == 993 {
+            self.host.clone()
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
 impl Default for ServerSettings {
     fn default() -> Self {
         ServerSettings {

@@ -207,7 +207,15 @@ fn killed_at_any_point_of_an_append_the_next_run_leaves_every_message_exactly_on
             "{point:?}"
         );
 
-        let (run, summary) = upload(&server, store.path(), &accounts, &upload_args(&[]));
+        // Again through the same proxy (the same target: host and port);
+        // its one kill is spent.
+        let (run, summary) = upload_via(
+            &server,
+            proxy.port,
+            store.path(),
+            &accounts,
+            &upload_args(&[]),
+        );
         assert_eq!(run.code, 0, "{point:?}: {}", run.stdout);
         if point == KillPoint::AfterOk {
             assert_eq!(total(&summary, "reconciled"), 1, "{point:?}: {summary}");
@@ -268,8 +276,10 @@ fn retry_failed_retries_only_what_failed() {
         .client("alice", "alice-pw")
         .append("INBOX", "", DATE, &message("new", "new@x", "new"));
     mirror(&server, store.path(), &accounts, &[]);
-    let (run, retry) = upload(
+    // The same target (host and port): the proxy, whose one refusal is spent.
+    let (run, retry) = upload_via(
         &server,
+        proxy.port,
         store.path(),
         &accounts,
         &upload_args(&["--retry-failed"]),
@@ -277,7 +287,13 @@ fn retry_failed_retries_only_what_failed() {
     assert_eq!(run.code, 0, "{}", run.stdout);
     assert_eq!(total(&retry, "appended"), 1);
     assert_eq!(total(&retry, "failed"), 0);
-    let (run, rest) = upload(&server, store.path(), &accounts, &upload_args(&[]));
+    let (run, rest) = upload_via(
+        &server,
+        proxy.port,
+        store.path(),
+        &accounts,
+        &upload_args(&[]),
+    );
     assert_eq!(run.code, 0, "{}", run.stdout);
     assert_eq!(total(&rest, "appended"), 1);
     let mut want = contents(&server, "alice", "alice-pw");

@@ -420,3 +420,27 @@ fn a_parent_folder_that_exists_only_by_its_child_is_created_before_upload() {
         mailbox(&server, "alice", "alice-pw")
     );
 }
+
+#[test]
+fn two_servers_on_one_host_are_two_targets() {
+    // The same mailbox name on two servers of one host: the ledger of the
+    // first must not make the second look done.
+    let first = Dovecot::start();
+    let second = Dovecot::start();
+    seed(&first);
+    let (store, accounts) = mirrored(
+        &first,
+        &[("alice", "alice-pw", "alice-365", "alice-365-pw")],
+    );
+    let (run, one) = upload(&first, store.path(), &accounts, &["--target-kind", "imap"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(total(&one, "appended"), 7, "{one}");
+    let (run, two) = upload(&second, store.path(), &accounts, &["--target-kind", "imap"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(total(&two, "appended"), 7, "{two}");
+    assert_eq!(total(&two, "already_present"), 0, "{two}");
+    assert_eq!(
+        mailbox(&second, "alice-365", "alice-365-pw"),
+        mailbox(&first, "alice", "alice-pw")
+    );
+}

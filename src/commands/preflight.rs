@@ -69,7 +69,7 @@ fn already_uploaded(cli: &Cli, config: &crate::config::Config) -> HashMap<String
                  JOIN targets t ON t.id = f.target_id
                  JOIN blobs b ON b.hash = u.blob_hash
                  WHERE t.mailbox = ?1 AND t.host = ?2 AND u.state IN ('done', 'present')",
-                [&a.target, &config.target.server.host],
+                [&a.target, &config.target.server.address()],
                 |r| r.get(0),
             )
             .unwrap_or(0);

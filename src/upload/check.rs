@@ -155,7 +155,7 @@ struct KnownFolder {
 }
 
 async fn check_account(ctx: &AccountContext, out: &mut AccountCheck, requeue: bool) -> Result<()> {
-    let host = &ctx.options.target.server.host;
+    let host = &ctx.options.target.server.address();
     let folders: Vec<KnownFolder> = {
         let index = ctx.store.index();
         let Some(target) = ledger::find_target(&index, &ctx.account.target, host)? else {

@@ -391,8 +391,11 @@ async fn upload_account(ctx: Arc<AccountContext>) -> AccountUpload {
 /// Skipped (by reason) and failed entries in the ledger for this target.
 fn count_outcomes(ctx: &AccountContext, counts: &mut UploadCounts) -> Result<()> {
     let index = ctx.store.index();
-    let Some(target) =
-        ledger::find_target(&index, &ctx.account.target, &ctx.options.target.server.host)?
+    let Some(target) = ledger::find_target(
+        &index,
+        &ctx.account.target,
+        &ctx.options.target.server.address(),
+    )?
     else {
         return Ok(());
     };
@@ -471,7 +474,7 @@ async fn run_account(
 
     // Plan from the ledger alone first: when nothing is to be done, no
     // connection is opened at all.
-    let host = &options.target.server.host;
+    let host = &options.target.server.address();
     let known_delimiter = ledger::target_delimiter(&ctx.store.index(), &ctx.account.target, host)?;
     let assumed = known_delimiter
         .clone()
@@ -619,7 +622,7 @@ fn plan_jobs(
         planned: Vec::new(),
     };
     let index = ctx.store.index();
-    let host = &options.target.server.host;
+    let host = &options.target.server.address();
     let target = if write {
         Some(ledger::target_id(&index, &ctx.account.target, host)?)
     } else {
