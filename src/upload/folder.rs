@@ -504,21 +504,7 @@ async fn reconcile(
         .map(|c| c.uid)
         .collect();
     by_size.sort_unstable();
-    let mut hashes: HashMap<u32, BlobHash> = HashMap::new();
-    if !by_size.is_empty() {
-        imap.uid_fetch(
-            &crate::imap::uid_set(&by_size),
-            "UID BODY.PEEK[]",
-            None,
-            |m| {
-                if let Some(b) = &m.body {
-                    hashes.insert(m.uid, BlobHash::of(b));
-                }
-                Ok(())
-            },
-        )
-        .await?;
-    }
+    let hashes: HashMap<u32, BlobHash> = body_hashes(imap, &by_size).await?.into_iter().collect();
     let mut taken: HashSet<u32> = HashSet::new();
     let mut found = 0;
     for e in same {
@@ -697,18 +683,9 @@ async fn read_back(
         if !by_size.is_empty() {
             by_size.sort_unstable();
             let mut hashes: HashMap<BlobHash, Vec<u32>> = HashMap::new();
-            imap.uid_fetch(
-                &crate::imap::uid_set(&by_size),
-                "UID BODY.PEEK[]",
-                None,
-                |m| {
-                    if let Some(b) = &m.body {
-                        hashes.entry(BlobHash::of(b)).or_default().push(m.uid);
-                    }
-                    Ok(())
-                },
-            )
-            .await?;
+            for (uid, hash) in body_hashes(imap, &by_size).await? {
+                hashes.entry(hash).or_default().push(uid);
+            }
             for (i, o) in appends.iter().enumerate() {
                 if ids.contains_key(&o.blob) {
                     continue;
@@ -741,6 +718,27 @@ async fn read_back(
         )?;
     }
     Ok(matched.len() as u64)
+}
+
+/// The content hash of each of `uids` (sorted) in the selected folder, by
+/// fetching their bodies: how a message is recognised where the server
+/// keeps bytes.
+async fn body_hashes(
+    imap: &mut crate::imap::ImapSession,
+    uids: &[u32],
+) -> Result<Vec<(u32, BlobHash)>> {
+    let mut out = Vec::with_capacity(uids.len());
+    if uids.is_empty() {
+        return Ok(out);
+    }
+    imap.uid_fetch(&crate::imap::uid_set(uids), "UID BODY.PEEK[]", None, |m| {
+        if let Some(b) = &m.body {
+            out.push((m.uid, BlobHash::of(b)));
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(out)
 }
 
 /// Pushes flag changes as +FLAGS/-FLAGS, one STORE per distinct change.
