@@ -275,6 +275,12 @@ pub struct UploadOnlyArgs {
     /// Allow several source folders to go to one target folder.
     #[arg(long)]
     pub merge_folders: bool,
+
+    /// Send messages that hold NUL bytes to a target without BINARY in a
+    /// plain literal (some servers keep them, others refuse or strip them).
+    /// Without it such messages are skipped and reported.
+    #[arg(long)]
+    pub send_nul_bytes: bool,
 }
 
 #[derive(Debug, Args)]
@@ -381,6 +387,11 @@ pub struct PlanArgs {
     /// The target's hierarchy separator [default: /].
     #[arg(long, default_value = "/")]
     pub target_separator: String,
+
+    /// The target's personal namespace prefix: empty for Microsoft 365 and
+    /// Dovecot, "INBOX." for Cyrus and Courier.
+    #[arg(long, default_value = "", value_name = "PREFIX")]
+    pub target_prefix: String,
 
     /// A folder map to apply (see --write-map).
     #[arg(long, value_name = "CSV")]

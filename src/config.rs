@@ -162,13 +162,26 @@ pub struct TargetSettings {
     /// Microsoft 365: 35 MiB unless the admin raised it (up to 150 MiB).
     pub max_message_bytes: Option<u64>,
     /// The mailbox size limit preflight checks against, unless an account
-    /// has its own: Microsoft 365's 50 GB (Exchange counts in binary units).
-    pub quota_bytes: u64,
+    /// has its own or the target's QUOTA says otherwise; `None`: the kind's
+    /// default ([`TargetSettings::quota_limit`]).
+    pub quota_bytes: Option<u64>,
     pub oauth: Option<OAuthSettings>,
 }
 
 /// Exchange Online's default mailbox quota.
 pub const DEFAULT_QUOTA_BYTES: u64 = 50 << 30;
+
+impl TargetSettings {
+    /// The quota to plan against when neither the account nor the target
+    /// says: what was configured, else Microsoft 365's 50 GB (Exchange
+    /// counts in binary units); a generic IMAP target has no known limit.
+    pub fn quota_limit(&self) -> Option<u64> {
+        self.quota_bytes.or(match self.kind {
+            TargetKind::M365 => Some(DEFAULT_QUOTA_BYTES),
+            TargetKind::Imap => None,
+        })
+    }
+}
 
 impl Default for TargetSettings {
     fn default() -> Self {
@@ -180,7 +193,7 @@ impl Default for TargetSettings {
                 ..ServerSettings::default()
             },
             max_message_bytes: Some(35 << 20),
-            quota_bytes: DEFAULT_QUOTA_BYTES,
+            quota_bytes: None,
             oauth: None,
         }
     }
@@ -645,7 +658,7 @@ fn apply_toml_target(
     }
     if let Some(q) = &t.quota {
         target.quota_bytes =
-            parse_size(q).map_err(|e| anyhow!("{file} [target]: quota {q:?}: {e}"))?;
+            Some(parse_size(q).map_err(|e| anyhow!("{file} [target]: quota {q:?}: {e}"))?);
     }
     if let Some(m) = t.max_message_mib {
         target.max_message_bytes = Some(m << 20);

@@ -18,11 +18,12 @@ use futures::StreamExt as _;
 use serde::Serialize;
 
 use crate::config::{Account, Config, TargetKind};
-use crate::imap::ImapSession;
+use crate::imap::{ImapSession, StorageQuota};
 use crate::mirror::error_chain;
 use crate::oauth::TokenProvider;
 use crate::progress::Progress;
 use crate::store::index::{BlobMeta, FolderRow};
+use crate::upload::mapping::Namespace;
 
 /// Microsoft's guidance: more items than this in one folder slows Outlook.
 pub const FOLDER_ITEM_GUIDANCE: u64 = 10_000;
@@ -61,7 +62,8 @@ pub struct AccountPreflight {
     pub folders: Vec<FolderCount>,
     pub messages: u64,
     pub bytes: u64,
-    pub quota_bytes: u64,
+    /// `None`: no limit set or known.
+    pub quota_bytes: Option<u64>,
     /// Where the quota came from: the target's QUOTA, the account, the batch.
     pub quota_from: String,
     /// What the target mailbox already uses (where it says).
@@ -146,11 +148,15 @@ async fn check_account(
         folders: Vec::new(),
         messages: 0,
         bytes: 0,
-        quota_bytes: account.quota_bytes.unwrap_or(target.quota_bytes),
+        quota_bytes: account.quota_bytes.or(target.quota_limit()),
         quota_from: if account.quota_bytes.is_some() {
             format!("this account's quota, {}", account.origin)
-        } else {
+        } else if target.quota_bytes.is_some() {
             "the batch's quota".to_string()
+        } else if target.quota_limit().is_some() {
+            "Microsoft 365's default".to_string()
+        } else {
+            "not known: the target does not announce QUOTA".to_string()
         },
         target_used_bytes: None,
         too_large: Vec::new(),
@@ -158,21 +164,34 @@ async fn check_account(
         target_ok: false,
     };
 
-    // The target first: its separator names the folders.
-    let mut delimiter = match target.kind {
-        TargetKind::M365 => "/".to_string(),
-        TargetKind::Imap => ".".to_string(),
-    };
+    // The target first: its namespace names the folders.
+    let mut namespace = Namespace::flat(match target.kind {
+        TargetKind::M365 => "/",
+        TargetKind::Imap => ".",
+    });
     match check_target(config, options, account, target_tls).await {
-        Ok((d, quota)) => {
+        Ok((ns, quota)) => {
             out.target_ok = true;
-            if let Some(d) = d {
-                delimiter = d;
+            namespace.prefix = crate::imap::mutf7::display(&ns.prefix);
+            if let Some(d) = ns.delimiter {
+                namespace.delimiter = d;
             }
-            if let Some((used, limit)) = quota {
-                out.quota_bytes = limit;
-                out.quota_from = "the target's QUOTA".to_string();
-                out.target_used_bytes = Some(used);
+            match quota {
+                StorageQuota::Limit { used, limit } => {
+                    out.quota_bytes = Some(limit);
+                    out.quota_from = "the target's QUOTA".to_string();
+                    out.target_used_bytes = Some(used);
+                }
+                // The server says: no limit. A quota the admin set for the
+                // account or the batch still counts.
+                StorageQuota::NoneSet if account.quota_bytes.is_none() => {
+                    out.quota_bytes = target.quota_bytes;
+                    out.quota_from = match target.quota_bytes {
+                        Some(_) => "the batch's quota (the target's QUOTA sets none)".to_string(),
+                        None => "no quota set (the target's QUOTA)".to_string(),
+                    };
+                }
+                StorageQuota::NoneSet | StorageQuota::NotOffered => {}
             }
         }
         // The error names the mailbox already.
@@ -193,7 +212,7 @@ async fn check_account(
     }
 
     match count_source(config, account, source_tls).await {
-        Ok((folders, too_large)) => {
+        Ok((folders, too_large, source_prefix)) => {
             out.source_ok = true;
             out.too_large = too_large;
             let rows: Vec<FolderRow> = folders
@@ -216,8 +235,9 @@ async fn check_account(
             let map = crate::upload::mapping::map_account(
                 &account.name,
                 &rows,
+                &crate::imap::mutf7::display(&source_prefix),
                 target.kind,
-                &delimiter,
+                &namespace,
                 options.map_file.as_ref(),
                 options.merge_folders,
             );
@@ -236,9 +256,14 @@ async fn check_account(
                     let path = if src.is_empty() {
                         row.display_name.clone()
                     } else {
-                        row.display_name.replace(src, &delimiter)
+                        row.display_name.replace(src, &namespace.delimiter)
                     };
-                    t == path
+                    // Moving between namespaces is no renaming.
+                    let moved = entry.is_some_and(|e| {
+                        e.why.starts_with("under the target's")
+                            || e.why.starts_with("without the source's")
+                    });
+                    t == path || moved
                 };
                 if let Some(t) = &target_name
                     && !same(t)
@@ -299,12 +324,15 @@ async fn check_account(
         Some(used) => moving + used.saturating_sub(ours),
         None => moving,
     };
-    if out.source_ok && needed > out.quota_bytes {
+    if let Some(quota) = out.quota_bytes
+        && out.source_ok
+        && needed > quota
+    {
         out.no_go.push(format!(
             "the mailbox needs {} at the target, over its quota of {} ({}); raise the quota \
              (an archive mailbox or a larger licence) or leave mail behind with a folder map",
             crate::report::bytes(needed),
-            crate::report::bytes(out.quota_bytes),
+            crate::report::bytes(quota),
             out.quota_from
         ));
     }
@@ -318,7 +346,7 @@ async fn check_target(
     options: &PreflightOptions,
     account: &Account,
     tls: Arc<rustls::ClientConfig>,
-) -> Result<(Option<String>, Option<(u64, u64)>)> {
+) -> Result<(crate::imap::Namespace, StorageQuota)> {
     let mut s = crate::upload::target_login(
         &config.target.server,
         options.tokens.as_deref(),
@@ -326,23 +354,28 @@ async fn check_target(
         account,
     )
     .await?;
-    let delimiter = s.imap.delimiter().await?;
-    let quota = s.imap.storage_quota().await.unwrap_or(None);
+    let namespace = s.imap.personal_namespace().await?;
+    let quota = s
+        .imap
+        .storage_quota()
+        .await
+        .unwrap_or(StorageQuota::NotOffered);
     s.imap.logout().await;
-    Ok((delimiter, quota))
+    Ok((namespace, quota))
 }
 
 type Counted = Vec<(crate::imap::ListedFolder, u64, u64)>;
 
-/// Every selectable folder with its message count and bytes, and the
-/// messages over the target's size limit.
+/// Every selectable folder with its message count and bytes, the
+/// messages over the target's size limit, and the personal prefix.
 async fn count_source(
     config: &Config,
     account: &Account,
     tls: Arc<rustls::ClientConfig>,
-) -> Result<(Counted, Vec<TooLarge>)> {
+) -> Result<(Counted, Vec<TooLarge>, String)> {
     let mut s =
         ImapSession::connect(&config.source, tls, &account.username, &account.password).await?;
+    let prefix = s.personal_namespace().await?.prefix;
     let listed = s
         .list(account.user_root.as_deref())
         .await
@@ -396,5 +429,5 @@ async fn count_source(
         out.push((folder, sizes.len() as u64, bytes));
     }
     s.logout().await;
-    Ok((out, too_large))
+    Ok((out, too_large, prefix))
 }

@@ -36,11 +36,16 @@ pub fn run(cli: &Cli, args: &PlanArgs) -> Result<i32> {
             .into_iter()
             .filter(|f| f.deleted_at.is_none())
             .collect();
+        let source_prefix = mapping::source_prefix(&folders, index.personal_prefix(id)?.as_deref());
         let map = mapping::map_account(
             &account.name,
             &folders,
+            &source_prefix,
             kind,
-            &args.target_separator,
+            &mapping::Namespace {
+                prefix: args.target_prefix.clone(),
+                delimiter: args.target_separator.clone(),
+            },
             overrides.as_ref(),
             args.merge_folders,
         )?;

@@ -16,7 +16,7 @@ pub fn run(cli: &Cli, args: &PreflightArgs) -> Result<i32> {
     apply_target(&mut config, &args.target)?;
     if let Some(q) = &args.quota {
         config.target.quota_bytes =
-            crate::config::parse_size(q).map_err(|e| anyhow!("--quota {q:?}: {e}"))?;
+            Some(crate::config::parse_size(q).map_err(|e| anyhow!("--quota {q:?}: {e}"))?);
     }
     let options = PreflightOptions {
         tokens: crate::commands::upload::token_provider(&config)?,

@@ -47,6 +47,7 @@ pub fn upload_with(
         only_failed: args.retry_failed,
         dry_run: args.dry_run,
         merge_folders: args.merge_folders,
+        send_nul_bytes: args.send_nul_bytes,
         map_file: args.map.as_deref().map(MapFile::load).transpose()?,
         tokens,
     });
@@ -87,6 +88,7 @@ pub fn check_with(
         only_failed: false,
         dry_run: false,
         merge_folders: false,
+        send_nul_bytes: false,
         map_file: None,
         tokens: token_provider(config)?,
     });

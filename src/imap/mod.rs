@@ -8,7 +8,7 @@ mod wire;
 
 pub use session::{
     Capabilities, FetchStream, FetchedMessage, FolderStatus, ImapError, ImapSession, ListedFolder,
-    LoginRefused, Selected, parse_internal_date, quote,
+    LoginRefused, Namespace, Selected, StorageQuota, parse_internal_date, quote,
 };
 pub use wire::{MAX_LINE, Spill, Spilled, WireStats};
 

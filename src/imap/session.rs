@@ -75,6 +75,54 @@ fn cut(s: &str, max: usize) -> String {
     format!("{}…", &s[..end])
 }
 
+/// The personal namespace: folder names start with `prefix` (wire form)
+/// and nest with `delimiter`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Namespace {
+    pub prefix: String,
+    pub delimiter: Option<String>,
+}
+
+/// The first personal namespace of a `NAMESPACE` answer (the text after
+/// the word): `(("INBOX." ".")) NIL NIL` gives "INBOX." and ".".
+fn parse_personal_namespace(text: &str) -> Option<Namespace> {
+    let rest = text.trim_start().strip_prefix("((")?;
+    let (prefix, rest) = quoted_string(rest)?;
+    let rest = rest.trim_start();
+    let delimiter = if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case("NIL") {
+        None
+    } else {
+        Some(quoted_string(rest)?.0)
+    };
+    Some(Namespace { prefix, delimiter })
+}
+
+/// A quoted string at the start of `s` (after spaces), unescaped, and the rest.
+fn quoted_string(s: &str) -> Option<(String, &str)> {
+    let s = s.trim_start().strip_prefix('"')?;
+    let mut out = String::new();
+    let mut chars = s.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => out.push(chars.next()?.1),
+            '"' => return Some((out, &s[i + 1..])),
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+/// What a server says of a mailbox's storage quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageQuota {
+    /// No QUOTA extension: the server does not say.
+    NotOffered,
+    /// QUOTA, and no storage limit set for the mailbox.
+    NoneSet,
+    /// Bytes used and allowed.
+    Limit { used: u64, limit: u64 },
+}
+
 /// A login the server refused: wrong user name or password, or a locked account.
 #[derive(Debug, thiserror::Error)]
 #[error("login refused for {username} at {server}: {text}")]
@@ -652,17 +700,20 @@ impl ImapSession {
 
     /// APPENDs a message with its flags and INTERNALDATE, bytes unchanged.
     /// Uses LITERAL+ when offered (no wait for the server's go-ahead) and a
-    /// BINARY literal for bytes a plain literal cannot carry (NUL).
+    /// BINARY literal for bytes a plain literal cannot carry (NUL); with
+    /// `plain_nul`, a server without BINARY gets them in a plain literal.
     pub async fn append(
         &mut self,
         folder: &str,
         flags: &str,
         internal_date: Option<&str>,
         body: &[u8],
+        plain_nul: bool,
     ) -> Result<Appended> {
         let non_sync = self.caps.has("LITERAL+");
-        let binary = body.contains(&0);
-        if binary && !self.caps.has("BINARY") {
+        let has_nul = body.contains(&0);
+        let binary = has_nul && self.caps.has("BINARY");
+        if has_nul && !binary && !plain_nul {
             bail!(
                 "the message holds NUL bytes, which this server cannot take \
                  (no BINARY extension)"
@@ -695,7 +746,15 @@ impl ImapSession {
                             } else {
                                 "BAD"
                             },
-                            outcome.information.as_deref().unwrap_or("").to_string(),
+                            format!(
+                                "{}{}",
+                                outcome
+                                    .code
+                                    .as_ref()
+                                    .map(|c| format!("[{}] ", code_name(c)))
+                                    .unwrap_or_default(),
+                                outcome.information.as_deref().unwrap_or("")
+                            ),
                         )),
                         Response::Data {
                             status: Status::Bye,
@@ -774,23 +833,69 @@ impl ImapSession {
         self.open(folder, "SELECT", None).await
     }
 
-    /// CREATE; a folder that already exists is fine.
+    /// CREATE; a folder that already exists is fine. Servers word that
+    /// refusal differently (Courier: "Cannot create this folder."), so it
+    /// is judged by `[ALREADYEXISTS]` or by LIST showing the folder, never
+    /// by the words.
     pub async fn create(&mut self, folder: &str) -> Result<()> {
-        match self
+        let refusal = match self
             .run(&format!("CREATE {}", quote(folder)), |_| Ok(()))
             .await
         {
-            Ok(()) => Ok(()),
-            Err(e) => match e.downcast_ref::<ImapError>() {
-                Some(ImapError::No { text, .. })
-                    if text.contains("ALREADYEXISTS")
-                        || text.to_ascii_lowercase().contains("exists") =>
-                {
-                    Ok(())
-                }
-                _ => Err(e),
-            },
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        let Some(ImapError::No { text, .. }) = refusal.downcast_ref::<ImapError>() else {
+            return Err(refusal);
+        };
+        if text.contains("[ALREADYEXISTS]") {
+            return Ok(());
         }
+        if self.lists_selectable(folder).await? {
+            return Ok(());
+        }
+        Err(refusal)
+    }
+
+    /// Whether `LIST "" folder` shows the folder, able to hold mail.
+    pub async fn lists_selectable(&mut self, folder: &str) -> Result<bool> {
+        let mut found = false;
+        self.run(&format!("LIST \"\" {}", quote(folder)), |r| {
+            if let Response::MailboxData(MailboxDatum::List(l)) = r
+                && unescape(&l.name) == folder
+            {
+                let listed = ListedFolder {
+                    wire_name: String::new(),
+                    delimiter: None,
+                    attributes: l.name_attributes.iter().map(attribute_name).collect(),
+                    status: None,
+                };
+                found = listed.is_selectable();
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(found)
+    }
+
+    /// The personal namespace (RFC 2342): where the user's folders live
+    /// ("INBOX." on Cyrus and Courier, "" on Dovecot and Exchange) and the
+    /// hierarchy delimiter. Without NAMESPACE: no prefix, and the
+    /// delimiter of `LIST "" ""`.
+    pub async fn personal_namespace(&mut self) -> Result<Namespace> {
+        if self.caps.has("NAMESPACE") {
+            let slot = self.session.get_ref().namespace_slot();
+            slot.lock().unwrap().take();
+            self.run("NAMESPACE", |_| Ok(())).await?;
+            let answer = slot.lock().unwrap().take();
+            if let Some(ns) = answer.as_deref().and_then(parse_personal_namespace) {
+                return Ok(ns);
+            }
+        }
+        Ok(Namespace {
+            prefix: String::new(),
+            delimiter: self.delimiter().await?,
+        })
     }
 
     /// The hierarchy delimiter of the personal namespace (`LIST "" ""`).
@@ -1028,12 +1133,12 @@ impl ImapSession {
         Ok(uids)
     }
 
-    /// The mailbox's storage quota as (used, limit) bytes, where the server
-    /// offers QUOTA (RFC 2087/9208); the tightest root that limits storage.
-    pub async fn storage_quota(&mut self) -> Result<Option<(u64, u64)>> {
+    /// The mailbox's storage quota, where the server offers QUOTA (RFC
+    /// 2087/9208): the tightest root that limits storage.
+    pub async fn storage_quota(&mut self) -> Result<StorageQuota> {
         use async_imap::imap_proto::rfc2087::QuotaResourceName;
         if !self.capabilities().has("QUOTA") {
-            return Ok(None);
+            return Ok(StorageQuota::NotOffered);
         }
         let mut tightest: Option<(u64, u64)> = None;
         self.run("GETQUOTAROOT INBOX", |r| {
@@ -1052,7 +1157,10 @@ impl ImapSession {
             Ok(())
         })
         .await?;
-        Ok(tightest)
+        Ok(match tightest {
+            Some((used, limit)) => StorageQuota::Limit { used, limit },
+            None => StorageQuota::NoneSet,
+        })
     }
 
     pub async fn logout(mut self) {
@@ -1337,6 +1445,40 @@ fn unescape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_personal_namespace_is_read_from_the_answer() {
+        let ns = |t| parse_personal_namespace(t);
+        assert_eq!(
+            ns(r#"(("INBOX." ".")) NIL (("" "."))"#),
+            Some(Namespace {
+                prefix: "INBOX.".into(),
+                delimiter: Some(".".into())
+            })
+        );
+        assert_eq!(
+            ns(r#"(("" "/")) NIL NIL"#),
+            Some(Namespace {
+                prefix: "".into(),
+                delimiter: Some("/".into())
+            })
+        );
+        assert_eq!(
+            ns(r##"(("" "\\")("#public/" "\\")) NIL NIL"##),
+            Some(Namespace {
+                prefix: "".into(),
+                delimiter: Some("\\".into())
+            })
+        );
+        assert_eq!(
+            ns(r#"(("" NIL)) NIL NIL"#),
+            Some(Namespace {
+                prefix: "".into(),
+                delimiter: None
+            })
+        );
+        assert_eq!(ns("NIL NIL NIL"), None);
+    }
 
     #[test]
     fn a_refusal_keeps_only_the_servers_words() {

@@ -215,6 +215,11 @@ impl Wire {
         self.stats.clone()
     }
 
+    /// Where the last `* NAMESPACE` answer goes (its text after the word).
+    pub(crate) fn namespace_slot(&self) -> Arc<std::sync::Mutex<Option<String>>> {
+        self.filter.namespace.clone()
+    }
+
     /// From now on, literals larger than `spill.threshold` go to files.
     pub(crate) fn spill_to(&mut self, spill: Spill) {
         self.filter.spill = Some(spill);
@@ -322,6 +327,9 @@ struct Literal8Filter {
     spill_error: Option<io::Error>,
     /// A spill failed: nothing more is handed to the parser.
     failed: bool,
+    /// The last `* NAMESPACE` line, which imap-proto cannot parse: kept
+    /// here for the session and never handed to the parser.
+    namespace: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Literal8Filter {
@@ -387,6 +395,17 @@ impl Literal8Filter {
     }
 
     fn end_line(&mut self) {
+        if self.line.len() > 12
+            && self.line[..12].eq_ignore_ascii_case(b"* NAMESPACE ")
+            && literal_at_end(&self.line).is_none()
+        {
+            let text = String::from_utf8_lossy(&self.line[12..])
+                .trim_end()
+                .to_string();
+            *self.namespace.lock().unwrap() = Some(text);
+            self.line.clear();
+            return;
+        }
         if let Some((mut brace, len)) = literal_at_end(&self.line) {
             if brace > 0 && self.line[brace - 1] == b'~' {
                 self.line.remove(brace - 1);

@@ -492,6 +492,13 @@ async fn run_account(
         ctx.store
             .index()
             .account_id(&ctx.account.name, &ctx.server.host, &ctx.account.username)?;
+    // Where the mailbox keeps its folders, so that upload can move them
+    // from this server's namespace to the target's.
+    if let Ok(ns) = session.personal_namespace().await {
+        ctx.store
+            .index()
+            .set_personal_prefix(account_id, &ns.prefix)?;
+    }
     let known: HashMap<String, crate::store::index::FolderRow> = ctx
         .store
         .index()

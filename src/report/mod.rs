@@ -310,12 +310,17 @@ pub fn upload_summary(s: &crate::upload::UploadSummary) -> String {
         .iter()
         .map(|(k, v)| format!("{v} {k}"))
         .collect();
+    let otherwise: String = t
+        .sent_otherwise
+        .iter()
+        .map(|(k, v)| format!(", {v} sent with {k}"))
+        .collect();
     let complete = s.accounts.iter().filter(|a| a.complete).count();
     let _ = writeln!(
         out,
         "\n{complete} of {} accounts complete in {:.1}s: {} appended ({}), {} at the target from \
-         earlier runs{}, {} skipped{}, {} failed, {} flag changes pushed, {} throttled ({} ms \
-         waited), {} round trips.",
+         earlier runs{}{otherwise}, {} skipped{}, {} failed, {} flag changes pushed, {} throttled \
+         ({} ms waited), {} round trips.",
         s.accounts.len(),
         s.seconds,
         t.appended,
@@ -502,12 +507,14 @@ pub fn preflight(p: &crate::preflight::Preflight) -> String {
         if a.source_ok {
             let _ = writeln!(
                 out,
-                "  source: {} folders, {} messages, {}; quota at the target {} ({}){}",
+                "  source: {} folders, {} messages, {}; quota at the target {}{}",
                 a.folders.len(),
                 a.messages,
                 bytes(a.bytes),
-                bytes(a.quota_bytes),
-                a.quota_from,
+                match a.quota_bytes {
+                    Some(q) => format!("{} ({})", bytes(q), a.quota_from),
+                    None => a.quota_from.clone(),
+                },
                 a.target_used_bytes
                     .map(|u| format!(", {} already used there", bytes(u)))
                     .unwrap_or_default()

@@ -19,6 +19,7 @@ const SCHEMA: &[&str] = &[
     include_str!("../../schema/0002_uploads.sql"),
     include_str!("../../schema/0003_workflow.sql"),
     include_str!("../../schema/0004_integrity.sql"),
+    include_str!("../../schema/0005_servers.sql"),
 ];
 
 pub struct Index {
@@ -290,6 +291,28 @@ impl Index {
             .query_row("SELECT id FROM accounts WHERE name = ?1", [name], |r| {
                 r.get(0)
             })?)
+    }
+
+    /// The source's personal namespace prefix, as the last mirror saw it
+    /// (wire form); `None` when never read.
+    pub fn personal_prefix(&self, account_id: i64) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT personal_prefix FROM accounts WHERE id = ?1",
+                [account_id],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
+    pub fn set_personal_prefix(&self, account_id: i64, prefix: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE accounts SET personal_prefix = ?2 WHERE id = ?1",
+            params![account_id, prefix],
+        )?;
+        Ok(())
     }
 
     pub fn folders(&self, account_id: i64) -> Result<Vec<FolderRow>> {

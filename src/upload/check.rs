@@ -2,13 +2,17 @@
 //! message the ledger says is there, is.
 //!
 //! Per target folder, the ledger's done and present entries are matched to
-//! the folder's messages: by UID (same UIDVALIDITY, and same size where the
-//! target keeps bytes), then by Message-ID (and size where it keeps bytes),
-//! then, for messages without a Message-ID, by INTERNALDATE, or by content
-//! hash where the target keeps bytes. What the ledger has and the target
-//! lacks is missing: its entry becomes `failed` so the next upload appends
-//! it again. Target messages nobody claims are extras (mail that arrived
-//! there, or copies made by hand); they are counted, never touched.
+//! the folder's messages by evidence, not by what kind of server it is:
+//! many servers rewrite a message on APPEND (Exchange converts it, Cyrus
+//! re-encodes NUL and 8-bit headers, Courier turns bare LF into CRLF), so a
+//! size that differs proves nothing by itself. A message is found by UID
+//! (same UIDVALIDITY) with its size, Message-ID or INTERNALDATE agreeing;
+//! else by Message-ID with its size or INTERNALDATE agreeing; else, without
+//! a Message-ID, by content hash or INTERNALDATE. What the ledger has and
+//! the target lacks is missing: its entry becomes `failed` so the next
+//! upload appends it again. Target messages nobody claims are extras (mail
+//! that arrived there, or copies made by hand); they are counted, never
+//! touched.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -255,7 +259,6 @@ async fn check_folder(
     existing: &[String],
     requeue: bool,
 ) -> Result<FolderCheck> {
-    let keeps_bytes = ctx.options.target.kind == TargetKind::Imap;
     let me = ctx.account.name.as_str();
     let mut out = FolderCheck {
         folder: folder.display.clone(),
@@ -280,12 +283,10 @@ async fn check_folder(
     out.expected = expected.iter().filter(|(e, _)| mine(e)).count() as u64;
 
     // Exchange's folder names ignore case.
-    let wire = existing.iter().find(|w| {
-        if keeps_bytes {
-            **w == folder.wire
-        } else {
-            w.eq_ignore_ascii_case(&folder.wire)
-        }
+    let wire = existing.iter().find(|w| **w == folder.wire).or_else(|| {
+        existing.iter().find(|w| {
+            ctx.options.target.kind == TargetKind::M365 && w.eq_ignore_ascii_case(&folder.wire)
+        })
     });
     let mut at_target: Vec<FetchedMessage> = Vec::new();
     let mut uidvalidity = None;
@@ -313,15 +314,26 @@ async fn check_folder(
         .map(|(i, m)| (m.uid, i))
         .collect();
     let mut taken = vec![false; at_target.len()];
-    let size_ok =
-        |m: &FetchedMessage, size: u64| !keeps_bytes || m.size.map(u64::from) == Some(size);
+    // A second piece of evidence beside the UID or the Message-ID: the
+    // same size (a server that keeps bytes), or the INTERNALDATE the
+    // upload gave it (one that rewrites).
+    let agrees = |m: &FetchedMessage, facts: &BlobFacts| {
+        m.size.map(u64::from) == Some(facts.size)
+            || (facts.internal_date.is_some()
+                && m.internal_date.map(|d| d.timestamp()) == facts.internal_date)
+    };
     let mut unmatched: Vec<usize> = Vec::new();
     for (n, (e, facts)) in expected.iter().enumerate() {
         let uid_hit = e
             .uid
             .filter(|_| e.uidvalidity.is_some() && e.uidvalidity == uidvalidity)
             .and_then(|u| by_uid.get(&u).copied())
-            .filter(|&i| !taken[i] && size_ok(&at_target[i], facts.size));
+            .filter(|&i| {
+                !taken[i]
+                    && (agrees(&at_target[i], facts)
+                        || (facts.message_id.is_some()
+                            && at_target[i].message_id() == facts.message_id))
+            });
         if let Some(i) = uid_hit {
             taken[i] = true;
             out.found_by_uid += u64::from(mine(e));
@@ -344,7 +356,7 @@ async fn check_folder(
                 .get(id)?
                 .iter()
                 .copied()
-                .find(|&i| !taken[i] && size_ok(&at_target[i], facts.size))
+                .find(|&i| !taken[i] && agrees(&at_target[i], facts))
         });
         match hit {
             Some(i) => {
@@ -354,10 +366,10 @@ async fn check_folder(
             None => still.push(n),
         }
     }
-    // No UID or Message-ID to go by: the content where the target keeps
-    // bytes, else the INTERNALDATE the upload gave it.
+    // No UID or Message-ID to go by: the content where the sizes agree,
+    // else the INTERNALDATE the upload gave it.
     let mut hashes: HashMap<u32, BlobHash> = HashMap::new();
-    if keeps_bytes && !still.is_empty() {
+    if !still.is_empty() {
         let sizes: HashSet<u64> = still.iter().map(|&n| expected[n].1.size).collect();
         let mut uids: Vec<u32> = at_target
             .iter()
@@ -379,16 +391,18 @@ async fn check_folder(
     let mut missing: Vec<(BlobHash, MissingMessage)> = Vec::new();
     for n in still {
         let (e, facts) = &expected[n];
-        let hit = (0..at_target.len()).find(|&i| {
-            !taken[i]
-                && if keeps_bytes {
-                    hashes.get(&at_target[i].uid) == Some(&e.blob)
-                } else {
-                    facts.message_id.is_none()
-                        && facts.internal_date.is_some()
-                        && at_target[i].internal_date.map(|d| d.timestamp()) == facts.internal_date
-                }
-        });
+        let by_hash = (0..at_target.len())
+            .find(|&i| !taken[i] && hashes.get(&at_target[i].uid) == Some(&e.blob));
+        let by_date = || {
+            (0..at_target.len()).find(|&i| {
+                !taken[i]
+                    && facts.message_id.is_none()
+                    && at_target[i].message_id().is_none()
+                    && facts.internal_date.is_some()
+                    && at_target[i].internal_date.map(|d| d.timestamp()) == facts.internal_date
+            })
+        };
+        let hit = by_hash.or_else(by_date);
         match hit {
             Some(i) => {
                 taken[i] = true;

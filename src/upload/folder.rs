@@ -12,8 +12,8 @@ use std::sync::atomic::Ordering;
 use anyhow::{Context, Result, anyhow};
 use chrono::{DateTime, FixedOffset};
 
-use super::ledger::{self, LedgerEntry, Outgoing, State};
-use super::throttle::is_throttled;
+use super::ledger::{self, LedgerEntry, Outgoing, SentAs, State};
+use super::refusal::{self, Refusal};
 use super::{AccountContext, FolderJob, TargetSession, flags_for_target};
 use crate::imap::{FetchedMessage, ImapError};
 use crate::store::BlobHash;
@@ -22,13 +22,22 @@ use crate::store::BlobHash;
 const THROTTLE_RETRIES: u32 = 30;
 
 /// Whether an entry (or its absence) calls for an APPEND.
-pub(crate) fn wants_append(entry: Option<&LedgerEntry>, only_failed: bool) -> bool {
+pub(crate) fn wants_append(
+    entry: Option<&LedgerEntry>,
+    only_failed: bool,
+    send_nul_bytes: bool,
+) -> bool {
     match entry.map(|e| e.state) {
         None => !only_failed,
         Some(State::Failed) => true,
         // Settled first by reconciliation; may still need an APPEND.
         Some(State::Pending) => true,
-        Some(State::Done | State::Present | State::Skipped) => false,
+        // Skipped for its NUL bytes, and now the user asks to send them.
+        Some(State::Skipped) => {
+            send_nul_bytes
+                && entry.and_then(|e| e.reason.as_deref()) == Some(refusal::NUL_SKIP_REASON)
+        }
+        Some(State::Done | State::Present) => false,
     }
 }
 
@@ -49,6 +58,7 @@ pub(crate) fn work<'a>(
     outgoing: &'a [Outgoing],
     entries: &'a HashMap<BlobHash, LedgerEntry>,
     only_failed: bool,
+    send_nul_bytes: bool,
     kind: crate::config::TargetKind,
     account: &str,
 ) -> Work<'a> {
@@ -71,7 +81,7 @@ pub(crate) fn work<'a>(
             .collect(),
         appends: outgoing
             .iter()
-            .filter(|o| wants_append(entries.get(&o.blob), only_failed))
+            .filter(|o| wants_append(entries.get(&o.blob), only_failed, send_nul_bytes))
             .collect(),
     }
 }
@@ -92,6 +102,7 @@ pub(crate) async fn run(
         &job.outgoing,
         &entries,
         ctx.options.only_failed,
+        ctx.options.send_nul_bytes,
         kind,
         &ctx.account.name,
     );
@@ -209,34 +220,48 @@ pub(crate) async fn run(
                 continue;
             }
         };
+        let mut body = body;
+        let mut sent_as = None;
         if body.contains(&0) && !imap.capabilities().has("BINARY") {
-            ledger::mark_not_uploaded(
-                &ctx.store.index(),
-                tf,
-                &o.blob,
-                State::Skipped,
-                "the message holds NUL bytes, which this target cannot take (no BINARY)",
-                o.copies,
-            )?;
-            continue;
+            if !ctx.options.send_nul_bytes {
+                ledger::mark_not_uploaded(
+                    &ctx.store.index(),
+                    tf,
+                    &o.blob,
+                    State::Skipped,
+                    refusal::NUL_SKIP_REASON,
+                    o.copies,
+                )?;
+                continue;
+            }
+            sent_as = Some(SentAs::NulLiteral);
         }
         let flags = flags_for_target(&o.flags, kind);
         let date = o.internal_date.map(|(t, off)| internal_date(t, off));
         let mut throttled = 0;
+        let mut created = false;
         loop {
+            let sent = sent_as.map(|how| (how, BlobHash::of(&body)));
             ledger::mark_pending(
                 &ctx.store.index(),
                 tf,
                 &o.blob,
-                uidvalidity,
-                uidnext,
-                o.copies,
-                &ctx.account.name,
+                &ledger::Attempt {
+                    uidvalidity,
+                    uidnext,
+                    copies: o.copies,
+                    account: &ctx.account.name,
+                    sent,
+                },
             )?;
             // Wait as late as possible: a throttle another connection was just
             // told about must hold this APPEND back too.
             ctx.throttle.wait().await;
-            match imap.append(&wire, &flags, date.as_deref(), &body).await {
+            let plain_nul = sent_as == Some(SentAs::NulLiteral);
+            match imap
+                .append(&wire, &flags, date.as_deref(), &body, plain_nul)
+                .await
+            {
                 Ok(appended) => {
                     ctx.throttle.went_through();
                     let uid = match appended.uid {
@@ -264,10 +289,21 @@ pub(crate) async fn run(
                         .bytes_appended
                         .fetch_add(body.len() as u64, Ordering::Relaxed);
                     ctx.progress.moved(&ctx.account.name, 1, body.len() as u64);
+                    if let Some(how) = sent_as {
+                        ctx.progress.warn(
+                            &ctx.account.name,
+                            &format!(
+                                "folder {}: a message of {} was sent with {}",
+                                job.display_name,
+                                crate::report::bytes(o.size),
+                                SentAs::describe(how.as_str())
+                            ),
+                        );
+                    }
                     break;
                 }
                 Err(e) => {
-                    let refusal = match e.downcast_ref::<ImapError>() {
+                    let refused = match e.downcast_ref::<ImapError>() {
                         Some(ImapError::No { text, .. }) | Some(ImapError::Bad { text, .. }) => {
                             Some(text.clone())
                         }
@@ -275,36 +311,36 @@ pub(crate) async fn run(
                     };
                     // Anything else (a broken connection) leaves the entry
                     // pending for reconciliation.
-                    let Some(text) = refusal else {
+                    let Some(text) = refused else {
                         return Err(e);
                     };
-                    if let Some(backoff) = is_throttled(&text) {
-                        ctx.throttle.throttled(backoff);
-                        throttled += 1;
-                        if throttled < THROTTLE_RETRIES {
+                    let state = match refusal::classify(&text) {
+                        Refusal::Throttled(backoff) => {
+                            ctx.throttle.throttled(backoff);
+                            throttled += 1;
+                            if throttled < THROTTLE_RETRIES {
+                                continue;
+                            }
+                            State::Failed
+                        }
+                        Refusal::NoFolder if !created => {
+                            imap.create(&wire).await?;
+                            created = true;
                             continue;
                         }
-                        ledger::mark_not_uploaded(
-                            &ctx.store.index(),
-                            tf,
-                            &o.blob,
-                            State::Failed,
-                            &text,
-                            o.copies,
-                        )?;
-                        break;
-                    }
-                    if text.contains("TRYCREATE") && throttled == 0 {
-                        imap.create(&wire).await?;
-                        throttled += 1;
-                        continue;
-                    }
-                    // The server will not take this message: say why, go on.
-                    let state = if is_permanent_rejection(&text) {
-                        State::Skipped
-                    } else {
-                        State::Failed
+                        Refusal::BareNewlines
+                            if sent_as.is_none() && refusal::has_bare_line_ends(&body) =>
+                        {
+                            // The fix a user wants: the same message with
+                            // CRLF line ends, recorded and reported.
+                            body = refusal::crlf_line_ends(&body);
+                            sent_as = Some(SentAs::Crlf);
+                            continue;
+                        }
+                        Refusal::BareNewlines | Refusal::Permanent => State::Skipped,
+                        Refusal::NoFolder | Refusal::Temporary => State::Failed,
                     };
+                    // The server will not take this message: say why, go on.
                     ledger::mark_not_uploaded(
                         &ctx.store.index(),
                         tf,
@@ -327,7 +363,13 @@ fn still_to_append<'a>(ctx: &AccountContext, job: &'a FolderJob) -> Result<Vec<&
     Ok(job
         .outgoing
         .iter()
-        .filter(|o| wants_append(entries.get(&o.blob), ctx.options.only_failed))
+        .filter(|o| {
+            wants_append(
+                entries.get(&o.blob),
+                ctx.options.only_failed,
+                ctx.options.send_nul_bytes,
+            )
+        })
         .collect())
 }
 
@@ -400,19 +442,6 @@ fn fallback_name(display: &str) -> String {
     } else {
         format!("{display} (migrated)")
     }
-}
-
-/// Replies that mean this message will never be taken as it is.
-fn is_permanent_rejection(text: &str) -> bool {
-    let t = text.to_ascii_lowercase();
-    t.contains("toobig")
-        || t.contains("too large")
-        || t.contains("too big")
-        || t.contains("exceeds")
-        || t.contains("line too long")
-        || t.contains("line is too long")
-        || t.contains("[limit]")
-        || t.contains("[parse]")
 }
 
 /// APPENDLIMIT=n (RFC 7889), if the server announces one.
@@ -498,9 +527,12 @@ async fn reconcile(
     // Bodies of candidates whose size matches some pending blob: where the
     // server keeps bytes, the hash settles it.
     let sizes: HashSet<u64> = meta.values().map(|(s, _)| *s).collect();
+    // Bytes sent otherwise than stored have another size: those few
+    // candidates (appended since the crash) are all read.
+    let sent_otherwise = same.iter().any(|e| e.sent_hash.is_some());
     let mut by_size: Vec<u32> = candidates
         .iter()
-        .filter(|c| c.size.is_some_and(|s| sizes.contains(&(s as u64))))
+        .filter(|c| sent_otherwise || c.size.is_some_and(|s| sizes.contains(&(s as u64))))
         .map(|c| c.uid)
         .collect();
     by_size.sort_unstable();
@@ -509,9 +541,12 @@ async fn reconcile(
     let mut found = 0;
     for e in same {
         let (_, message_id) = &meta[&e.blob];
-        let by_hash = candidates
-            .iter()
-            .find(|c| !taken.contains(&c.uid) && hashes.get(&c.uid) == Some(&e.blob));
+        let by_hash = candidates.iter().find(|c| {
+            !taken.contains(&c.uid)
+                && hashes
+                    .get(&c.uid)
+                    .is_some_and(|h| *h == e.blob || Some(*h) == e.sent_hash)
+        });
         // Where the server rewrites messages (Exchange), Message-ID and
         // INTERNALDATE identify it.
         let by_id = || {
@@ -603,7 +638,6 @@ async fn read_back(
     )
     .await?;
     let ids = ledger::message_ids(&ctx.store.index(), appends.iter().map(|o| &o.blob))?;
-    let keeps_bytes = kind == crate::config::TargetKind::Imap;
     // (index in appends, index in at_target)
     let mut matched: Vec<(usize, usize)> = Vec::new();
     let mut taken: HashSet<usize> = HashSet::new();
@@ -638,12 +672,9 @@ async fn read_back(
         }
     }
     let mut settled: HashSet<usize> = HashSet::new();
-    let passes: &[bool] = if keeps_bytes {
-        &[true, false]
-    } else {
-        &[false]
-    };
-    for &exact_size in passes {
+    // Same size first (a server that keeps bytes), then any size (one that
+    // rewrites): decided by what the target holds, not by its kind.
+    for exact_size in [true, false] {
         for (i, o) in appends.iter().enumerate() {
             if settled.contains(&i) {
                 continue;
@@ -667,7 +698,7 @@ async fn read_back(
     }
 
     // Without a Message-ID, only the bytes can tell (where they are kept).
-    if keeps_bytes {
+    {
         let sizes: HashSet<u64> = appends
             .iter()
             .filter(|o| !ids.contains_key(&o.blob))

@@ -46,6 +46,33 @@ impl State {
     }
 }
 
+/// How the bytes sent differ from the stored blob, when they do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SentAs {
+    /// Bare LF and CR made CRLF: the target refuses bare line ends.
+    Crlf,
+    /// NUL bytes in a plain literal, on request, to a target without BINARY.
+    NulLiteral,
+}
+
+impl SentAs {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SentAs::Crlf => "crlf",
+            SentAs::NulLiteral => "nul-literal",
+        }
+    }
+
+    /// What a summary says of such messages.
+    pub fn describe(name: &str) -> &'static str {
+        match name {
+            "crlf" => "line ends made CRLF (the target refuses bare LF)",
+            "nul-literal" => "NUL bytes sent without BINARY (--send-nul-bytes)",
+            _ => "sent otherwise than stored",
+        }
+    }
+}
+
 /// One ledger row.
 #[derive(Debug, Clone)]
 pub struct LedgerEntry {
@@ -58,6 +85,8 @@ pub struct LedgerEntry {
     pub reason: Option<String>,
     /// The account whose upload placed it (None: before schema 3).
     pub account: Option<String>,
+    /// The hash of the bytes sent, where they differ from the blob.
+    pub sent_hash: Option<BlobHash>,
 }
 
 /// A message to place in a target folder: one blob, however many copies
@@ -99,25 +128,46 @@ pub fn find_target(index: &Index, mailbox: &str, host: &str) -> Result<Option<i6
         .optional()?)
 }
 
-/// The target's separator as seen on the last upload, if any.
-pub fn target_delimiter(index: &Index, mailbox: &str, host: &str) -> Result<Option<String>> {
+/// The target's separator and personal prefix (wire form) as seen on the
+/// last upload, each if known.
+pub fn target_namespace(
+    index: &Index,
+    mailbox: &str,
+    host: &str,
+) -> Result<(Option<String>, Option<String>)> {
     Ok(index
         .connection()
         .query_row(
-            "SELECT delimiter FROM targets WHERE mailbox = ?1 AND host = ?2",
+            "SELECT delimiter, personal_prefix FROM targets WHERE mailbox = ?1 AND host = ?2",
             params![mailbox, host],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?
-        .flatten())
+        .unwrap_or_default())
 }
 
-pub fn set_target_delimiter(index: &Index, target: i64, delimiter: &str) -> Result<()> {
+pub fn set_target_namespace(
+    index: &Index,
+    target: i64,
+    delimiter: &str,
+    prefix: &str,
+) -> Result<()> {
     index.connection().execute(
-        "UPDATE targets SET delimiter = ?2 WHERE id = ?1",
-        params![target, delimiter],
+        "UPDATE targets SET delimiter = ?2, personal_prefix = ?3 WHERE id = ?1",
+        params![target, delimiter, prefix],
     )?;
     Ok(())
+}
+
+/// Whether the ledger has anything in the target folder called `wire`.
+pub fn folder_has_uploads(index: &Index, target: i64, wire: &str) -> Result<bool> {
+    Ok(index
+        .connection()
+        .prepare_cached(
+            "SELECT 1 FROM target_folders f JOIN uploads u ON u.target_folder_id = f.id
+             WHERE f.target_id = ?1 AND f.wire_name = ?2 LIMIT 1",
+        )?
+        .exists(params![target, wire])?)
 }
 
 /// A target folder's id if the ledger knows it.
@@ -189,7 +239,7 @@ pub fn set_folder_uidvalidity(index: &Index, folder: i64, uidvalidity: u32) -> R
 
 pub fn entries(index: &Index, folder: i64) -> Result<HashMap<BlobHash, LedgerEntry>> {
     let mut stmt = index.connection().prepare_cached(
-        "SELECT blob_hash, state, uidvalidity, uidnext, uid, flags, reason, account
+        "SELECT blob_hash, state, uidvalidity, uidnext, uid, flags, reason, account, sent_hash
          FROM uploads WHERE target_folder_id = ?1",
     )?;
     let rows = stmt.query_map([folder], |r| {
@@ -202,11 +252,12 @@ pub fn entries(index: &Index, folder: i64) -> Result<HashMap<BlobHash, LedgerEnt
             r.get(5)?,
             r.get(6)?,
             r.get(7)?,
+            r.get::<_, Option<String>>(8)?,
         ))
     })?;
     let mut out = HashMap::new();
     for row in rows {
-        let (hash, state, uidvalidity, uidnext, uid, flags, reason, account) = row?;
+        let (hash, state, uidvalidity, uidnext, uid, flags, reason, account, sent) = row?;
         let blob = BlobHash::from_hex(&hash)?;
         out.insert(
             blob,
@@ -219,37 +270,43 @@ pub fn entries(index: &Index, folder: i64) -> Result<HashMap<BlobHash, LedgerEnt
                 flags,
                 reason,
                 account,
+                sent_hash: sent.as_deref().map(BlobHash::from_hex).transpose()?,
             },
         );
     }
     Ok(out)
 }
 
+/// Where a pending APPEND's message will be, and what is sent.
+pub struct Attempt<'a> {
+    pub uidvalidity: u32,
+    pub uidnext: u32,
+    pub copies: u64,
+    pub account: &'a str,
+    /// Bytes other than the blob's, and their hash.
+    pub sent: Option<(SentAs, BlobHash)>,
+}
+
 /// Before an APPEND: the entry is pending, with where its UID will be.
-pub fn mark_pending(
-    index: &Index,
-    folder: i64,
-    blob: &BlobHash,
-    uidvalidity: u32,
-    uidnext: u32,
-    copies: u64,
-    account: &str,
-) -> Result<()> {
+pub fn mark_pending(index: &Index, folder: i64, blob: &BlobHash, a: &Attempt) -> Result<()> {
     index.connection().execute(
         "INSERT INTO uploads (target_folder_id, blob_hash, state, uidvalidity, uidnext,
-                              duplicates, attempts, updated_at, account)
-         VALUES (?1, ?2, 'pending', ?3, ?4, ?5, 1, ?6, ?7)
+                              duplicates, attempts, updated_at, account, sent_as, sent_hash)
+         VALUES (?1, ?2, 'pending', ?3, ?4, ?5, 1, ?6, ?7, ?8, ?9)
          ON CONFLICT (target_folder_id, blob_hash) DO UPDATE SET
             state = 'pending', uidvalidity = ?3, uidnext = ?4, uid = NULL, reason = NULL,
-            duplicates = ?5, attempts = attempts + 1, updated_at = ?6, account = ?7",
+            duplicates = ?5, attempts = attempts + 1, updated_at = ?6, account = ?7,
+            sent_as = ?8, sent_hash = ?9",
         params![
             folder,
             blob.to_hex(),
-            uidvalidity,
-            uidnext,
-            copies.saturating_sub(1) as i64,
+            a.uidvalidity,
+            a.uidnext,
+            a.copies.saturating_sub(1) as i64,
             now(),
-            account
+            a.account,
+            a.sent.map(|(s, _)| s.as_str()),
+            a.sent.map(|(_, h)| h.to_hex()),
         ],
     )?;
     Ok(())
@@ -271,7 +328,9 @@ pub fn mark_done(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (target_folder_id, blob_hash) DO UPDATE SET
             state = ?3, uidvalidity = COALESCE(?4, uidvalidity), uid = ?5, flags = ?6,
-            reason = NULL, updated_at = ?7",
+            reason = NULL, updated_at = ?7,
+            sent_as = CASE WHEN ?3 = 'present' THEN NULL ELSE sent_as END,
+            sent_hash = CASE WHEN ?3 = 'present' THEN NULL ELSE sent_hash END",
         params![
             folder,
             blob.to_hex(),

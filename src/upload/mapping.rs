@@ -6,9 +6,15 @@
 //! with the target's separator. A component that holds the target's
 //! separator gets `_` in its place, and the reserved top-level name `Files`
 //! becomes `Files (migrated)`. For any other IMAP target the names stay as
-//! they are, with the target's separator. A user-edited map file overrides
-//! any of it, and a map that sends two folders to one name is an error
-//! unless merging was asked for.
+//! they are, with the target's separator.
+//!
+//! Namespaces: servers keep personal folders under a prefix ("INBOX." on
+//! Cyrus and Courier, none on Dovecot and Exchange). The source's prefix is
+//! taken off and the target's put on, so `INBOX.Projects` on Courier is
+//! `Projects` on Exchange and `Projects` on Dovecot is `INBOX.Projects` on
+//! Cyrus; folders below the inbox itself stay below it. A user-edited map
+//! file overrides any of it, and a map that sends two folders to one name
+//! is an error unless merging was asked for.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -125,19 +131,72 @@ impl MapFile {
     }
 }
 
-/// Maps an account's source folders. `delimiter` is the target's.
+/// Where a server keeps a mailbox's own folders: under `prefix` (as
+/// people read it, "INBOX." or ""), nested with `delimiter`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Namespace {
+    pub prefix: String,
+    pub delimiter: String,
+}
+
+impl Namespace {
+    /// No prefix: Dovecot's default, Exchange.
+    pub fn flat(delimiter: &str) -> Namespace {
+        Namespace {
+            prefix: String::new(),
+            delimiter: delimiter.to_string(),
+        }
+    }
+}
+
+/// The source's personal prefix: as recorded by the mirror, else "INBOX"
+/// and the separator when every folder but the inbox lies below it (how
+/// Cyrus and Courier show a mailbox), else none.
+pub fn source_prefix(folders: &[FolderRow], recorded: Option<&str>) -> String {
+    if let Some(p) = recorded {
+        return p.to_string();
+    }
+    let mut below = 0;
+    for f in folders {
+        let Some(d) = f.delimiter.as_deref().filter(|d| !d.is_empty()) else {
+            return String::new();
+        };
+        if f.display_name.eq_ignore_ascii_case("INBOX") {
+            continue;
+        }
+        if !starts_with_inbox(&f.display_name, d) {
+            return String::new();
+        }
+        below += 1;
+    }
+    match folders.iter().find_map(|f| f.delimiter.as_deref()) {
+        Some(d) if below > 0 => format!("INBOX{d}"),
+        _ => String::new(),
+    }
+}
+
+fn starts_with_inbox(name: &str, delimiter: &str) -> bool {
+    name.len() > 5 + delimiter.len()
+        && name.is_char_boundary(5)
+        && name[..5].eq_ignore_ascii_case("INBOX")
+        && name[5..].starts_with(delimiter)
+}
+
+/// Maps an account's source folders, from the source's personal prefix
+/// (see [`source_prefix`]) to the target's namespace.
 pub fn map_account(
     account: &str,
     folders: &[FolderRow],
+    source_prefix: &str,
     kind: TargetKind,
-    delimiter: &str,
+    target: &Namespace,
     overrides: Option<&MapFile>,
     allow_merge: bool,
 ) -> Result<Vec<MapEntry>> {
     let mut entries: Vec<MapEntry> = folders
         .iter()
         .map(|f| {
-            let (target, why) = default_target(f, kind, delimiter);
+            let (target, why) = default_target(f, kind, source_prefix, target);
             MapEntry {
                 source_folder_id: f.id,
                 source: f.display_name.clone(),
@@ -181,16 +240,39 @@ pub fn map_account(
     Ok(entries)
 }
 
-fn default_target(f: &FolderRow, kind: TargetKind, delimiter: &str) -> (String, String) {
+/// Where `f` goes by default. With no prefix on either side this is the
+/// mapping of stores from before namespaces were read (see
+/// [`legacy_target`]).
+pub fn default_target(
+    f: &FolderRow,
+    kind: TargetKind,
+    source_prefix: &str,
+    target: &Namespace,
+) -> (String, String) {
+    let delimiter = target.delimiter.as_str();
     let source_delim = f.delimiter.as_deref().unwrap_or("");
-    let parts: Vec<&str> = if source_delim.is_empty() {
-        vec![f.display_name.as_str()]
-    } else {
-        f.display_name.split(source_delim).collect()
-    };
-    if parts.len() == 1 && parts[0].eq_ignore_ascii_case("INBOX") {
+    let name = f.display_name.as_str();
+    if name.eq_ignore_ascii_case("INBOX") {
         return ("INBOX".to_string(), "inbox".to_string());
     }
+    // The part of the name below the source's prefix; a folder below the
+    // inbox that is not the namespace's stays below the inbox.
+    let prefixed = !source_prefix.is_empty()
+        && name.len() > source_prefix.len()
+        && name.is_char_boundary(source_prefix.len())
+        && name[..source_prefix.len()].eq_ignore_ascii_case(source_prefix);
+    let (under_inbox, relative) = if prefixed {
+        (false, &name[source_prefix.len()..])
+    } else if !source_delim.is_empty() && starts_with_inbox(name, source_delim) {
+        (true, &name[5 + source_delim.len()..])
+    } else {
+        (false, name)
+    };
+    let parts: Vec<&str> = if source_delim.is_empty() {
+        vec![relative]
+    } else {
+        relative.split(source_delim).collect()
+    };
     if kind == TargetKind::M365 {
         for attr in f.attributes.split_whitespace() {
             if let Some((_, name)) = EXCHANGE.iter().find(|(a, _)| a.eq_ignore_ascii_case(attr)) {
@@ -201,7 +283,6 @@ fn default_target(f: &FolderRow, kind: TargetKind, delimiter: &str) -> (String, 
         // folders under INBOX.
         let leaf = match parts.as_slice() {
             [one] => Some(*one),
-            [inbox, one] if inbox.eq_ignore_ascii_case("INBOX") => Some(*one),
             _ => None,
         };
         if let Some(leaf) = leaf
@@ -232,7 +313,19 @@ fn default_target(f: &FolderRow, kind: TargetKind, delimiter: &str) -> (String, 
         })
         .collect();
     let mut joined = cleaned.join(delimiter);
+    if under_inbox {
+        joined = format!("INBOX{delimiter}{joined}");
+    } else if !target.prefix.is_empty() {
+        joined = format!("{}{joined}", target.prefix);
+        if why == "same path" {
+            why = format!("under the target's {:?}", target.prefix);
+        }
+    } else if prefixed && why == "same path" {
+        why = format!("without the source's {source_prefix:?}");
+    }
     if kind == TargetKind::M365
+        && !under_inbox
+        && target.prefix.is_empty()
         && cleaned.len() == 1
         && let Some((_, renamed)) = RESERVED
             .iter()
@@ -242,6 +335,13 @@ fn default_target(f: &FolderRow, kind: TargetKind, delimiter: &str) -> (String, 
         why = "reserved at the target".to_string();
     }
     (joined, why)
+}
+
+/// What stores from before namespaces were read mapped `f` to: the same
+/// path with the target's separator, whatever the prefixes. A folder
+/// uploaded there stays there.
+pub fn legacy_target(f: &FolderRow, kind: TargetKind, delimiter: &str) -> String {
+    default_target(f, kind, "", &Namespace::flat(delimiter)).0
 }
 
 #[cfg(test)]
@@ -283,7 +383,16 @@ mod tests {
             folder(7, "a/b", ".", ""),
             folder(8, "Work.Sent", ".", ""),
         ];
-        let m = map_account("a@x", &folders, TargetKind::M365, "/", None, false).unwrap();
+        let m = map_account(
+            "a@x",
+            &folders,
+            "",
+            TargetKind::M365,
+            &Namespace::flat("/"),
+            None,
+            false,
+        )
+        .unwrap();
         assert_eq!(
             targets(&m),
             vec![
@@ -305,7 +414,16 @@ mod tests {
             folder(1, "Sent", "/", "\\Sent"),
             folder(2, "Files", "/", ""),
         ];
-        let m = map_account("a@x", &folders, TargetKind::Imap, ".", None, false).unwrap();
+        let m = map_account(
+            "a@x",
+            &folders,
+            "",
+            TargetKind::Imap,
+            &Namespace::flat("."),
+            None,
+            false,
+        )
+        .unwrap();
         assert_eq!(
             targets(&m),
             vec![
@@ -321,14 +439,33 @@ mod tests {
             folder(1, "Sent", "/", ""),
             folder(2, "Sent Messages", "/", ""),
         ];
-        let err = map_account("a@x", &folders, TargetKind::M365, "/", None, false)
-            .unwrap_err()
-            .to_string();
+        let err = map_account(
+            "a@x",
+            &folders,
+            "",
+            TargetKind::M365,
+            &Namespace::flat("/"),
+            None,
+            false,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains("Sent Messages") && err.contains("Sent Items"),
             "{err}"
         );
-        assert!(map_account("a@x", &folders, TargetKind::M365, "/", None, true).is_ok());
+        assert!(
+            map_account(
+                "a@x",
+                &folders,
+                "",
+                TargetKind::M365,
+                &Namespace::flat("/"),
+                None,
+                true
+            )
+            .is_ok()
+        );
     }
 
     #[test]
@@ -342,7 +479,16 @@ mod tests {
         .unwrap();
         let map = MapFile::load(&path).unwrap();
         let folders = [folder(1, "Sent", "/", ""), folder(2, "Junk", "/", "")];
-        let m = map_account("a@x", &folders, TargetKind::M365, "/", Some(&map), false).unwrap();
+        let m = map_account(
+            "a@x",
+            &folders,
+            "",
+            TargetKind::M365,
+            &Namespace::flat("/"),
+            Some(&map),
+            false,
+        )
+        .unwrap();
         assert_eq!(
             targets(&m),
             vec![
@@ -352,12 +498,92 @@ mod tests {
         );
         std::fs::write(&path, "Account,SourceFolder,TargetFolder\na@x,Nope,X\n").unwrap();
         let map = MapFile::load(&path).unwrap();
-        let err = map_account("a@x", &folders, TargetKind::M365, "/", Some(&map), false)
-            .unwrap_err()
-            .to_string();
+        let err = map_account(
+            "a@x",
+            &folders,
+            "",
+            TargetKind::M365,
+            &Namespace::flat("/"),
+            Some(&map),
+            false,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains("map.csv line 2") && err.contains("Nope"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn the_source_prefix_comes_off_and_the_targets_goes_on() {
+        // Courier or Cyrus: everything below INBOX.
+        let courier = [
+            folder(1, "INBOX", ".", ""),
+            folder(2, "INBOX.Sent", ".", ""),
+            folder(3, "INBOX.Projects", ".", ""),
+            folder(4, "INBOX.Projects.2024", ".", ""),
+        ];
+        assert_eq!(source_prefix(&courier, None), "INBOX.");
+        assert_eq!(source_prefix(&courier, Some("")), "");
+        let m = map_account(
+            "a@x",
+            &courier,
+            "INBOX.",
+            TargetKind::M365,
+            &Namespace::flat("/"),
+            None,
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            targets(&m),
+            vec![
+                ("INBOX".into(), Some("INBOX".into())),
+                ("INBOX.Sent".into(), Some("Sent Items".into())),
+                ("INBOX.Projects".into(), Some("Projects".into())),
+                ("INBOX.Projects.2024".into(), Some("Projects/2024".into())),
+            ]
+        );
+        // Dovecot's flat layout into Cyrus: below the target's INBOX.;
+        // a folder below the inbox stays below it, once.
+        let dovecot = [
+            folder(1, "INBOX", "/", ""),
+            folder(2, "Archive", "/", ""),
+            folder(3, "Archive/2023", "/", ""),
+            folder(4, "INBOX/Lists", "/", ""),
+        ];
+        assert_eq!(source_prefix(&dovecot, None), "");
+        let cyrus = Namespace {
+            prefix: "INBOX.".into(),
+            delimiter: ".".into(),
+        };
+        let m = map_account("a@x", &dovecot, "", TargetKind::Imap, &cyrus, None, false).unwrap();
+        assert_eq!(
+            targets(&m),
+            vec![
+                ("INBOX".into(), Some("INBOX".into())),
+                ("Archive".into(), Some("INBOX.Archive".into())),
+                ("Archive/2023".into(), Some("INBOX.Archive.2023".into())),
+                ("INBOX/Lists".into(), Some("INBOX.Lists".into())),
+            ]
+        );
+        // Courier into Cyrus: prefix for prefix.
+        let m = map_account(
+            "a@x",
+            &courier,
+            "INBOX.",
+            TargetKind::Imap,
+            &cyrus,
+            None,
+            false,
+        )
+        .unwrap();
+        assert_eq!(m[2].target.as_deref(), Some("INBOX.Projects"));
+        // What older stores uploaded to stays reachable.
+        assert_eq!(
+            legacy_target(&courier[2], TargetKind::M365, "/"),
+            "INBOX/Projects"
         );
     }
 }

@@ -11,6 +11,7 @@ pub mod check;
 mod folder;
 pub mod ledger;
 pub mod mapping;
+pub mod refusal;
 pub mod throttle;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -28,6 +29,7 @@ use crate::mirror::error_chain;
 use crate::oauth::{AccessToken, TokenProvider};
 use crate::progress::Progress;
 use crate::store::Store;
+use mapping::Namespace;
 pub use mapping::{MapEntry, MapFile};
 
 /// Knobs of an upload run.
@@ -40,6 +42,8 @@ pub struct UploadOptions {
     pub dry_run: bool,
     /// Allow two source folders to go to one target folder.
     pub merge_folders: bool,
+    /// Send NUL bytes in a plain literal to a target without BINARY.
+    pub send_nul_bytes: bool,
     pub map_file: Option<MapFile>,
     /// Tokens for XOAUTH2 targets.
     pub tokens: Option<Arc<TokenProvider>>,
@@ -69,6 +73,10 @@ pub struct UploadCounts {
     pub skipped_by_reason: BTreeMap<String, u64>,
     /// Messages that failed and will be tried again.
     pub failed: u64,
+    /// Messages at the target whose bytes differ from the store's because
+    /// the target needed them so (line ends made CRLF, NUL bytes sent
+    /// without BINARY), by what was done.
+    pub sent_otherwise: BTreeMap<String, u64>,
     /// Flag changes pushed to messages already at the target.
     pub flags_pushed: u64,
     /// Throttling replies obeyed, and milliseconds waited for them.
@@ -96,6 +104,9 @@ impl UploadCounts {
             *self.skipped_by_reason.entry(k.clone()).or_default() += v;
         }
         self.failed += o.failed;
+        for (k, v) in &o.sent_otherwise {
+            *self.sent_otherwise.entry(k.clone()).or_default() += v;
+        }
         self.flags_pushed += o.flags_pushed;
         self.throttled += o.throttled;
         self.throttle_wait_ms += o.throttle_wait_ms;
@@ -424,6 +435,22 @@ fn count_outcomes(ctx: &AccountContext, counts: &mut UploadCounts) -> Result<()>
             counts.failed += n as u64;
         }
     }
+    let mut stmt = index.connection().prepare(
+        "SELECT u.sent_as, COUNT(*) FROM uploads u
+         JOIN target_folders f ON f.id = u.target_folder_id
+         WHERE f.target_id = ?1 AND u.state = 'done' AND u.sent_as IS NOT NULL
+         GROUP BY u.sent_as",
+    )?;
+    let rows = stmt.query_map([target], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+    })?;
+    for row in rows {
+        let (how, n) = row?;
+        *counts
+            .sent_otherwise
+            .entry(ledger::SentAs::describe(&how).to_string())
+            .or_default() += n as u64;
+    }
     Ok(())
 }
 
@@ -469,17 +496,27 @@ async fn run_account(
             .into_iter()
             .filter(|f| f.deleted_at.is_none() && !f.attributes.contains("\\Noselect"))
             .collect();
-        folders
+        let prefix = index.personal_prefix(id)?.map(|p| mutf7::display(&p));
+        let prefix = mapping::source_prefix(&folders, prefix.as_deref());
+        (folders, prefix)
     };
+    let (folders, source_prefix) = folders;
 
     // Plan from the ledger alone first: when nothing is to be done, no
     // connection is opened at all.
     let host = &options.target.server.address();
-    let known_delimiter = ledger::target_delimiter(&ctx.store.index(), &ctx.account.target, host)?;
-    let assumed = known_delimiter
-        .clone()
-        .unwrap_or_else(|| default_delimiter(options.target.kind).to_string());
-    let offline = plan_jobs(ctx, &folders, &assumed, None, false)?;
+    let (known_delimiter, known_prefix) =
+        ledger::target_namespace(&ctx.store.index(), &ctx.account.target, host)?;
+    let assumed = Namespace {
+        prefix: known_prefix
+            .as_deref()
+            .map(mutf7::display)
+            .unwrap_or_default(),
+        delimiter: known_delimiter
+            .clone()
+            .unwrap_or_else(|| default_delimiter(options.target.kind).to_string()),
+    };
+    let offline = plan_jobs(ctx, &folders, &source_prefix, &assumed, None, false)?;
     ctx.progress.account_started(&ctx.account.name);
     if options.dry_run {
         *planned = offline.planned;
@@ -492,13 +529,15 @@ async fn run_account(
         return Ok(counts);
     }
 
-    // The first session tells the target's separator and folders.
+    // The first session tells the target's namespace and folders.
     let mut s = ctx.connect().await?;
-    let delimiter = s
-        .imap
-        .delimiter()
-        .await?
-        .unwrap_or_else(|| default_delimiter(options.target.kind).to_string());
+    let ns = s.imap.personal_namespace().await?;
+    let namespace = Namespace {
+        prefix: mutf7::display(&ns.prefix),
+        delimiter: ns
+            .delimiter
+            .unwrap_or_else(|| default_delimiter(options.target.kind).to_string()),
+    };
     // Only folders that can hold mail: a parent that exists only because
     // a child was created (\Noselect, \NonExistent) must still be created.
     let existing: std::collections::HashSet<String> = s
@@ -512,11 +551,18 @@ async fn run_account(
     let mut first = Some(s);
     let Plan {
         jobs, mut counts, ..
-    } = plan_jobs(ctx, &folders, &delimiter, Some(&existing), true)?;
+    } = plan_jobs(
+        ctx,
+        &folders,
+        &source_prefix,
+        &namespace,
+        Some(&existing),
+        true,
+    )?;
     {
         let index = ctx.store.index();
         let target = ledger::target_id(&index, &ctx.account.target, host)?;
-        ledger::set_target_delimiter(&index, target, &delimiter)?;
+        ledger::set_target_namespace(&index, target, &namespace.delimiter, &ns.prefix)?;
     }
     ctx.progress.planned(
         &ctx.account.name,
@@ -568,6 +614,42 @@ async fn run_account(
     Ok(counts)
 }
 
+/// A folder an earlier version uploaded under the name it gave before
+/// namespaces were read (`INBOX/Projects` where it now says `Projects`)
+/// stays there: moving it would upload it all again.
+fn keep_earlier_folders(
+    ctx: &AccountContext,
+    folders: &[crate::store::index::FolderRow],
+    namespace: &Namespace,
+    map: &mut [MapEntry],
+) -> Result<()> {
+    let index = ctx.store.index();
+    let host = ctx.options.target.server.address();
+    let Some(target) = ledger::find_target(&index, &ctx.account.target, &host)? else {
+        return Ok(());
+    };
+    for e in map.iter_mut() {
+        let Some(now) = e.target.as_deref() else {
+            continue;
+        };
+        if e.why == "map file" {
+            continue;
+        }
+        let Some(row) = folders.iter().find(|f| f.id == e.source_folder_id) else {
+            continue;
+        };
+        let before = mapping::legacy_target(row, ctx.options.target.kind, &namespace.delimiter);
+        if before != now
+            && ledger::folder_has_uploads(&index, target, &target_wire_name(&before))?
+            && !ledger::folder_has_uploads(&index, target, &target_wire_name(now))?
+        {
+            e.target = Some(before);
+            e.why = "where an earlier upload put it".to_string();
+        }
+    }
+    Ok(())
+}
+
 /// The work of one account, from the store and the ledger.
 struct Plan {
     jobs: VecDeque<FolderJob>,
@@ -575,25 +657,28 @@ struct Plan {
     planned: Vec<PlannedFolder>,
 }
 
-/// Maps the account's folders with the target's `delimiter` and reads the
+/// Maps the account's folders into the target's namespace and reads the
 /// ledger for each target folder. With `write` false nothing is recorded
 /// (dry runs, and the check whether anything is to be done at all).
 fn plan_jobs(
     ctx: &AccountContext,
     folders: &[crate::store::index::FolderRow],
-    delimiter: &str,
+    source_prefix: &str,
+    namespace: &Namespace,
     existing: Option<&std::collections::HashSet<String>>,
     write: bool,
 ) -> Result<Plan> {
     let options = &ctx.options;
-    let map = mapping::map_account(
+    let mut map = mapping::map_account(
         &ctx.account.name,
         folders,
+        source_prefix,
         options.target.kind,
-        delimiter,
+        namespace,
         options.map_file.as_ref(),
         options.merge_folders,
     )?;
+    keep_earlier_folders(ctx, folders, namespace, &mut map)?;
     // Group source folders by target folder, keeping the map's order.
     let mut groups: Vec<(String, Vec<&MapEntry>)> = Vec::new();
     let mut group_of: HashMap<String, usize> = HashMap::new();
@@ -678,6 +763,7 @@ fn plan_jobs(
             &outgoing,
             &known,
             options.only_failed,
+            options.send_nul_bytes,
             options.target.kind,
             &ctx.account.name,
         );
