@@ -1,19 +1,41 @@
 #!/usr/bin/env bash
 # Runs every test of mailferry on a fresh Debian machine: installs what the
-# tests need (Dovecot, openssl, chromium for the HTML report), then fmt, clippy
-# and the test suite.
+# tests need (Dovecot, Cyrus and Courier, openssl, chromium for the HTML
+# report, mbsync for the benchmarks), then fmt, clippy and the test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
 need=()
 command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ] || need+=(dovecot-imapd dovecot-core)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-dejavu-core)
-if [ ${#need[@]} -gt 0 ]; then
-    SUDO=""
-    [ "$(id -u)" = 0 ] || SUDO="sudo"
+# Cyrus and Courier conflict with dovecot-imapd (all provide imap-server):
+# their non-conflicting parts come from apt, their IMAP daemons are
+# downloaded and unpacked by the tests (tests/support/mod.rs).
+[ -x /usr/lib/cyrus/bin/master ] || need+=(cyrus-common cyrus-admin)
+command -v saslpasswd2 >/dev/null 2>&1 || need+=(sasl2-bin)
+[ -x /usr/sbin/couriertcpd ] || need+=(courier-base)
+[ -x /usr/lib/courier/courier-authlib/authdaemond ] || need+=(courier-authlib courier-authdaemon)
+command -v makeuserdb >/dev/null 2>&1 || [ -x /usr/sbin/makeuserdb ] || need+=(courier-authlib-userdb)
+[ -x /usr/libexec/gam_server ] || need+=(gamin)
+command -v mbsync >/dev/null 2>&1 || need+=(isync)
+servers=${MAILFERRY_TEST_SERVERS:-/var/tmp/mailferry-test-servers}
+missing_debs=()
+for pkg in cyrus-imapd courier-imap; do
+    ls "$servers/${pkg}_"*.deb >/dev/null 2>&1 || missing_debs+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ] || [ ${#missing_debs[@]} -gt 0 ]; then
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if [ ${#need[@]} -gt 0 ]; then
+    # dma: the mail transfer agent Cyrus and Courier want, without a daemon.
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" dma >/dev/null
+fi
+if [ ${#missing_debs[@]} -gt 0 ]; then
+    $SUDO mkdir -p "$servers"
+    (cd "$servers" && $SUDO apt-get download -qq "${missing_debs[@]}")
 fi
 
 cargo fmt --all -- --check

@@ -106,7 +106,7 @@ pub(crate) async fn run(
         kind,
         &ctx.account.name,
     );
-    if pending.is_empty() && flag_pushes.is_empty() && appends.is_empty() {
+    if pending.is_empty() && flag_pushes.is_empty() && appends.is_empty() && job.exists {
         return Ok(());
     }
 

@@ -229,6 +229,14 @@ pub fn set_actual_name(index: &Index, folder: i64, wire: &str, display: &str) ->
     Ok(())
 }
 
+/// Whether an upload ever opened the target folder (it exists there).
+pub fn target_folder_seen(index: &Index, folder: i64) -> Result<bool> {
+    Ok(index
+        .connection()
+        .prepare_cached("SELECT 1 FROM target_folders WHERE id = ?1 AND uidvalidity IS NOT NULL")?
+        .exists([folder])?)
+}
+
 pub fn set_folder_uidvalidity(index: &Index, folder: i64, uidvalidity: u32) -> Result<()> {
     index.connection().execute(
         "UPDATE target_folders SET uidvalidity = ?2 WHERE id = ?1",

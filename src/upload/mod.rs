@@ -776,7 +776,16 @@ fn plan_jobs(
             append: work.appends.len() as u64,
             bytes,
         });
-        if work.is_empty() {
+        // An empty source folder is still made at the target, once: the
+        // mailbox keeps its shape.
+        let made = match existing {
+            Some(ex) => ex.contains(&wire),
+            None => tf
+                .map(|tf| ledger::target_folder_seen(&index, tf))
+                .transpose()?
+                .unwrap_or(false),
+        };
+        if work.is_empty() && made {
             continue;
         }
         if let Some(tf) = tf.filter(|_| write) {

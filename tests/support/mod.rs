@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod courier;
+pub mod cyrus;
 pub mod dns;
 pub mod exchange;
 pub mod hostile;
@@ -66,6 +68,162 @@ impl Certs {
     }
 }
 
+/// What the tests need of any IMAP server they start (Dovecot, Cyrus,
+/// Courier): where it listens, the CA that signed its certificate, and how
+/// it names folders.
+pub trait Server {
+    fn port(&self) -> u16;
+    fn ca_file(&self) -> &Path;
+    /// The first name on the server's certificate.
+    fn cert_name(&self) -> &str;
+    /// A directory of the test run (for CSVs and the like).
+    fn dir(&self) -> &Path;
+    /// "dovecot", "cyrus" or "courier", for messages.
+    fn name(&self) -> &'static str;
+    fn separator(&self) -> char;
+    /// The personal namespace prefix: "" or "INBOX.".
+    fn prefix(&self) -> &'static str;
+
+    /// A user's folder by its name below the namespace ("Archive" is
+    /// "INBOX.Archive" on Cyrus); "INBOX" stays.
+    fn folder(&self, path: &str) -> String {
+        if path == "INBOX" {
+            return path.to_string();
+        }
+        format!(
+            "{}{}",
+            self.prefix(),
+            path.replace('/', &self.separator().to_string())
+        )
+    }
+
+    fn client(&self, user: &str, password: &str) -> RawImap {
+        RawImap::connect(
+            self.port(),
+            self.ca_file(),
+            self.cert_name(),
+            user,
+            password,
+        )
+    }
+
+    fn client_xoauth2(&self, user: &str, token: &str) -> RawImap {
+        RawImap::connect_xoauth2(self.port(), self.ca_file(), self.cert_name(), user, token)
+    }
+
+    /// An accounts CSV for the given users (login = user name).
+    fn accounts_csv(&self, users: &[(&str, &str)]) -> PathBuf {
+        let mut text = String::from("EmailAddress,UserName,Password\n");
+        for (u, p) in users {
+            text.push_str(&format!("{u}@example.com,{u},{p}\n"));
+        }
+        let path = self.dir().join(format!("accounts-{}.csv", users.len()));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// An accounts CSV that mirrors `source` users and uploads each into
+    /// `target` users (with the non-Microsoft TargetAddress and
+    /// TargetPassword columns).
+    fn migration_csv(&self, pairs: &[(&str, &str, &str, &str)]) -> PathBuf {
+        let mut text =
+            String::from("EmailAddress,UserName,Password,TargetAddress,TargetPassword\n");
+        for (src, src_pw, dst, dst_pw) in pairs {
+            text.push_str(&format!(
+                "{src}@example.com,{src},{src_pw},{dst},{dst_pw}\n"
+            ));
+        }
+        let path = self.dir().join(format!("migration-{}.csv", pairs.len()));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+/// Where the servers that conflict with Dovecot (cyrus-imapd,
+/// courier-imap) are unpacked: a place every system user can reach, since
+/// their daemons drop to their own users. scripts/test.sh downloads the
+/// packages there.
+pub fn test_servers_dir() -> PathBuf {
+    std::env::var_os("MAILFERRY_TEST_SERVERS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/mailferry-test-servers"))
+}
+
+/// The unpacked tree of `package`, unpacked from its downloaded .deb on
+/// first use (into a fresh directory, then renamed: test binaries race).
+pub fn unpacked_server(package: &str) -> PathBuf {
+    let base = test_servers_dir();
+    let tree = base.join(package);
+    if tree.join(".unpacked").exists() {
+        return tree;
+    }
+    let deb = std::fs::read_dir(&base)
+        .ok()
+        .and_then(|d| {
+            d.flatten().map(|e| e.path()).find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&format!("{package}_")) && n.ends_with(".deb"))
+            })
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "{package} is not downloaded to {}: run scripts/test.sh (it runs \
+                 `apt-get download {package}` there)",
+                base.display()
+            )
+        });
+    let tmp = base.join(format!(".{package}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let status = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(&tmp)
+        .status()
+        .expect("dpkg-deb");
+    assert!(status.success(), "cannot unpack {}", deb.display());
+    std::fs::write(tmp.join(".unpacked"), b"").unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+    if std::fs::rename(&tmp, &tree).is_err() {
+        // Another test binary was first.
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    assert!(
+        tree.join(".unpacked").exists(),
+        "{} not unpacked",
+        tree.display()
+    );
+    tree
+}
+
+/// Until the server spawned as `child` (not whatever else may hold the
+/// port) greets over TLS with the certificate minted for it.
+pub fn wait_for_greeting(
+    child: &mut Child,
+    port: u16,
+    ca_file: &Path,
+    cert_name: &str,
+) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("the server exited ({status})"));
+        }
+        if tls_stream(port, ca_file, cert_name)
+            .and_then(|mut s| {
+                let mut line = Vec::new();
+                BufReader::new(&mut s).read_until(b'\n', &mut line)?;
+                Ok(line)
+            })
+            .is_ok_and(|line| line.starts_with(b"* OK"))
+        {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!("no IMAP greeting on {port}"))
+}
+
 /// How to build a Dovecot.
 pub struct DovecotConfig {
     pub users: Vec<(String, String)>,
@@ -117,7 +275,7 @@ pub struct Dovecot {
     gid: u32,
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -319,69 +477,12 @@ protocol imap {{
     /// Until this Dovecot (not whatever else may hold the port) greets over
     /// TLS with the certificate minted for it.
     fn wait_for_greeting(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!("dovecot exited ({status}): {}", self.log()));
-            }
-            if tls_stream(self.port, &self.ca_file, &self.cert_name)
-                .and_then(|mut s| {
-                    let mut line = Vec::new();
-                    BufReader::new(&mut s).read_until(b'\n', &mut line)?;
-                    Ok(line)
-                })
-                .is_ok_and(|line| line.starts_with(b"* OK"))
-            {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Err(format!("no IMAP greeting on {}: {}", self.port, self.log()))
+        wait_for_greeting(&mut self.child, self.port, &self.ca_file, &self.cert_name)
+            .map_err(|why| format!("{why}: {}", self.log()))
     }
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
-    }
-
-    /// An accounts CSV for the given users (login = user name).
-    pub fn accounts_csv(&self, users: &[(&str, &str)]) -> PathBuf {
-        let mut text = String::from("EmailAddress,UserName,Password\n");
-        for (u, p) in users {
-            text.push_str(&format!("{u}@example.com,{u},{p}\n"));
-        }
-        let path = self
-            .dir
-            .path()
-            .join(format!("accounts-{}.csv", users.len()));
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-
-    pub fn client_xoauth2(&self, user: &str, token: &str) -> RawImap {
-        RawImap::connect_xoauth2(self.port, &self.ca_file, &self.cert_name, user, token)
-    }
-
-    pub fn client(&self, user: &str, password: &str) -> RawImap {
-        RawImap::connect(self.port, &self.ca_file, &self.cert_name, user, password)
-    }
-
-    /// An accounts CSV that mirrors `source` users and uploads each into
-    /// `target` users (with the non-Microsoft TargetAddress and
-    /// TargetPassword columns).
-    pub fn migration_csv(&self, pairs: &[(&str, &str, &str, &str)]) -> PathBuf {
-        let mut text =
-            String::from("EmailAddress,UserName,Password,TargetAddress,TargetPassword\n");
-        for (src, src_pw, dst, dst_pw) in pairs {
-            text.push_str(&format!(
-                "{src}@example.com,{src},{src_pw},{dst},{dst_pw}\n"
-            ));
-        }
-        let path = self
-            .dir
-            .path()
-            .join(format!("migration-{}.csv", pairs.len()));
-        std::fs::write(&path, text).unwrap();
-        path
     }
 
     /// The Maildir of a folder ("INBOX" or a name using the separator).
@@ -437,6 +538,30 @@ protocol imap {{
                 _ => std::thread::sleep(Duration::from_millis(20)),
             }
         }
+    }
+}
+
+impl Server for Dovecot {
+    fn port(&self) -> u16 {
+        self.port
+    }
+    fn ca_file(&self) -> &Path {
+        &self.ca_file
+    }
+    fn cert_name(&self) -> &str {
+        &self.cert_name
+    }
+    fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+    fn name(&self) -> &'static str {
+        "dovecot"
+    }
+    fn separator(&self) -> char {
+        self.separator
+    }
+    fn prefix(&self) -> &'static str {
+        ""
     }
 }
 
@@ -625,8 +750,9 @@ impl RawImap {
 
     /// APPENDs a message with flags and an INTERNALDATE; returns its UID.
     pub fn append(&mut self, folder: &str, flags: &str, date: &str, body: &[u8]) -> u32 {
+        // A synchronising literal: not every server has LITERAL+ (Courier).
         let cmd = format!(
-            "APPEND {} ({flags}) \"{date}\" {{{}+}}\r\n",
+            "APPEND {} ({flags}) \"{date}\" {{{}}}\r\n",
             quote(folder),
             body.len()
         );
@@ -635,6 +761,10 @@ impl RawImap {
         let stream = self.reader.get_mut();
         stream.write_all(format!("{tag} ").as_bytes()).unwrap();
         stream.write_all(cmd.as_bytes()).unwrap();
+        stream.flush().unwrap();
+        let go_ahead = String::from_utf8_lossy(&self.read_line()).to_string();
+        assert!(go_ahead.starts_with('+'), "APPEND refused: {go_ahead}");
+        let stream = self.reader.get_mut();
         stream.write_all(body).unwrap();
         stream.write_all(b"\r\n").unwrap();
         stream.flush().unwrap();
@@ -773,7 +903,7 @@ pub fn message(subject: &str, message_id: &str, body: &str) -> Vec<u8> {
 /// Every folder of a mailbox and its message bodies, sorted: what a test
 /// compares between source and target.
 pub fn contents(
-    server: &Dovecot,
+    server: &(impl Server + ?Sized),
     user: &str,
     pw: &str,
 ) -> std::collections::BTreeMap<String, Vec<Vec<u8>>> {
@@ -835,18 +965,18 @@ pub fn find_in(array: &serde_json::Value, key: &str, value: &str) -> serde_json:
 }
 
 /// `--host … --port … --ca-file …`: `server` as the source.
-pub fn source_flags(server: &Dovecot) -> Vec<String> {
-    let port = server.port.to_string();
-    let ca = server.ca_file.to_string_lossy().to_string();
+pub fn source_flags(server: &(impl Server + ?Sized)) -> Vec<String> {
+    let port = server.port().to_string();
+    let ca = server.ca_file().to_string_lossy().to_string();
     ["--host", "localhost", "--port", &port, "--ca-file", &ca]
         .map(String::from)
         .to_vec()
 }
 
 /// `server` as a plain IMAP target (password logins).
-pub fn target_flags(server: &Dovecot) -> Vec<String> {
-    let port = server.port.to_string();
-    let ca = server.ca_file.to_string_lossy().to_string();
+pub fn target_flags(server: &(impl Server + ?Sized)) -> Vec<String> {
+    let port = server.port().to_string();
+    let ca = server.ca_file().to_string_lossy().to_string();
     [
         "--target-kind",
         "imap",
@@ -872,7 +1002,7 @@ pub fn mailferry_with(args: &[&str], more: &[Vec<String>]) -> Run {
 
 /// The `mailferry mirror --json` command line against `port`, to spawn.
 pub fn mirror_command(
-    server: &Dovecot,
+    server: &(impl Server + ?Sized),
     port: u16,
     store: &Path,
     accounts: &Path,
@@ -891,24 +1021,24 @@ pub fn mirror_command(
             &port.to_string(),
             "--ca-file",
         ])
-        .arg(&server.ca_file)
+        .arg(server.ca_file())
         .args(extra);
     cmd
 }
 
 /// `mailferry mirror --json` against `server`; returns the run and its summary.
 pub fn mirror(
-    server: &Dovecot,
+    server: &(impl Server + ?Sized),
     store: &Path,
     accounts: &Path,
     extra: &[&str],
 ) -> (Run, serde_json::Value) {
-    mirror_via(server, server.port, store, accounts, extra)
+    mirror_via(server, server.port(), store, accounts, extra)
 }
 
 /// The same through another port (a proxy in front of `server`).
 pub fn mirror_via(
-    server: &Dovecot,
+    server: &(impl Server + ?Sized),
     port: u16,
     store: &Path,
     accounts: &Path,
@@ -922,16 +1052,16 @@ pub fn mirror_via(
 /// `mailferry upload --json` into `server` (a plain IMAP target with
 /// password logins unless `extra` says otherwise).
 pub fn upload(
-    server: &Dovecot,
+    server: &(impl Server + ?Sized),
     store: &Path,
     accounts: &Path,
     extra: &[&str],
 ) -> (Run, serde_json::Value) {
-    upload_via(server, server.port, store, accounts, extra)
+    upload_via(server, server.port(), store, accounts, extra)
 }
 
 pub fn upload_via(
-    server: &Dovecot,
+    server: &(impl Server + ?Sized),
     port: u16,
     store: &Path,
     accounts: &Path,
@@ -944,7 +1074,7 @@ pub fn upload_via(
 
 /// The `mailferry upload --json` command line into `port`, to spawn.
 pub fn upload_command(
-    server: &Dovecot,
+    server: &(impl Server + ?Sized),
     port: u16,
     store: &Path,
     accounts: &Path,
@@ -963,7 +1093,7 @@ pub fn upload_command(
             &port.to_string(),
         ])
         .arg("--target-ca-file")
-        .arg(&server.ca_file)
+        .arg(server.ca_file())
         .args(extra);
     cmd
 }

@@ -1,0 +1,2 @@
+//! Courier: see below.
+pub struct Courier;
