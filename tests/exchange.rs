@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::exchange::{Event, ExchangeFaults, ExchangeProxy, KillPoint};
+use support::exchange::{Event, ExchangeFaults, ExchangeProxy, KillPoint, contents_unconverted};
 use support::*;
 
 const DATE: &str = "03-Mar-2025 10:00:00 +0100";
@@ -94,7 +94,10 @@ fn exchange_faults_lose_nothing_duplicate_nothing_and_the_backoff_is_obeyed() {
     want.get_mut("Work").unwrap().retain(|b| *b != long);
     let files = want.remove("Files").unwrap();
     want.insert("Files (migrated)".into(), files);
-    assert_eq!(contents(&server, "alice-365", "alice-365-pw"), want);
+    assert_eq!(
+        contents_unconverted(&server, "alice-365", "alice-365-pw"),
+        want
+    );
 
     // After each throttle reply, the throttled connection sent nothing
     // before the suggested time, and every other connection of the mailbox
@@ -224,7 +227,7 @@ fn killed_at_any_point_of_an_append_the_next_run_leaves_every_message_exactly_on
         let files = want.remove("Files").unwrap();
         want.insert("Files (migrated)".into(), files);
         assert_eq!(
-            contents(&server, "alice-365", "alice-365-pw"),
+            contents_unconverted(&server, "alice-365", "alice-365-pw"),
             want,
             "{point:?} at APPEND #{at}"
         );
@@ -299,7 +302,10 @@ fn retry_failed_retries_only_what_failed() {
     let mut want = contents(&server, "alice", "alice-pw");
     let files = want.remove("Files").unwrap();
     want.insert("Files (migrated)".into(), files);
-    assert_eq!(contents(&server, "alice-365", "alice-365-pw"), want);
+    assert_eq!(
+        contents_unconverted(&server, "alice-365", "alice-365-pw"),
+        want
+    );
 }
 
 #[test]
@@ -327,7 +333,7 @@ fn a_folder_name_the_target_refuses_is_renamed_predictably_and_remembered() {
         "{}",
         run.stderr
     );
-    let target = contents(&server, "alice-365", "alice-365-pw");
+    let target = contents_unconverted(&server, "alice-365", "alice-365-pw");
     assert_eq!(target["Files (migrated)"].len(), 2);
     assert!(!target.contains_key("Files"));
     // The next run goes to the same place and appends nothing.
@@ -342,7 +348,83 @@ fn a_folder_name_the_target_refuses_is_renamed_predictably_and_remembered() {
     assert_eq!(run.code, 0, "{}", run.stdout);
     assert_eq!(total(&again, "appended"), 1);
     assert_eq!(
-        contents(&server, "alice-365", "alice-365-pw")["Files (migrated)"].len(),
+        contents_unconverted(&server, "alice-365", "alice-365-pw")["Files (migrated)"].len(),
         3
     );
+}
+
+/// `verify --target` through Exchange's dialect: every message was
+/// converted (other bytes, other size), and the check still finds each one
+/// by Message-ID and date; requeueing then appends nothing twice, and a
+/// message deleted at the target is found missing and put back once.
+#[test]
+fn the_target_check_finds_converted_messages_and_requeues_only_the_missing() {
+    let server = Dovecot::start();
+    seed(&server, 3);
+    let proxy = ExchangeProxy::start(&server, ExchangeFaults::default());
+    let store = tempfile::tempdir().unwrap();
+    let accounts = server.migration_csv(&[("alice", "alice-pw", "alice-365", "alice-365-pw")]);
+    let (run, _) = mirror(&server, store.path(), &accounts, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let (run, up) = upload_via(
+        &server,
+        proxy.port,
+        store.path(),
+        &accounts,
+        &upload_args(&[]),
+    );
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(total(&up, "appended"), 9, "{up}");
+    let port = proxy.port.to_string();
+    let ca = server.ca_file.to_str().unwrap().to_string();
+    let check = |extra: &[&str]| {
+        let mut args = vec![
+            "--store",
+            store.path().to_str().unwrap(),
+            "verify",
+            "--target",
+            "--json",
+            "--accounts",
+            accounts.to_str().unwrap(),
+            "--target-host",
+            "localhost",
+            "--target-port",
+            &port,
+            "--target-ca-file",
+            &ca,
+        ];
+        args.extend(upload_args(extra));
+        mailferry(&args)
+    };
+    let run = check(&[]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+    let c = run.json();
+    assert_eq!(c["accounts"][0]["found"], 9, "{c:#}");
+    assert_eq!(c["accounts"][0]["missing"], 0, "{c:#}");
+    assert_eq!(c["accounts"][0]["extras"], 0, "{c:#}");
+
+    // One message deleted at the target: missing, and back once.
+    let mut t = server.client("alice-365", "alice-365-pw");
+    let gone = t.messages("Work")[0].uid;
+    t.expunge_uid("Work", gone);
+    let run = check(&["--requeue-missing"]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert_eq!(run.json()["accounts"][0]["missing"], 1);
+    let (run, again) = upload_via(
+        &server,
+        proxy.port,
+        store.path(),
+        &accounts,
+        &upload_args(&[]),
+    );
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(total(&again, "appended"), 1, "{again}");
+    let mut want = contents(&server, "alice", "alice-pw");
+    let files = want.remove("Files").unwrap();
+    want.insert("Files (migrated)".into(), files);
+    assert_eq!(
+        contents_unconverted(&server, "alice-365", "alice-365-pw"),
+        want
+    );
+    assert_eq!(check(&[]).code, 0);
 }

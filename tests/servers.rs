@@ -310,5 +310,157 @@ fn cyrus_killed_upload_loses_nothing_and_doubles_nothing() {
     killed_upload_scenario(&source, &target);
 }
 
+/// `mailferry --store S ARGS --accounts A` with `target` as the target.
+fn at_target(target: &impl Server, store: &Path, accounts: &Path, args: &[&str]) -> Run {
+    let mut all: Vec<&str> = vec!["--store", store.to_str().unwrap()];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--accounts", accounts.to_str().unwrap()]);
+    mailferry_with(&all, &[target_flags(target)])
+}
+
+/// Messages in a folder, as an independent client counts them.
+fn count(server: &impl Server, user: &str, pw: &str, folder: &str) -> usize {
+    server.client(user, pw).messages(folder).len()
+}
+
+/// A store holding `files` (folder, .eml bytes) imported from disk as
+/// old@example.com, to go to alice-365: bytes no server would hand a
+/// mirror (bare LF, NUL) come this way, as they do from old exports.
+fn imported(files: &[(&str, &[u8])]) -> (tempfile::TempDir, std::path::PathBuf) {
+    let store = tempfile::tempdir().unwrap();
+    let dir = store.path().join("export");
+    for (i, (folder, bytes)) in files.iter().enumerate() {
+        std::fs::create_dir_all(dir.join(folder)).unwrap();
+        std::fs::write(dir.join(folder).join(format!("{i:03}.eml")), bytes).unwrap();
+    }
+    let run = mailferry(&[
+        "--store",
+        store.path().to_str().unwrap(),
+        "import",
+        dir.to_str().unwrap(),
+        "--account",
+        "old@example.com",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let accounts = store.path().join("accounts.csv");
+    std::fs::write(
+        &accounts,
+        "EmailAddress,UserName,Password,TargetAddress,TargetPassword\n\
+         old@example.com,unused,unused,alice-365,alice-365-pw\n",
+    )
+    .unwrap();
+    (store, accounts)
+}
+
+/// Defects 4 and 1: Cyrus refuses bare LF for good. The message goes with
+/// CRLF line ends, recorded and reported, and the account completes; the
+/// check finds the rewritten copy (other size, same Message-ID and date),
+/// and requeueing never makes a second one.
+#[test]
+fn cyrus_bare_newlines_go_as_crlf_and_the_check_finds_them() {
+    let bare = b"From: x@example.org\nSubject: bare\nMessage-ID: <bare@x>\n\nline one\nline two\n";
+    let a = message("a", "a@x", "a");
+    let b = message("b", "b@x", "b");
+    let (store, accounts) = imported(&[("INBOX", &a), ("INBOX", &b), ("INBOX", bare)]);
+    let target = Cyrus::start();
+    let (run, summary) = upload(&target, store.path(), &accounts, &["--target-kind", "imap"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+    assert_eq!(total(&summary, "appended"), 3, "{summary}");
+    assert_eq!(total(&summary, "skipped"), 0, "{summary}");
+    assert_eq!(total(&summary, "failed"), 0, "{summary}");
+    assert_eq!(summary["accounts"][0]["complete"], true, "{summary}");
+    let otherwise = &summary["totals"]["sent_otherwise"];
+    assert_eq!(
+        otherwise["line ends made CRLF (the target refuses bare LF)"], 1,
+        "{summary}"
+    );
+    let at_cyrus = target.client("alice-365", "alice-365-pw").messages("INBOX");
+    let converted = at_cyrus
+        .iter()
+        .find(|m| m.body.windows(8).any(|w| w == b"bare@x>\r"))
+        .expect("the bare-LF message is at the target");
+    assert_eq!(
+        converted.body,
+        b"From: x@example.org\r\nSubject: bare\r\nMessage-ID: <bare@x>\r\n\r\nline one\r\nline two\r\n"
+    );
+    // The text summary says so too.
+    let text = at_target(&target, store.path(), &accounts, &["upload"]);
+    assert_eq!(text.code, 0, "{}", text.stderr);
+    assert!(
+        text.stdout.contains("1 sent with line ends made CRLF"),
+        "{}",
+        text.stdout
+    );
+
+    let check = at_target(
+        &target,
+        store.path(),
+        &accounts,
+        &["verify", "--target", "--json"],
+    );
+    assert_eq!(check.code, 0, "{}\n{}", check.stderr, check.stdout);
+    let c = check.json();
+    assert_eq!(c["accounts"][0]["found"], 3, "{c:#}");
+    assert_eq!(c["accounts"][0]["missing"], 0, "{c:#}");
+    assert_eq!(c["accounts"][0]["extras"], 0, "{c:#}");
+    let check = at_target(
+        &target,
+        store.path(),
+        &accounts,
+        &["verify", "--target", "--requeue-missing", "--json"],
+    );
+    assert_eq!(check.code, 0, "{}", check.stdout);
+    let (run, again) = upload(&target, store.path(), &accounts, &["--target-kind", "imap"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(total(&again, "appended"), 0, "{again}");
+    assert_eq!(count(&target, "alice-365", "alice-365-pw", "INBOX"), 3);
+}
+
+/// Defect 8: Cyrus offers QUOTA but sets none: preflight says so instead of
+/// Microsoft 365's 50 GB.
+#[test]
+fn cyrus_preflight_says_no_quota_set() {
+    let source = Dovecot::start();
+    source
+        .client("alice", "alice-pw")
+        .append("INBOX", "", DATE_1, &message("c", "c@x", "c"));
+    let target = Cyrus::start();
+    let accounts = source.migration_csv(&[("alice", "alice-pw", "alice-365", "alice-365-pw")]);
+    let store = tempfile::tempdir().unwrap();
+    let run = mailferry_with(
+        &[
+            "--store",
+            store.path().to_str().unwrap(),
+            "preflight",
+            "--json",
+            "--accounts",
+            accounts.to_str().unwrap(),
+        ],
+        &[source_flags(&source), target_flags(&target)],
+    );
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+    let alice = &run.json()["accounts"][0];
+    assert_eq!(alice["quota_bytes"], serde_json::Value::Null, "{alice:#}");
+    assert_eq!(
+        alice["quota_from"], "no quota set (the target's QUOTA)",
+        "{alice:#}"
+    );
+    let text = mailferry_with(
+        &[
+            "--store",
+            store.path().to_str().unwrap(),
+            "preflight",
+            "--accounts",
+            accounts.to_str().unwrap(),
+        ],
+        &[source_flags(&source), target_flags(&target)],
+    );
+    assert!(
+        text.stdout.contains("quota at the target no quota set") && !text.stdout.contains("50"),
+        "{}",
+        text.stdout
+    );
+}
+
 #[allow(dead_code)]
 fn _courier_unused(_: &Courier) {}

@@ -1,13 +1,23 @@
 //! An IMAP proxy that behaves like Exchange Online where Dovecot does not:
 //! it terminates TLS (with the test server's certificate), forwards to
-//! Dovecot over TLS, and injects Exchange's faults: throttling replies with
-//! a suggested backoff, BYE, a connection reset in the middle of a literal,
-//! a message size limit, a line length limit and reserved folder names. It
-//! can also SIGKILL the client at chosen points of an APPEND. Everything it
-//! does is logged with timestamps for the tests to check.
+//! Dovecot over TLS, and speaks Exchange's dialect and faults.
+//!
+//! The dialect: Exchange's capabilities only (no CONDSTORE, QRESYNC,
+//! BINARY, LIST-STATUS, APPENDLIMIT, COMPRESS or QUOTA; UIDPLUS, MOVE, ID,
+//! UNSELECT, CHILDREN, IDLE, NAMESPACE, LITERAL+, AUTH=PLAIN AUTH=XOAUTH2
+//! SASL-IR); no custom keywords (PERMANENTFLAGS without `\*`, keywords in
+//! APPEND and STORE dropped); every message converted on APPEND (a header
+//! added, so its size changes and its Message-ID stays). Dovecot behind it
+//! has the personal namespace "" with "/" as Exchange does.
+//!
+//! The faults: throttling replies with a suggested backoff, BYE, a
+//! connection reset in the middle of a literal, a message size limit, a
+//! line length limit and reserved folder names. It can also SIGKILL the
+//! client at chosen points of an APPEND. Everything it does is logged with
+//! timestamps for the tests to check.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -219,6 +229,92 @@ fn kill(shared: &Shared, point: KillPoint) {
     }
 }
 
+/// Exchange Online's capabilities before and after login.
+const CAPABILITY: &str = "IMAP4 IMAP4rev1 AUTH=PLAIN AUTH=XOAUTH2 SASL-IR UIDPLUS MOVE ID UNSELECT CHILDREN IDLE NAMESPACE LITERAL+";
+const CAPABILITY_AFTER_LOGIN: &str = "IMAP4 IMAP4rev1 AUTH=PLAIN AUTH=XOAUTH2 SASL-IR UIDPLUS MOVE ID UNSELECT CHILDREN IDLE NAMESPACE LITERAL+ CLIENTACCESSRULES CLIENTNETWORKPRESENCELOCATION BACKENDAUTHENTICATE";
+
+/// What Exchange adds to every message it stores (its conversion changes
+/// the bytes and keeps the Message-ID).
+pub const CONVERSION_HEADER: &[u8] = b"X-MS-Exchange-Organization-Converted: True\r\n";
+
+/// A server line as Exchange would send it: its capabilities, and
+/// PERMANENTFLAGS without keywords or `\*`.
+fn in_dialect(line: &[u8], logged_in: bool) -> Vec<u8> {
+    let Ok(text) = std::str::from_utf8(line) else {
+        return line.to_vec();
+    };
+    let caps = if logged_in {
+        CAPABILITY_AFTER_LOGIN
+    } else {
+        CAPABILITY
+    };
+    if text.starts_with("* CAPABILITY ") {
+        return format!("* CAPABILITY {caps}\r\n").into_bytes();
+    }
+    let mut out = text.to_string();
+    if let Some(start) = out.find("[CAPABILITY ")
+        && let Some(end) = out[start..].find(']')
+    {
+        out.replace_range(start..start + end + 1, &format!("[CAPABILITY {caps}]"));
+    }
+    if let Some(start) = out.find("[PERMANENTFLAGS (")
+        && let Some(end) = out[start..].find(")]")
+    {
+        let inner = &out[start + "[PERMANENTFLAGS (".len()..start + end];
+        let system: Vec<&str> = inner
+            .split_whitespace()
+            .filter(|f| f.starts_with('\\') && *f != "\\*")
+            .collect();
+        let replaced = format!("[PERMANENTFLAGS ({})]", system.join(" "));
+        out.replace_range(start..start + end + 2, &replaced);
+    }
+    out.into_bytes()
+}
+
+/// The first `(flags)` list of a command, past its mailbox name for an
+/// APPEND, without keywords: Exchange keeps none.
+fn without_keywords(line: &str) -> String {
+    let mut from = 0;
+    if line.to_ascii_uppercase().contains(" APPEND ") {
+        // tag APPEND mailbox ...: skip the mailbox, quoted or not.
+        let after = line.to_ascii_uppercase().find(" APPEND ").unwrap() + 8;
+        let rest = &line[after..];
+        from = after
+            + if let Some(q) = rest.strip_prefix('"') {
+                let mut escaped = false;
+                q.char_indices()
+                    .find(|&(_, c)| {
+                        let closes = c == '"' && !escaped;
+                        escaped = c == '\\' && !escaped;
+                        closes
+                    })
+                    .map(|(i, _)| i + 2)
+                    .unwrap_or(rest.len())
+            } else {
+                rest.find(' ').unwrap_or(rest.len())
+            };
+    }
+    let (Some(open), Some(close)) = (
+        line[from..].find('(').map(|i| i + from),
+        line[from..].find(')').map(|i| i + from),
+    ) else {
+        return line.to_string();
+    };
+    if close < open {
+        return line.to_string();
+    }
+    let kept: Vec<&str> = line[open + 1..close]
+        .split_whitespace()
+        .filter(|f| f.starts_with('\\'))
+        .collect();
+    format!(
+        "{}({}){}",
+        &line[..open],
+        kept.join(" "),
+        &line[close + 1..]
+    )
+}
+
 async fn relay(
     client: tokio_rustls::server::TlsStream<TcpStream>,
     shared: Arc<Shared>,
@@ -231,11 +327,13 @@ async fn relay(
     let uw = Arc::new(tokio::sync::Mutex::new(uw));
     // Tags of APPENDs in flight whose OK should kill the client.
     let kill_on_ok: Arc<Mutex<Vec<String>>> = Arc::default();
+    let logged_in = Arc::new(AtomicBool::new(false));
 
     let down = {
         let cw = cw.clone();
         let kill_on_ok = kill_on_ok.clone();
         let shared = shared.clone();
+        let logged_in = logged_in.clone();
         async move {
             let mut ur = BufReader::new(ur);
             while let Some((line, literal)) = read_unit(&mut ur).await? {
@@ -248,6 +346,7 @@ async fn relay(
                     kill(&shared, KillPoint::AfterOk);
                     return Ok::<(), std::io::Error>(());
                 }
+                let line = in_dialect(&line, logged_in.load(Ordering::SeqCst));
                 let mut w = cw.lock().await;
                 w.write_all(&line).await?;
                 if let Some(l) = literal {
@@ -279,6 +378,7 @@ async fn relay(
                 }
             };
             if verb == "LOGIN" || verb == "AUTHENTICATE" {
+                logged_in.store(true, Ordering::SeqCst);
                 let n = shared.logins.fetch_add(1, Ordering::SeqCst) + 1;
                 let log = |e: Event| shared.events.lock().unwrap().push((Instant::now(), e));
                 if n <= f.stall_logins {
@@ -347,7 +447,16 @@ async fn relay(
                     }
                     return Ok(());
                 }
-                let body = literal.as_deref().unwrap_or_default();
+                // Exchange converts what it stores: the bytes change, the
+                // Message-ID stays.
+                let mut converted = CONVERSION_HEADER.to_vec();
+                converted.extend_from_slice(literal.as_deref().unwrap_or_default());
+                let body = &converted[..];
+                let line = {
+                    let text = without_keywords(&text);
+                    let open = text.rfind('{').unwrap_or(text.len());
+                    format!("{}{{{}+}}\r\n", &text[..open], body.len()).into_bytes()
+                };
                 // The rest of the command line after the literal (CRLF).
                 let mut rest = Vec::new();
                 cr.read_until(b'\n', &mut rest).await?;
@@ -372,7 +481,9 @@ async fn relay(
                     reply("* BYE Connection is closed. 14\r\n".to_string()).await?;
                     return Ok(());
                 }
-                if f.max_message.is_some_and(|m| body.len() > m) {
+                if f.max_message
+                    .is_some_and(|m| body.len() - CONVERSION_HEADER.len() > m)
+                {
                     log(Event::TooBig(n));
                     reply(format!(
                         "{tag} NO [TOOBIG] APPEND failed: message too large.\r\n"
@@ -400,6 +511,11 @@ async fn relay(
                 u.flush().await?;
                 continue;
             }
+            let line = if verb == "UID" && text.to_ascii_uppercase().contains(" STORE ") {
+                without_keywords(&text).into_bytes()
+            } else {
+                line
+            };
             let mut u = uw.lock().await;
             u.write_all(&line).await?;
             if let Some(l) = literal {
@@ -412,4 +528,26 @@ async fn relay(
         r = down => r,
         r = up => r,
     }
+}
+
+/// What the proxy's Exchange holds for `user`, each message with the
+/// conversion taken off again (it must be there: every message was
+/// converted), sorted: comparable with the source's `contents`.
+pub fn contents_unconverted(
+    server: &super::Dovecot,
+    user: &str,
+    pw: &str,
+) -> std::collections::BTreeMap<String, Vec<Vec<u8>>> {
+    let mut all = super::contents(server, user, pw);
+    for (folder, bodies) in all.iter_mut() {
+        for body in bodies.iter_mut() {
+            assert!(
+                body.starts_with(CONVERSION_HEADER),
+                "a message in {folder} was not converted on APPEND"
+            );
+            body.drain(..CONVERSION_HEADER.len());
+        }
+        bodies.sort();
+    }
+    all
 }
