@@ -158,6 +158,14 @@ pub struct MirrorOnlyArgs {
     /// Most message data held in memory at once, in MiB.
     #[arg(long, default_value_t = 64)]
     pub max_memory_mib: u64,
+
+    /// Look for new mail only: a folder whose message count, UIDNEXT and
+    /// UIDVALIDITY are unchanged is not opened, so flag changes and
+    /// deletions in it wait for the next run without --quick. Saves most on
+    /// servers without CONDSTORE (Courier), where a full run reads every
+    /// folder's flags.
+    #[arg(long)]
+    pub quick: bool,
 }
 
 #[derive(Debug, Args)]

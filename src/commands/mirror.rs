@@ -41,6 +41,7 @@ pub fn mirror_with(
     let mut options = MirrorOptions::new(source);
     options.accounts_at_once = config.accounts_at_once.max(1);
     options.max_bytes_in_flight = args.max_memory_mib.max(1) << 20;
+    options.quick = args.quick;
     options.batch_bytes = options.batch_bytes.min(options.max_bytes_in_flight);
     let progress = ui::progress(cli.quiet, config.accounts.len());
     crate::commands::runtime()?.block_on(mirror::mirror(store, config, &options, progress))

@@ -197,6 +197,19 @@ pub struct Selected {
     pub changed: Vec<FetchedMessage>,
 }
 
+/// Folders per pipelined round trip: a few hundred short commands, so that
+/// neither side's socket buffers fill while the other is still writing.
+pub const PIPELINE_FOLDERS: usize = 100;
+
+/// A folder's figures and every message's UID and flags (see
+/// [`ImapSession::flag_listings`]).
+#[derive(Debug, Clone, Default)]
+pub struct FlagListing {
+    pub status: FolderStatus,
+    /// (UID, flags), by UID.
+    pub messages: Vec<(u32, Vec<String>)>,
+}
+
 /// What an APPEND got back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {
@@ -533,9 +546,49 @@ impl ImapSession {
         self.qresync
     }
 
-    /// Commands sent so far (each one is a round trip).
-    pub fn commands(&self) -> u64 {
+    /// Round trips so far: each command waited for is one, and so is each
+    /// window of commands sent together ([`ImapSession::pipeline`]).
+    pub fn round_trips(&self) -> u64 {
         self.commands
+    }
+
+    /// Sends `commands` one after another without waiting (RFC 3501 5.5)
+    /// and reads their answers in order: one round trip for all of them.
+    /// `on_data` gets the index of the command each untagged response
+    /// answers. Each command's outcome is returned; a refusal of one does
+    /// not stop the others. Callers keep windows small (a few hundred
+    /// short commands) so that neither side's buffers fill while the other
+    /// is still writing.
+    pub async fn pipeline<F>(
+        &mut self,
+        commands: &[String],
+        mut on_data: F,
+    ) -> Result<Vec<std::result::Result<(), ImapError>>>
+    where
+        F: FnMut(usize, &Response<'_>) -> Result<()>,
+    {
+        if commands.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sent = Vec::with_capacity(commands.len());
+        for c in commands {
+            sent.push(self.send(c).await?);
+        }
+        self.commands -= commands.len() as u64 - 1;
+        let mut outcomes = Vec::with_capacity(commands.len());
+        for (i, (tag, verb)) in sent.into_iter().enumerate() {
+            match self.read_until_tagged(&tag, verb, |r| on_data(i, r)).await {
+                Ok(_) => outcomes.push(Ok(())),
+                Err(e) => match e.downcast::<ImapError>() {
+                    Ok(refusal @ (ImapError::No { .. } | ImapError::Bad { .. })) => {
+                        outcomes.push(Err(refusal))
+                    }
+                    Ok(other) => return Err(other.into()),
+                    Err(e) => return Err(e),
+                },
+            }
+        }
+        Ok(outcomes)
     }
 
     /// Bytes received and sent on the wire so far.
@@ -966,6 +1019,117 @@ impl ImapSession {
         } else {
             "MESSAGES UIDNEXT UIDVALIDITY"
         }
+    }
+
+    /// STATUS of many folders, [`PIPELINE_FOLDERS`] per round trip; a
+    /// folder the server refuses gets its refusal.
+    pub async fn statuses(
+        &mut self,
+        folders: &[String],
+    ) -> Result<Vec<std::result::Result<FolderStatus, ImapError>>> {
+        let items = self.status_items();
+        let mut out = Vec::with_capacity(folders.len());
+        for window in folders.chunks(PIPELINE_FOLDERS) {
+            let commands: Vec<String> = window
+                .iter()
+                .map(|f| format!("STATUS {} ({items})", quote(f)))
+                .collect();
+            let mut found = vec![FolderStatus::default(); window.len()];
+            let outcomes = self
+                .pipeline(&commands, |i, r| {
+                    if let Response::MailboxData(MailboxDatum::Status { status, .. }) = r {
+                        found[i] = status_from(status);
+                    }
+                    Ok(())
+                })
+                .await?;
+            out.extend(outcomes.into_iter().zip(found).map(|(o, s)| o.map(|()| s)));
+        }
+        Ok(out)
+    }
+
+    /// Opens each folder read-only and lists every message's UID and flags
+    /// (`EXAMINE` + `UID FETCH 1:* (UID FLAGS)`), [`PIPELINE_FOLDERS`]
+    /// folders per round trip: how a server without CONDSTORE tells what
+    /// changed. Where EXAMINE gives no UIDNEXT (Courier), one more
+    /// pipelined round of STATUS asks for it.
+    pub async fn flag_listings(
+        &mut self,
+        folders: &[String],
+    ) -> Result<Vec<std::result::Result<FlagListing, ImapError>>> {
+        let mut out: Vec<std::result::Result<FlagListing, ImapError>> =
+            Vec::with_capacity(folders.len());
+        for window in folders.chunks(PIPELINE_FOLDERS) {
+            let mut commands = Vec::with_capacity(window.len() * 2);
+            for f in window {
+                commands.push(format!("EXAMINE {}", quote(f)));
+                commands.push("UID FETCH 1:* (UID FLAGS)".to_string());
+            }
+            let mut found: Vec<FlagListing> = vec![FlagListing::default(); window.len()];
+            let outcomes = self
+                .pipeline(&commands, |i, r| {
+                    let listing = &mut found[i / 2];
+                    match r {
+                        Response::MailboxData(MailboxDatum::Exists(n)) => {
+                            listing.status.messages = Some(*n)
+                        }
+                        Response::Data { outcome, .. } => match &outcome.code {
+                            Some(ResponseCode::UidValidity(v)) => {
+                                listing.status.uidvalidity = Some(*v)
+                            }
+                            Some(ResponseCode::UidNext(v)) => listing.status.uidnext = Some(*v),
+                            _ => {}
+                        },
+                        Response::Fetch(_, attrs) if i % 2 == 1 => {
+                            let m = fetched_from(attrs);
+                            if m.has_uid {
+                                listing.messages.push((m.uid, m.flags.unwrap_or_default()));
+                            }
+                        }
+                        _ => {}
+                    }
+                    Ok(())
+                })
+                .await?;
+            let mut outcomes = outcomes.into_iter();
+            for (f, mut listing) in window.iter().zip(found) {
+                let (examined, fetched) = (outcomes.next(), outcomes.next());
+                match (examined, fetched) {
+                    (Some(Err(e)), _) => {
+                        out.push(Err(e));
+                        continue;
+                    }
+                    // An empty folder: some servers refuse `1:*` there.
+                    (_, Some(Err(e))) if listing.status.messages != Some(0) => {
+                        out.push(Err(e));
+                        continue;
+                    }
+                    _ => {}
+                }
+                listing.messages.sort_unstable_by_key(|(uid, _)| *uid);
+                listing.messages.dedup_by_key(|(uid, _)| *uid);
+                self.selected = Some(f.clone());
+                self.selected_uidnext = listing.status.uidnext;
+                out.push(Ok(listing));
+            }
+        }
+        // UIDNEXT from STATUS where EXAMINE did not say.
+        let missing: Vec<usize> = out
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.as_ref().is_ok_and(|l| l.status.uidnext.is_none()))
+            .map(|(i, _)| i)
+            .collect();
+        if !missing.is_empty() {
+            let names: Vec<String> = missing.iter().map(|&i| folders[i].clone()).collect();
+            let statuses = self.statuses(&names).await?;
+            for (i, s) in missing.into_iter().zip(statuses) {
+                if let (Ok(listing), Ok(s)) = (&mut out[i], s) {
+                    listing.status.uidnext = s.uidnext;
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// STATUS of one folder.

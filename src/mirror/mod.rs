@@ -42,6 +42,9 @@ pub struct MirrorOptions {
     pub batch_bytes: u64,
     /// Most message bytes held in memory at once, across all connections.
     pub max_bytes_in_flight: u64,
+    /// New mail only: skip folders whose STATUS figures are unchanged,
+    /// without reading their flags.
+    pub quick: bool,
 }
 
 impl MirrorOptions {
@@ -51,6 +54,7 @@ impl MirrorOptions {
             accounts_at_once: 4,
             batch_bytes: 4 << 20,
             max_bytes_in_flight: 64 << 20,
+            quick: false,
         }
     }
 }
@@ -277,7 +281,7 @@ impl SharedCounts {
     /// Adds a finished session's round trips and wire bytes.
     fn absorb_session(&self, session: &ImapSession) {
         self.round_trips
-            .fetch_add(session.commands(), Ordering::Relaxed);
+            .fetch_add(session.round_trips(), Ordering::Relaxed);
         let (i, o) = session.wire_bytes();
         self.wire_in.fetch_add(i, Ordering::Relaxed);
         self.wire_out.fetch_add(o, Ordering::Relaxed);
@@ -544,6 +548,8 @@ async fn run_account(
             counts.folders_deleted += 1;
         }
     }
+    // Each listed folder, its index row and what LIST-STATUS said of it.
+    let mut candidates: Vec<Candidate> = Vec::with_capacity(selectable.len());
     for listed_folder in selectable {
         counts.folders_checked += 1;
         let attributes = listed_folder.attributes.join(" ");
@@ -570,48 +576,77 @@ async fn run_account(
         } else {
             row.expect("known folder").id
         };
-        let status = match listed_folder.status {
-            Some(s) => Some(s),
-            None => match session.status(&listed_folder.wire_name).await {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    errors.lock().unwrap().push(format!(
-                        "folder {}: STATUS failed: {}",
-                        mutf7::display(&listed_folder.wire_name),
-                        error_chain(&e)
-                    ));
-                    continue;
-                }
-            },
-        };
-        let unchanged = match (row, status) {
-            (Some(r), Some(s)) => {
-                r.deleted_at.is_none()
-                    && s.uidvalidity.is_some()
-                    && r.uidvalidity == s.uidvalidity
-                    && s.uidnext.is_some()
-                    && r.uidnext == s.uidnext
-                    && r.source_count == s.messages
-                    && s.highestmodseq.is_some()
-                    && r.highestmodseq == s.highestmodseq
-            }
-            _ => false,
-        };
         let repair = damaged.remove(&folder_id);
         if repair.is_some() {
             repairing.push((folder_id, listed_folder.wire_name.clone()));
         }
-        if unchanged && repair.is_none() {
-            ctx.progress
-                .folder_done(&ctx.account.name, &listed_folder.wire_name);
-            continue;
-        }
-        jobs.push(Job::Plan(folder::PlanJob {
+        candidates.push(Candidate {
             folder_id,
             wire_name: listed_folder.wire_name.clone(),
             known: row.filter(|r| r.deleted_at.is_none()).cloned(),
-            skip_ids: Default::default(),
+            status: listed_folder.status,
             repair,
+        });
+    }
+
+    let mut to_plan: Vec<Candidate> = Vec::new();
+    if session.has_condstore() || ctx.options.quick {
+        // STATUS tells which folders changed (with CONDSTORE, flag changes
+        // too): asked for all folders at once where LIST-STATUS did not.
+        let ask: Vec<String> = candidates
+            .iter()
+            .filter(|c| c.status.is_none())
+            .map(|c| c.wire_name.clone())
+            .collect();
+        let mut answers = session.statuses(&ask).await?.into_iter();
+        for mut c in candidates {
+            if c.status.is_none() {
+                match answers.next() {
+                    Some(Ok(s)) => c.status = Some(s),
+                    Some(Err(e)) => {
+                        errors.lock().unwrap().push(format!(
+                            "folder {}: STATUS failed: {e}",
+                            mutf7::display(&c.wire_name)
+                        ));
+                        continue;
+                    }
+                    None => {}
+                }
+            }
+            if c.repair.is_none() && c.unchanged(ctx.options.quick) {
+                ctx.progress.folder_done(&ctx.account.name, &c.wire_name);
+                continue;
+            }
+            to_plan.push(c);
+        }
+    } else {
+        // No CONDSTORE: only every folder's flags tell what changed. Read
+        // them for all known folders at once; folders with new mail (or
+        // anything the listing cannot settle) are planned in full.
+        let (listable, others): (Vec<Candidate>, Vec<Candidate>) =
+            candidates.into_iter().partition(|c| {
+                c.repair.is_none() && c.known.as_ref().is_some_and(|k| k.uidvalidity.is_some())
+            });
+        to_plan.extend(others);
+        let names: Vec<String> = listable.iter().map(|c| c.wire_name.clone()).collect();
+        let listings = session.flag_listings(&names).await?;
+        for (c, listing) in listable.into_iter().zip(listings) {
+            let settled = match listing {
+                Ok(listing) => settle_from_listing(ctx, shared, &c, &listing)?,
+                Err(_) => false,
+            };
+            if !settled {
+                to_plan.push(c);
+            }
+        }
+    }
+    for c in to_plan {
+        jobs.push(Job::Plan(folder::PlanJob {
+            folder_id: c.folder_id,
+            wire_name: c.wire_name,
+            known: c.known,
+            skip_ids: Default::default(),
+            repair: c.repair,
         }));
     }
 
@@ -683,6 +718,104 @@ async fn run_account(
         );
     }
     Ok(counts)
+}
+
+/// A listed folder, before deciding whether it must be opened.
+struct Candidate {
+    folder_id: i64,
+    wire_name: String,
+    /// The index's row, unless the folder is new (or was deleted).
+    known: Option<crate::store::index::FolderRow>,
+    status: Option<crate::imap::FolderStatus>,
+    repair: Option<crate::store::index::DamagedMessages>,
+}
+
+impl Candidate {
+    /// Whether STATUS shows nothing changed since the last run: no new
+    /// mail, nothing gone, the same UIDVALIDITY, and (unless only new mail
+    /// matters) no flag change by HIGHESTMODSEQ.
+    fn unchanged(&self, new_mail_only: bool) -> bool {
+        let (Some(r), Some(s)) = (&self.known, &self.status) else {
+            return false;
+        };
+        s.uidvalidity.is_some()
+            && r.uidvalidity == s.uidvalidity
+            && s.uidnext.is_some()
+            && r.uidnext == s.uidnext
+            && r.source_count == s.messages
+            && (new_mail_only || (s.highestmodseq.is_some() && r.highestmodseq == s.highestmodseq))
+    }
+}
+
+/// Settles a known folder from its flag listing alone, where no new mail
+/// arrived: flag changes and expunges go to the index and the folder's
+/// state is saved. False when the folder must be planned in full (new
+/// mail, a new UIDVALIDITY, or counts that do not add up).
+fn settle_from_listing(
+    ctx: &AccountContext,
+    shared: &SharedCounts,
+    c: &Candidate,
+    listing: &crate::imap::FlagListing,
+) -> Result<bool> {
+    let Some(known) = &c.known else {
+        return Ok(false);
+    };
+    let s = listing.status;
+    let Some(uidvalidity) = s.uidvalidity.filter(|v| Some(*v) == known.uidvalidity) else {
+        return Ok(false);
+    };
+    if s.messages != Some(listing.messages.len() as u32) {
+        return Ok(false);
+    }
+    let index = ctx.store.index();
+    let live = index.live_messages(c.folder_id, uidvalidity)?;
+    if listing
+        .messages
+        .iter()
+        .any(|(uid, _)| !live.contains_key(uid))
+    {
+        return Ok(false);
+    }
+    let on_server: std::collections::HashSet<u32> =
+        listing.messages.iter().map(|(uid, _)| *uid).collect();
+    let changes: Vec<(u32, String, Option<u64>)> = listing
+        .messages
+        .iter()
+        .filter_map(|(uid, flags)| {
+            let flags = folder::normalize_flags(flags);
+            (live[uid].flags != flags).then_some((*uid, flags, None))
+        })
+        .collect();
+    let expunged: Vec<u32> = live
+        .keys()
+        .filter(|uid| !on_server.contains(uid))
+        .copied()
+        .collect();
+    if !changes.is_empty() {
+        index.update_flags(c.folder_id, uidvalidity, &changes)?;
+        shared
+            .flags_updated
+            .fetch_add(changes.len() as u64, Ordering::Relaxed);
+    }
+    if !expunged.is_empty() {
+        index.mark_expunged(c.folder_id, uidvalidity, &expunged)?;
+        shared
+            .messages_expunged
+            .fetch_add(expunged.len() as u64, Ordering::Relaxed);
+    }
+    let highest = on_server.iter().max().copied().unwrap_or(0);
+    index.save_folder_state(
+        c.folder_id,
+        uidvalidity,
+        s.uidnext.or(known.uidnext),
+        None,
+        s.messages.unwrap_or(0),
+        known.synced_uid.max(highest),
+    )?;
+    drop(index);
+    shared.folders_synced.fetch_add(1, Ordering::Relaxed);
+    ctx.progress.folder_done(&ctx.account.name, &c.wire_name);
+    Ok(true)
 }
 
 /// One connection working through the account's queue.

@@ -299,7 +299,7 @@ impl AccountContext {
     pub fn absorb(&self, session: &TargetSession) {
         self.shared
             .round_trips
-            .fetch_add(session.imap.commands(), Ordering::Relaxed);
+            .fetch_add(session.imap.round_trips(), Ordering::Relaxed);
     }
 }
 
