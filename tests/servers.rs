@@ -221,10 +221,10 @@ fn upload_scenario(source: &impl Server, target: &impl Server) {
 fn killed_upload_scenario(source: &impl Server, target: &impl Server) {
     let mut alice = source.client("alice", "alice-pw");
     alice.create(&source.folder("Work"));
-    for i in 0..60 {
+    for i in 0..120 {
         let mut m = message(&format!("k{i}"), &format!("k{i}@x"), &format!("body {i}"));
-        if i % 6 == 0 {
-            m.extend(std::iter::repeat_n(b'z', 40_000));
+        if i % 4 == 0 {
+            m.extend(std::iter::repeat_n(b'z', 200_000));
             m.extend_from_slice(b"\r\n");
         }
         let folder = if i % 2 == 0 {
@@ -239,23 +239,50 @@ fn killed_upload_scenario(source: &impl Server, target: &impl Server) {
     let (run, _) = mirror(source, store.path(), &accounts, &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let flags = ["--target-kind", "imap"];
+    // Kill later and later until a kill leaves an APPEND in flight (a
+    // pending ledger entry), so that the next run must reconcile.
+    let pending = || -> i64 {
+        let conn = rusqlite::Connection::open_with_flags(
+            store.path().join("index.sqlite"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        conn.query_row(
+            "SELECT COUNT(*) FROM uploads WHERE state = 'pending'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap_or(0)
+    };
     let mut killed = 0;
-    for after in [150, 300, 450] {
+    let mut caught = false;
+    for step in 0..60 {
         let mut child = upload_command(target, target.port(), store.path(), &accounts, &flags)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_millis(after);
+        let deadline = Instant::now() + Duration::from_millis(60 + 15 * step);
         while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
-            std::thread::sleep(Duration::from_millis(2));
+            std::thread::sleep(Duration::from_millis(1));
         }
-        if child.try_wait().unwrap().is_none() {
-            killed += 1;
-        }
+        let running = child.try_wait().unwrap().is_none();
         let _ = child.kill();
         let _ = child.wait();
+        if !running {
+            break;
+        }
+        killed += 1;
+        if pending() > 0 {
+            caught = true;
+            break;
+        }
     }
+    assert!(
+        caught,
+        "{}: no kill ({killed}) caught an APPEND in flight",
+        target.name()
+    );
     let (run, last) = upload(target, store.path(), &accounts, &flags);
     assert_eq!(
         run.code,
@@ -263,6 +290,10 @@ fn killed_upload_scenario(source: &impl Server, target: &impl Server) {
         "{} after {killed} kills: {}",
         target.name(),
         run.stderr
+    );
+    assert!(
+        total(&last, "reconciled") + total(&last, "appended") > 0,
+        "{last}"
     );
     let (run, noop) = upload(target, store.path(), &accounts, &flags);
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -462,5 +493,148 @@ fn cyrus_preflight_says_no_quota_set() {
     );
 }
 
-#[allow(dead_code)]
-fn _courier_unused(_: &Courier) {}
+// --- Courier -------------------------------------------------------------
+
+#[test]
+fn courier_mirror() {
+    mirror_scenario(&Courier::start());
+}
+
+#[test]
+fn courier_into_cyrus_prefix_to_prefix() {
+    let (source, target) = (Courier::start(), Cyrus::start());
+    upload_scenario(&source, &target);
+}
+
+#[test]
+fn dovecot_into_courier_lands_below_inbox() {
+    let (source, target) = (Dovecot::start(), Courier::start());
+    upload_scenario(&source, &target);
+}
+
+/// Defect 2 among others: the first upload after a crash reconciles with
+/// EXAMINE, then appends; Courier refuses an APPEND while the folder is
+/// open read-only.
+#[test]
+fn courier_killed_upload_loses_nothing_and_doubles_nothing() {
+    let (source, target) = (Dovecot::start(), Courier::start());
+    killed_upload_scenario(&source, &target);
+}
+
+/// Defect 5: Courier refuses CREATE of a folder that exists with words
+/// that do not say so (`NO Cannot create this folder.`); that is no error,
+/// as LIST shows. A name it really refuses stays an error.
+#[test]
+fn courier_create_of_an_existing_folder_is_no_error() {
+    use mailferry::config::{Password, ServerSettings};
+    let server = Courier::start();
+    server.client("alice", "alice-pw").create("INBOX.Archive");
+    let settings = ServerSettings {
+        host: "localhost".into(),
+        port: server.port,
+        ca_file: Some(server.ca_file.clone()),
+        ..ServerSettings::default()
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let tls = mailferry::imap::tls::client_config(Some(&server.ca_file), false).unwrap();
+        let mut s = mailferry::imap::ImapSession::connect(
+            &settings,
+            tls,
+            "alice",
+            &Password::new("alice-pw"),
+        )
+        .await
+        .unwrap();
+        s.create("INBOX.Archive").await.unwrap();
+        let refused = s.create("Archive").await.unwrap_err();
+        assert!(format!("{refused:#}").contains("refused"), "{refused:#}");
+        s.logout().await;
+    });
+    let mut c = server.client("alice", "alice-pw");
+    let raw = c.command("CREATE \"INBOX.Archive\"").unwrap_err();
+    assert!(!raw.to_ascii_lowercase().contains("exists"), "{raw}");
+}
+
+/// Defect 1 on Courier: it turns bare LF into CRLF, so the copy at the
+/// target has another size; the check finds it by Message-ID and date, and
+/// requeueing appends nothing twice.
+#[test]
+fn courier_rewritten_messages_are_found_not_requeued() {
+    let bare = b"From: x@example.org\nSubject: bare\nMessage-ID: <bare@x>\n\nline one\nline two\n";
+    let a = message("a", "a@x", "a");
+    let (store, accounts) = imported(&[("INBOX", &a), ("Archive", bare)]);
+    let target = Courier::start();
+    let (run, summary) = upload(&target, store.path(), &accounts, &["--target-kind", "imap"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+    assert_eq!(total(&summary, "appended"), 2, "{summary}");
+    let archive = target
+        .client("alice-365", "alice-365-pw")
+        .messages("INBOX.Archive");
+    assert_eq!(archive.len(), 1);
+    assert_ne!(archive[0].body.len(), bare.len(), "Courier rewrote it");
+    for args in [
+        &["verify", "--target", "--json"][..],
+        &["verify", "--target", "--requeue-missing", "--json"][..],
+    ] {
+        let check = at_target(&target, store.path(), &accounts, args);
+        assert_eq!(check.code, 0, "{}\n{}", check.stderr, check.stdout);
+        let c = check.json();
+        assert_eq!(c["accounts"][0]["found"], 2, "{c:#}");
+        assert_eq!(c["accounts"][0]["missing"], 0, "{c:#}");
+        assert_eq!(c["accounts"][0]["extras"], 0, "{c:#}");
+    }
+    let (run, again) = upload(&target, store.path(), &accounts, &["--target-kind", "imap"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(total(&again, "appended"), 0, "{again}");
+    assert_eq!(
+        count(&target, "alice-365", "alice-365-pw", "INBOX.Archive"),
+        1
+    );
+}
+
+/// Defect 9: Courier has no BINARY but keeps a NUL sent in a plain
+/// literal. Skipped and reported by default; sent on request, said so,
+/// and stored there byte for byte.
+#[test]
+fn courier_nul_bytes_are_skipped_unless_asked_and_then_kept() {
+    let nul =
+        b"From: x@example.org\r\nSubject: nul\r\nMessage-ID: <nul@x>\r\n\r\nbefore\0after\r\n";
+    let a = message("a", "a@x", "a");
+    let (store, accounts) = imported(&[("INBOX", &a), ("INBOX", nul)]);
+    let target = Courier::start();
+    let (run, summary) = upload(&target, store.path(), &accounts, &["--target-kind", "imap"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+    assert_eq!(total(&summary, "appended"), 1, "{summary}");
+    assert_eq!(total(&summary, "skipped"), 1, "{summary}");
+    assert_eq!(
+        summary["totals"]["skipped_by_reason"]["NUL bytes"], 1,
+        "{summary}"
+    );
+    assert_eq!(count(&target, "alice-365", "alice-365-pw", "INBOX"), 1);
+
+    let (run, sent) = upload(
+        &target,
+        store.path(),
+        &accounts,
+        &["--target-kind", "imap", "--send-nul-bytes"],
+    );
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+    assert_eq!(total(&sent, "appended"), 1, "{sent}");
+    assert_eq!(total(&sent, "skipped"), 0, "{sent}");
+    assert_eq!(
+        sent["totals"]["sent_otherwise"]["NUL bytes in a plain literal (--send-nul-bytes; the target has no BINARY)"],
+        1,
+        "{sent}"
+    );
+    let inbox = target.client("alice-365", "alice-365-pw").messages("INBOX");
+    assert!(inbox.iter().any(|m| m.body == nul), "Courier keeps the NUL");
+    let (run, again) = upload(
+        &target,
+        store.path(),
+        &accounts,
+        &["--target-kind", "imap", "--send-nul-bytes"],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(total(&again, "appended"), 0, "{again}");
+}

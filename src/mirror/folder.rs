@@ -40,6 +40,9 @@ pub(crate) struct PlanJob {
     pub skip_ids: AtomicBool,
     /// Live messages whose stored copy was found damaged: fetched again.
     pub repair: Option<crate::store::index::DamagedMessages>,
+    /// STATUS figures read before the folder was opened: UIDNEXT where
+    /// EXAMINE gives none (Courier).
+    pub status_hint: Option<crate::imap::FolderStatus>,
 }
 
 /// Plans one folder and queues its fetch batches. Returns the folder id.
@@ -56,7 +59,10 @@ pub(crate) async fn plan(
         .and_then(|k| Some((k.uidvalidity?, k.highestmodseq?)))
         .filter(|_| session.has_qresync());
     let selected = session.examine(&job.wire_name, qresync_state).await?;
-    let status = selected.status;
+    let mut status = selected.status;
+    if status.uidnext.is_none() {
+        status.uidnext = job.status_hint.and_then(|s| s.uidnext);
+    }
     let uidvalidity = status
         .uidvalidity
         .ok_or_else(|| anyhow!("the server gave no UIDVALIDITY"))?;

@@ -630,9 +630,12 @@ async fn run_account(
         to_plan.extend(others);
         let names: Vec<String> = listable.iter().map(|c| c.wire_name.clone()).collect();
         let listings = session.flag_listings(&names).await?;
-        for (c, listing) in listable.into_iter().zip(listings) {
+        for (mut c, listing) in listable.into_iter().zip(listings) {
             let settled = match listing {
-                Ok(listing) => settle_from_listing(ctx, shared, &c, &listing)?,
+                Ok(listing) => {
+                    c.status = Some(listing.status);
+                    settle_from_listing(ctx, shared, &c, &listing)?
+                }
                 Err(_) => false,
             };
             if !settled {
@@ -647,6 +650,7 @@ async fn run_account(
             known: c.known,
             skip_ids: Default::default(),
             repair: c.repair,
+            status_hint: c.status,
         }));
     }
 

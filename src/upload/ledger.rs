@@ -67,7 +67,9 @@ impl SentAs {
     pub fn describe(name: &str) -> &'static str {
         match name {
             "crlf" => "line ends made CRLF (the target refuses bare LF)",
-            "nul-literal" => "NUL bytes sent without BINARY (--send-nul-bytes)",
+            "nul-literal" => {
+                "NUL bytes in a plain literal (--send-nul-bytes; the target has no BINARY)"
+            }
             _ => "sent otherwise than stored",
         }
     }

@@ -821,13 +821,21 @@ impl RawImap {
         self.command(&format!("UID EXPUNGE {uid}")).unwrap();
     }
 
+    /// Leaves the selected folder: UNSELECT, or (Courier has none) opening
+    /// INBOX read-only instead.
+    fn leave_folder(&mut self) {
+        if self.command("UNSELECT").is_err() {
+            self.command("EXAMINE INBOX").unwrap();
+        }
+    }
+
     pub fn delete_folder(&mut self, folder: &str) {
-        self.command("UNSELECT").ok();
+        self.leave_folder();
         self.command(&format!("DELETE {}", quote(folder))).unwrap();
     }
 
     pub fn rename_folder(&mut self, from: &str, to: &str) {
-        self.command("UNSELECT").ok();
+        self.leave_folder();
         self.command(&format!("RENAME {} {}", quote(from), quote(to)))
             .unwrap();
     }
