@@ -638,3 +638,180 @@ fn courier_nul_bytes_are_skipped_unless_asked_and_then_kept() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(total(&again, "appended"), 0, "{again}");
 }
+
+/// An mbsync configuration that pulls every folder of `user` at
+/// 127.0.0.1:`port` (through a meter) into a Maildir under `dir`.
+fn mbsync_config(dir: &Path, port: u16, ca: &Path, user: &str, pw: &str) -> std::path::PathBuf {
+    let maildir = dir.join("mbsync-maildir");
+    std::fs::create_dir_all(&maildir).unwrap();
+    let config = dir.join("mbsyncrc");
+    std::fs::write(
+        &config,
+        format!(
+            "IMAPAccount src\nHost localhost\nPort {port}\nUser {user}\nPass {pw}\n\
+             SSLType IMAPS\nCertificateFile {ca}\n\n\
+             IMAPStore far\nAccount src\n\n\
+             MaildirStore near\nPath {m}/\nInbox {m}/INBOX\nSubFolders Verbatim\n\n\
+             Channel c\nFar :far:\nNear :near:\nPatterns *\nCreate Near\nSync Pull\n\
+             SyncState *\n",
+            ca = ca.display(),
+            m = maildir.display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+fn run_mbsync(config: &Path) -> Duration {
+    let mbsync = which("mbsync").expect("mbsync is not installed: scripts/test.sh installs isync");
+    let started = Instant::now();
+    let out = std::process::Command::new(mbsync)
+        .args(["-q", "-c"])
+        .arg(config)
+        .arg("-a")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "mbsync failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    started.elapsed()
+}
+
+/// Defect 7: a no-op re-mirror of a server without CONDSTORE (Courier)
+/// costs no more round trips and bytes than mbsync's no-op sync of the
+/// same mailbox, measured on the wire by the same meter; and it still sees
+/// a flag change and an expunge at that cost. `--quick` costs less still.
+/// scripts/bench-noop-courier.sh runs it at a larger size.
+#[test]
+fn courier_no_op_mirror_costs_no_more_than_mbsync() {
+    let folders: usize = std::env::var("MAILFERRY_NOOP_FOLDERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12);
+    let per_folder: usize = std::env::var("MAILFERRY_NOOP_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let server = Courier::start();
+    let mut alice = server.client("alice", "alice-pw");
+    for f in 0..folders {
+        let name = if f == 0 {
+            "INBOX".to_string()
+        } else {
+            format!("INBOX.F{f}")
+        };
+        if f > 0 {
+            alice.create(&name);
+        }
+        for i in 0..per_folder {
+            let flags = if i % 2 == 0 { "\\Seen" } else { "" };
+            alice.append(
+                &name,
+                flags,
+                DATE_1,
+                &message(&format!("m{f}-{i}"), &format!("m{f}-{i}@x"), "body"),
+            );
+        }
+    }
+    // An empty folder: Courier gives it a new UIDVALIDITY every session.
+    alice.create("INBOX.Empty");
+    let meter = Meter::start(server.port);
+    let store = tempfile::tempdir().unwrap();
+    let accounts = server.accounts_csv(&[("alice", "alice-pw")]);
+    let (run, first) = mirror_via(&server, meter.port, store.path(), &accounts, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        total(&first, "bodies_fetched") as usize,
+        folders * per_folder
+    );
+    meter.take();
+    let started = Instant::now();
+    let (run, noop) = mirror_via(&server, meter.port, store.path(), &accounts, &[]);
+    let ours_wall = started.elapsed();
+    let ours = meter.take();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(total(&noop, "bodies_fetched"), 0, "{noop}");
+    let started = Instant::now();
+    let (run, quick_summary) =
+        mirror_via(&server, meter.port, store.path(), &accounts, &["--quick"]);
+    let quick_wall = started.elapsed();
+    assert_eq!(
+        total(&quick_summary, "folders_synced"),
+        0,
+        "{quick_summary}"
+    );
+    let quick = meter.take();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+
+    let config = mbsync_config(
+        store.path(),
+        meter.port,
+        &server.ca_file,
+        "alice",
+        "alice-pw",
+    );
+    run_mbsync(&config);
+    meter.take();
+    let theirs_wall = run_mbsync(&config);
+    let theirs = meter.take();
+
+    println!(
+        "BENCH courier no-op, {folders} folders x {per_folder} messages: \
+         mailferry {} round trips, {} B up, {} B down, {:.3} s; \
+         mailferry --quick {} round trips, {} B up, {} B down, {:.3} s; \
+         mbsync {} round trips, {} B up, {} B down, {:.3} s",
+        ours.round_trips,
+        ours.bytes_up,
+        ours.bytes_down,
+        ours_wall.as_secs_f64(),
+        quick.round_trips,
+        quick.bytes_up,
+        quick.bytes_down,
+        quick_wall.as_secs_f64(),
+        theirs.round_trips,
+        theirs.bytes_up,
+        theirs.bytes_down,
+        theirs_wall.as_secs_f64()
+    );
+    assert!(
+        ours.round_trips <= theirs.round_trips,
+        "{ours:?} vs mbsync {theirs:?}: {noop}"
+    );
+    assert!(
+        ours.bytes_up + ours.bytes_down <= theirs.bytes_up + theirs.bytes_down,
+        "{ours:?} vs mbsync {theirs:?}: {noop}"
+    );
+    // mailferry's own count (the meter's includes TLS's turns, which vary
+    // with timing): --quick asks no more than a full no-op run.
+    assert!(
+        total(&quick_summary, "round_trips") <= total(&noop, "round_trips"),
+        "{quick_summary} vs {noop}"
+    );
+
+    // Still correct at that cost: a flag change and an expunge are seen.
+    alice.uid_store("INBOX.F1", 1, "+FLAGS (\\Flagged)");
+    alice.expunge_uid("INBOX.F2", 2);
+    let (run, changed) = mirror_via(&server, meter.port, store.path(), &accounts, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(total(&changed, "flags_updated"), 1, "{changed}");
+    assert_eq!(total(&changed, "messages_expunged"), 1, "{changed}");
+    assert_eq!(total(&changed, "bodies_fetched"), 0, "{changed}");
+    assert_eq!(
+        total(&changed, "round_trips"),
+        total(&noop, "round_trips"),
+        "the same cost: {changed} vs {noop}"
+    );
+    assert_store_matches(&server, store.path(), "alice", "alice-pw");
+    // UIDNEXT is known for every folder though Courier's EXAMINE omits it.
+    let conn = rusqlite::Connection::open(store.path().join("index.sqlite")).unwrap();
+    let unknown: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM folders WHERE uidnext IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(unknown, 0);
+}

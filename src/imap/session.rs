@@ -340,6 +340,8 @@ pub struct ImapSession {
     abandoned: bool,
     /// UIDNEXT of the selected folder, as SELECT/EXAMINE said.
     selected_uidnext: Option<u32>,
+    /// Tags given to pipelined commands so far.
+    pipelined: u64,
 }
 
 /// UIDs per `UID SEARCH` in a large folder: an answer line of at most a
@@ -478,6 +480,7 @@ impl ImapSession {
             spill: None,
             abandoned: false,
             selected_uidnext: None,
+            pipelined: 0,
         };
         imap.caps = match caps {
             Some(c) if c.iter().count() > 1 => capabilities_from(&c),
@@ -570,11 +573,39 @@ impl ImapSession {
         if commands.is_empty() {
             return Ok(Vec::new());
         }
+        if self.abandoned {
+            return Err(anyhow::Error::from(ImapError::ConnectionLost)
+                .context("not sending: an earlier FETCH was left unread"));
+        }
+        // One write of every command line (with tags of our own, which
+        // async-imap never gives), so that the window costs one packet
+        // and one TLS record where it fits, not one per command.
+        let mut lines = Vec::new();
         let mut sent = Vec::with_capacity(commands.len());
         for c in commands {
-            sent.push(self.send(c).await?);
+            let verb = command_verb(c);
+            if c.contains(['\r', '\n', '\0']) {
+                bail!("refusing to send {verb}: an argument holds a line break or NUL");
+            }
+            self.pipelined += 1;
+            let tag = format!("P{}", self.pipelined);
+            tracing::debug!(target: "mailferry::imap", "C: {tag} {c}");
+            lines.extend_from_slice(format!("{tag} {c}\r\n").as_bytes());
+            sent.push((async_imap::imap_proto::RequestId(tag), verb));
         }
-        self.commands -= commands.len() as u64 - 1;
+        {
+            use tokio::io::AsyncWriteExt as _;
+            let timeout = self.io_timeout;
+            let wire = self.session.get_mut();
+            tokio::time::timeout(timeout, async {
+                wire.write_all(&lines).await?;
+                wire.flush().await
+            })
+            .await
+            .map_err(|_| ImapError::Timeout(timeout))?
+            .context("sending pipelined commands")?;
+        }
+        self.commands += 1;
         let mut outcomes = Vec::with_capacity(commands.len());
         for (i, (tag, verb)) in sent.into_iter().enumerate() {
             match self.read_until_tagged(&tag, verb, |r| on_data(i, r)).await {
@@ -1051,8 +1082,8 @@ impl ImapSession {
     /// Opens each folder read-only and lists every message's UID and flags
     /// (`EXAMINE` + `UID FETCH 1:* (UID FLAGS)`), [`PIPELINE_FOLDERS`]
     /// folders per round trip: how a server without CONDSTORE tells what
-    /// changed. Where EXAMINE gives no UIDNEXT (Courier), one more
-    /// pipelined round of STATUS asks for it.
+    /// changed. Where EXAMINE gives no UIDNEXT (Courier), the listing has
+    /// none: [`ImapSession::statuses`] tells it.
     pub async fn flag_listings(
         &mut self,
         folders: &[String],
@@ -1111,22 +1142,6 @@ impl ImapSession {
                 self.selected = Some(f.clone());
                 self.selected_uidnext = listing.status.uidnext;
                 out.push(Ok(listing));
-            }
-        }
-        // UIDNEXT from STATUS where EXAMINE did not say.
-        let missing: Vec<usize> = out
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| l.as_ref().is_ok_and(|l| l.status.uidnext.is_none()))
-            .map(|(i, _)| i)
-            .collect();
-        if !missing.is_empty() {
-            let names: Vec<String> = missing.iter().map(|&i| folders[i].clone()).collect();
-            let statuses = self.statuses(&names).await?;
-            for (i, s) in missing.into_iter().zip(statuses) {
-                if let (Ok(listing), Ok(s)) = (&mut out[i], s) {
-                    listing.status.uidnext = s.uidnext;
-                }
             }
         }
         Ok(out)

@@ -61,7 +61,11 @@ pub(crate) async fn plan(
     let selected = session.examine(&job.wire_name, qresync_state).await?;
     let mut status = selected.status;
     if status.uidnext.is_none() {
-        status.uidnext = job.status_hint.and_then(|s| s.uidnext);
+        // Courier's EXAMINE gives no UIDNEXT: STATUS does.
+        status.uidnext = match job.status_hint.and_then(|s| s.uidnext) {
+            Some(n) => Some(n),
+            None => session.status(&job.wire_name).await?.uidnext,
+        };
     }
     let uidvalidity = status
         .uidvalidity

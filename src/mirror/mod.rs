@@ -629,7 +629,30 @@ async fn run_account(
             });
         to_plan.extend(others);
         let names: Vec<String> = listable.iter().map(|c| c.wire_name.clone()).collect();
-        let listings = session.flag_listings(&names).await?;
+        let mut listings = session.flag_listings(&names).await?;
+        // UIDNEXT where neither EXAMINE (Courier gives none) nor the index
+        // knows it: one more pipelined round, once per folder.
+        let unknown: Vec<usize> = listings
+            .iter()
+            .enumerate()
+            .filter(|(i, l)| {
+                l.as_ref().is_ok_and(|l| l.status.uidnext.is_none())
+                    && listable[*i]
+                        .known
+                        .as_ref()
+                        .is_some_and(|k| k.uidnext.is_none())
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if !unknown.is_empty() {
+            let names: Vec<String> = unknown.iter().map(|&i| names[i].clone()).collect();
+            let statuses = session.statuses(&names).await?;
+            for (i, s) in unknown.into_iter().zip(statuses) {
+                if let (Ok(listing), Ok(s)) = (&mut listings[i], s) {
+                    listing.status.uidnext = s.uidnext;
+                }
+            }
+        }
         for (mut c, listing) in listable.into_iter().zip(listings) {
             let settled = match listing {
                 Ok(listing) => {
@@ -765,9 +788,30 @@ fn settle_from_listing(
         return Ok(false);
     };
     let s = listing.status;
-    let Some(uidvalidity) = s.uidvalidity.filter(|v| Some(*v) == known.uidvalidity) else {
+    let Some(uidvalidity) = s.uidvalidity else {
         return Ok(false);
     };
+    if Some(uidvalidity) != known.uidvalidity {
+        // Courier gives an empty folder a new UIDVALIDITY in every session
+        // until it holds mail: nothing to fetch, only the new number.
+        let empty = s.messages == Some(0) && listing.messages.is_empty();
+        let index = ctx.store.index();
+        let nothing_live = known
+            .uidvalidity
+            .map(|old| index.live_messages(c.folder_id, old).map(|l| l.is_empty()))
+            .transpose()?
+            .unwrap_or(true);
+        if !(empty && nothing_live) {
+            return Ok(false);
+        }
+        index.reset_uidvalidity(c.folder_id, uidvalidity)?;
+        index.save_folder_state(c.folder_id, uidvalidity, s.uidnext, None, 0, 0)?;
+        drop(index);
+        shared.uidvalidity_changes.fetch_add(1, Ordering::Relaxed);
+        shared.folders_synced.fetch_add(1, Ordering::Relaxed);
+        ctx.progress.folder_done(&ctx.account.name, &c.wire_name);
+        return Ok(true);
+    }
     if s.messages != Some(listing.messages.len() as u32) {
         return Ok(false);
     }

@@ -636,6 +636,9 @@ fn tls_stream(port: u16, ca_file: &Path, name: &str) -> std::io::Result<TlsStrea
         .map_err(std::io::Error::other)?;
     let tcp = TcpStream::connect(("127.0.0.1", port))?;
     tcp.set_read_timeout(Some(Duration::from_secs(5)))?;
+    // No Nagle: a literal written after the server's go-ahead would wait
+    // for the delayed ACK of the command line (~40 ms per APPEND).
+    tcp.set_nodelay(true)?;
     Ok(rustls::StreamOwned::new(conn, tcp))
 }
 
@@ -1324,4 +1327,83 @@ fn pipe(
     }
     let _ = to.shutdown(std::net::Shutdown::Both);
     let _ = from.shutdown(std::net::Shutdown::Both);
+}
+
+/// What went through a [`Meter`]: bytes each way and round trips (each
+/// time the client speaks after the server did; a TLS handshake counts as
+/// it goes). The same measure for every client, whatever it logs.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Metered {
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    pub round_trips: u64,
+}
+
+/// A TCP relay in front of a server that counts what a client costs it.
+pub struct Meter {
+    pub port: u16,
+    counts: Arc<std::sync::Mutex<(Metered, bool)>>,
+}
+
+impl Meter {
+    pub fn start(upstream: u16) -> Meter {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // (counts, whether the server spoke last)
+        let counts: Arc<std::sync::Mutex<(Metered, bool)>> =
+            Arc::new(std::sync::Mutex::new((Metered::default(), true)));
+        let shared = counts.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                for (from, to, up) in [
+                    (
+                        client.try_clone().unwrap(),
+                        server.try_clone().unwrap(),
+                        true,
+                    ),
+                    (server, client, false),
+                ] {
+                    let counts = shared.clone();
+                    std::thread::spawn(move || {
+                        let (mut from, mut to) = (from, to);
+                        let mut buf = vec![0u8; 64 * 1024];
+                        loop {
+                            let n = match from.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            {
+                                let mut c = counts.lock().unwrap();
+                                if up {
+                                    if c.1 {
+                                        c.0.round_trips += 1;
+                                    }
+                                    c.1 = false;
+                                    c.0.bytes_up += n as u64;
+                                } else {
+                                    c.1 = true;
+                                    c.0.bytes_down += n as u64;
+                                }
+                            }
+                            if to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Meter { port, counts }
+    }
+
+    /// What went through since the last reset, and a fresh start.
+    pub fn take(&self) -> Metered {
+        let mut c = self.counts.lock().unwrap();
+        std::mem::replace(&mut *c, (Metered::default(), true)).0
+    }
 }
