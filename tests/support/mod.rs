@@ -1359,6 +1359,9 @@ impl Meter {
                 let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
                     continue;
                 };
+                // A relay must not add Nagle's waits of its own.
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
                 for (from, to, up) in [
                     (
                         client.try_clone().unwrap(),
