@@ -49,48 +49,6 @@ fn seed(server: &impl Server, user: &str, pw: &str) -> RawImap {
     c
 }
 
-/// Every message of `user` on `server` is stored byte for byte, with its
-/// flags and INTERNALDATE instant, and nothing else is live.
-fn assert_store_matches(server: &impl Server, store: &Path, user: &str, pw: &str) {
-    let mut client = server.client(user, pw);
-    let account = format!("{user}@example.com");
-    let stored: Vec<StoredMessage> = stored_messages(store)
-        .into_iter()
-        .filter(|m| m.account == account && !m.expunged)
-        .collect();
-    let mut on_server = 0;
-    for name in client.folders() {
-        for m in client.messages(&name) {
-            on_server += 1;
-            let row = stored
-                .iter()
-                .find(|s| s.folder == name && s.uid == m.uid)
-                .unwrap_or_else(|| panic!("{}: {name} UID {} is not stored", server.name(), m.uid));
-            assert_eq!(
-                blob(store, &row.hash),
-                m.body,
-                "{name} UID {}: bytes",
-                m.uid
-            );
-            let mut flags = m.flags.clone();
-            flags.sort();
-            assert_eq!(row.flags, flags.join(" "), "{name} UID {}: flags", m.uid);
-            assert_eq!(
-                row.internal_date,
-                Some(instant(&m.internal_date)),
-                "{name} UID {}: date",
-                m.uid
-            );
-        }
-    }
-    assert_eq!(
-        stored.len(),
-        on_server,
-        "{}: live rows vs messages",
-        server.name()
-    );
-}
-
 /// What a mailbox holds, per folder below its namespace: each message by
 /// Message-ID with its flags (sorted, without \Recent) and INTERNALDATE
 /// instant, sorted. Comparable across servers that rewrite bytes.
