@@ -150,7 +150,8 @@ pub fn test_servers_dir() -> PathBuf {
 }
 
 /// The unpacked tree of `package`, unpacked from its downloaded .deb on
-/// first use (into a fresh directory, then renamed: test binaries race).
+/// first use (into a fresh directory, then renamed: test binaries and the
+/// tests of one binary race, so the directory is the caller's own).
 pub fn unpacked_server(package: &str) -> PathBuf {
     let base = test_servers_dir();
     let tree = base.join(package);
@@ -173,7 +174,9 @@ pub fn unpacked_server(package: &str) -> PathBuf {
                 base.display()
             )
         });
-    let tmp = base.join(format!(".{package}-{}", std::process::id()));
+    static UNPACKS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = UNPACKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = base.join(format!(".{package}-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let status = Command::new("dpkg-deb")
         .arg("-x")
@@ -185,7 +188,7 @@ pub fn unpacked_server(package: &str) -> PathBuf {
     std::fs::write(tmp.join(".unpacked"), b"").unwrap();
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
     if std::fs::rename(&tmp, &tree).is_err() {
-        // Another test binary was first.
+        // Another test was first.
         let _ = std::fs::remove_dir_all(&tmp);
     }
     assert!(
