@@ -134,7 +134,7 @@ phase "2. connect and initial sync: mirror into the store, map, upload"
 step 0 "mirror" mirror "${accounts[@]}" "${source_flags[@]}"
 step 0 "plan" plan "${accounts[@]}" --target-kind imap
 step 0 "upload" upload "${accounts[@]}" "${target_flags[@]}"
-step 0 "status --summary" status --summary
+step 0 "status --summary" status --summary "${accounts[@]}"
 
 phase "3. incremental sync: a new message arrives at the source"
 printf 'From: carol@example.net\r\nTo: alice@example.com\r\nSubject: Late arrival\r\nDate: Thu, 16 Nov 2023 10:00:00 +0000\r\nMessage-ID: <late@example.net>\r\n\r\nJust in time.\r\n' \
@@ -158,10 +158,10 @@ step 0 "cutover --check-mx" cutover "${accounts[@]}" "${source_flags[@]}" "${tar
     --check-mx --resolver "127.0.0.1:$dns_port"
 step 0 "cutover --check-mx (again: harmless)" cutover "${accounts[@]}" "${source_flags[@]}" \
     "${target_flags[@]}" --check-mx --resolver "127.0.0.1:$dns_port"
-step 0 "status" status
+step 0 "status" status "${accounts[@]}"
 step 0 "verify" verify
 step 0 "verify --target" verify --target "${accounts[@]}" "${target_flags[@]}"
-step 0 "report --html $work/report.html" report --html "$work/report.html"
+step 0 "report --html $work/report.html" report --html "$work/report.html" "${accounts[@]}"
 
 echo
 echo "The store is in $work/store (blobs in objects/, index in index.sqlite)."

@@ -45,9 +45,10 @@ incomplete (or NO-GO), 2 the command could not run (bad input, store in use, ...
     after_help = EXAMPLES
 )]
 pub struct Cli {
-    /// The store directory (blobs and index). Default: the config file's
-    /// `store`, else ./mailferry-store.
-    #[arg(long, short = 's', global = true, env = "MAILFERRY_STORE")]
+    /// The store directory (blobs and index). Default: $MAILFERRY_STORE,
+    /// else the accounts file's `store`, else ./mailferry-store. Only a
+    /// first `mirror`, `sync` or `import` makes a new store.
+    #[arg(long, short = 's', global = true)]
     pub store: Option<PathBuf>,
 
     /// More log output (-v info, -vv debug, -vvv trace). Logs go to stderr.
@@ -452,13 +453,24 @@ pub struct PreflightArgs {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Only this account.
+    /// The batch's accounts file: every account in it is shown, also those
+    /// never mirrored or failed, and its `store` is the store.
+    #[arg(long, short = 'a', value_name = "FILE")]
+    pub accounts: Option<PathBuf>,
+
+    /// Only this account (any case); an account the store and the
+    /// accounts file do not know is an error.
     #[arg(long, value_name = "EMAIL")]
     pub account: Option<String>,
 
-    /// JSON on stdout, for scripts.
-    #[arg(long, conflicts_with = "summary")]
-    pub json: bool,
+    /// JSON, for scripts: on stdout, or into FILE (`-` is stdout).
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-",
+          conflicts_with = "summary")]
+    pub json: Option<PathBuf>,
+
+    /// Mode of the JSON file (octal) [default: 600, the owner only].
+    #[arg(long, value_name = "OCTAL", value_parser = crate::files::OutputMode::parse)]
+    pub file_mode: Option<crate::files::OutputMode>,
 
     /// One line per account (progress of a whole batch).
     #[arg(long)]
@@ -467,13 +479,23 @@ pub struct StatusArgs {
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// Where to write the HTML page (replaced atomically if it exists).
+    /// Where to write the HTML page: a file (replaced atomically if it
+    /// exists), or `-` for stdout.
     #[arg(long, value_name = "FILE")]
     pub html: PathBuf,
 
-    /// Only this account.
+    /// The batch's accounts file: every account in it is shown, also those
+    /// never mirrored or failed, and its `store` is the store.
+    #[arg(long, short = 'a', value_name = "FILE")]
+    pub accounts: Option<PathBuf>,
+
+    /// Only this account (any case).
     #[arg(long, value_name = "EMAIL")]
     pub account: Option<String>,
+
+    /// Mode of the page (octal) [default: 600, the owner only].
+    #[arg(long, value_name = "OCTAL", value_parser = crate::files::OutputMode::parse)]
+    pub file_mode: Option<crate::files::OutputMode>,
 }
 
 #[derive(Debug, Args)]
@@ -494,7 +516,7 @@ pub struct VerifyArgs {
     #[arg(long, requires = "target")]
     pub requeue_missing: bool,
 
-    /// Accounts file (with --target).
+    /// Accounts file (needed with --target); its `store` is the store.
     #[arg(long, short = 'a', value_name = "FILE")]
     pub accounts: Option<PathBuf>,
 
@@ -527,9 +549,18 @@ pub struct ExportArgs {
     /// Where to write; created if missing.
     pub dir: PathBuf,
 
-    /// Only this account.
+    /// Only this account (any case).
     #[arg(long, value_name = "EMAIL")]
     pub account: Option<String>,
+
+    /// An accounts file whose `store` is the store.
+    #[arg(long, short = 'a', value_name = "FILE")]
+    pub accounts: Option<PathBuf>,
+
+    /// Mode of the files written (octal; directories get the matching
+    /// search bits) [default: 600, the owner only].
+    #[arg(long, value_name = "OCTAL", value_parser = crate::files::OutputMode::parse)]
+    pub file_mode: Option<crate::files::OutputMode>,
 
     /// Only this folder (its name as `status` shows it).
     #[arg(long)]

@@ -350,10 +350,17 @@ fn html_report_renders_in_chromium_with_the_numbers_of_status_json() {
             .count();
         let e = account_cells[&(name.to_string(), "not_uploaded".to_string())];
         assert_eq!(e.attrs["data-value"], misses.to_string(), "{name}");
+        // The state badge says what status --json says.
+        let e = account_cells[&(name.to_string(), "state".to_string())];
+        assert_eq!(
+            e.attrs["data-value"],
+            a["state"].as_str().unwrap(),
+            "{name}"
+        );
     }
     assert_eq!(
         account_cells.len(),
-        json_accounts.len() * (ACCOUNT_FIELDS.len() + 1),
+        json_accounts.len() * (ACCOUNT_FIELDS.len() + 2),
         "{:?}",
         account_cells.keys()
     );

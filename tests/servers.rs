@@ -317,7 +317,9 @@ fn count(server: &impl Server, user: &str, pw: &str, folder: &str) -> usize {
 /// mirror (bare LF, NUL) come this way, as they do from old exports.
 fn imported(files: &[(&str, &[u8])]) -> (tempfile::TempDir, std::path::PathBuf) {
     let store = tempfile::tempdir().unwrap();
-    let dir = store.path().join("export");
+    // Beside the store, not in it: a new store's directory must be empty.
+    let beside = tempfile::tempdir().unwrap();
+    let dir = beside.path().join("export");
     for (i, (folder, bytes)) in files.iter().enumerate() {
         std::fs::create_dir_all(dir.join(folder)).unwrap();
         std::fs::write(dir.join(folder).join(format!("{i:03}.eml")), bytes).unwrap();

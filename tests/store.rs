@@ -8,7 +8,8 @@ use support::*;
 #[test]
 fn a_second_writer_gets_a_clear_error() {
     let store = tempfile::tempdir().unwrap();
-    let _held = mailferry::store::Store::open(store.path()).unwrap();
+    let _held =
+        mailferry::store::Store::open(store.path(), mailferry::store::Creation::Allowed).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("a.csv");
     std::fs::write(&csv, "EmailAddress,UserName,Password\na@x.com,a,pw\n").unwrap();
@@ -30,11 +31,12 @@ fn a_second_writer_gets_a_clear_error() {
 #[test]
 fn an_index_from_a_newer_mailferry_is_refused_not_rewritten() {
     let store = tempfile::tempdir().unwrap();
-    drop(mailferry::store::Store::open(store.path()).unwrap());
+    drop(mailferry::store::Store::open(store.path(), mailferry::store::Creation::Allowed).unwrap());
     let conn = rusqlite::Connection::open(store.path().join("index.sqlite")).unwrap();
     conn.pragma_update(None, "user_version", 99).unwrap();
     drop(conn);
-    let err = match mailferry::store::Store::open(store.path()) {
+    let err = match mailferry::store::Store::open(store.path(), mailferry::store::Creation::Allowed)
+    {
         Ok(_) => panic!("a newer index was opened"),
         Err(e) => e.to_string(),
     };
@@ -77,7 +79,9 @@ fn a_bad_csv_row_names_the_file_and_line() {
 #[test]
 fn blobs_are_named_by_the_sha256_of_their_raw_bytes() {
     let store_dir = tempfile::tempdir().unwrap();
-    let store = mailferry::store::Store::open(store_dir.path()).unwrap();
+    let store =
+        mailferry::store::Store::open(store_dir.path(), mailferry::store::Creation::Allowed)
+            .unwrap();
     let raw = b"Subject: x\r\n\r\nhello\r\n";
     let w = store.write_blob(raw).unwrap();
     assert_eq!(w.hash.to_hex(), sha256_hex(raw));
@@ -88,7 +92,9 @@ fn blobs_are_named_by_the_sha256_of_their_raw_bytes() {
 #[test]
 fn connections_racing_to_store_the_same_message_create_it_once() {
     let dir = tempfile::tempdir().unwrap();
-    let store = std::sync::Arc::new(mailferry::store::Store::open(dir.path()).unwrap());
+    let store = std::sync::Arc::new(
+        mailferry::store::Store::open(dir.path(), mailferry::store::Creation::Allowed).unwrap(),
+    );
     for round in 0..40 {
         let body = message(
             &format!("race {round}"),

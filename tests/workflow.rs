@@ -132,8 +132,9 @@ fn status_equals_the_target_and_verify_target_finds_what_went_missing() {
         .find(|l| l.starts_with("alice@example.com"))
         .unwrap_or_else(|| panic!("{}", lines.stdout));
     let numbers: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(numbers[1], "100%", "{line}");
-    assert_eq!(&numbers[2..4], ["11", "11"], "{line}");
+    assert_eq!(numbers[1], "complete", "{line}");
+    assert_eq!(numbers[2], "100%", "{line}");
+    assert_eq!(&numbers[3..5], ["11", "11"], "{line}");
 
     // Everything is there.
     let check = with_target(
@@ -354,12 +355,14 @@ fn preflight_says_go_or_no_go_per_account_and_why() {
         text.stdout
     );
     assert_eq!(target_counts(&server, "alice-365", "alice-365-pw"), before);
-    let status = mailferry(&["--store", store.to_str().unwrap(), "status", "--json"]);
+    // Before the first mirror there is no store: preflight makes none (a
+    // mistyped --store must not become a new store) and says so.
     assert!(
-        status.json()["last_runs"]["preflight"].is_i64(),
+        text.stderr.contains("this preflight is not recorded"),
         "{}",
-        status.stdout
+        text.stderr
     );
+    assert!(!store.exists());
 }
 
 /// `mailferry --store S cutover --json` for `accounts`, source and target
@@ -549,7 +552,7 @@ fn two_accounts_into_one_mailbox_and_a_folder_left_out() {
         ("alice", "alice-pw", "alice-365", "alice-365-pw"),
         ("bob", "bob-pw", "alice-365", "alice-365-pw"),
     ]);
-    let map = store.path().join("map.csv");
+    let map = server.dir.path().join("map.csv");
     std::fs::write(
         &map,
         "Account,SourceFolder,TargetFolder\nalice@example.com,Junk,\n",
@@ -691,4 +694,16 @@ fn preflight_after_an_upload_does_not_count_our_own_mail_twice() {
         "{again:#}"
     );
     assert_eq!(again["go"], true, "{again:#}");
+    // With a store, status shows when preflight last ran.
+    let status = mailferry(&[
+        "--store",
+        store.path().to_str().unwrap(),
+        "status",
+        "--json",
+    ]);
+    assert!(
+        status.json()["last_runs"]["preflight"].is_i64(),
+        "{}",
+        status.stdout
+    );
 }

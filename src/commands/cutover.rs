@@ -18,6 +18,7 @@ use crate::commands::{
 };
 use crate::dns::MxCheck;
 use crate::report::{AccountStatus, Snapshot};
+use crate::store::Creation;
 use crate::store::index::now;
 
 /// What the MX check found for one domain.
@@ -89,7 +90,7 @@ pub fn run(cli: &Cli, args: &CutoverArgs) -> Result<i32> {
         return Ok(EXIT_INCOMPLETE);
     }
 
-    let store = open_store(cli, &config)?;
+    let store = open_store(cli, Some(&config), Creation::Allowed)?;
     // Until the batch has been complete once, what is missing at the target
     // is ours to put back; after go-live, users delete mail, and a repeated
     // cutover must not bring it back: it is reported only.
@@ -102,7 +103,17 @@ pub fn run(cli: &Cli, args: &CutoverArgs) -> Result<i32> {
     let mirrored = super::mirror::mirror_with(cli, &config, &args.mirror, store.clone())?;
     let uploaded = super::upload::upload_with(cli, &config, &args.upload, store.clone())?;
     let checked = super::upload::check_with(cli, &config, store.clone(), before_go_live)?;
-    let snap = Snapshot::gather(store.root(), &store.index(), None)?;
+    let snap = Snapshot::gather(
+        store.root(),
+        &store.index(),
+        &crate::report::Selection {
+            batch: Some((
+                args.accounts.accounts.as_path(),
+                config.accounts.iter().map(|a| a.name.clone()).collect(),
+            )),
+            account: None,
+        },
+    )?;
 
     let mut accounts = Vec::new();
     for account in &config.accounts {

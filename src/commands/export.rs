@@ -31,7 +31,8 @@ struct Row {
 }
 
 pub fn run(cli: &Cli, args: &ExportArgs) -> Result<i32> {
-    let root = crate::commands::store_path(cli, None);
+    let (root, _) = crate::commands::store_to_read(cli, args.accounts.as_deref())?;
+    let mode = args.file_mode.unwrap_or_default();
     // No writer may start while this runs; one already running is said.
     let hold = crate::store::hold_for_reading(&root);
     let index = Index::open_read_only(&root.join("index.sqlite"))?;
@@ -41,7 +42,7 @@ pub fn run(cli: &Cli, args: &ExportArgs) -> Result<i32> {
     if rows.is_empty() {
         bail!("nothing to export (check --account and --folder)");
     }
-    std::fs::create_dir_all(&args.dir)
+    crate::files::create_dir_all(&args.dir, mode.dir())
         .with_context(|| format!("cannot create {}", args.dir.display()))?;
     let mut places: HashMap<i64, PathBuf> = HashMap::new();
     let mut taken = Places::default();
@@ -76,7 +77,7 @@ pub fn run(cli: &Cli, args: &ExportArgs) -> Result<i32> {
         match args.format {
             ExportFormat::Maildir => {
                 for sub in ["cur", "new", "tmp"] {
-                    std::fs::create_dir_all(place.join(sub))
+                    crate::files::create_dir_all(&place.join(sub), mode.dir())
                         .with_context(|| format!("cannot create {}", place.join(sub).display()))?;
                 }
                 let name = format!(
@@ -85,13 +86,13 @@ pub fn run(cli: &Cli, args: &ExportArgs) -> Result<i32> {
                     r.uid,
                     maildir_flags(&r.flags)
                 );
-                write_file(&place.join("cur").join(name), &raw, when)?;
+                write_file(&place.join("cur").join(name), &raw, when, mode)?;
             }
             ExportFormat::Eml => {
-                std::fs::create_dir_all(&place)
+                crate::files::create_dir_all(&place, mode.dir())
                     .with_context(|| format!("cannot create {}", place.display()))?;
                 let name = format!("{date}-{}-{}.eml", r.uid, &r.hash[..12]);
-                write_file(&place.join(name), &raw, when)?;
+                write_file(&place.join(name), &raw, when, mode)?;
             }
             ExportFormat::Mbox => {
                 // One file open at a time (rows come folder by folder), so
@@ -101,12 +102,12 @@ pub fn run(cli: &Cli, args: &ExportArgs) -> Result<i32> {
                         f.sync_all()?;
                     }
                     if let Some(dir) = place.parent() {
-                        std::fs::create_dir_all(dir)
+                        crate::files::create_dir_all(dir, mode.dir())
                             .with_context(|| format!("cannot create {}", dir.display()))?;
                     }
                     // Created (emptied) once per run, appended to after.
                     let f = if mbox_started.insert(r.folder_id) {
-                        std::fs::File::create(&place)
+                        crate::files::create(&place, mode.file())
                     } else {
                         std::fs::OpenOptions::new().append(true).open(&place)
                     }
@@ -226,7 +227,7 @@ fn rows(index: &Index, args: &ExportArgs) -> Result<Vec<Row>> {
         "SELECT a.name, f.id, f.display_name, f.delimiter, m.uid, m.flags, m.internal_date,
                 m.blob_hash
          FROM messages m JOIN folders f ON f.id = m.folder_id JOIN accounts a ON a.id = f.account_id
-         WHERE (?1 IS NULL OR a.name = ?1) AND (?2 IS NULL OR f.display_name = ?2)
+         WHERE (?1 IS NULL OR a.name = ?1 COLLATE NOCASE) AND (?2 IS NULL OR f.display_name = ?2)
            AND (?3 OR m.expunged_at IS NULL)
          ORDER BY a.name, f.display_name, m.uidvalidity, m.uid",
     )?;
@@ -306,9 +307,14 @@ fn maildir_flags(flags: &str) -> String {
         .collect()
 }
 
-fn write_file(path: &Path, bytes: &[u8], modified: Option<std::time::SystemTime>) -> Result<()> {
-    let mut f =
-        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+fn write_file(
+    path: &Path,
+    bytes: &[u8],
+    modified: Option<std::time::SystemTime>,
+    mode: crate::files::OutputMode,
+) -> Result<()> {
+    let mut f = crate::files::create(path, mode.file())
+        .with_context(|| format!("cannot create {}", path.display()))?;
     f.write_all(bytes)
         .with_context(|| format!("cannot write {}", path.display()))?;
     if let Some(t) = modified {

@@ -17,7 +17,6 @@ use rusqlite::OptionalExtension as _;
 use crate::cli::{Cli, ImportArgs};
 use crate::commands::EXIT_OK;
 use crate::imap::mutf7;
-use crate::store::Store;
 use crate::store::index::{BlobMeta, NewBlob, NewMessage};
 
 /// One message found on disk.
@@ -28,7 +27,6 @@ struct Found {
 }
 
 pub fn run(cli: &Cli, args: &ImportArgs) -> Result<i32> {
-    let root = crate::commands::store_path(cli, None);
     if !args.dir.exists() {
         bail!("{} does not exist", args.dir.display());
     }
@@ -45,8 +43,7 @@ pub fn run(cli: &Cli, args: &ImportArgs) -> Result<i32> {
     if folders.is_empty() {
         bail!("{} holds no Maildir, .eml or mbox mail", args.dir.display());
     }
-    let store = Store::open(&root)?;
-    crate::commands::warn_lost_index(&store);
+    let store = crate::commands::open_store(cli, None, crate::store::Creation::Allowed)?;
     // An account a mirror fills must not be mixed with files: the next
     // mirror would take the imported messages for expunged ones.
     let mirrored: Option<String> = store

@@ -8,12 +8,13 @@ use crate::cli::{Cli, MirrorArgs, MirrorOnlyArgs};
 use crate::commands::{EXIT_INCOMPLETE, EXIT_OK, apply_source, load_accounts, open_store, ui};
 use crate::config::Config;
 use crate::mirror::{self, MirrorOptions, MirrorSummary};
+use crate::store::Creation;
 use crate::store::Store;
 
 pub fn run(cli: &Cli, args: &MirrorArgs) -> Result<i32> {
     let mut config = load_accounts(&args.accounts)?;
     apply_source(&mut config, &args.source);
-    let store = open_store(cli, &config)?;
+    let store = open_store(cli, Some(&config), Creation::Allowed)?;
     let summary = mirror_with(cli, &config, &args.mirror, store)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);

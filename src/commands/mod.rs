@@ -20,7 +20,8 @@ use anyhow::{Result, bail};
 
 use crate::cli::{AccountsArgs, Cli, Command, SourceArgs, TargetArgs};
 use crate::config::{self, AuthMethod, Config, OAuthFlow, OAuthSettings, Password, TargetKind};
-use crate::store::Store;
+use crate::store::{Creation, Store};
+use std::path::PathBuf;
 
 /// Everything finished.
 pub const EXIT_OK: i32 = 0;
@@ -192,17 +193,77 @@ pub fn apply_target(config: &mut Config, args: &TargetArgs) -> Result<()> {
     Ok(())
 }
 
-/// The store directory: --store (or MAILFERRY_STORE), else the accounts
-/// file's `store`, else ./mailferry-store.
-pub fn store_path(cli: &Cli, config: Option<&Config>) -> std::path::PathBuf {
-    cli.store
-        .clone()
-        .or_else(|| config.and_then(|c| c.store.clone()))
-        .unwrap_or_else(|| "mailferry-store".into())
+/// The store directory: `--store`, else `MAILFERRY_STORE`, else the
+/// accounts file's `store`, else ./mailferry-store. When two of them name
+/// different directories, says on stderr which one won (once per run).
+pub fn store_path(cli: &Cli, config: Option<&Config>) -> PathBuf {
+    let env = std::env::var_os("MAILFERRY_STORE")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    let named: Vec<(&str, PathBuf)> = [
+        ("--store", cli.store.clone()),
+        ("MAILFERRY_STORE", env),
+        (
+            "the accounts file's `store`",
+            config.and_then(|c| c.store.clone()),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(from, p)| p.map(|p| (from, p)))
+    .collect();
+    let Some((from, chosen)) = named.first().cloned() else {
+        return PathBuf::from("mailferry-store");
+    };
+    let others: Vec<String> = named[1..]
+        .iter()
+        .filter(|(_, p)| *p != chosen)
+        .map(|(f, p)| format!("{f} ({})", p.display()))
+        .collect();
+    static SAID: std::sync::Once = std::sync::Once::new();
+    if !others.is_empty() {
+        SAID.call_once(|| {
+            eprintln!(
+                "note: the store is {} from {from}; not used: {}",
+                chosen.display(),
+                others.join(", ")
+            )
+        });
+    }
+    chosen
 }
 
-pub fn open_store(cli: &Cli, config: &Config) -> Result<Arc<Store>> {
-    let store = Store::open(&store_path(cli, Some(config)))?;
+/// For a command that only reads: the accounts file, when given, and the
+/// store that it or the flags name, which must exist.
+pub fn store_to_read(
+    cli: &Cli,
+    accounts: Option<&std::path::Path>,
+) -> Result<(PathBuf, Option<Config>)> {
+    let config = accounts.map(config::load).transpose()?;
+    let root = store_path(cli, config.as_ref());
+    if !crate::store::exists(&root) {
+        return Err(crate::store::no_store(&root));
+    }
+    Ok((root, config))
+}
+
+/// Opens the store for writing and says which one it is; only a command
+/// that fills a store from nothing may make one.
+pub fn open_store(cli: &Cli, config: Option<&Config>, creation: Creation) -> Result<Arc<Store>> {
+    let root = store_path(cli, config);
+    let store = Store::open(&root, creation)?;
+    let shown = std::fs::canonicalize(&root).unwrap_or(root);
+    if store.made() {
+        eprintln!("store: {} (new)", shown.display());
+    } else {
+        eprintln!("store: {}", shown.display());
+    }
+    if store.made_private() > 0 {
+        eprintln!(
+            "note: other local users could read this store; its {} files and directories \
+             are now private (0700/0600)",
+            store.made_private()
+        );
+    }
     warn_lost_index(&store);
     Ok(Arc::new(store))
 }

@@ -32,13 +32,22 @@ pub fn run(cli: &Cli, args: &PreflightArgs) -> Result<i32> {
     let result = crate::commands::runtime()?.block_on(preflight(&config, &options, progress))?;
     // Recorded for `status` and the report; a store in use elsewhere (a
     // mirror running) only loses the record, not the answer.
-    match open_store(cli, &config) {
-        Ok(store) => {
-            let index = store.index();
-            let id = index.start_run("preflight")?;
-            index.finish_run(id, &serde_json::to_string(&result)?)?;
+    let root = crate::commands::store_path(cli, Some(&config));
+    if !crate::store::exists(&root) {
+        eprintln!(
+            "note: no store at {} yet, so this preflight is not recorded (the first mirror \
+             makes the store)",
+            root.display()
+        );
+    } else {
+        match open_store(cli, Some(&config), crate::store::Creation::Refused) {
+            Ok(store) => {
+                let index = store.index();
+                let id = index.start_run("preflight")?;
+                index.finish_run(id, &serde_json::to_string(&result)?)?;
+            }
+            Err(e) => eprintln!("note: preflight not recorded in the store: {e:#}"),
         }
-        Err(e) => eprintln!("note: preflight not recorded in the store: {e:#}"),
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&result)?);

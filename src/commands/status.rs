@@ -1,26 +1,36 @@
-//! `mailferry status`: per account and folder, the source and the target
-//! side by side (at the source, stored, expunged, uploaded, already there,
-//! skipped, failed, pending), every message that did not go and why, when
-//! each phase last ran, and the cutover.
+//! `mailferry status`: every account of the batch (never mirrored, failed
+//! with the server's words, in progress, complete), per folder the source
+//! and the target side by side, every message that did not go and why,
+//! when each phase last ran, and the cutover. Exits 0 only when every
+//! account is complete.
+
+use std::path::Path;
 
 use anyhow::Result;
 
 use crate::cli::{Cli, StatusArgs};
-use crate::commands::EXIT_OK;
-use crate::report::Snapshot;
+use crate::commands::{EXIT_INCOMPLETE, EXIT_OK};
+use crate::report::{Selection, Snapshot};
 use crate::store::Index;
 
-/// What the store says, read without taking its lock (a run may be going on).
-pub fn snapshot(cli: &Cli, account: Option<&str>) -> Result<Snapshot> {
-    let root = crate::commands::store_path(cli, None);
+/// What the store says of the batch, read without taking its lock (a run
+/// may be going on). With an accounts file, every account in it is shown.
+pub fn snapshot(cli: &Cli, accounts: Option<&Path>, account: Option<&str>) -> Result<Snapshot> {
+    let (root, config) = crate::commands::store_to_read(cli, accounts)?;
     let index = Index::open_read_only(&root.join("index.sqlite"))?;
-    Snapshot::gather(&root, &index, account)
+    let batch = match (accounts, &config) {
+        (Some(file), Some(c)) => Some((file, c.accounts.iter().map(|a| a.name.clone()).collect())),
+        _ => None,
+    };
+    Snapshot::gather(&root, &index, &Selection { batch, account })
 }
 
 pub fn run(cli: &Cli, args: &StatusArgs) -> Result<i32> {
-    let snap = snapshot(cli, args.account.as_deref())?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&snap)?);
+    let snap = snapshot(cli, args.accounts.as_deref(), args.account.as_deref())?;
+    if let Some(out) = &args.json {
+        let mut text = serde_json::to_string_pretty(&snap)?;
+        text.push('\n');
+        crate::files::write_output(out, text.as_bytes(), args.file_mode.unwrap_or_default())?;
     } else if args.summary {
         print!("{}", crate::report::phases(&snap));
         print!("{}", crate::report::account_lines(&snap));
@@ -31,5 +41,9 @@ pub fn run(cli: &Cli, args: &StatusArgs) -> Result<i32> {
             crate::report::target_table(&snap.targets, &snap.not_uploaded)
         );
     }
-    Ok(EXIT_OK)
+    Ok(if snap.complete {
+        EXIT_OK
+    } else {
+        EXIT_INCOMPLETE
+    })
 }

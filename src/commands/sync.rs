@@ -9,6 +9,7 @@ use crate::cli::{Cli, SyncArgs};
 use crate::commands::{
     EXIT_INCOMPLETE, EXIT_OK, apply_source, apply_target, load_accounts, open_store,
 };
+use crate::store::Creation;
 
 pub fn run(cli: &Cli, args: &SyncArgs) -> Result<i32> {
     let mut config = load_accounts(&args.accounts)?;
@@ -45,7 +46,7 @@ pub fn run(cli: &Cli, args: &SyncArgs) -> Result<i32> {
 /// One mirror and upload. The store is opened for this run only, so other
 /// commands can use it between runs.
 fn once(cli: &Cli, args: &SyncArgs, config: &crate::config::Config) -> Result<i32> {
-    let store = open_store(cli, config)?;
+    let store = open_store(cli, Some(config), Creation::Allowed)?;
     let mirrored = super::mirror::mirror_with(cli, config, &args.mirror, store.clone())?;
     // An account whose mirror failed still uploads what the store holds.
     let uploaded = super::upload::upload_with(cli, config, &args.upload, store)?;

@@ -8,13 +8,14 @@ use crate::cli::{Cli, UploadArgs, UploadOnlyArgs};
 use crate::commands::{EXIT_INCOMPLETE, EXIT_OK, apply_target, load_accounts, open_store, ui};
 use crate::config::{AuthMethod, Config};
 use crate::oauth::TokenProvider;
+use crate::store::Creation;
 use crate::store::Store;
 use crate::upload::{self, MapFile, UploadOptions, UploadSummary};
 
 pub fn run(cli: &Cli, args: &UploadArgs) -> Result<i32> {
     let mut config = load_accounts(&args.accounts)?;
     apply_target(&mut config, &args.target)?;
-    let store = open_store(cli, &config)?;
+    let store = open_store(cli, Some(&config), Creation::Refused)?;
     let summary = upload_with(cli, &config, &args.upload, store)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);

@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::cli::{Cli, VerifyArgs};
 use crate::commands::{EXIT_INCOMPLETE, EXIT_OK, apply_target, load_accounts, open_store};
+use crate::store::Creation;
 use crate::store::{BlobFault, BlobHash, Index, blob_path};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
@@ -44,7 +45,7 @@ pub fn run(cli: &Cli, args: &VerifyArgs) -> Result<i32> {
     if args.target {
         return run_target(cli, args);
     }
-    let root = crate::commands::store_path(cli, None);
+    let (root, _) = crate::commands::store_to_read(cli, args.accounts.as_deref())?;
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
@@ -112,7 +113,7 @@ fn run_target(cli: &Cli, args: &VerifyArgs) -> Result<i32> {
     };
     let mut config = load_accounts(&accounts)?;
     apply_target(&mut config, &args.target_settings)?;
-    let store = open_store(cli, &config)?;
+    let store = open_store(cli, Some(&config), Creation::Refused)?;
     let checked = crate::commands::upload::check_with(cli, &config, store, args.requeue_missing)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&checked)?);

@@ -22,6 +22,7 @@ pub fn is_connection_error(e: &anyhow::Error) -> bool {
                 c.downcast_ref::<ImapError>(),
                 Some(
                     ImapError::Bye(_)
+                        | ImapError::Unreachable(_)
                         | ImapError::ConnectionLost
                         | ImapError::Timeout(_)
                         | ImapError::Unparseable(_)

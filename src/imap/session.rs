@@ -48,6 +48,10 @@ pub enum ImapError {
     /// not speak TLS).
     #[error("{0}")]
     TlsRefused(String),
+    /// The server's name does not resolve, or nothing accepts connections
+    /// at its address and port.
+    #[error("{0}")]
+    Unreachable(String),
 }
 
 /// async-imap reports a response it cannot parse as the parser's debug
@@ -363,14 +367,27 @@ impl ImapSession {
         // greeting, in the TLS handshake or at login is as dead as one that
         // stalls mid-FETCH.
         let silence = server.io_timeout;
-        let tcp = tokio::time::timeout(
-            CONNECT_TIMEOUT.min(silence),
-            TcpStream::connect((server.host.as_str(), server.port)),
+        let wait = CONNECT_TIMEOUT.min(silence);
+        let addrs: Vec<std::net::SocketAddr> = tokio::time::timeout(
+            wait,
+            tokio::net::lookup_host((server.host.as_str(), server.port)),
         )
         .await
-        .map_err(|_| ImapError::Timeout(CONNECT_TIMEOUT.min(silence)))
-        .with_context(|| format!("cannot connect to {address}"))?
-        .with_context(|| format!("cannot connect to {address}"))?;
+        .map_err(|_| ImapError::Timeout(wait))
+        .with_context(|| format!("cannot look up the server name {} (DNS)", server.host))?
+        .map_err(|e| {
+            ImapError::Unreachable(format!(
+                "cannot find the server {}: the name does not resolve (DNS: {e}); check the \
+                 host name",
+                server.host
+            ))
+        })?
+        .collect();
+        let tcp = tokio::time::timeout(wait, TcpStream::connect(&addrs[..]))
+            .await
+            .map_err(|_| ImapError::Timeout(wait))
+            .with_context(|| format!("cannot connect to {address}"))?
+            .map_err(|e| ImapError::Unreachable(format!("cannot connect to {address}: {e}")))?;
         tcp.set_nodelay(true).ok();
         let peer = tcp
             .peer_addr()

@@ -430,7 +430,7 @@ impl Literal8Filter {
                     spill.nonce,
                     self.spilled
                 ));
-                match std::fs::File::create(&path) {
+                match crate::files::create_new(&path, crate::files::PRIVATE_FILE) {
                     Ok(file) => {
                         // Where the literal's size is now (the line may have
                         // been rewritten above).

@@ -32,6 +32,8 @@ pub(crate) struct FolderSync {
     synced_goal: u32,
     remaining: AtomicUsize,
     failed: AtomicBool,
+    /// Why it failed, when known.
+    why: Mutex<Option<String>>,
     finished: Mutex<bool>,
 }
 
@@ -57,6 +59,7 @@ impl FolderSync {
             synced_goal,
             remaining: AtomicUsize::new(batches),
             failed: AtomicBool::new(false),
+            why: Mutex::new(None),
             finished: Mutex::new(false),
         }
     }
@@ -72,13 +75,15 @@ impl FolderSync {
         let failed = self.failed.load(Ordering::SeqCst);
         let index = ctx.store.index();
         if failed {
-            index.save_folder_state(
+            let why = self.why.lock().unwrap().clone().unwrap_or_else(|| {
+                "some messages could not be fetched this run (see the mirror's output)".into()
+            });
+            index.save_folder_failed(
                 self.folder_id,
                 self.uidvalidity,
-                None,
-                None,
                 self.exists,
                 self.synced_before,
+                &why,
             )?;
         } else {
             index.save_folder_state(
@@ -93,6 +98,14 @@ impl FolderSync {
         drop(index);
         ctx.progress.folder_done(&ctx.account.name, &self.wire_name);
         Ok(())
+    }
+
+    /// Why the folder is not whole this run, for status (the first reason).
+    pub fn note_failure(&self, why: &str) {
+        self.why
+            .lock()
+            .unwrap()
+            .get_or_insert_with(|| why.to_string());
     }
 
     /// The folder is not whole this run (a message that cannot be

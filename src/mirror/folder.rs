@@ -320,6 +320,7 @@ pub(crate) async fn plan(
     }
     if zero_uid {
         // Planned again next run, and reported until the server is fixed.
+        folder.note_failure("the server lists a message with UID 0, which cannot be fetched");
         folder.mark_incomplete();
     }
     if batches.is_empty() {

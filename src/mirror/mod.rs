@@ -434,8 +434,8 @@ async fn mirror_account(ctx: Arc<AccountContext>) -> AccountOutcome {
     let shared = Arc::new(SharedCounts::default());
     let errors = Arc::new(Mutex::new(Vec::<String>::new()));
     let result = run_account(&ctx, &shared, &errors).await;
-    let (base, error) = match result {
-        Ok(base) => (base, None),
+    let (base, error, failure) = match result {
+        Ok(base) => (base, None, None),
         Err(e) => (
             MirrorCounts::default(),
             Some(format!(
@@ -444,9 +444,39 @@ async fn mirror_account(ctx: Arc<AccountContext>) -> AccountOutcome {
                 ctx.account.origin,
                 error_chain(&e)
             )),
+            Some((crate::outcome::failure_kind(&e), error_chain(&e))),
         ),
     };
     let folder_errors = std::mem::take(&mut *errors.lock().unwrap());
+    // What status shows: a failure in the server's words, or a good run.
+    let recorded = match &failure {
+        Some((kind, text)) => ctx.store.index().record_account_run(
+            &name,
+            crate::store::index::Stage::Mirror,
+            Some((*kind, text)),
+        ),
+        None if !folder_errors.is_empty() => ctx.store.index().record_account_run(
+            &name,
+            crate::store::index::Stage::Mirror,
+            Some((
+                crate::outcome::FailureKind::Other,
+                &format!(
+                    "{} folder(s) not mirrored: {}",
+                    folder_errors.len(),
+                    folder_errors[0]
+                ),
+            )),
+        ),
+        None => {
+            ctx.store
+                .index()
+                .record_account_run(&name, crate::store::index::Stage::Mirror, None)
+        }
+    };
+    if let Err(e) = recorded {
+        ctx.progress
+            .warn(&name, &format!("cannot record the run in the index: {e:#}"));
+    }
     let shared = Arc::try_unwrap(shared).unwrap_or_default();
     let counts = shared.into_counts(base);
     ctx.progress.account_finished(&name, error.as_deref());
@@ -604,6 +634,9 @@ async fn run_account(
                 match answers.next() {
                     Some(Ok(s)) => c.status = Some(s),
                     Some(Err(e)) => {
+                        ctx.store
+                            .index()
+                            .folder_failed(c.folder_id, &format!("STATUS failed: {e}"))?;
                         errors.lock().unwrap().push(format!(
                             "folder {}: STATUS failed: {e}",
                             mutf7::display(&c.wire_name)
@@ -614,6 +647,7 @@ async fn run_account(
                 }
             }
             if c.repair.is_none() && c.unchanged(ctx.options.quick) {
+                ctx.store.index().folder_checked(c.folder_id)?;
                 ctx.progress.folder_done(&ctx.account.name, &c.wire_name);
                 continue;
             }
@@ -723,10 +757,20 @@ async fn run_account(
     let leftovers = queue.leftovers();
     if !leftovers.is_empty() {
         let mut folders: Vec<String> = Vec::new();
+        let why = last_error
+            .as_ref()
+            .map(error_chain)
+            .unwrap_or_else(|| "no connection".to_string());
         for job in leftovers {
             let name = match job {
-                Job::Plan(p) => mutf7::display(&p.wire_name),
+                Job::Plan(p) => {
+                    ctx.store
+                        .index()
+                        .folder_failed(p.folder_id, &format!("not checked: {why}"))?;
+                    mutf7::display(&p.wire_name)
+                }
                 Job::Fetch(f) => {
+                    f.folder.note_failure(&why);
                     f.folder.batch_failed(ctx);
                     mutf7::display(&f.folder.wire_name)
                 }
@@ -735,9 +779,15 @@ async fn run_account(
                 folders.push(name);
             }
         }
-        let why = last_error
-            .map(|e| error_chain(&e))
-            .unwrap_or_else(|| "no connection".to_string());
+        if let Some(e) = last_error {
+            // The account failed as its last error did (a login refused
+            // on reconnect is still a refused login).
+            return Err(e.context(format!(
+                "{} folder(s) not mirrored ({})",
+                folders.len(),
+                folders.join(", ")
+            )));
+        }
         anyhow::bail!(
             "{} folder(s) not mirrored ({}): {why}",
             folders.len(),
@@ -945,6 +995,7 @@ impl Worker {
                             Job::Fetch(f) => mutf7::display(&f.folder.wire_name),
                         };
                         if let Job::Fetch(f) = job.take().expect("job") {
+                            f.folder.note_failure(&error_chain(&e));
                             f.folder.batch_failed(&self.ctx);
                         }
                         self.errors

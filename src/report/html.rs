@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 
-use super::{AccountStatus, Snapshot, bytes, when};
+use super::{AccountState, AccountStatus, Snapshot, bytes, when};
 use crate::store::index::{FolderStatus, NotUploaded};
 
 /// Longest subject or sender shown, in characters; the rest is cut with "…".
@@ -75,6 +75,8 @@ fn mail_date(d: Option<&str>) -> String {
 
 /// How one folder's (or account's) stored messages stand at the target.
 struct Split {
+    /// Not complete (a failure, or not all settled): never shown as 100%.
+    capped: bool,
     stored: u64,
     uploaded: u64,
     already_present: u64,
@@ -86,6 +88,7 @@ struct Split {
 impl Split {
     fn of_account(a: &AccountStatus) -> Split {
         Split {
+            capped: a.state != AccountState::Complete,
             stored: a.stored,
             uploaded: a.uploaded,
             already_present: a.already_present,
@@ -97,6 +100,7 @@ impl Split {
 
     fn of_folder(f: &FolderStatus) -> Split {
         Split {
+            capped: f.last_error.is_some(),
             stored: f.stored,
             uploaded: f.uploaded,
             already_present: f.already_present,
@@ -113,6 +117,12 @@ impl Split {
             uploaded: self.uploaded,
             already_present: self.already_present,
             skipped: self.skipped,
+            folders: 1,
+            state: if self.capped {
+                AccountState::InProgress
+            } else {
+                AccountState::Complete
+            },
             ..AccountStatus::default()
         }
         .percent_done()
@@ -169,6 +179,7 @@ fn bar(s: &Split) -> String {
 fn legend() -> String {
     let mut out = String::from(r#"<div class="legend">"#);
     for (class, name, _) in segments(&Split {
+        capped: false,
         stored: 0,
         uploaded: 0,
         already_present: 0,
@@ -207,13 +218,62 @@ fn alert(field: &str, n: u64) -> &'static str {
     }
 }
 
+/// The state as `status --json` names it.
+fn state_key(s: AccountState) -> &'static str {
+    match s {
+        AccountState::NotMirrored => "not_mirrored",
+        AccountState::Failed => "failed",
+        AccountState::InProgress => "in_progress",
+        AccountState::Complete => "complete",
+    }
+}
+
+/// The account's last failure in the server's words, when and since when.
+fn error_box(a: &AccountStatus) -> String {
+    let Some((stage, run)) = a.last_error() else {
+        return String::new();
+    };
+    let Some(err) = &run.error else {
+        return String::new();
+    };
+    let stage = match stage {
+        crate::store::index::Stage::Mirror => "mirror",
+        crate::store::index::Stage::Upload => "upload",
+    };
+    format!(
+        r#"<div class="errorbox" data-account="{acct}" data-field="last_error"><strong>The last {stage} failed</strong> ({at}): {text}<br><span class="sub">Last {stage} that ended well: {ok}</span></div>
+"#,
+        acct = escape(&a.account),
+        at = when(Some(run.last_attempt_at)),
+        text = escape_cut(&err.text),
+        ok = when(run.last_ok_at),
+    )
+}
+
 /// The status of an account, in a word, and its badge class.
 fn account_state(a: &AccountStatus) -> (String, &'static str) {
+    match a.state {
+        AccountState::Failed => {
+            let why = a
+                .last_error()
+                .and_then(|(_, r)| r.error.as_ref())
+                .map(|e| match e.kind {
+                    crate::outcome::FailureKind::Login => "login refused",
+                    crate::outcome::FailureKind::Connect => "server unreachable",
+                    crate::outcome::FailureKind::Interrupted => "interrupted",
+                    crate::outcome::FailureKind::Other => "error",
+                })
+                .unwrap_or("folder not checked");
+            return (format!("Failed: {why}"), "bad");
+        }
+        AccountState::NotMirrored => return ("Not mirrored".into(), "idle"),
+        AccountState::InProgress | AccountState::Complete => {}
+    }
     if a.failed > 0 {
         (format!("{} failed", count(a.failed)), "bad")
     } else if a.target.is_none() && a.stored > 0 {
         ("Not uploaded yet".into(), "idle")
-    } else if a.pending > 0 {
+    } else if a.pending > 0 || a.state != AccountState::Complete {
         ("In progress".into(), "busy")
     } else if a.skipped > 0 {
         (format!("Complete · {} skipped", count(a.skipped)), "warn")
@@ -238,6 +298,8 @@ h3{font-size:14px;margin:20px 0 8px;font-weight:600;color:var(--muted);text-tran
 letter-spacing:.04em}
 .sub{color:var(--muted)}
 .stamp{text-align:right;color:var(--muted);font-size:13px;white-space:nowrap}
+.errorbox{border-left:4px solid var(--fail);background:#fdecea;padding:8px 12px;margin:8px 0 12px}
+.tag.bad{background:#fdecea;color:var(--fail)}
 .cards{display:grid;grid-template-columns:repeat(6,1fr);gap:12px;margin:0 0 20px}
 .card{border:1px solid var(--line);border-radius:6px;padding:10px 14px;background:var(--soft)}
 .card .label{font-size:12px;color:var(--muted);text-transform:uppercase;letter-spacing:.04em}
@@ -556,7 +618,8 @@ fn overview(out: &mut String, snap: &Snapshot) {
         let (state, class) = account_state(a);
         let _ = write!(
             out,
-            r##"<tr><td class="name"><a href="#account-{i}"><bdi>{name}</bdi></a><span class="to"><span data-account="{acct}" data-field="folders" data-value="{folders}">{folders_text}</span> folders</span><span class="badge {class}">{state}</span></td>{progress}{cells}</tr>"##,
+            r##"<tr><td class="name"><a href="#account-{i}"><bdi>{name}</bdi></a><span class="to"><span data-account="{acct}" data-field="folders" data-value="{folders}">{folders_text}</span> folders</span><span class="badge {class}" data-account="{acct}" data-field="state" data-value="{state_key}">{state}</span></td>{progress}{cells}</tr>"##,
+            state_key = state_key(a.state),
             name = escape(&a.account),
             acct = escape(&a.account),
             folders = a.folders,
@@ -584,7 +647,8 @@ fn account_section(out: &mut String, snap: &Snapshot, i: usize, a: &AccountStatu
 <div class="acct-head"><div><h2><bdi>{name}</bdi>{target}</h2>
 <div class="facts">{folders} folders · {stored} messages stored ({size}) · {done}% done · last checked at the source {checked}</div></div>
 <span class="badge {class}">{state}</span></div>
-"#,
+{error}"#,
+        error = error_box(a),
         name = escape(&a.account),
         folders = count(a.folders),
         stored = count(a.stored),
@@ -611,9 +675,16 @@ fn account_section(out: &mut String, snap: &Snapshot, i: usize, a: &AccountStatu
             None => r#"<span class="to">not mapped to the target yet</span>"#.into(),
         };
         let deleted = if f.deleted_at_source {
-            r#"<span class="tag">deleted at source</span>"#
+            r#"<span class="tag">deleted at source</span>"#.to_string()
         } else {
-            ""
+            String::new()
+        };
+        let deleted = match &f.last_error {
+            Some(e) => format!(
+                r#"{deleted}<span class="tag bad" data-field="folder_error">not checked: {}</span>"#,
+                escape_cut(e)
+            ),
+            None => deleted,
         };
         let _ = write!(
             out,
@@ -757,6 +828,7 @@ mod tests {
             deleted_at_source: false,
             left_out: false,
             last_checked_at: Some(1_750_000_000),
+            last_error: None,
             target: Some(format!("{account}-365")),
             target_folder: Some(name.replace('.', "/")),
             uploaded: done,
@@ -788,6 +860,8 @@ mod tests {
         };
         Snapshot {
             store: "/srv/store".into(),
+            complete: false,
+            accounts_file: None,
             generated_at: 1_750_000_000,
             last_runs: super::super::snapshot::LastRuns {
                 preflight: Some(1_749_000_000),

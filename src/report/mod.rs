@@ -6,7 +6,7 @@ pub mod snapshot;
 use std::fmt::Write as _;
 
 use crate::mirror::MirrorSummary;
-pub use snapshot::{AccountStatus, Snapshot};
+pub use snapshot::{AccountState, AccountStatus, Selection, Snapshot};
 
 /// 1536 → "1.5 KiB".
 pub fn bytes(n: u64) -> String {
@@ -125,8 +125,9 @@ pub fn account_lines(snap: &Snapshot) -> String {
         .max(7);
     let _ = writeln!(
         out,
-        "{:<width$} {:>5} {:>9} {:>9} {:>10} {:>9} {:>8} {:>8} {:>7} {:>8}",
+        "{:<width$} {:<12} {:>5} {:>9} {:>9} {:>10} {:>9} {:>8} {:>8} {:>7} {:>8}",
         "account",
+        "state",
         "done",
         "at source",
         "stored",
@@ -140,8 +141,9 @@ pub fn account_lines(snap: &Snapshot) -> String {
     for a in &snap.accounts {
         let _ = writeln!(
             out,
-            "{:<width$} {:>4.0}% {:>9} {:>9} {:>10} {:>9} {:>8} {:>8} {:>7} {:>8}",
+            "{:<width$} {:<12} {:>4.0}% {:>9} {:>9} {:>10} {:>9} {:>8} {:>8} {:>7} {:>8}",
             a.account,
+            a.state.label(),
             a.percent_done().floor(),
             a.at_source,
             a.stored,
@@ -153,10 +155,55 @@ pub fn account_lines(snap: &Snapshot) -> String {
             a.pending
         );
     }
+    for a in &snap.accounts {
+        if let Some(line) = error_line(a) {
+            let _ = writeln!(out, "{}: {line}", a.account);
+        }
+    }
     if snap.accounts.is_empty() {
         let _ = writeln!(out, "the store holds no folders yet");
     }
+    let _ = writeln!(out, "{}", batch_line(snap));
     out
+}
+
+/// The account's last failure, with when it happened and when the same
+/// stage last ended well.
+fn error_line(a: &AccountStatus) -> Option<String> {
+    let (stage, run) = a.last_error()?;
+    let err = run.error.as_ref()?;
+    Some(format!(
+        "{} FAILED {} ({}): {}; last good {}: {}",
+        match stage {
+            crate::store::index::Stage::Mirror => "mirror",
+            crate::store::index::Stage::Upload => "upload",
+        },
+        when(Some(run.last_attempt_at)),
+        err.kind.as_str(),
+        err.text,
+        match stage {
+            crate::store::index::Stage::Mirror => "mirror",
+            crate::store::index::Stage::Upload => "upload",
+        },
+        when(run.last_ok_at)
+    ))
+}
+
+/// One line on the whole batch: complete or not, and why not.
+fn batch_line(snap: &Snapshot) -> String {
+    let count = |s: AccountState| snap.accounts.iter().filter(|a| a.state == s).count();
+    let total = snap.accounts.len();
+    if snap.complete {
+        return format!("batch: COMPLETE ({total} of {total} accounts)");
+    }
+    format!(
+        "batch: NOT complete: {} of {total} accounts complete, {} in progress, {} failed, {} \
+         not mirrored",
+        count(AccountState::Complete),
+        count(AccountState::InProgress),
+        count(AccountState::Failed),
+        count(AccountState::NotMirrored)
+    )
 }
 
 /// When each phase last ran, and the last cutover.
@@ -191,19 +238,23 @@ pub fn status_table(snap: &Snapshot) -> String {
     for a in &snap.accounts {
         let _ = writeln!(
             out,
-            "\n{}{}: {} folders, {} at source, {} stored ({}), {:.0}% at the target",
+            "\n{}{}: {}, {} folders, {} at source, {} stored ({}), {:.0}% at the target",
             a.account,
             a.target
                 .as_deref()
                 .filter(|t| *t != a.account)
                 .map(|t| format!(" -> {t}"))
                 .unwrap_or_default(),
+            a.state.label(),
             a.folders,
             a.at_source,
             a.stored,
             bytes(a.stored_bytes),
             a.percent_done().floor()
         );
+        if let Some(line) = error_line(a) {
+            let _ = writeln!(out, "  {line}");
+        }
         let _ = writeln!(
             out,
             "  {:<32} {:>9} {:>8} {:>8} {:>10} {:>8} {:>7} {:>7} {:>6} {:>7}  last checked",
@@ -241,11 +292,15 @@ pub fn status_table(snap: &Snapshot) -> String {
                 f.pending,
                 when(f.last_checked_at)
             );
+            if let Some(e) = &f.last_error {
+                let _ = writeln!(out, "    FAILED: {e}");
+            }
         }
     }
     if snap.accounts.is_empty() {
         let _ = writeln!(out, "\nthe store holds no folders yet");
     }
+    let _ = writeln!(out, "\n{}", batch_line(snap));
     out
 }
 

@@ -9,7 +9,36 @@ use rusqlite::OptionalExtension as _;
 use serde::Serialize;
 
 use crate::store::Index;
-use crate::store::index::{FolderStatus, NotUploaded, TargetFolderStatus};
+use crate::store::index::{AccountRun, FolderStatus, NotUploaded, Stage, TargetFolderStatus};
+
+/// Where an account of the batch stands, never more hopeful than the
+/// store and the last runs.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountState {
+    /// In the accounts file; nothing of it is in the store yet.
+    #[default]
+    NotMirrored,
+    /// Its last mirror or upload failed (see `mirror` and `upload`), or a
+    /// folder of it could not be checked.
+    Failed,
+    /// In the store; not (yet) all of it at the target.
+    InProgress,
+    /// Mirrored and uploaded by runs that ended well, nothing pending or
+    /// failed.
+    Complete,
+}
+
+impl AccountState {
+    pub fn label(self) -> &'static str {
+        match self {
+            AccountState::NotMirrored => "not mirrored",
+            AccountState::Failed => "FAILED",
+            AccountState::InProgress => "in progress",
+            AccountState::Complete => "complete",
+        }
+    }
+}
 
 /// One account's totals over its folders: the one-line progress summary.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -31,18 +60,61 @@ pub struct AccountStatus {
     /// Stored messages in folders the folder map leaves out of the upload.
     pub left_out: u64,
     pub last_checked_at: Option<i64>,
+    /// Folders whose last check did not finish.
+    pub folders_failed: u64,
+    pub state: AccountState,
+    /// How the account's last mirror and last upload ended (None: never run).
+    pub mirror: Option<AccountRun>,
+    pub upload: Option<AccountRun>,
 }
 
 impl AccountStatus {
     /// Share of the stored messages that are settled at the target
-    /// (uploaded, already there, or skipped for good), in percent.
+    /// (uploaded, already there, or skipped for good), in percent; below
+    /// 100 unless the account is complete.
     pub fn percent_done(&self) -> f64 {
         let to_move = self.stored.saturating_sub(self.left_out);
-        if to_move == 0 {
-            return 100.0;
+        let share = if to_move == 0 {
+            100.0
+        } else {
+            let settled = self.uploaded + self.already_present + self.skipped;
+            (settled as f64 * 100.0 / to_move as f64).min(100.0)
+        };
+        if self.state == AccountState::Complete {
+            share
+        } else if self.state == AccountState::NotMirrored {
+            0.0
+        } else {
+            share.min(99.0)
         }
-        let settled = self.uploaded + self.already_present + self.skipped;
-        (settled as f64 * 100.0 / to_move as f64).min(100.0)
+    }
+
+    /// The last error of the account, mirror first, in the server's words.
+    pub fn last_error(&self) -> Option<(Stage, &AccountRun)> {
+        [(Stage::Mirror, &self.mirror), (Stage::Upload, &self.upload)]
+            .into_iter()
+            .find_map(|(stage, run)| {
+                run.as_ref()
+                    .filter(|r| r.error.is_some())
+                    .map(|r| (stage, r))
+            })
+    }
+
+    fn settle_state(&mut self) {
+        let mirrored =
+            self.folders > 0 || self.mirror.as_ref().is_some_and(|m| m.last_ok_at.is_some());
+        self.state = if self.last_error().is_some() || self.folders_failed > 0 {
+            AccountState::Failed
+        } else if !mirrored {
+            AccountState::NotMirrored
+        } else if self.upload.as_ref().is_some_and(|u| u.last_ok_at.is_some())
+            && self.pending == 0
+            && self.failed == 0
+        {
+            AccountState::Complete
+        } else {
+            AccountState::InProgress
+        };
     }
 }
 
@@ -67,6 +139,10 @@ pub struct CutoverRecord {
 #[derive(Debug, Clone, Serialize)]
 pub struct Snapshot {
     pub store: String,
+    /// Every account is complete (and there is at least one).
+    pub complete: bool,
+    /// The accounts file the batch was read from, if one was given.
+    pub accounts_file: Option<String>,
     pub generated_at: i64,
     pub last_runs: LastRuns,
     pub accounts: Vec<AccountStatus>,
@@ -76,13 +152,85 @@ pub struct Snapshot {
     pub cutover: Option<CutoverRecord>,
 }
 
+/// Which accounts a snapshot shows.
+#[derive(Debug, Clone, Default)]
+pub struct Selection<'a> {
+    /// The batch's accounts file and its accounts, in its order: every one
+    /// is shown, and only those.
+    pub batch: Option<(&'a Path, Vec<String>)>,
+    /// Only this account (any case).
+    pub account: Option<&'a str>,
+}
+
 impl Snapshot {
-    pub fn gather(store: &Path, index: &Index, account: Option<&str>) -> Result<Snapshot> {
-        let folders = index.folder_status(account)?;
-        let accounts = account_totals(&folders);
+    pub fn gather(store: &Path, index: &Index, select: &Selection<'_>) -> Result<Snapshot> {
+        let folders_all = index.folder_status(None)?;
+        let mut accounts = account_totals(&folders_all);
+        let runs = index.account_runs()?;
+        // Accounts that never reached the store but have a run (a refused
+        // login on the first mirror).
+        for r in &runs {
+            if !accounts.iter().any(|a| a.account == r.account) {
+                accounts.push(AccountStatus {
+                    account: r.account.clone(),
+                    ..AccountStatus::default()
+                });
+            }
+        }
+        if let Some((_, batch)) = &select.batch {
+            let mut ordered = Vec::with_capacity(batch.len());
+            for name in batch {
+                let found = accounts
+                    .iter()
+                    .position(|a| a.account.eq_ignore_ascii_case(name));
+                ordered.push(match found {
+                    Some(i) => accounts.swap_remove(i),
+                    None => AccountStatus {
+                        account: name.clone(),
+                        ..AccountStatus::default()
+                    },
+                });
+            }
+            accounts = ordered;
+        } else {
+            accounts.sort_by(|a, b| a.account.cmp(&b.account));
+        }
+        for a in &mut accounts {
+            for r in runs
+                .iter()
+                .filter(|r| r.account.eq_ignore_ascii_case(&a.account))
+            {
+                match r.stage {
+                    Some(Stage::Mirror) => a.mirror = Some(r.clone()),
+                    Some(Stage::Upload) => a.upload = Some(r.clone()),
+                    None => {}
+                }
+            }
+            a.settle_state();
+        }
+        if let Some(one) = select.account {
+            accounts.retain(|a| a.account.eq_ignore_ascii_case(one));
+            if accounts.is_empty() {
+                anyhow::bail!(
+                    "no account {one} in the store {}{}",
+                    store.display(),
+                    select
+                        .batch
+                        .as_ref()
+                        .map(|(f, _)| format!(" or in {}", f.display()))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        let shown: std::collections::HashSet<String> =
+            accounts.iter().map(|a| a.account.to_lowercase()).collect();
+        let folders: Vec<FolderStatus> = folders_all
+            .into_iter()
+            .filter(|f| shown.contains(&f.account.to_lowercase()))
+            .collect();
         let mut targets = index.target_status()?;
         let mut not_uploaded = index.not_uploaded()?;
-        if account.is_some() {
+        if select.account.is_some() || select.batch.is_some() {
             let mine: Vec<&str> = accounts
                 .iter()
                 .filter_map(|a| a.target.as_deref())
@@ -92,6 +240,9 @@ impl Snapshot {
         }
         Ok(Snapshot {
             store: store.display().to_string(),
+            complete: !accounts.is_empty()
+                && accounts.iter().all(|a| a.state == AccountState::Complete),
+            accounts_file: select.batch.as_ref().map(|(f, _)| f.display().to_string()),
             generated_at: crate::store::index::now(),
             last_runs: LastRuns {
                 preflight: index.last_run("preflight")?,
@@ -133,6 +284,9 @@ pub fn account_totals(folders: &[FolderStatus]) -> Vec<AccountStatus> {
             a.left_out += f.stored;
         }
         a.last_checked_at = a.last_checked_at.max(f.last_checked_at);
+        if f.last_error.is_some() {
+            a.folders_failed += 1;
+        }
     }
     out.into_values().collect()
 }

@@ -101,8 +101,8 @@ pub(super) fn write_durably(src: Source<'_>, tmp: &Path, dest: &Path) -> Result<
 /// is compressed as a stream, never whole in memory.
 fn stage(src: Source<'_>, tmp: &Path, dest: &Path) -> Result<u64> {
     {
-        let mut file =
-            File::create(tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        let mut file = crate::files::create(tmp, crate::files::PRIVATE_FILE)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
         match src {
             Source::Bytes(raw) => {
                 let compressed =
@@ -126,7 +126,8 @@ fn stage(src: Source<'_>, tmp: &Path, dest: &Path) -> Result<u64> {
     }
     let dir = dest.parent().expect("blob path has a parent");
     if !dir.exists() {
-        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        crate::files::create_dir_all(dir, crate::files::PRIVATE_DIR)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
         sync_dir(dir.parent().expect("objects dir"))?;
     }
     Ok(fs::metadata(tmp)

@@ -12,6 +12,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use rusqlite_migration::{M, Migrations};
 
 use super::BlobHash;
+pub use crate::outcome::FailureKind;
 
 /// The schema files, in order. A new file is appended here; old ones never change.
 const SCHEMA: &[&str] = &[
@@ -20,6 +21,7 @@ const SCHEMA: &[&str] = &[
     include_str!("../../schema/0003_workflow.sql"),
     include_str!("../../schema/0004_integrity.sql"),
     include_str!("../../schema/0005_servers.sql"),
+    include_str!("../../schema/0006_truth.sql"),
 ];
 
 pub struct Index {
@@ -177,6 +179,8 @@ pub struct FolderStatus {
     pub stored_bytes: u64,
     pub deleted_at_source: bool,
     pub last_checked_at: Option<i64>,
+    /// Why the folder's last check did not finish; None when it did.
+    pub last_error: Option<String>,
     /// The folder map leaves it out of the upload: nothing of it is pending.
     pub left_out: bool,
     /// Where the folder was last uploaded to (mailbox and folder), if anywhere.
@@ -410,7 +414,8 @@ impl Index {
     ) -> Result<()> {
         self.conn.execute(
             "UPDATE folders SET uidvalidity = ?2, uidnext = ?3, highestmodseq = ?4,
-                                source_count = ?5, synced_uid = ?6, last_checked_at = ?7
+                                source_count = ?5, synced_uid = ?6, last_checked_at = ?7,
+                                last_error = NULL
              WHERE id = ?1",
             params![
                 folder_id,
@@ -423,6 +428,99 @@ impl Index {
             ],
         )?;
         Ok(())
+    }
+
+    /// Saves what is known of a folder whose check did not finish: the next
+    /// run plans it again (no UIDNEXT), and status shows `why`. Its last
+    /// check stays the last complete one.
+    pub fn save_folder_failed(
+        &self,
+        folder_id: i64,
+        uidvalidity: u32,
+        source_count: u32,
+        synced_uid: u32,
+        why: &str,
+    ) -> Result<()> {
+        self.conn.execute(
+            "UPDATE folders SET uidvalidity = ?2, uidnext = NULL, highestmodseq = NULL,
+                                source_count = ?3, synced_uid = ?4, last_error = ?5
+             WHERE id = ?1",
+            params![folder_id, uidvalidity, source_count, synced_uid, why],
+        )?;
+        Ok(())
+    }
+
+    /// A folder found unchanged: it was checked now.
+    pub fn folder_checked(&self, folder_id: i64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE folders SET last_checked_at = ?2, last_error = NULL WHERE id = ?1",
+            params![folder_id, now()],
+        )?;
+        Ok(())
+    }
+
+    /// A folder that could not be checked this run, and why.
+    pub fn folder_failed(&self, folder_id: i64, why: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE folders SET last_error = ?2 WHERE id = ?1",
+            params![folder_id, why],
+        )?;
+        Ok(())
+    }
+
+    /// Records how an account's mirror or upload ended (`None`: well).
+    pub fn record_account_run(
+        &self,
+        account: &str,
+        stage: Stage,
+        failure: Option<(FailureKind, &str)>,
+    ) -> Result<()> {
+        let at = now();
+        let (kind, text) = match failure {
+            Some((k, t)) => (Some(k.as_str()), Some(t)),
+            None => (None, None),
+        };
+        self.conn.execute(
+            "INSERT INTO account_runs (account, stage, last_attempt_at, last_ok_at, error_kind, error)
+             VALUES (?1, ?2, ?3, CASE WHEN ?4 IS NULL THEN ?3 END, ?4, ?5)
+             ON CONFLICT (account, stage) DO UPDATE SET
+                 last_attempt_at = excluded.last_attempt_at,
+                 last_ok_at = COALESCE(excluded.last_ok_at, account_runs.last_ok_at),
+                 error_kind = excluded.error_kind, error = excluded.error",
+            params![account, stage.as_str(), at, kind, text],
+        )?;
+        Ok(())
+    }
+
+    /// How each account's last mirror and upload ended.
+    pub fn account_runs(&self) -> Result<Vec<AccountRun>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT account, stage, last_attempt_at, last_ok_at, error_kind, error
+             FROM account_runs ORDER BY account, stage",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let stage: String = r.get(1)?;
+            let kind: Option<String> = r.get(4)?;
+            Ok(AccountRun {
+                account: r.get(0)?,
+                stage: Stage::parse(&stage),
+                last_attempt_at: r.get(2)?,
+                last_ok_at: r.get(3)?,
+                error: kind
+                    .map(|k| -> rusqlite::Result<RunError> {
+                        Ok(RunError {
+                            kind: FailureKind::parse(&k),
+                            text: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
+                        })
+                    })
+                    .transpose()?,
+            })
+        })?;
+        Ok(rows
+            .collect::<rusqlite::Result<Vec<_>>>()?
+            .into_iter()
+            .filter(|r| r.stage.is_some())
+            .collect())
     }
 
     /// Live (not expunged) messages of a folder under one UIDVALIDITY, by UID.
@@ -623,14 +721,14 @@ impl Index {
                     COUNT(m.id) FILTER (WHERE u.state = 'present'),
                     COUNT(m.id) FILTER (WHERE u.state = 'skipped'),
                     COUNT(m.id) FILTER (WHERE u.state = 'failed'),
-                    f.left_out
+                    f.left_out, f.last_error
              FROM folders f JOIN accounts a ON a.id = f.account_id
              LEFT JOIN target_folders tf ON tf.id = f.target_folder_id
              LEFT JOIN targets t ON t.id = tf.target_id
              LEFT JOIN messages m ON m.folder_id = f.id
              LEFT JOIN uploads u ON m.expunged_at IS NULL
                   AND u.target_folder_id = f.target_folder_id AND u.blob_hash = m.blob_hash
-             WHERE (?1 IS NULL OR a.name = ?1)
+             WHERE (?1 IS NULL OR a.name = ?1 COLLATE NOCASE)
              GROUP BY f.id ORDER BY a.name, f.display_name",
         )?;
         let rows = stmt.query_map([account], |r| {
@@ -649,6 +747,7 @@ impl Index {
                 deleted_at_source: r.get(7)?,
                 last_checked_at: r.get(8)?,
                 left_out: r.get(15)?,
+                last_error: r.get(16)?,
                 pending: if r.get(15)? {
                     0
                 } else {
@@ -664,6 +763,52 @@ impl Index {
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
+}
+
+/// The two stages whose outcome is kept per account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Mirror,
+    Upload,
+}
+
+impl Stage {
+    fn as_str(self) -> &'static str {
+        match self {
+            Stage::Mirror => "mirror",
+            Stage::Upload => "upload",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Stage> {
+        match s {
+            "mirror" => Some(Stage::Mirror),
+            "upload" => Some(Stage::Upload),
+            _ => None,
+        }
+    }
+}
+
+/// An account's last error.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RunError {
+    pub kind: FailureKind,
+    /// In the server's words.
+    pub text: String,
+}
+
+/// How an account's last mirror or upload ended.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AccountRun {
+    pub account: String,
+    #[serde(skip)]
+    pub stage: Option<Stage>,
+    pub last_attempt_at: i64,
+    /// The last run that ended well.
+    pub last_ok_at: Option<i64>,
+    /// Set when the last run failed.
+    pub error: Option<RunError>,
 }
 
 /// Per target folder: what the ledger says.

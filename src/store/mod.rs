@@ -21,11 +21,14 @@ pub use index::Index;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use anyhow::{Context, Result, bail};
+
+use crate::files;
 
 /// An open store, locked for writing by this process.
 pub struct Store {
@@ -34,24 +37,60 @@ pub struct Store {
     /// The store held message files but no index (deleted, truncated): a
     /// new one was started.
     lost_index: bool,
+    /// This open made a new store.
+    made: bool,
+    /// Files and directories of an older, readable store made private.
+    made_private: u64,
     tmp_counter: AtomicU64,
     // Held for the life of the store; the lock goes with the file handle.
     _lock: File,
 }
 
 impl Store {
-    /// Opens (creating if needed) the store at `root` and takes its lock.
-    pub fn open(root: &Path) -> Result<Store> {
-        fs::create_dir_all(root.join("objects"))
-            .with_context(|| format!("cannot create store directory {}", root.display()))?;
-        fs::create_dir_all(root.join("tmp"))
-            .with_context(|| format!("cannot create {}", root.join("tmp").display()))?;
+    /// Opens the store at `root` and takes its lock. A new store is made
+    /// only where `creation` allows it and `root` is absent (its parent
+    /// existing) or an empty directory: a mistyped path is an error, not
+    /// a new empty store that the next mirror fills from scratch.
+    pub fn open(root: &Path, creation: Creation) -> Result<Store> {
+        let made = match store_state(root)? {
+            StoreState::Store => false,
+            StoreState::Absent | StoreState::Empty if creation == Creation::Allowed => true,
+            StoreState::Absent | StoreState::Empty => return Err(no_store(root)),
+            StoreState::NoParent => bail!(
+                "cannot make a store at {}: its parent directory does not exist (check \
+                 --store, MAILFERRY_STORE or the accounts file's `store`)",
+                root.display()
+            ),
+            StoreState::Foreign => bail!(
+                "{} is not empty and is not a mailferry store (no index.sqlite, no \
+                 objects/): check --store, MAILFERRY_STORE or the accounts file's `store`",
+                root.display()
+            ),
+        };
+        for dir in [root.to_path_buf(), root.join("objects"), root.join("tmp")] {
+            files::create_dir_all(&dir, files::PRIVATE_DIR)
+                .with_context(|| format!("cannot create store directory {}", dir.display()))?;
+        }
+        // A store made before stores were private is made private once.
+        let opened_up = fs::metadata(root)
+            .with_context(|| format!("cannot read {}", root.display()))?
+            .permissions()
+            .mode()
+            & 0o077
+            != 0;
+        let made_private = if opened_up {
+            files::make_private(root)
+                .with_context(|| format!("cannot make {} private", root.display()))?
+        } else {
+            0
+        };
         let lock_path = root.join("LOCK");
         let mut lock = OpenOptions::new()
             .create(true)
             .truncate(false)
             .read(true)
             .write(true)
+            .mode(files::PRIVATE_FILE)
             .open(&lock_path)
             .with_context(|| format!("cannot open {}", lock_path.display()))?;
         match lock.try_lock() {
@@ -73,11 +112,18 @@ impl Store {
         let index_path = root.join("index.sqlite");
         let no_index = std::fs::metadata(&index_path).map_or(true, |m| m.len() == 0);
         let lost_index = no_index && has_objects(&root.join("objects"));
+        if no_index {
+            // SQLite gives its -wal and -shm files the index's mode.
+            files::create(&index_path, files::PRIVATE_FILE)
+                .with_context(|| format!("cannot create {}", index_path.display()))?;
+        }
         let index = Index::open(&index_path)?;
         Ok(Store {
             root: root.to_path_buf(),
             index: Mutex::new(index),
             lost_index,
+            made,
+            made_private,
             tmp_counter: AtomicU64::new(0),
             _lock: lock,
         })
@@ -85,6 +131,17 @@ impl Store {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// True when this open made a new, empty store.
+    pub fn made(&self) -> bool {
+        self.made
+    }
+
+    /// How many files and directories of a store that other local users
+    /// could read this open made private (0 for a store that was).
+    pub fn made_private(&self) -> u64 {
+        self.made_private
     }
 
     /// True when the store held message files but its index was missing
@@ -167,6 +224,66 @@ impl Store {
     pub fn read_blob(&self, hash: &BlobHash) -> Result<Vec<u8>, BlobDamaged> {
         blob::read(&self.blob_path(hash), hash)
     }
+}
+
+/// May [`Store::open`] make a new store?
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Creation {
+    /// A command that fills a store from nothing (mirror, import, and
+    /// sync and cutover, which mirror first).
+    Allowed,
+    /// A command that needs what a store already holds.
+    Refused,
+}
+
+enum StoreState {
+    Store,
+    Absent,
+    NoParent,
+    Empty,
+    Foreign,
+}
+
+fn store_state(root: &Path) -> Result<StoreState> {
+    match fs::read_dir(root) {
+        Ok(entries) => {
+            let names: Vec<_> = entries.flatten().map(|e| e.file_name()).collect();
+            if names.is_empty() {
+                Ok(StoreState::Empty)
+            } else if names.iter().any(|n| n == "index.sqlite" || n == "objects") {
+                Ok(StoreState::Store)
+            } else {
+                Ok(StoreState::Foreign)
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let parent = match root.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            Ok(if parent.is_dir() {
+                StoreState::Absent
+            } else {
+                StoreState::NoParent
+            })
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read the store {}", root.display())),
+    }
+}
+
+/// The error for a command that needs a store where there is none.
+pub fn no_store(root: &Path) -> anyhow::Error {
+    anyhow::anyhow!(
+        "there is no store at {} (no index.sqlite, no objects/): check --store, \
+         MAILFERRY_STORE or the accounts file's `store`; a store is made by the first \
+         `mirror`, `sync`, `cutover` or `import`",
+        root.display()
+    )
+}
+
+/// Is there a store at `root` (an index or an objects directory)?
+pub fn exists(root: &Path) -> bool {
+    matches!(store_state(root), Ok(StoreState::Store))
 }
 
 /// Reads a blob of the store at `root` without opening (or locking) it,

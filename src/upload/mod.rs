@@ -350,8 +350,8 @@ async fn upload_account(ctx: Arc<AccountContext>) -> AccountUpload {
     let errors = Arc::new(Mutex::new(Vec::new()));
     let mut planned = Vec::new();
     let result = run_account(&ctx, &errors, &mut planned).await;
-    let (mut counts, error) = match result {
-        Ok(c) => (c, None),
+    let (mut counts, error, failure) = match result {
+        Ok(c) => (c, None, None),
         Err(e) => (
             UploadCounts::default(),
             Some(format!(
@@ -361,6 +361,7 @@ async fn upload_account(ctx: Arc<AccountContext>) -> AccountUpload {
                 ctx.account.target,
                 error_chain(&e)
             )),
+            Some((crate::outcome::failure_kind(&e), error_chain(&e))),
         ),
     };
     let s = &ctx.shared;
@@ -385,6 +386,28 @@ async fn upload_account(ctx: Arc<AccountContext>) -> AccountUpload {
         }
     }
     let folder_errors = std::mem::take(&mut *errors.lock().unwrap());
+    if !ctx.options.dry_run {
+        // What status shows: a failure in the server's words, or a good run.
+        let folder_failure = folder_errors
+            .first()
+            .map(|first| format!("{} folder(s) not uploaded: {first}", folder_errors.len()));
+        let failure = failure
+            .as_ref()
+            .map(|(k, t)| (*k, t.as_str()))
+            .or(folder_failure
+                .as_deref()
+                .map(|t| (crate::outcome::FailureKind::Other, t)));
+        if let Err(e) = ctx.store.index().record_account_run(
+            &ctx.account.name,
+            crate::store::index::Stage::Upload,
+            failure,
+        ) {
+            ctx.progress.warn(
+                &ctx.account.name,
+                &format!("cannot record the run in the index: {e:#}"),
+            );
+        }
+    }
     ctx.progress
         .account_finished(&ctx.account.name, error.as_deref());
     AccountUpload {

@@ -1,0 +1,89 @@
+//! How a run ended, in terms both the store (which keeps it) and the
+//! commands (which turn it into exit codes) share.
+
+use crate::imap::{ImapError, LoginRefused};
+
+/// Work left undone because the user stopped the run.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted before it finished; run again to continue")]
+pub struct Interrupted;
+
+/// Why an account's run stopped, as far as a script needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The server refused the login (password, locked account).
+    Login,
+    /// The server could not be reached, or the connection broke.
+    Connect,
+    /// The run was stopped (Ctrl-C, SIGTERM) before the account finished.
+    Interrupted,
+    Other,
+}
+
+impl FailureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Login => "login",
+            FailureKind::Connect => "connect",
+            FailureKind::Interrupted => "interrupted",
+            FailureKind::Other => "other",
+        }
+    }
+
+    pub fn parse(s: &str) -> FailureKind {
+        match s {
+            "login" => FailureKind::Login,
+            "connect" => FailureKind::Connect,
+            "interrupted" => FailureKind::Interrupted,
+            _ => FailureKind::Other,
+        }
+    }
+}
+
+/// What kind of failure `e` is: a refused login, a server that cannot be
+/// reached or a connection that broke (TLS refusals included), or else.
+pub fn failure_kind(e: &anyhow::Error) -> FailureKind {
+    for cause in e.chain() {
+        if cause.downcast_ref::<LoginRefused>().is_some() {
+            return FailureKind::Login;
+        }
+        if cause.downcast_ref::<Interrupted>().is_some() {
+            return FailureKind::Interrupted;
+        }
+    }
+    let connect = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            use std::io::ErrorKind::*;
+            matches!(
+                io.kind(),
+                ConnectionRefused
+                    | ConnectionReset
+                    | ConnectionAborted
+                    | NotConnected
+                    | BrokenPipe
+                    | TimedOut
+                    | UnexpectedEof
+                    | HostUnreachable
+                    | NetworkUnreachable
+            )
+        }) || c
+            .downcast_ref::<reqwest::Error>()
+            .is_some_and(|r| r.is_connect() || r.is_timeout())
+            || matches!(
+                c.downcast_ref::<ImapError>(),
+                Some(
+                    ImapError::Bye(_)
+                        | ImapError::Unreachable(_)
+                        | ImapError::ConnectionLost
+                        | ImapError::Timeout(_)
+                        | ImapError::TlsRefused(_)
+                )
+            )
+    });
+    if connect {
+        FailureKind::Connect
+    } else {
+        FailureKind::Other
+    }
+}
