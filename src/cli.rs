@@ -33,8 +33,14 @@ Examples (the four phases of a batch):
   mailferry --store ./store verify
   mailferry verify --target --accounts mailferry.toml
 
-Exit codes: 0 all accounts complete (or GO), 1 some account or folder
-incomplete (or NO-GO), 2 the command could not run (bad input, store in use, ...).";
+Exit codes (when several apply, the first in this list that does):
+  130  interrupted by Ctrl-C (SIGINT); 143 by SIGTERM: run again to continue
+  5    the store is in use by another mailferry process
+  3    some account could not log in (source or target: password, token)
+  4    some server could not be reached (DNS, refused, TLS, dropped)
+  2    the command could not run (bad input, no store, ...)
+  1    some account or folder is incomplete (or NO-GO, or a batch not done)
+  0    everything complete (or GO)";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -89,6 +95,9 @@ pub enum Command {
     Export(ExportArgs),
     /// Re-hash every blob and check that the index and the objects agree.
     Verify(VerifyArgs),
+    /// List (or with --delete, remove) the blob files no message points at:
+    /// leftovers of a run that was stopped between storing and recording.
+    Gc(GcArgs),
     /// Show, per account and folder, what the source had and what is stored;
     /// per target folder, what was uploaded, skipped (and why) and failed.
     Status(StatusArgs),
@@ -532,6 +541,21 @@ pub struct VerifyArgs {
     pub json: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Remove the leftovers; without it, only list them.
+    #[arg(long)]
+    pub delete: bool,
+
+    /// An accounts file whose `store` is the store.
+    #[arg(long, short = 'a', value_name = "FILE")]
+    pub accounts: Option<PathBuf>,
+
+    /// JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum ExportFormat {
     Maildir,
@@ -569,6 +593,15 @@ pub struct ExportArgs {
     /// Also messages that were expunged at the source.
     #[arg(long)]
     pub include_expunged: bool,
+
+    /// DIR holds an earlier export: bring it up to date, removing the
+    /// files of messages this export no longer holds.
+    #[arg(long, conflicts_with = "force")]
+    pub update: bool,
+
+    /// Write into a DIR that is not empty, leaving what is there.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

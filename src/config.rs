@@ -229,6 +229,8 @@ pub struct Config {
     /// How many accounts are mirrored at the same time.
     pub accounts_at_once: usize,
     pub store: Option<PathBuf>,
+    /// How the accounts file was read, for the user (never a password).
+    pub notes: Vec<String>,
 }
 
 /// "50 GB", "1.5GiB", "200 MB", "4096": a size in bytes. Units are binary,
@@ -278,24 +280,91 @@ pub fn load(path: &Path) -> Result<Config> {
     } else {
         let text = std::fs::read(path)
             .with_context(|| format!("cannot read accounts file {}", path.display()))?;
+        let mut notes = Vec::new();
         Ok(Config {
-            accounts: parse_csv(&text, &path.display().to_string())?,
+            accounts: parse_csv_noting(&text, &path.display().to_string(), &mut notes)?,
             accounts_at_once: 4,
+            notes,
             ..Config::default()
         })
     }
 }
 
+/// What an Excel user should do with a file mailferry cannot read.
+const SAVE_AS_CSV: &str = "if it comes from Excel, save it as \"CSV UTF-8 (comma delimited)\"";
+
 /// Parses the Microsoft 365 IMAP migration CSV. `file` names it in errors.
 pub fn parse_csv(text: &[u8], file: &str) -> Result<Vec<Account>> {
-    let text = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text);
+    parse_csv_noting(text, file, &mut Vec::new())
+}
+
+/// The text of a CSV as UTF-8: UTF-16 (Excel's "Unicode text", with or
+/// without its byte order mark) is decoded, and a UTF-8 BOM dropped.
+fn csv_text<'a>(
+    text: &'a [u8],
+    file: &str,
+    notes: &mut Vec<String>,
+) -> Result<std::borrow::Cow<'a, [u8]>> {
+    let (big_endian, body) = match text {
+        [0xFF, 0xFE, rest @ ..] => (false, rest),
+        [0xFE, 0xFF, rest @ ..] => (true, rest),
+        // "E\0m\0": UTF-16LE without a BOM.
+        [a, 0, b, 0, ..] if *a != 0 && *b != 0 => (false, text),
+        _ => return Ok(text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text).into()),
+    };
+    let units = body.chunks_exact(2).map(|p| {
+        if big_endian {
+            u16::from_be_bytes([p[0], p[1]])
+        } else {
+            u16::from_le_bytes([p[0], p[1]])
+        }
+    });
+    let decoded: String = char::decode_utf16(units)
+        .collect::<Result<_, _>>()
+        .map_err(|_| anyhow!("{file}: looks like UTF-16 but is not valid UTF-16; {SAVE_AS_CSV}"))?;
+    notes.push(format!("{file}: read as UTF-16 (Excel's \"Unicode text\")"));
+    Ok(decoded.into_bytes().into())
+}
+
+/// Parses the migration CSV, adding to `notes` what a user should know
+/// about how it was read (UTF-16, separators, spaces around passwords).
+pub fn parse_csv_noting(text: &[u8], file: &str, notes: &mut Vec<String>) -> Result<Vec<Account>> {
+    let decoded = csv_text(text, file, notes)?;
+    let text: &[u8] = &decoded;
+    // Excel writes `;` in many locales, and tabs as "Unicode text": the
+    // separator is the one under which the header names EmailAddress.
+    let has_email = |delimiter: u8| {
+        let mut r = csv::ReaderBuilder::new()
+            .delimiter(delimiter)
+            .flexible(true)
+            .from_reader(text);
+        r.headers().is_ok_and(|h| {
+            h.iter()
+                .any(|f| f.trim().eq_ignore_ascii_case("EmailAddress"))
+        })
+    };
+    let delimiter = [b',', b';', b'\t']
+        .into_iter()
+        .find(|d| has_email(*d))
+        .unwrap_or(b',');
+    match delimiter {
+        b';' => notes.push(format!("{file}: fields separated by semicolons")),
+        b'\t' => notes.push(format!("{file}: fields separated by tabs")),
+        _ => {}
+    }
     let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
         .trim(csv::Trim::Headers)
         .flexible(true)
         .from_reader(text);
     let headers = reader
         .headers()
-        .with_context(|| format!("{file}: cannot read the header line"))?
+        .map_err(|e| {
+            anyhow!(
+                "{file}: cannot read the header line ({}); {SAVE_AS_CSV}",
+                csv_error_kind(&e)
+            )
+        })?
         .clone();
     let column = |name: &str| {
         headers
@@ -308,7 +377,7 @@ pub fn parse_csv(text: &[u8], file: &str) -> Result<Vec<Account>> {
         anyhow!(
             "{file} line 1: no EmailAddress column (the line has {} comma-separated fields); \
              the file must start with the Microsoft 365 migration header \
-             EmailAddress,UserName,Password",
+             EmailAddress,UserName,Password; {SAVE_AS_CSV}",
             headers.len()
         )
     })?;
@@ -362,6 +431,13 @@ pub fn parse_csv(text: &[u8], file: &str) -> Result<Vec<Account>> {
         if password.is_empty() {
             bail!("{file} line {line}: Password is empty for {email}");
         }
+        if password.trim() != password {
+            notes.push(format!(
+                "WARNING: {file} line {line}: the Password of {email} begins or ends with a \
+                 space; it is used as written (a spreadsheet may have added it; if the login \
+                 is refused, remove it)"
+            ));
+        }
         if let Some(first) = seen.insert(email.to_ascii_lowercase(), line) {
             bail!("{file} line {line}: {email} is already listed on line {first}");
         }
@@ -413,7 +489,7 @@ fn line_of(text: &[u8], offset: u64) -> u64 {
 /// The CSV error without its record contents (which may hold a password).
 fn csv_error_kind(e: &csv::Error) -> String {
     match e.kind() {
-        csv::ErrorKind::Utf8 { .. } => "not UTF-8".to_string(),
+        csv::ErrorKind::Utf8 { .. } => format!("not UTF-8; {SAVE_AS_CSV}"),
         csv::ErrorKind::UnequalLengths {
             expected_len, len, ..
         } => format!("{len} fields where {expected_len} were expected"),
@@ -611,7 +687,7 @@ fn load_toml(path: &Path) -> Result<Config> {
         let csv_path = base.join(csv_path);
         let text = std::fs::read(&csv_path)
             .with_context(|| format!("{file}: cannot read accounts_csv {}", csv_path.display()))?;
-        for a in parse_csv(&text, &csv_path.display().to_string())? {
+        for a in parse_csv_noting(&text, &csv_path.display().to_string(), &mut config.notes)? {
             if let Some(first) = seen.insert(a.name.to_ascii_lowercase(), a.origin.clone()) {
                 bail!("{}: {} is already defined by {first}", a.origin, a.name);
             }
@@ -862,5 +938,71 @@ password_file = "pw"
             assert!(err.contains("line"), "{err}");
             assert!(!err.contains(value), "{err}");
         }
+    }
+
+    fn utf16le(text: &str, bom: bool) -> Vec<u8> {
+        let mut out = if bom { vec![0xFF, 0xFE] } else { Vec::new() };
+        for u in text.encode_utf16() {
+            out.extend_from_slice(&u.to_le_bytes());
+        }
+        out
+    }
+
+    #[test]
+    fn csvs_as_excel_makes_them_are_read_and_said_so() {
+        let comma = "EmailAddress,UserName,Password\r\na@x.com,a,pw-a\r\n";
+        let semicolon = "EmailAddress;UserName;Password\r\na@x.com;a;pw-a\r\n";
+        let tab = "EmailAddress\tUserName\tPassword\r\na@x.com\ta\tpw-a\r\n";
+        for (bytes, said) in [
+            (comma.as_bytes().to_vec(), vec![]),
+            (semicolon.as_bytes().to_vec(), vec!["semicolons"]),
+            (tab.as_bytes().to_vec(), vec!["tabs"]),
+            (utf16le(tab, true), vec!["UTF-16", "tabs"]),
+            (utf16le(comma, false), vec!["UTF-16"]),
+        ] {
+            let mut notes = Vec::new();
+            let accounts = parse_csv_noting(&bytes, "b.csv", &mut notes).unwrap();
+            assert_eq!(accounts.len(), 1);
+            assert_eq!(accounts[0].name, "a@x.com");
+            assert_eq!(accounts[0].password.expose(), "pw-a");
+            assert_eq!(notes.len(), said.len(), "{notes:?}");
+            for (n, s) in notes.iter().zip(said) {
+                assert!(n.contains(s), "{n}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_header_that_does_not_parse_says_how_to_save_the_file() {
+        let err = parse_csv(b"Name|Login|Secret\nx|y|z\n", "b.csv")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("CSV UTF-8 (comma delimited)"), "{err}");
+        // Latin-1 from Excel's plain "CSV (comma delimited)".
+        let err = parse_csv(
+            b"EmailAddress,UserName,Password\nj@x.com,j,p\xe4ss\n",
+            "b.csv",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("b.csv line 2"), "{err}");
+        assert!(err.contains("CSV UTF-8"), "{err}");
+        assert!(!err.contains("p\u{e4}ss"));
+    }
+
+    #[test]
+    fn spaces_around_a_password_are_warned_of_and_kept() {
+        let mut notes = Vec::new();
+        let a = parse_csv_noting(
+            b"EmailAddress,UserName,Password\na@x.com,a,secret-pw \n",
+            "b.csv",
+            &mut notes,
+        )
+        .unwrap();
+        assert_eq!(a[0].password.expose(), "secret-pw ");
+        assert_eq!(notes.len(), 1);
+        assert!(notes[0].contains("b.csv line 2"), "{}", notes[0]);
+        assert!(notes[0].contains("begins or ends with a space"));
+        assert!(!notes[0].contains("secret-pw"), "never the password");
     }
 }

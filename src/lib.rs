@@ -22,5 +22,6 @@ pub mod outcome;
 pub mod preflight;
 pub mod progress;
 pub mod report;
+pub mod stop;
 pub mod store;
 pub mod upload;

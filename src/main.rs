@@ -2,8 +2,9 @@
 //! command, map the outcome to an exit code.
 
 use clap::Parser as _;
-use mailferry::cli::Cli;
-use mailferry::commands::{self, EXIT_ERROR};
+use mailferry::cli::{Cli, Command};
+use mailferry::commands;
+use mailferry::stop::{self, Signal};
 
 fn main() {
     let cli = Cli::parse();
@@ -33,12 +34,54 @@ fn main() {
                 .with_filter(no_raw_protocol),
         )
         .init();
+    // Commands that move mail stop cleanly; the others just stop.
+    let graceful = matches!(
+        cli.command,
+        Command::Mirror(_) | Command::Upload(_) | Command::Sync(_) | Command::Cutover(_)
+    );
+    on_signals(graceful);
     let code = match commands::run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", mailferry::mirror::error_chain(&e));
-            EXIT_ERROR
+            commands::exit_code_of_error(&e)
         }
     };
+    let code = match stop::requested() {
+        Some(signal) => {
+            eprintln!("interrupted — run again to continue");
+            signal.exit_code()
+        }
+        None => code,
+    };
     std::process::exit(code);
+}
+
+/// SIGINT and SIGTERM: the first asks the run to stop taking new work and
+/// to print its summary; a second (or the first, for a command that only
+/// reads) ends the process at once. Either way the store is consistent:
+/// its writes are ordered so that a kill at any moment is safe.
+fn on_signals(graceful: bool) {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        for sig in signals.forever() {
+            let signal = if sig == SIGINT {
+                Signal::Interrupt
+            } else {
+                Signal::Terminate
+            };
+            if !graceful || stop::requested().is_some() {
+                eprintln!("\nstopped at once; the store is safe; run again to continue");
+                std::process::exit(signal.exit_code());
+            }
+            eprintln!(
+                "\nstopping: no new work is started, work in flight is abandoned safely; \
+                 press Ctrl-C again to stop at once"
+            );
+            stop::request(signal);
+        }
+    });
 }

@@ -180,17 +180,18 @@ impl TokenProvider {
             .form(form)
             .send()
             .await
-            .map_err(|e| anyhow!("token request to {url} failed: {}", without_url(&e)))?;
+            .map_err(|e| request_failed("token request", url, &e))?;
         let status = response.status();
         let reply: TokenReply = response
             .json()
             .await
             .map_err(|_| anyhow!("token endpoint {url} answered {status} with no usable JSON"))?;
         if let Some(error) = &reply.error {
-            bail!(
+            return Err(crate::outcome::CredentialsRefused(format!(
                 "token endpoint {url} refused: {error}: {}",
                 reply.error_description.as_deref().unwrap_or("")
-            );
+            ))
+            .into());
         }
         if !status.is_success() {
             bail!("token endpoint {url} answered {status}");
@@ -279,7 +280,7 @@ impl TokenProvider {
             ])
             .send()
             .await
-            .map_err(|e| anyhow!("device code request to {url} failed: {}", without_url(&e)))?;
+            .map_err(|e| request_failed("device code request", &url, &e))?;
         let code: DeviceCodeReply = response
             .json()
             .await
@@ -321,7 +322,7 @@ impl TokenProvider {
                 ])
                 .send()
                 .await
-                .map_err(|e| anyhow!("token request to {token_url} failed: {}", without_url(&e)))?;
+                .map_err(|e| request_failed("token request", &token_url, &e))?;
             let reply: TokenReply = response
                 .json()
                 .await
@@ -347,6 +348,29 @@ fn without_url(e: &reqwest::Error) -> String {
         s = s.replace(url.as_str(), "");
     }
     s
+}
+
+/// A request to `url` that failed: an endpoint that cannot be reached is
+/// said so with the deepest cause (refused, DNS, timeout), typed for the
+/// exit code.
+fn request_failed(what: &str, url: &str, e: &reqwest::Error) -> anyhow::Error {
+    if e.is_connect() || e.is_timeout() {
+        let mut cause: &dyn std::error::Error = e;
+        while let Some(next) = cause.source() {
+            cause = next;
+        }
+        let why = if e.is_timeout() {
+            "no answer in time".to_string()
+        } else {
+            cause.to_string()
+        };
+        return crate::outcome::Unreachable(format!(
+            "cannot reach the identity endpoint {url} ({why}); check the network and \
+             --oauth-authority"
+        ))
+        .into();
+    }
+    anyhow!("{what} to {url} failed: {}", without_url(e))
 }
 
 fn read_cache(path: &Path) -> Result<Option<Password>> {

@@ -3,6 +3,16 @@
 
 use crate::imap::{ImapError, LoginRefused};
 
+/// A server (an identity endpoint, say) that could not be reached.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unreachable(pub String);
+
+/// Credentials a server refused (a client secret, a certificate).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CredentialsRefused(pub String);
+
 /// Work left undone because the user stopped the run.
 #[derive(Debug, thiserror::Error)]
 #[error("interrupted before it finished; run again to continue")]
@@ -45,7 +55,9 @@ impl FailureKind {
 /// reached or a connection that broke (TLS refusals included), or else.
 pub fn failure_kind(e: &anyhow::Error) -> FailureKind {
     for cause in e.chain() {
-        if cause.downcast_ref::<LoginRefused>().is_some() {
+        if cause.downcast_ref::<LoginRefused>().is_some()
+            || cause.downcast_ref::<CredentialsRefused>().is_some()
+        {
             return FailureKind::Login;
         }
         if cause.downcast_ref::<Interrupted>().is_some() {
@@ -53,23 +65,24 @@ pub fn failure_kind(e: &anyhow::Error) -> FailureKind {
         }
     }
     let connect = e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>().is_some_and(|io| {
-            use std::io::ErrorKind::*;
-            matches!(
-                io.kind(),
-                ConnectionRefused
-                    | ConnectionReset
-                    | ConnectionAborted
-                    | NotConnected
-                    | BrokenPipe
-                    | TimedOut
-                    | UnexpectedEof
-                    | HostUnreachable
-                    | NetworkUnreachable
-            )
-        }) || c
-            .downcast_ref::<reqwest::Error>()
-            .is_some_and(|r| r.is_connect() || r.is_timeout())
+        c.is::<Unreachable>()
+            || c.downcast_ref::<std::io::Error>().is_some_and(|io| {
+                use std::io::ErrorKind::*;
+                matches!(
+                    io.kind(),
+                    ConnectionRefused
+                        | ConnectionReset
+                        | ConnectionAborted
+                        | NotConnected
+                        | BrokenPipe
+                        | TimedOut
+                        | UnexpectedEof
+                        | HostUnreachable
+                        | NetworkUnreachable
+                )
+            })
+            || c.downcast_ref::<reqwest::Error>()
+                .is_some_and(|r| r.is_connect() || r.is_timeout())
             || matches!(
                 c.downcast_ref::<ImapError>(),
                 Some(

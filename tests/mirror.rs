@@ -379,7 +379,7 @@ fn a_wrong_password_names_the_account_and_the_others_complete() {
     let store = tempfile::tempdir().unwrap();
     let accounts = server.accounts_csv(&[("alice", "alice-pw"), ("bob", "not-bobs-password")]);
     let (run, summary) = mirror(&server, store.path(), &accounts, &[]);
-    assert_eq!(run.code, 1, "exit code says not every account finished");
+    assert_eq!(run.code, 3, "exit code says some account could not log in");
     let accounts = summary["accounts"].as_array().unwrap();
     let alice = &accounts[0];
     let bob = &accounts[1];
@@ -402,7 +402,8 @@ fn a_certificate_for_another_name_is_refused() {
     let store = tempfile::tempdir().unwrap();
     let accounts = server.accounts_csv(&[("alice", "alice-pw")]);
     let (run, summary) = mirror(&server, store.path(), &accounts, &[]);
-    assert_eq!(run.code, 1);
+    // 4: the server could not be reached (its certificate is refused).
+    assert_eq!(run.code, 4);
     let error = summary["accounts"][0]["error"]
         .as_str()
         .unwrap()
@@ -668,7 +669,8 @@ fn a_server_that_goes_away_mid_run_fails_the_account_cleanly_and_the_next_run_co
         "hung after the server left"
     );
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(out.status.code(), Some(1), "{summary}");
+    // 4: the server went away.
+    assert_eq!(out.status.code(), Some(4), "{summary}");
     let account = &summary["accounts"][0];
     assert_eq!(account["complete"], false);
     let why = format!("{} {}", account["error"], account["folder_errors"]);

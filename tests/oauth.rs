@@ -150,7 +150,8 @@ fn a_wrong_client_secret_is_a_clear_error_that_never_shows_the_secret() {
         "not-the-secret-xyz",
         &["-vvv"],
     );
-    assert_eq!(run.code, 1);
+    // 3: the credentials were refused.
+    assert_eq!(run.code, 3);
     let error = summary["accounts"][0]["error"].as_str().unwrap();
     assert!(error.contains("carol@example.com"), "{error}");
     assert!(
@@ -384,6 +385,7 @@ fn a_certificate_credential_signs_a_client_assertion() {
     let store2 = tempfile::tempdir().unwrap();
     mirror(&server, store2.path(), &accounts, &[]);
     let run = with_key(&args, store2.path());
-    assert_eq!(run.code, 1, "{}", run.stdout);
+    // 3: the credentials were refused.
+    assert_eq!(run.code, 3, "{}", run.stdout);
     assert!(run.stdout.contains("invalid_client"), "{}", run.stdout);
 }

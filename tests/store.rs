@@ -20,7 +20,7 @@ fn a_second_writer_gets_a_clear_error() {
         "--accounts",
         csv.to_str().unwrap(),
     ]);
-    assert_eq!(run.code, 2);
+    assert_eq!(run.code, 5, "5: the store is in use");
     assert!(
         run.stderr.contains("in use by another mailferry process"),
         "{}",

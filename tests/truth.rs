@@ -516,3 +516,579 @@ fn a_store_is_made_only_where_one_was_meant() {
     let r = mailferry(&["report", "--html", "-", "--accounts", s(&toml)]);
     assert!(r.stdout.contains("alice@example.com"), "{}", r.stderr);
 }
+
+/// Waits until `store` holds at least `n` blobs (the run is under way).
+fn wait_for_blobs(store: &Path, n: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while blob_files(store).len() < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never got going"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn signal(child: &std::process::Child, name: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{name}");
+}
+
+fn finish(child: std::process::Child) -> (Run, std::time::Duration) {
+    let started = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    (
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+        },
+        started.elapsed(),
+    )
+}
+
+/// alice with `n` messages of about 20 KB, so that a slow link takes a while.
+fn seed_big(server: &Dovecot, n: usize) {
+    let mut c = server.client("alice", "alice-pw");
+    let body = "z".repeat(20_000);
+    for i in 0..n {
+        c.append(
+            "INBOX",
+            "",
+            DATE,
+            &message(&format!("big {i}"), &format!("big-{i}@x"), &body),
+        );
+    }
+}
+
+#[test]
+fn ctrl_c_stops_a_mirror_cleanly_and_the_next_run_continues() {
+    let server = Dovecot::start();
+    seed_big(&server, 40);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let csv = server.accounts_csv(&[("alice", "alice-pw")]);
+    let slow = Proxy::start(
+        server.port,
+        Faults {
+            bytes_per_sec: Some(100_000),
+            ..Faults::default()
+        },
+    );
+    let child = mirror_command(&server, slow.port, &store, &csv, &["--connections", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_blobs(&store, 3);
+    signal(&child, "INT");
+    let (run, took) = finish(child);
+    assert_eq!(run.code, 130, "{}", run.stderr);
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+    assert!(
+        run.stderr.contains("interrupted — run again to continue"),
+        "{}",
+        run.stderr
+    );
+    let summary = run.json();
+    assert_eq!(summary["interrupted"], true);
+    assert_eq!(
+        summary["accounts"][0]["error_kind"], "interrupted",
+        "{summary:#}"
+    );
+    let fetched = summary["totals"]["bodies_fetched"].as_u64().unwrap();
+    assert!(fetched < 40, "stopped before the end: {fetched}");
+    // status says so, and never 100%.
+    let st = mailferry(&["--store", s(&store), "status", "--json"]);
+    assert_eq!(st.json()["accounts"][0]["state"], "failed");
+    assert_eq!(
+        st.json()["accounts"][0]["mirror"]["error"]["kind"],
+        "interrupted"
+    );
+    // verify finds nothing wrong, and the next run fetches only the rest.
+    let v = mailferry(&["--store", s(&store), "verify"]);
+    assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
+    let (again, summary) = mirror(&server, &store, &csv, &[]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    let rest = summary["totals"]["bodies_fetched"].as_u64().unwrap();
+    assert!(rest + fetched <= 40 + 1, "{fetched} then {rest}");
+    assert_store_matches(&server, &store, "alice", "alice-pw");
+}
+
+#[test]
+fn sigterm_stops_an_upload_cleanly_and_nothing_is_doubled() {
+    let server = Dovecot::start();
+    seed_big(&server, 40);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let csv = server.migration_csv(&[("alice", "alice-pw", "alice-365", "alice-365-pw")]);
+    let (run, _) = mirror(&server, &store, &csv, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let slow = Proxy::start(
+        server.port,
+        Faults {
+            bytes_per_sec: Some(100_000),
+            ..Faults::default()
+        },
+    );
+    let child = upload_command(
+        &server,
+        slow.port,
+        &store,
+        &csv,
+        &["--target-kind", "imap", "--target-connections", "1"],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while server
+        .client("alice-365", "alice-365-pw")
+        .messages("INBOX")
+        .len()
+        < 3
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upload never got going"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    signal(&child, "TERM");
+    let (run, took) = finish(child);
+    assert_eq!(run.code, 143, "{}", run.stderr);
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+    let summary = run.json();
+    assert_eq!(summary["interrupted"], true, "{summary:#}");
+    let sent = server
+        .client("alice-365", "alice-365-pw")
+        .messages("INBOX")
+        .len();
+    assert!(sent < 40, "stopped before the end: {sent}");
+    let (again, _) = upload(&server, &store, &csv, &["--target-kind", "imap"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    let mut ids: Vec<String> = server
+        .client("alice-365", "alice-365-pw")
+        .messages("INBOX")
+        .iter()
+        .map(|m| header(&m.body, "Message-ID"))
+        .collect();
+    ids.sort();
+    let before = ids.len();
+    let all = ids.clone();
+    ids.dedup();
+    assert_eq!(
+        (before, ids.len()),
+        (40, 40),
+        "every message once: {all:?}\nfirst run: {}\n{}\nsecond run: {}\n{}",
+        run.stdout,
+        run.stderr,
+        again.stdout,
+        again.stderr
+    );
+}
+
+#[test]
+fn a_second_ctrl_c_stops_at_once_and_the_store_stays_sound() {
+    let server = Dovecot::start();
+    seed_big(&server, 40);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let csv = server.accounts_csv(&[("alice", "alice-pw")]);
+    let slow = Proxy::start(
+        server.port,
+        Faults {
+            bytes_per_sec: Some(100_000),
+            ..Faults::default()
+        },
+    );
+    let child = mirror_command(&server, slow.port, &store, &csv, &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_blobs(&store, 2);
+    signal(&child, "INT");
+    signal(&child, "INT");
+    let (run, took) = finish(child);
+    assert_eq!(run.code, 130, "{}", run.stderr);
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+    let v = mailferry(&["--store", s(&store), "verify"]);
+    assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
+    let (again, _) = mirror(&server, &store, &csv, &[]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_store_matches(&server, &store, "alice", "alice-pw");
+}
+
+#[test]
+fn exit_codes_tell_a_wrong_password_from_an_outage_and_a_busy_store() {
+    let server = Dovecot::start();
+    seed(&server, "alice", "alice-pw", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let good = server.migration_csv(&[("alice", "alice-pw", "alice-365", "alice-365-pw")]);
+    let wrong = write(
+        dir.path(),
+        "wrong.csv",
+        "EmailAddress,UserName,Password,TargetAddress,TargetPassword\n\
+         alice@example.com,alice,nope,alice-365,nope\n",
+    );
+    // 3: a login refused, at the source or at the target.
+    let (run, _) = mirror(&server, &store, &wrong, &[]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let (run, _) = mirror(&server, &store, &good, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let (run, _) = upload(&server, &store, &wrong, &["--target-kind", "imap"]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    // 4: nothing answers at the address.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (run, _) = mirror_via(&server, closed, &store, &good, &["--io-timeout", "2"]);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    // 5: another process writes the store.
+    let held = mailferry::store::Store::open(&store, mailferry::store::Creation::Refused).unwrap();
+    let (run, _) = {
+        let run = Run::of(&mut mirror_command(
+            &server,
+            server.port,
+            &store,
+            &good,
+            &[],
+        ));
+        (run, ())
+    };
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    drop(held);
+    // 2: bad input.
+    let bad = write(dir.path(), "bad.csv", "Name,Pass\nx,y\n");
+    let run = mailferry(&["--store", s(&store), "mirror", "--accounts", s(&bad)]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    // --help documents them.
+    let help = mailferry(&["--help"]);
+    for code in ["3 ", "4 ", "5 ", "130"] {
+        assert!(
+            help.stdout.contains(code),
+            "--help lacks {code}: {}",
+            help.stdout
+        );
+    }
+}
+
+/// The value of header `name` in `raw`.
+fn header(raw: &[u8], name: &str) -> String {
+    let text = String::from_utf8_lossy(raw);
+    text.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+#[test]
+fn csvs_as_excel_saves_them_are_read_and_a_stray_space_is_pointed_out() {
+    let server = Dovecot::start();
+    seed(&server, "alice", "alice-pw", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    // Excel's "Unicode text": UTF-16LE with a BOM, tab separated.
+    let text = "EmailAddress\tUserName\tPassword\r\nalice@example.com\talice\talice-pw\r\n";
+    let mut bytes = vec![0xFF, 0xFE];
+    for u in text.encode_utf16() {
+        bytes.extend_from_slice(&u.to_le_bytes());
+    }
+    let unicode = dir.path().join("unicode.txt");
+    std::fs::write(&unicode, bytes).unwrap();
+    let src = source_flags(&server);
+    let r = run(
+        &["--store", s(&store), "mirror", "--accounts", s(&unicode)],
+        std::slice::from_ref(&src),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("read as UTF-16"), "{}", r.stderr);
+    assert!(r.stderr.contains("separated by tabs"), "{}", r.stderr);
+    // A semicolon CSV whose password cell gained a trailing space.
+    let semi = write(
+        dir.path(),
+        "semi.csv",
+        "EmailAddress;UserName;Password\r\nalice@example.com;alice;alice-pw \r\n",
+    );
+    let r = run(
+        &["--store", s(&store), "mirror", "--accounts", s(&semi)],
+        std::slice::from_ref(&src),
+    );
+    assert_eq!(r.code, 3, "the login is refused: {}", r.stderr);
+    assert!(r.stderr.contains("separated by semicolons"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(
+            "semi.csv line 2: the Password of alice@example.com begins or ends with a space"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("alice-pw"), "never the password");
+    // A file that is not the migration CSV says how to save it.
+    let other = write(
+        dir.path(),
+        "other.csv",
+        "Name|Mail\r\nAlice|alice@example.com\r\n",
+    );
+    let r = run(
+        &["--store", s(&store), "mirror", "--accounts", s(&other)],
+        &[src],
+    );
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("CSV UTF-8 (comma delimited)"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn connection_errors_say_what_to_do() {
+    let server = Dovecot::start();
+    seed(&server, "alice", "alice-pw", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let csv = server.migration_csv(&[("alice", "alice-pw", "alice-365", "alice-365-pw")]);
+    let port = server.port.to_string();
+    let mirror_with = |flags: &[&str]| {
+        let mut args = vec!["--store", s(&store), "mirror", "--accounts", s(&csv)];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["--io-timeout", "3"]);
+        mailferry(&args)
+    };
+    // A plain-IMAP port, as 143 is: it greets in clear text.
+    let plain = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let plain_port = plain.local_addr().unwrap().port().to_string();
+    std::thread::spawn(move || {
+        for conn in plain.incoming().flatten() {
+            let mut conn = conn;
+            use std::io::Write as _;
+            let _ = conn.write_all(b"* OK [CAPABILITY IMAP4rev1 STARTTLS] ready\r\n");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    });
+    let r = mirror_with(&["--host", "localhost", "--port", &plain_port]);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(r.stderr.contains("does not speak TLS"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("plain-IMAP port such as 143"),
+        "{}",
+        r.stderr
+    );
+    // A private CA, not given.
+    let r = mirror_with(&["--host", "localhost", "--port", &port]);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(r.stderr.contains("--ca-file"), "{}", r.stderr);
+    // A host name that does not resolve is named.
+    let r = mirror_with(&["--host", "imap.no-such-host.invalid", "--port", &port]);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("cannot find the server imap.no-such-host.invalid"),
+        "{}",
+        r.stderr
+    );
+    // An identity endpoint that does not answer is named by its URL.
+    let (run, _) = mirror(&server, &store, &csv, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let authority = format!("http://127.0.0.1:{closed}");
+    let r = Run::of(
+        upload_command(
+            &server,
+            server.port,
+            &store,
+            &csv,
+            &[
+                "--target-kind",
+                "imap",
+                "--target-auth",
+                "xoauth2",
+                "--tenant",
+                "contoso",
+                "--client-id",
+                "00000000-0000-0000-0000-000000000001",
+                "--client-secret-env",
+                "TRUTH_SECRET",
+                "--oauth-authority",
+                &authority,
+            ],
+        )
+        .env("TRUTH_SECRET", "s3cret-value"),
+    );
+    assert_eq!(r.code, 4, "{}\n{}", r.stdout, r.stderr);
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert!(
+        all.contains(&format!("cannot reach the identity endpoint {authority}/")),
+        "{all}"
+    );
+    assert!(!all.contains("s3cret-value"));
+}
+
+#[test]
+fn logs_state_totals_and_names_are_matched_without_case() {
+    let server = Dovecot::start();
+    seed(&server, "alice", "alice-pw", 3);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let csv = server.accounts_csv(&[("alice", "alice-pw")]);
+    // Not a terminal: log lines, and the last one says what moved.
+    let (run, _) = mirror(&server, &store, &csv, &[]);
+    assert!(
+        run.stderr
+            .contains("alice@example.com: done, 3/3 messages,"),
+        "{}",
+        run.stderr
+    );
+    let st = mailferry(&[
+        "--store",
+        s(&store),
+        "status",
+        "--json",
+        "--account",
+        "ALICE@Example.COM",
+    ]);
+    assert_eq!(st.json()["accounts"][0]["account"], "alice@example.com");
+    let st = mailferry(&[
+        "--store",
+        s(&store),
+        "status",
+        "--account",
+        "alcie@example.com",
+    ]);
+    assert_eq!(st.code, 2);
+    assert!(
+        st.stderr.contains("no account alcie@example.com"),
+        "{}",
+        st.stderr
+    );
+    let out = dir.path().join("out");
+    let e = mailferry(&[
+        "--store",
+        s(&store),
+        "export",
+        "--format",
+        "maildir",
+        "--account",
+        "Alice@Example.com",
+        s(&out),
+    ]);
+    assert_eq!(e.code, 0, "{}", e.stderr);
+    let e = mailferry(&[
+        "--store",
+        s(&store),
+        "export",
+        "--format",
+        "eml",
+        "--account",
+        "alcie@example.com",
+        s(&dir.path().join("none")),
+    ]);
+    assert_eq!(e.code, 2);
+    assert!(
+        e.stderr.contains("has no account alcie@example.com"),
+        "{}",
+        e.stderr
+    );
+
+    // An export into a folder that holds an earlier one: refused, unless
+    // --update (which removes copies of what changed) or --force.
+    let files = |d: &Path| -> Vec<String> {
+        let mut v = Vec::new();
+        let mut stack = vec![d.to_path_buf()];
+        while let Some(p) = stack.pop() {
+            for e in std::fs::read_dir(&p).unwrap().flatten() {
+                if e.path().is_dir() {
+                    stack.push(e.path());
+                } else {
+                    v.push(e.file_name().to_string_lossy().to_string());
+                }
+            }
+        }
+        v.sort();
+        v
+    };
+    let before = files(&out);
+    assert_eq!(before.len(), 3);
+    let again = [
+        "--store",
+        s(&store),
+        "export",
+        "--format",
+        "maildir",
+        s(&out),
+    ];
+    let e = mailferry(&again);
+    assert_eq!(e.code, 2);
+    assert!(e.stderr.contains("is not empty"), "{}", e.stderr);
+    // A flag changes at the source: the Maildir file's name changes.
+    let mut c = server.client("alice", "alice-pw");
+    c.select("INBOX");
+    c.command("UID STORE 1 -FLAGS (\\Seen)").unwrap();
+    drop(c);
+    mirror(&server, &store, &csv, &[]);
+    let mut update = again.to_vec();
+    update.push("--update");
+    let e = mailferry(&update);
+    assert_eq!(e.code, 0, "{}", e.stderr);
+    assert!(e.stderr.contains("removed 1 files"), "{}", e.stderr);
+    let after = files(&out);
+    assert_eq!(after.len(), 3, "{after:?}");
+    assert_ne!(before, after);
+}
+
+#[test]
+fn import_says_what_it_added_and_what_it_already_had() {
+    let dir = tempfile::tempdir().unwrap();
+    let mail = dir.path().join("old-mail");
+    std::fs::create_dir_all(&mail).unwrap();
+    std::fs::write(mail.join("1.eml"), message("one", "one@x", "first")).unwrap();
+    let store = dir.path().join("store");
+    let import = || {
+        mailferry(&[
+            "--store",
+            s(&store),
+            "import",
+            s(&mail),
+            "--account",
+            "old@x",
+        ])
+    };
+    let r = import();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("added 1 messages, 0 already stored"),
+        "{}",
+        r.stderr
+    );
+    let r = import();
+    assert!(
+        r.stderr.contains("added 0 messages, 1 already stored"),
+        "{}",
+        r.stderr
+    );
+    // A file added (sorting before the first): nothing already stored is
+    // displaced, and the new one is added.
+    std::fs::write(mail.join("0.eml"), message("zero", "zero@x", "before")).unwrap();
+    let r = import();
+    assert!(
+        r.stderr.contains("added 1 messages, 1 already stored"),
+        "{}",
+        r.stderr
+    );
+    let stored = stored_messages(&store);
+    assert_eq!(stored.len(), 2, "{stored:?}");
+}

@@ -13,9 +13,7 @@ use anyhow::{Result, bail};
 use serde::Serialize;
 
 use crate::cli::{Cli, CutoverArgs};
-use crate::commands::{
-    EXIT_INCOMPLETE, EXIT_OK, apply_source, apply_target, load_accounts, open_store,
-};
+use crate::commands::{EXIT_INCOMPLETE, apply_source, apply_target, load_accounts, open_store};
 use crate::dns::MxCheck;
 use crate::report::{AccountStatus, Snapshot};
 use crate::store::Creation;
@@ -214,11 +212,14 @@ pub fn run(cli: &Cli, args: &CutoverArgs) -> Result<i32> {
         println!();
         print!("{}", crate::report::cutover(&result));
     }
-    Ok(if result.complete {
-        EXIT_OK
-    } else {
-        EXIT_INCOMPLETE
-    })
+    Ok(crate::commands::exit_code(
+        result.complete,
+        mirrored
+            .accounts
+            .iter()
+            .map(|a| a.error_kind)
+            .chain(uploaded.accounts.iter().map(|a| a.error_kind)),
+    ))
 }
 
 /// Looks up the MX records of every domain the batch's addresses are in.

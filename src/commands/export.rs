@@ -40,7 +40,20 @@ pub fn run(cli: &Cli, args: &ExportArgs) -> Result<i32> {
     // mirror adds meanwhile (its blobs are durable before their rows).
     let rows = rows(&index, args)?;
     if rows.is_empty() {
-        bail!("nothing to export (check --account and --folder)");
+        if let Some(a) = &args.account
+            && index.folder_status(Some(a))?.is_empty()
+        {
+            bail!("the store {} has no account {a}", root.display());
+        }
+        bail!("nothing to export (check --folder)");
+    }
+    let not_empty = std::fs::read_dir(&args.dir).is_ok_and(|mut d| d.next().is_some());
+    if not_empty && !args.update && !args.force {
+        bail!(
+            "{} is not empty: --update brings an earlier export there up to date (and removes \
+             the files of messages no longer in it), --force writes beside what is there",
+            args.dir.display()
+        );
     }
     crate::files::create_dir_all(&args.dir, mode.dir())
         .with_context(|| format!("cannot create {}", args.dir.display()))?;
@@ -50,6 +63,7 @@ pub fn run(cli: &Cli, args: &ExportArgs) -> Result<i32> {
     let mut skipped: Vec<String> = Vec::new();
     let mut mbox: Option<(i64, std::fs::File)> = None;
     let mut mbox_started: HashSet<i64> = HashSet::new();
+    let mut written: HashSet<PathBuf> = HashSet::new();
     for r in &rows {
         let place = match places.get(&r.folder_id) {
             Some(p) => p.clone(),
@@ -86,13 +100,17 @@ pub fn run(cli: &Cli, args: &ExportArgs) -> Result<i32> {
                     r.uid,
                     maildir_flags(&r.flags)
                 );
-                write_file(&place.join("cur").join(name), &raw, when, mode)?;
+                let path = place.join("cur").join(name);
+                write_file(&path, &raw, when, mode)?;
+                written.insert(path);
             }
             ExportFormat::Eml => {
                 crate::files::create_dir_all(&place, mode.dir())
                     .with_context(|| format!("cannot create {}", place.display()))?;
                 let name = format!("{date}-{}-{}.eml", r.uid, &r.hash[..12]);
-                write_file(&place.join(name), &raw, when, mode)?;
+                let path = place.join(name);
+                write_file(&path, &raw, when, mode)?;
+                written.insert(path);
             }
             ExportFormat::Mbox => {
                 // One file open at a time (rows come folder by folder), so
@@ -112,6 +130,7 @@ pub fn run(cli: &Cli, args: &ExportArgs) -> Result<i32> {
                         std::fs::OpenOptions::new().append(true).open(&place)
                     }
                     .with_context(|| format!("cannot create {}", place.display()))?;
+                    written.insert(place.clone());
                     mbox = Some((r.folder_id, f));
                 }
                 let (_, file) = mbox.as_mut().expect("opened above");
@@ -126,6 +145,12 @@ pub fn run(cli: &Cli, args: &ExportArgs) -> Result<i32> {
     }
     for s in &skipped {
         eprintln!("not exported: {s}");
+    }
+    if args.update {
+        let removed = remove_stale(&args.dir, &written)?;
+        if removed > 0 {
+            eprintln!("removed {removed} files of messages no longer in the export");
+        }
     }
     eprintln!(
         "exported {count} of {} messages from {} folders to {}{}",
@@ -150,6 +175,35 @@ pub fn run(cli: &Cli, args: &ExportArgs) -> Result<i32> {
     } else {
         crate::commands::EXIT_INCOMPLETE
     })
+}
+
+/// Removes the files under `dir` that an export writes (Maildir message
+/// files, .eml and .mbox files) but this one did not: copies of messages
+/// gone from the store's view, or Maildir files whose flags changed.
+/// Anything else is left alone. Returns how many were removed.
+fn remove_stale(dir: &Path, written: &HashSet<PathBuf>) -> Result<u64> {
+    let mut removed = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in
+            std::fs::read_dir(&d).with_context(|| format!("cannot read {}", d.display()))?
+        {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            let ours =
+                name.contains(".mailferry:2,") || name.ends_with(".eml") || name.ends_with(".mbox");
+            if ours && !written.contains(&path) {
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("cannot remove {}", path.display()))?;
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// The paths an export has given out, so that no two folders share a file

@@ -66,15 +66,24 @@ pub fn run(cli: &Cli, args: &ImportArgs) -> Result<i32> {
         store
             .index()
             .account_id(&account, "local", &args.dir.display().to_string())?;
-    let (mut messages, mut written) = (0u64, 0u64);
+    let (mut added, mut already, mut written) = (0u64, 0u64, 0u64);
     for (name, found) in folders {
         let wire = mutf7::encode(&name);
         let folder_id = store
             .index()
             .upsert_folder(account_id, &wire, &name, Some("/"), "")?;
+        // A message already in the folder (an earlier import of the same
+        // files) is not added again; new ones get UIDs after the last.
+        let (mut held, mut last_uid) = store.index().folder_blobs(folder_id, 1)?;
         let mut blobs = Vec::new();
         let mut rows = Vec::new();
-        for (i, m) in found.iter().enumerate() {
+        for m in &found {
+            let hash = crate::store::BlobHash::of(&m.bytes);
+            if !held.insert(hash.to_hex()) {
+                already += 1;
+                continue;
+            }
+            last_uid += 1;
             let w = store.write_blob(&m.bytes)?;
             written += u64::from(w.created);
             if let Some(stored_size) = w.stored_size {
@@ -86,7 +95,7 @@ pub fn run(cli: &Cli, args: &ImportArgs) -> Result<i32> {
                 });
             }
             rows.push(NewMessage {
-                uid: i as u32 + 1,
+                uid: last_uid,
                 blob: w.hash,
                 flags: m.flags.clone(),
                 modseq: None,
@@ -95,19 +104,22 @@ pub fn run(cli: &Cli, args: &ImportArgs) -> Result<i32> {
                 size: m.bytes.len() as u64,
             });
         }
-        messages += rows.len() as u64;
+        added += rows.len() as u64;
         let index = store.index();
         index.insert_messages(folder_id, 1, &blobs, &rows)?;
         index.save_folder_state(
             folder_id,
             1,
-            Some(rows.len() as u32 + 1),
+            Some(last_uid + 1),
             None,
-            rows.len() as u32,
-            rows.len() as u32,
+            held.len() as u32,
+            last_uid,
         )?;
     }
-    eprintln!("imported {messages} messages into account {account} ({written} new blobs)");
+    eprintln!(
+        "account {account}: added {added} messages, {already} already stored ({written} new \
+         blobs)"
+    );
     Ok(EXIT_OK)
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::Result;
 
 use crate::cli::{Cli, MirrorArgs, MirrorOnlyArgs};
-use crate::commands::{EXIT_INCOMPLETE, EXIT_OK, apply_source, load_accounts, open_store, ui};
+use crate::commands::{apply_source, load_accounts, open_store, ui};
 use crate::config::Config;
 use crate::mirror::{self, MirrorOptions, MirrorSummary};
 use crate::store::Creation;
@@ -21,11 +21,10 @@ pub fn run(cli: &Cli, args: &MirrorArgs) -> Result<i32> {
     } else {
         print!("{}", crate::report::mirror_summary(&summary));
     }
-    Ok(if summary.all_complete() {
-        EXIT_OK
-    } else {
-        EXIT_INCOMPLETE
-    })
+    Ok(crate::commands::exit_code(
+        summary.all_complete(),
+        summary.accounts.iter().map(|a| a.error_kind),
+    ))
 }
 
 /// Runs a mirror with the command line's knobs (shared with `sync`).

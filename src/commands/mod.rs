@@ -3,6 +3,7 @@
 
 pub mod cutover;
 pub mod export;
+pub mod gc;
 pub mod import;
 pub mod mirror;
 pub mod plan;
@@ -20,6 +21,7 @@ use anyhow::{Result, bail};
 
 use crate::cli::{AccountsArgs, Cli, Command, SourceArgs, TargetArgs};
 use crate::config::{self, AuthMethod, Config, OAuthFlow, OAuthSettings, Password, TargetKind};
+use crate::outcome::FailureKind;
 use crate::store::{Creation, Store};
 use std::path::PathBuf;
 
@@ -29,6 +31,42 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_INCOMPLETE: i32 = 1;
 /// The command could not run.
 pub const EXIT_ERROR: i32 = 2;
+/// Some account could not log in (source or target): a password, a
+/// locked account, a refused token.
+pub const EXIT_LOGIN: i32 = 3;
+/// Some server could not be reached, or the connection kept breaking.
+pub const EXIT_CONNECT: i32 = 4;
+/// Another mailferry process holds the store.
+pub const EXIT_LOCKED: i32 = 5;
+// Interrupted: 130 (SIGINT) or 143 (SIGTERM), see [`crate::stop::Signal`].
+
+/// The exit code of a run: [`EXIT_LOGIN`] if an account could not log in,
+/// else [`EXIT_CONNECT`] if a server could not be reached, else
+/// [`EXIT_INCOMPLETE`] unless everything is `complete`.
+pub fn exit_code(complete: bool, failures: impl IntoIterator<Item = Option<FailureKind>>) -> i32 {
+    let failures: Vec<FailureKind> = failures.into_iter().flatten().collect();
+    if failures.contains(&FailureKind::Login) {
+        EXIT_LOGIN
+    } else if failures.contains(&FailureKind::Connect) {
+        EXIT_CONNECT
+    } else if complete {
+        EXIT_OK
+    } else {
+        EXIT_INCOMPLETE
+    }
+}
+
+/// The exit code of a command that could not run.
+pub fn exit_code_of_error(e: &anyhow::Error) -> i32 {
+    if e.chain().any(|c| c.is::<crate::store::StoreLocked>()) {
+        return EXIT_LOCKED;
+    }
+    match crate::outcome::failure_kind(e) {
+        FailureKind::Login => EXIT_LOGIN,
+        FailureKind::Connect => EXIT_CONNECT,
+        _ => EXIT_ERROR,
+    }
+}
 
 pub fn run(cli: Cli) -> Result<i32> {
     match &cli.command {
@@ -41,6 +79,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Status(args) => status::run(&cli, args),
         Command::Report(args) => report::run(&cli, args),
         Command::Verify(args) => verify::run(&cli, args),
+        Command::Gc(args) => gc::run(&cli, args),
         Command::Export(args) => export::run(&cli, args),
         Command::Import(args) => import::run(&cli, args),
     }
@@ -49,6 +88,13 @@ pub fn run(cli: Cli) -> Result<i32> {
 /// The accounts file, narrowed to `--only`.
 pub fn load_accounts(args: &AccountsArgs) -> Result<Config> {
     let mut config = config::load(&args.accounts)?;
+    for note in &config.notes {
+        if note.starts_with("WARNING") {
+            eprintln!("{note}");
+        } else {
+            eprintln!("note: {note}");
+        }
+    }
     if !args.only.is_empty() {
         let unknown: Vec<&str> = args
             .only

@@ -6,9 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use crate::cli::{Cli, SyncArgs};
-use crate::commands::{
-    EXIT_INCOMPLETE, EXIT_OK, apply_source, apply_target, load_accounts, open_store,
-};
+use crate::commands::{apply_source, apply_target, load_accounts, open_store};
 use crate::store::Creation;
 
 pub fn run(cli: &Cli, args: &SyncArgs) -> Result<i32> {
@@ -25,10 +23,10 @@ pub fn run(cli: &Cli, args: &SyncArgs) -> Result<i32> {
         // network down) is reported; the schedule goes on.
         let code = once(cli, args, &config).unwrap_or_else(|e| {
             eprintln!("sync failed: {e:#}");
-            crate::commands::EXIT_ERROR
+            crate::commands::exit_code_of_error(&e)
         });
         done += 1;
-        if args.runs.is_some_and(|n| done >= n) {
+        if args.runs.is_some_and(|n| done >= n) || crate::stop::requested().is_some() {
             return Ok(code);
         }
         let next = every.saturating_sub(started.elapsed());
@@ -39,7 +37,14 @@ pub fn run(cli: &Cli, args: &SyncArgs) -> Result<i32> {
                 (chrono::Utc::now() + next).format("%Y-%m-%d %H:%M UTC")
             );
         }
-        std::thread::sleep(next);
+        // Asleep, a stop ends the schedule at once.
+        let until = Instant::now() + next;
+        while Instant::now() < until {
+            if crate::stop::requested().is_some() {
+                return Ok(code);
+            }
+            std::thread::sleep(Duration::from_millis(200).min(until - Instant::now()));
+        }
     }
 }
 
@@ -58,9 +63,12 @@ fn once(cli: &Cli, args: &SyncArgs, config: &crate::config::Config) -> Result<i3
         println!();
         print!("{}", crate::report::upload_summary(&uploaded));
     }
-    Ok(if mirrored.all_complete() && uploaded.all_complete() {
-        EXIT_OK
-    } else {
-        EXIT_INCOMPLETE
-    })
+    Ok(crate::commands::exit_code(
+        mirrored.all_complete() && uploaded.all_complete(),
+        mirrored
+            .accounts
+            .iter()
+            .map(|a| a.error_kind)
+            .chain(uploaded.accounts.iter().map(|a| a.error_kind)),
+    ))
 }

@@ -77,9 +77,25 @@ impl Progress for LogLines {
         eprintln!("{account}: warning: {message}");
     }
     fn account_finished(&self, account: &str, error: Option<&str>) {
+        // The totals, so a log never ends on the first progress line.
+        let totals = self
+            .accounts
+            .lock()
+            .unwrap()
+            .get(account)
+            .map(|t| {
+                format!(
+                    "{}/{} messages, {} of {} moved",
+                    t.messages,
+                    t.planned,
+                    crate::report::bytes(t.bytes),
+                    crate::report::bytes(t.planned_bytes)
+                )
+            })
+            .unwrap_or_else(|| "nothing to move".to_string());
         match error {
-            None => eprintln!("{account}: done"),
-            Some(e) => eprintln!("{account}: FAILED: {e}"),
+            None => eprintln!("{account}: done, {totals}"),
+            Some(e) => eprintln!("{account}: FAILED ({totals}): {e}"),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::Result;
 
 use crate::cli::{Cli, UploadArgs, UploadOnlyArgs};
-use crate::commands::{EXIT_INCOMPLETE, EXIT_OK, apply_target, load_accounts, open_store, ui};
+use crate::commands::{apply_target, load_accounts, open_store, ui};
 use crate::config::{AuthMethod, Config};
 use crate::oauth::TokenProvider;
 use crate::store::Creation;
@@ -22,11 +22,10 @@ pub fn run(cli: &Cli, args: &UploadArgs) -> Result<i32> {
     } else {
         print!("{}", crate::report::upload_summary(&summary));
     }
-    Ok(if summary.all_complete() {
-        EXIT_OK
-    } else {
-        EXIT_INCOMPLETE
-    })
+    Ok(crate::commands::exit_code(
+        summary.all_complete(),
+        summary.accounts.iter().map(|a| a.error_kind),
+    ))
 }
 
 /// Runs an upload with the command line's knobs (shared with `sync`).

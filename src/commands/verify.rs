@@ -2,9 +2,9 @@
 //! objects agree. Every fault is named; the exit code is 1 if there is any.
 //!
 //! Faults: a row whose blob file is missing; a blob whose bytes do not hash
-//! to its name (or do not decompress); a file no row points at (orphaned:
-//! harmless garbage, listed so it can be removed); a file whose name is not
-//! a blob name.
+//! to its name (or do not decompress); a file whose name is not a blob
+//! name. A blob file no row points at is a leftover of a stopped run, not
+//! a fault: counted, and removed by `gc`.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -21,7 +21,7 @@ use crate::store::{BlobFault, BlobHash, Index, blob_path};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Fault {
-    /// missing, corrupt, orphaned, stray or index-damaged
+    /// missing, corrupt, stray or index-damaged
     pub kind: &'static str,
     pub path: PathBuf,
     pub detail: String,
@@ -32,6 +32,11 @@ pub struct Verified {
     pub blobs_checked: u64,
     pub bytes_checked: u64,
     pub faults: Vec<Fault>,
+    /// Blob files no index row names, left by a run that was stopped
+    /// between writing a blob and recording its message: not faults. The
+    /// next mirror adopts those whose messages the source still has;
+    /// `mailferry gc --delete` removes them.
+    pub leftovers: Vec<PathBuf>,
     /// A mirror, upload or import was writing the store meanwhile.
     pub writer_active: bool,
     /// Blob files without a row yet, written by that writer as it ran.
@@ -76,6 +81,15 @@ pub fn run(cli: &Cli, args: &VerifyArgs) -> Result<i32> {
                  files it had not recorded yet were left out (in flight, not faults); verify \
                  again when it has finished",
                 report.in_flight
+            );
+        }
+        if !report.leftovers.is_empty() {
+            println!(
+                "{} leftover blob files from a run that was stopped before it recorded their \
+                 messages (not faults: nothing points at them). The next `mailferry mirror` \
+                 adopts those the source still has; `mailferry gc` lists them and \
+                 `mailferry gc --delete` removes them",
+                report.leftovers.len()
             );
         }
         if report.marked_for_refetch > 0 {
@@ -247,6 +261,7 @@ pub fn verify(root: &Path, jobs: usize, bar: Option<&indicatif::ProgressBar>) ->
     // Files without a row: rows committed since the index was read are
     // fine; while a writer runs, the rest may be its work in progress.
     let mut in_flight = 0u64;
+    let mut leftovers = Vec::new();
     {
         let mut stmt = index
             .connection()
@@ -259,14 +274,7 @@ pub fn verify(root: &Path, jobs: usize, bar: Option<&indicatif::ProgressBar>) ->
                 in_flight += 1;
                 continue;
             }
-            faults.push(Fault {
-                kind: "orphaned",
-                path,
-                detail: "no index row points at it (a blob written by a run that was stopped \
-                         before it recorded the message); harmless, the mail it holds is \
-                         fetched again if it is still at the source"
-                    .into(),
-            });
+            leftovers.push(path);
         }
     }
     drop(index);
@@ -282,7 +290,9 @@ pub fn verify(root: &Path, jobs: usize, bar: Option<&indicatif::ProgressBar>) ->
         }
     }
     faults.sort();
+    leftovers.sort();
     Ok(Verified {
+        leftovers,
         blobs_checked: blobs.len() as u64,
         bytes_checked: checked_bytes.into_inner(),
         faults,

@@ -54,6 +54,33 @@ pub enum ImapError {
     Unreachable(String),
 }
 
+/// A TLS failure in words that say what to do about it.
+fn tls_advice(e: &std::io::Error, address: &str) -> String {
+    use rustls::{CertificateError, Error as Tls};
+    let text = e.to_string();
+    match e.get_ref().and_then(|i| i.downcast_ref::<Tls>()) {
+        Some(Tls::InvalidMessage(_)) => format!(
+            "{address} does not speak TLS ({text}): is it a plain-IMAP port such as 143? \
+             mailferry connects with implicit TLS, as on port 993"
+        ),
+        Some(Tls::InvalidCertificate(CertificateError::UnknownIssuer)) => format!(
+            "{address}'s certificate is signed by an authority this machine does not trust \
+             ({text}): for a private CA, give its certificate with --ca-file (source) or \
+             --target-ca-file (target)"
+        ),
+        Some(Tls::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        )) => format!(
+            "{address}'s certificate is for another name ({text}): connect by the name on \
+             the certificate"
+        ),
+        Some(Tls::InvalidCertificate(
+            CertificateError::Expired | CertificateError::ExpiredContext { .. },
+        )) => format!("{address}'s certificate has expired ({text})"),
+        _ => text,
+    }
+}
+
 /// async-imap reports a response it cannot parse as the parser's debug
 /// output (the input as a list of decimal bytes) and the whole buffer: keep
 /// the offending line, as text, cut short.
@@ -403,7 +430,7 @@ impl ImapSession {
         .with_context(|| format!("TLS handshake with {address}"))?
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::InvalidData => {
-                anyhow::Error::from(ImapError::TlsRefused(e.to_string()))
+                anyhow::Error::from(ImapError::TlsRefused(tls_advice(&e, &address)))
             }
             _ => anyhow::Error::from(e),
         })

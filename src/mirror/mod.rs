@@ -128,6 +128,8 @@ pub struct AccountOutcome {
     pub complete: bool,
     /// Why the account stopped, if it did (wrong password, server gone).
     pub error: Option<String>,
+    /// What kind of failure that was, for scripts and exit codes.
+    pub error_kind: Option<crate::outcome::FailureKind>,
     /// Problems that did not stop the account, one line each.
     pub folder_errors: Vec<String>,
     pub counts: MirrorCounts,
@@ -137,6 +139,8 @@ pub struct AccountOutcome {
 /// The whole run.
 #[derive(Debug, Clone, Serialize)]
 pub struct MirrorSummary {
+    /// The run was stopped (Ctrl-C, SIGTERM) before it finished.
+    pub interrupted: bool,
     pub accounts: Vec<AccountOutcome>,
     pub totals: MirrorCounts,
     pub seconds: f64,
@@ -185,6 +189,7 @@ pub async fn mirror(
         totals.add(&a.counts);
     }
     let summary = MirrorSummary {
+        interrupted: crate::stop::requested().is_some(),
         accounts,
         totals,
         seconds: started.elapsed().as_secs_f64(),
@@ -376,6 +381,9 @@ impl JobQueue {
     /// connection does not reopen folders needlessly.
     async fn next(&self, selected: Option<i64>) -> Option<Job> {
         loop {
+            if crate::stop::requested().is_some() {
+                return None;
+            }
             let notified = self.changed.notified();
             {
                 let mut q = self.jobs.lock().unwrap();
@@ -431,9 +439,26 @@ impl JobQueue {
 async fn mirror_account(ctx: Arc<AccountContext>) -> AccountOutcome {
     let started = Instant::now();
     let name = ctx.account.name.clone();
+    if crate::stop::requested().is_some() {
+        // Never started: its last run is still the one before.
+        return AccountOutcome {
+            account: name,
+            complete: false,
+            error: Some(crate::outcome::Interrupted.to_string()),
+            error_kind: Some(crate::outcome::FailureKind::Interrupted),
+            folder_errors: Vec::new(),
+            counts: MirrorCounts::default(),
+            seconds: 0.0,
+        };
+    }
     let shared = Arc::new(SharedCounts::default());
     let errors = Arc::new(Mutex::new(Vec::<String>::new()));
-    let result = run_account(&ctx, &shared, &errors).await;
+    // A stop abandons what is in flight: a blob is durable before its row,
+    // so the next run finds the store consistent and goes on from there.
+    let result = tokio::select! {
+        r = run_account(&ctx, &shared, &errors) => r,
+        () = crate::stop::wait() => Err(crate::outcome::Interrupted.into()),
+    };
     let (base, error, failure) = match result {
         Ok(base) => (base, None, None),
         Err(e) => (
@@ -484,6 +509,7 @@ async fn mirror_account(ctx: Arc<AccountContext>) -> AccountOutcome {
         account: name,
         complete: error.is_none() && folder_errors.is_empty(),
         error,
+        error_kind: failure.as_ref().map(|(k, _)| *k),
         folder_errors,
         counts,
         seconds: started.elapsed().as_secs_f64(),

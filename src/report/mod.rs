@@ -34,6 +34,12 @@ pub(crate) fn when(t: Option<i64>) -> String {
 /// The end-of-run summary of a mirror.
 pub fn mirror_summary(s: &MirrorSummary) -> String {
     let mut out = String::new();
+    if s.interrupted {
+        let _ = writeln!(
+            out,
+            "INTERRUPTED — run again to continue (the store is safe)\n"
+        );
+    }
     let _ = writeln!(
         out,
         "{:<32} {:>8} {:>8} {:>9} {:>10} {:>9} {:>8} {:>8} {:>7}",
@@ -307,6 +313,12 @@ pub fn status_table(snap: &Snapshot) -> String {
 /// The end-of-run summary of an upload.
 pub fn upload_summary(s: &crate::upload::UploadSummary) -> String {
     let mut out = String::new();
+    if s.interrupted {
+        let _ = writeln!(
+            out,
+            "INTERRUPTED — run again to continue (what was in flight is settled then)\n"
+        );
+    }
     if s.dry_run {
         let _ = writeln!(out, "dry run: nothing was changed\n");
         for a in &s.accounts {

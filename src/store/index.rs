@@ -539,6 +539,29 @@ impl Index {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// The blobs a folder holds under one UIDVALIDITY (expunged or not),
+    /// and its highest UID: what an import adds to.
+    pub fn folder_blobs(
+        &self,
+        folder_id: i64,
+        uidvalidity: u32,
+    ) -> Result<(std::collections::HashSet<String>, u32)> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT blob_hash, uid FROM messages WHERE folder_id = ?1 AND uidvalidity = ?2",
+        )?;
+        let mut blobs = std::collections::HashSet::new();
+        let mut highest = 0;
+        let rows = stmt.query_map(params![folder_id, uidvalidity], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?))
+        })?;
+        for row in rows {
+            let (hash, uid) = row?;
+            blobs.insert(hash);
+            highest = highest.max(uid);
+        }
+        Ok((blobs, highest))
+    }
+
     /// Inserts blob rows and message rows in one transaction.
     pub fn insert_messages(
         &self,

@@ -71,6 +71,11 @@ impl Store {
             files::create_dir_all(&dir, files::PRIVATE_DIR)
                 .with_context(|| format!("cannot create store directory {}", dir.display()))?;
         }
+        if made {
+            // An empty directory given for a new store becomes private too.
+            fs::set_permissions(root, fs::Permissions::from_mode(files::PRIVATE_DIR))
+                .with_context(|| format!("cannot make {} private", root.display()))?;
+        }
         // A store made before stores were private is made private once.
         let opened_up = fs::metadata(root)
             .with_context(|| format!("cannot read {}", root.display()))?
@@ -95,12 +100,13 @@ impl Store {
             .with_context(|| format!("cannot open {}", lock_path.display()))?;
         match lock.try_lock() {
             Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => bail!(
-                "the store {} is in use by another mailferry process (lock {} is held); \
-                 wait for it to finish",
-                root.display(),
-                lock_path.display()
-            ),
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(StoreLocked {
+                    root: root.to_path_buf(),
+                    lock: lock_path,
+                }
+                .into());
+            }
             Err(fs::TryLockError::Error(e)) => {
                 return Err(e).with_context(|| format!("cannot lock {}", lock_path.display()));
             }
@@ -213,6 +219,60 @@ impl Store {
         })
     }
 
+    /// Blob files that no index row names: left by a run stopped between
+    /// storing a message and recording it. With the store's lock held, no
+    /// writer can be about to record them.
+    pub fn leftovers(&self) -> Result<Vec<Leftover>> {
+        let mut out = Vec::new();
+        let objects = self.root.join("objects");
+        for dir in
+            fs::read_dir(&objects).with_context(|| format!("cannot read {}", objects.display()))?
+        {
+            let dir = dir?.path();
+            if !dir.is_dir() {
+                continue;
+            }
+            let prefix = dir
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string();
+            for file in fs::read_dir(&dir)? {
+                let file = file?;
+                let name = format!("{prefix}{}", file.file_name().to_string_lossy());
+                let Ok(hash) = BlobHash::from_hex(&name) else {
+                    continue;
+                };
+                if self.index().blob_damaged(&hash)?.is_none() {
+                    out.push(Leftover {
+                        path: file.path(),
+                        bytes: file.metadata()?.len(),
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    /// Removes leftovers found by [`Store::leftovers`].
+    pub fn remove_leftovers(&self, leftovers: &[Leftover]) -> Result<()> {
+        let mut dirs = std::collections::BTreeSet::new();
+        for l in leftovers {
+            fs::remove_file(&l.path)
+                .with_context(|| format!("cannot remove {}", l.path.display()))?;
+            if let Some(d) = l.path.parent() {
+                dirs.insert(d.to_path_buf());
+            }
+        }
+        for d in dirs {
+            if let Ok(f) = File::open(&d) {
+                let _ = f.sync_all();
+            }
+        }
+        Ok(())
+    }
+
     /// Where large messages are spilled while they arrive (see
     /// [`crate::imap::Spill`]); cleared at every open.
     pub fn spill_dir(&self) -> PathBuf {
@@ -224,6 +284,27 @@ impl Store {
     pub fn read_blob(&self, hash: &BlobHash) -> Result<Vec<u8>, BlobDamaged> {
         blob::read(&self.blob_path(hash), hash)
     }
+}
+
+/// A blob file no index row names.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Leftover {
+    pub path: PathBuf,
+    /// Its size on disk (compressed).
+    pub bytes: u64,
+}
+
+/// Another process writes the store.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the store {} is in use by another mailferry process (lock {} is held); wait for it to \
+     finish",
+    root.display(),
+    lock.display()
+)]
+pub struct StoreLocked {
+    pub root: PathBuf,
+    pub lock: PathBuf,
 }
 
 /// May [`Store::open`] make a new store?

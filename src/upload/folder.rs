@@ -166,6 +166,9 @@ pub(crate) async fn run(
         (a, b) => a.or(b),
     };
     for o in appends {
+        if crate::stop::requested().is_some() {
+            return Err(crate::outcome::Interrupted.into());
+        }
         if token.as_ref().is_some_and(|t| t.is_stale()) {
             return Err(ImapError::Bye(
                 "the access token is about to expire; logging in again".into(),

@@ -133,6 +133,8 @@ pub struct AccountUpload {
     pub target: String,
     pub complete: bool,
     pub error: Option<String>,
+    /// What kind of failure that was, for scripts and exit codes.
+    pub error_kind: Option<crate::outcome::FailureKind>,
     pub folder_errors: Vec<String>,
     pub counts: UploadCounts,
     /// With --dry-run: per target folder.
@@ -143,6 +145,8 @@ pub struct AccountUpload {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct UploadSummary {
+    /// The run was stopped (Ctrl-C, SIGTERM) before it finished.
+    pub interrupted: bool,
     pub accounts: Vec<AccountUpload>,
     pub totals: UploadCounts,
     pub dry_run: bool,
@@ -203,6 +207,7 @@ pub async fn upload(
         totals.add(&a.counts);
     }
     let summary = UploadSummary {
+        interrupted: crate::stop::requested().is_some(),
         accounts,
         totals,
         dry_run: options.dry_run,
@@ -349,6 +354,24 @@ async fn upload_account(ctx: Arc<AccountContext>) -> AccountUpload {
     let started = Instant::now();
     let errors = Arc::new(Mutex::new(Vec::new()));
     let mut planned = Vec::new();
+    if crate::stop::requested().is_some() {
+        // Never started: its last run is still the one before.
+        return AccountUpload {
+            account: ctx.account.name.clone(),
+            target: ctx.account.target.clone(),
+            complete: false,
+            error: Some(crate::outcome::Interrupted.to_string()),
+            error_kind: Some(crate::outcome::FailureKind::Interrupted),
+            folder_errors: Vec::new(),
+            counts: UploadCounts::default(),
+            planned,
+            seconds: 0.0,
+        };
+    }
+    // A stop lets an APPEND in flight finish (each folder stops before its
+    // next message): one cut mid-literal could still reach the server from
+    // the socket's buffer after this process is gone, later than the next
+    // run's look at the target.
     let result = run_account(&ctx, &errors, &mut planned).await;
     let (mut counts, error, failure) = match result {
         Ok(c) => (c, None, None),
@@ -386,6 +409,17 @@ async fn upload_account(ctx: Arc<AccountContext>) -> AccountUpload {
         }
     }
     let folder_errors = std::mem::take(&mut *errors.lock().unwrap());
+    let stopped =
+        crate::stop::requested().is_some() && (failure.is_some() || !folder_errors.is_empty());
+    let (error, failure) = if stopped {
+        let text = crate::outcome::Interrupted.to_string();
+        (
+            Some(format!("account {}: {text}", ctx.account.name)),
+            Some((crate::outcome::FailureKind::Interrupted, text)),
+        )
+    } else {
+        (error, failure)
+    };
     if !ctx.options.dry_run {
         // What status shows: a failure in the server's words, or a good run.
         let folder_failure = folder_errors
@@ -415,6 +449,7 @@ async fn upload_account(ctx: Arc<AccountContext>) -> AccountUpload {
         target: ctx.account.target.clone(),
         complete: error.is_none() && folder_errors.is_empty() && counts.failed == 0,
         error,
+        error_kind: failure.as_ref().map(|(k, _)| *k),
         folder_errors,
         counts,
         planned,
