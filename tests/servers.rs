@@ -153,14 +153,21 @@ fn upload_scenario(source: &impl Server, target: &impl Server) {
     assert_eq!(run.code, 0, "{}", run.stderr);
     let flags = ["--target-kind", "imap"];
     let (run, summary) = upload(target, store.path(), &accounts, &flags);
-    assert_eq!(
-        run.code,
-        0,
-        "{} into {}: {}",
-        source.name(),
-        target.name(),
-        run.stderr
-    );
+    if run.code != 0 {
+        let status = mailferry(&[
+            "--store",
+            store.path().to_str().unwrap(),
+            "status",
+            "--json",
+        ]);
+        panic!(
+            "{} into {}: {}\n{summary:#}\nnot uploaded: {:#}",
+            source.name(),
+            target.name(),
+            run.stderr,
+            status.json()["not_uploaded"]
+        );
+    }
     assert_eq!(total(&summary, "appended"), 5, "{summary}");
     assert_eq!(
         by_message_id(target, "alice-365", "alice-365-pw"),

@@ -74,6 +74,10 @@ impl AccountStatus {
     /// 100 unless the account is complete.
     pub fn percent_done(&self) -> f64 {
         let to_move = self.stored.saturating_sub(self.left_out);
+        if to_move == 0 && self.state != AccountState::Complete {
+            // Nothing stored yet, or nothing known: nothing done.
+            return 0.0;
+        }
         let share = if to_move == 0 {
             100.0
         } else {
