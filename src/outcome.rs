@@ -83,16 +83,8 @@ pub fn failure_kind(e: &anyhow::Error) -> FailureKind {
             })
             || c.downcast_ref::<reqwest::Error>()
                 .is_some_and(|r| r.is_connect() || r.is_timeout())
-            || matches!(
-                c.downcast_ref::<ImapError>(),
-                Some(
-                    ImapError::Bye(_)
-                        | ImapError::Unreachable(_)
-                        | ImapError::ConnectionLost
-                        | ImapError::Timeout(_)
-                        | ImapError::TlsRefused(_)
-                )
-            )
+            || c.downcast_ref::<ImapError>()
+                .is_some_and(|e| e.is_link_failure() || matches!(e, ImapError::TlsRefused(_)))
     });
     if connect {
         FailureKind::Connect

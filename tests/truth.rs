@@ -40,6 +40,19 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// `status --json --accounts batch`.
+fn batch_status(store: &Path, batch: &Path) -> serde_json::Value {
+    mailferry(&[
+        "--store",
+        s(store),
+        "status",
+        "--json",
+        "--accounts",
+        s(batch),
+    ])
+    .json()
+}
+
 fn account<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     status["accounts"]
         .as_array()
@@ -135,18 +148,7 @@ fn every_account_of_the_batch_is_shown_and_a_failure_is_never_complete() {
         std::slice::from_ref(&src),
     );
     assert_ne!(m.code, 0);
-    let json = run(
-        &[
-            "--store",
-            s(&store),
-            "status",
-            "--json",
-            "--accounts",
-            s(&batch),
-        ],
-        &[],
-    )
-    .json();
+    let json = batch_status(&store, &batch);
     let alice = account(&json, "alice@example.com");
     assert_eq!(alice["state"], "failed", "{alice:#}");
     assert!(alice["mirror"]["last_ok_at"].is_i64(), "{alice:#}");
@@ -189,18 +191,7 @@ fn every_account_of_the_batch_is_shown_and_a_failure_is_never_complete() {
         &[dst],
     );
     assert_ne!(u.code, 0);
-    let json = run(
-        &[
-            "--store",
-            s(&store),
-            "status",
-            "--json",
-            "--accounts",
-            s(&batch),
-        ],
-        &[],
-    )
-    .json();
+    let json = batch_status(&store, &batch);
     let alice = account(&json, "alice@example.com");
     assert_eq!(alice["state"], "failed", "{alice:#}");
     assert_eq!(alice["upload"]["error"]["kind"], "login", "{alice:#}");
@@ -565,25 +556,53 @@ fn seed_big(server: &Dovecot, n: usize) {
     }
 }
 
+/// alice's 40 messages of 20 KB behind a link of 100 KB/s: a run that
+/// takes a while.
+struct SlowLink {
+    server: Dovecot,
+    _dir: tempfile::TempDir,
+    store: PathBuf,
+    csv: PathBuf,
+    proxy: Proxy,
+}
+
+impl SlowLink {
+    fn new() -> SlowLink {
+        let server = Dovecot::start();
+        seed_big(&server, 40);
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        let csv = server.accounts_csv(&[("alice", "alice-pw")]);
+        let proxy = Proxy::start(
+            server.port,
+            Faults {
+                bytes_per_sec: Some(100_000),
+                ..Faults::default()
+            },
+        );
+        SlowLink {
+            server,
+            _dir: dir,
+            store,
+            csv,
+            proxy,
+        }
+    }
+
+    fn spawn_mirror(&self, extra: &[&str]) -> std::process::Child {
+        mirror_command(&self.server, self.proxy.port, &self.store, &self.csv, extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+}
+
 #[test]
 fn ctrl_c_stops_a_mirror_cleanly_and_the_next_run_continues() {
-    let server = Dovecot::start();
-    seed_big(&server, 40);
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    let csv = server.accounts_csv(&[("alice", "alice-pw")]);
-    let slow = Proxy::start(
-        server.port,
-        Faults {
-            bytes_per_sec: Some(100_000),
-            ..Faults::default()
-        },
-    );
-    let child = mirror_command(&server, slow.port, &store, &csv, &["--connections", "1"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let slow = SlowLink::new();
+    let (server, store, csv) = (&slow.server, slow.store.clone(), slow.csv.clone());
+    let child = slow.spawn_mirror(&["--connections", "1"]);
     wait_for_blobs(&store, 3);
     signal(&child, "INT");
     let (run, took) = finish(child);
@@ -612,11 +631,11 @@ fn ctrl_c_stops_a_mirror_cleanly_and_the_next_run_continues() {
     // verify finds nothing wrong, and the next run fetches only the rest.
     let v = mailferry(&["--store", s(&store), "verify"]);
     assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
-    let (again, summary) = mirror(&server, &store, &csv, &[]);
+    let (again, summary) = mirror(server, &store, &csv, &[]);
     assert_eq!(again.code, 0, "{}", again.stderr);
     let rest = summary["totals"]["bodies_fetched"].as_u64().unwrap();
     assert!(rest + fetched <= 40 + 1, "{fetched} then {rest}");
-    assert_store_matches(&server, &store, "alice", "alice-pw");
+    assert_store_matches(server, &store, "alice", "alice-pw");
 }
 
 #[test]
@@ -695,23 +714,9 @@ fn sigterm_stops_an_upload_cleanly_and_nothing_is_doubled() {
 
 #[test]
 fn a_second_ctrl_c_stops_at_once_and_the_store_stays_sound() {
-    let server = Dovecot::start();
-    seed_big(&server, 40);
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    let csv = server.accounts_csv(&[("alice", "alice-pw")]);
-    let slow = Proxy::start(
-        server.port,
-        Faults {
-            bytes_per_sec: Some(100_000),
-            ..Faults::default()
-        },
-    );
-    let child = mirror_command(&server, slow.port, &store, &csv, &[])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let slow = SlowLink::new();
+    let (server, store, csv) = (&slow.server, slow.store.clone(), slow.csv.clone());
+    let child = slow.spawn_mirror(&[]);
     wait_for_blobs(&store, 2);
     signal(&child, "INT");
     signal(&child, "INT");
@@ -720,9 +725,9 @@ fn a_second_ctrl_c_stops_at_once_and_the_store_stays_sound() {
     assert!(took < std::time::Duration::from_secs(5), "{took:?}");
     let v = mailferry(&["--store", s(&store), "verify"]);
     assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
-    let (again, _) = mirror(&server, &store, &csv, &[]);
+    let (again, _) = mirror(server, &store, &csv, &[]);
     assert_eq!(again.code, 0, "{}", again.stderr);
-    assert_store_matches(&server, &store, "alice", "alice-pw");
+    assert_store_matches(server, &store, "alice", "alice-pw");
 }
 
 #[test]

@@ -36,6 +36,19 @@ struct Tally {
     last_line: Option<std::time::Instant>,
 }
 
+impl Tally {
+    /// "38/39 messages, 1.2 MiB of 1.3 MiB moved"
+    fn moved_so_far(&self) -> String {
+        format!(
+            "{}/{} messages, {} of {} moved",
+            self.messages,
+            self.planned,
+            crate::report::bytes(self.bytes),
+            crate::report::bytes(self.planned_bytes)
+        )
+    }
+}
+
 impl LogLines {
     fn new() -> LogLines {
         LogLines {
@@ -64,13 +77,7 @@ impl Progress for LogLines {
             .is_none_or(|l| now - l >= Duration::from_secs(30))
         {
             t.last_line = Some(now);
-            eprintln!(
-                "{account}: {}/{} messages, {} of {} moved",
-                t.messages,
-                t.planned,
-                crate::report::bytes(t.bytes),
-                crate::report::bytes(t.planned_bytes)
-            );
+            eprintln!("{account}: {}", t.moved_so_far());
         }
     }
     fn warn(&self, account: &str, message: &str) {
@@ -83,15 +90,7 @@ impl Progress for LogLines {
             .lock()
             .unwrap()
             .get(account)
-            .map(|t| {
-                format!(
-                    "{}/{} messages, {} of {} moved",
-                    t.messages,
-                    t.planned,
-                    crate::report::bytes(t.bytes),
-                    crate::report::bytes(t.planned_bytes)
-                )
-            })
+            .map(Tally::moved_so_far)
             .unwrap_or_else(|| "nothing to move".to_string());
         match error {
             None => eprintln!("{account}: done, {totals}"),

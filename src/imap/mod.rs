@@ -18,16 +18,8 @@ pub use wire::{MAX_LINE, Spill, Spilled, WireStats};
 pub fn is_connection_error(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>().is_some()
-            || matches!(
-                c.downcast_ref::<ImapError>(),
-                Some(
-                    ImapError::Bye(_)
-                        | ImapError::Unreachable(_)
-                        | ImapError::ConnectionLost
-                        | ImapError::Timeout(_)
-                        | ImapError::Unparseable(_)
-                )
-            )
+            || c.downcast_ref::<ImapError>()
+                .is_some_and(|e| e.is_link_failure() || matches!(e, ImapError::Unparseable(_)))
     }) && !e.chain().any(|c| {
         c.downcast_ref::<LoginRefused>().is_some()
             || matches!(

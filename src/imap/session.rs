@@ -54,6 +54,20 @@ pub enum ImapError {
     Unreachable(String),
 }
 
+impl ImapError {
+    /// The server could not be reached or the link to it broke (BYE, a
+    /// lost or silent connection); not a refusal of a command.
+    pub fn is_link_failure(&self) -> bool {
+        matches!(
+            self,
+            ImapError::Bye(_)
+                | ImapError::Unreachable(_)
+                | ImapError::ConnectionLost
+                | ImapError::Timeout(_)
+        )
+    }
+}
+
 /// A TLS failure in words that say what to do about it.
 fn tls_advice(e: &std::io::Error, address: &str) -> String {
     use rustls::{CertificateError, Error as Tls};
