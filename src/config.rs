@@ -270,13 +270,33 @@ impl Config {
     }
 }
 
+/// Whether secrets named by a TOML file (`password_env`, `_file`) are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Secrets {
+    Read,
+    /// For commands that only read the store (status, report, verify,
+    /// export, gc): they need the accounts and the store, not the
+    /// passwords, which may live in an environment cron does not have.
+    Skip,
+}
+
 /// Reads an accounts file: TOML when it ends in `.toml`, else the M365 CSV.
 pub fn load(path: &Path) -> Result<Config> {
+    load_with(path, Secrets::Read)
+}
+
+/// [`load`] without reading the secrets a TOML file names (its accounts
+/// carry empty passwords): for commands that only read the store.
+pub fn load_without_secrets(path: &Path) -> Result<Config> {
+    load_with(path, Secrets::Skip)
+}
+
+fn load_with(path: &Path, secrets: Secrets) -> Result<Config> {
     let is_toml = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("toml"));
     if is_toml {
-        load_toml(path)
+        load_toml(path, secrets)
     } else {
         let text = std::fs::read(path)
             .with_context(|| format!("cannot read accounts file {}", path.display()))?;
@@ -575,6 +595,7 @@ struct TomlAccount {
 /// One secret from exactly one of: the value, an environment variable, a
 /// file's first line. `None` when none is given.
 fn secret(
+    secrets: Secrets,
     origin: &str,
     what: &str,
     base: &Path,
@@ -582,6 +603,10 @@ fn secret(
     env: Option<String>,
     file: Option<PathBuf>,
 ) -> Result<Option<Password>> {
+    if secrets == Secrets::Skip {
+        let named = value.is_some() || env.is_some() || file.is_some();
+        return Ok(named.then(|| Password::new(String::new())));
+    }
     let s = match (value, env, file) {
         (Some(p), None, None) => p,
         (None, Some(var), None) => std::env::var(&var)
@@ -601,7 +626,7 @@ fn secret(
     Ok(Some(Password::new(s)))
 }
 
-fn load_toml(path: &Path) -> Result<Config> {
+fn load_toml(path: &Path, secrets: Secrets) -> Result<Config> {
     let file = path.display().to_string();
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read config file {file}"))?;
@@ -642,12 +667,13 @@ fn load_toml(path: &Path) -> Result<Config> {
         }
     }
     if let Some(t) = parsed.target {
-        apply_toml_target(&mut config.target, t, base, &file)?;
+        apply_toml_target(&mut config.target, t, base, &file, secrets)?;
     }
     let mut seen: HashMap<String, String> = HashMap::new();
     for (i, a) in parsed.accounts.into_iter().enumerate() {
         let origin = format!("{file} [[account]] #{} ({})", i + 1, a.email);
         let password = secret(
+            secrets,
             &origin,
             "password",
             base,
@@ -657,6 +683,7 @@ fn load_toml(path: &Path) -> Result<Config> {
         )?
         .ok_or_else(|| anyhow!("{origin}: no password, password_env or password_file"))?;
         let target_password = secret(
+            secrets,
             &origin,
             "target_password",
             base,
@@ -705,6 +732,7 @@ fn apply_toml_target(
     t: TomlTarget,
     base: &Path,
     file: &str,
+    secrets: Secrets,
 ) -> Result<()> {
     if let Some(kind) = t.kind {
         target.kind = kind;
@@ -746,6 +774,7 @@ fn apply_toml_target(
             tenant: o.tenant,
             client_id: o.client_id,
             client_secret: secret(
+                secrets,
                 &origin,
                 "client_secret",
                 base,

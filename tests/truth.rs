@@ -506,6 +506,25 @@ fn a_store_is_made_only_where_one_was_meant() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let r = mailferry(&["report", "--html", "-", "--accounts", s(&toml)]);
     assert!(r.stdout.contains("alice@example.com"), "{}", r.stderr);
+    // Reading the store needs no password: a password_env that cron does
+    // not set is no obstacle to status.
+    let cron = write(
+        dir.path(),
+        "cron.toml",
+        &format!(
+            "store = {:?}\n[[account]]\nemail = \"alice@example.com\"\npassword_env = \"TRUTH_UNSET_PW\"\n",
+            s(&store)
+        ),
+    );
+    let r = mailferry(&["status", "--summary", "--accounts", s(&cron)]);
+    assert!(r.stdout.contains("alice@example.com"), "{}", r.stderr);
+    let r = mailferry(&["mirror", "--accounts", s(&cron)]);
+    assert_eq!(r.code, 2, "a run that logs in still needs it");
+    assert!(
+        r.stderr.contains("TRUTH_UNSET_PW, which is not set"),
+        "{}",
+        r.stderr
+    );
 }
 
 /// Waits until `store` holds at least `n` blobs (the run is under way).

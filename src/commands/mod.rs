@@ -284,7 +284,9 @@ pub fn store_to_read(
     cli: &Cli,
     accounts: Option<&std::path::Path>,
 ) -> Result<(PathBuf, Option<Config>)> {
-    let config = accounts.map(config::load).transpose()?;
+    // Passwords are not needed to read the store: a TOML's password_env
+    // need not be set for `status` in a cron job.
+    let config = accounts.map(config::load_without_secrets).transpose()?;
     let root = store_path(cli, config.as_ref());
     if !crate::store::exists(&root) {
         return Err(crate::store::no_store(&root));
