@@ -76,19 +76,6 @@ impl Store {
             fs::set_permissions(root, fs::Permissions::from_mode(files::PRIVATE_DIR))
                 .with_context(|| format!("cannot make {} private", root.display()))?;
         }
-        // A store made before stores were private is made private once.
-        let opened_up = fs::metadata(root)
-            .with_context(|| format!("cannot read {}", root.display()))?
-            .permissions()
-            .mode()
-            & 0o077
-            != 0;
-        let made_private = if opened_up {
-            files::make_private(root)
-                .with_context(|| format!("cannot make {} private", root.display()))?
-        } else {
-            0
-        };
         let lock_path = root.join("LOCK");
         let mut lock = OpenOptions::new()
             .create(true)
@@ -111,6 +98,20 @@ impl Store {
                 return Err(e).with_context(|| format!("cannot lock {}", lock_path.display()));
             }
         }
+        // A store made before stores were private is made private once,
+        // under the lock, so no other writer is renaming files meanwhile.
+        let opened_up = fs::metadata(root)
+            .with_context(|| format!("cannot read {}", root.display()))?
+            .permissions()
+            .mode()
+            & 0o077
+            != 0;
+        let made_private = if opened_up {
+            files::make_private(root)
+                .with_context(|| format!("cannot make {} private", root.display()))?
+        } else {
+            0
+        };
         // The PID is for people looking at a stuck store; the lock is what counts.
         lock.set_len(0).ok();
         let _ = writeln!(lock, "{}", std::process::id());
