@@ -15,6 +15,7 @@ pub mod commands;
 pub mod config;
 pub mod dns;
 pub mod files;
+pub mod format;
 pub mod imap;
 pub mod mirror;
 pub mod oauth;

@@ -43,7 +43,7 @@ fn main() {
     let code = match commands::run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", mailferry::mirror::error_chain(&e));
+            eprintln!("error: {}", mailferry::outcome::error_chain(&e));
             commands::exit_code_of_error(&e)
         }
     };

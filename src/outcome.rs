@@ -92,3 +92,24 @@ pub fn failure_kind(e: &anyhow::Error) -> FailureKind {
         FailureKind::Other
     }
 }
+
+/// An error and its causes on one line.
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let mut s = cause.to_string();
+        // Some errors quote whole responses (mail content): keep the gist.
+        if s.len() > 800 {
+            let mut cut = 800;
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            s.truncate(cut);
+            s.push('…');
+        }
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ")
+}

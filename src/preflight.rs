@@ -19,8 +19,8 @@ use serde::Serialize;
 
 use crate::config::{Account, Config, TargetKind};
 use crate::imap::{ImapSession, StorageQuota};
-use crate::mirror::error_chain;
 use crate::oauth::TokenProvider;
+use crate::outcome::error_chain;
 use crate::progress::Progress;
 use crate::store::index::{BlobMeta, FolderRow};
 use crate::upload::mapping::Namespace;
@@ -303,7 +303,7 @@ async fn check_account(
         out.warnings.push(format!(
             "{n} {} over the target's {} limit and will be skipped (kept in the store)",
             if n == 1 { "message is" } else { "messages are" },
-            crate::report::bytes(limit)
+            crate::format::bytes(limit)
         ));
     }
     out.folders.sort_by(|a, b| a.folder.cmp(&b.folder));
@@ -331,8 +331,8 @@ async fn check_account(
         out.no_go.push(format!(
             "the mailbox needs {} at the target, over its quota of {} ({}); raise the quota \
              (an archive mailbox or a larger licence) or leave mail behind with a folder map",
-            crate::report::bytes(needed),
-            crate::report::bytes(quota),
+            crate::format::bytes(needed),
+            crate::format::bytes(quota),
             out.quota_from
         ));
     }

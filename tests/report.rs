@@ -305,7 +305,7 @@ fn html_report_renders_in_chromium_with_the_numbers_of_status_json() {
             Some(n) => {
                 assert_eq!(e.attrs["data-value"], n.to_string(), "{what} {field}");
                 let shown = if field == "stored_bytes" {
-                    mailferry::report::bytes(n)
+                    mailferry::format::bytes(n)
                 } else {
                     n.to_string()
                 };

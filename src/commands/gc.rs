@@ -36,7 +36,7 @@ pub fn run(cli: &Cli, args: &GcArgs) -> Result<i32> {
     for l in &result.leftovers {
         println!("{}", l.path.display());
     }
-    let size = crate::report::bytes(result.bytes);
+    let size = crate::format::bytes(result.bytes);
     let n = result.leftovers.len();
     match (n, args.delete) {
         (0, _) => println!("no leftovers: every blob file is recorded in the index"),

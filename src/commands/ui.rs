@@ -43,8 +43,8 @@ impl Tally {
             "{}/{} messages, {} of {} moved",
             self.messages,
             self.planned,
-            crate::report::bytes(self.bytes),
-            crate::report::bytes(self.planned_bytes)
+            crate::format::bytes(self.bytes),
+            crate::format::bytes(self.planned_bytes)
         )
     }
 }

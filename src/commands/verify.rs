@@ -102,7 +102,7 @@ pub fn run(cli: &Cli, args: &VerifyArgs) -> Result<i32> {
         println!(
             "{} blobs ({}) checked in {:.1}s: {}",
             report.blobs_checked,
-            crate::report::bytes(report.bytes_checked),
+            crate::format::bytes(report.bytes_checked),
             report.seconds,
             if report.faults.is_empty() {
                 "no faults".to_string()

@@ -274,7 +274,7 @@ pub(crate) async fn run(
                     let mut strikes = job.strikes.lock().unwrap();
                     let entry = strikes.entry(uid).or_insert((0, String::new()));
                     entry.0 += 1;
-                    entry.1 = super::error_chain(&e);
+                    entry.1 = crate::outcome::error_chain(&e);
                     if entry.0 >= STRIKES {
                         // Count giving up as progress so the worker goes on.
                         job.progress.fetch_add(1, Ordering::SeqCst);
@@ -464,7 +464,7 @@ async fn store_delivered(
     .map_err(|e| anyhow!("storing a batch crashed: {e}"))?
     // A full disk is this machine's trouble, not the connection's: it is
     // not retried as if the link had dropped.
-    .map_err(|e| crate::imap::ImapError::LocalWrite(crate::mirror::error_chain(&e)))?;
+    .map_err(|e| crate::imap::ImapError::LocalWrite(crate::outcome::error_chain(&e)))?;
     let (written, already) = (stored.written, stored.already);
     let hashes = stored.hashes;
     shared

@@ -28,7 +28,8 @@ use serde::Serialize;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::config::{Account, Config, ServerSettings};
-use crate::imap::{ImapSession, ListedFolder, mutf7};
+use crate::imap::{ImapSession, ListedFolder, is_connection_error, mutf7};
+use crate::outcome::error_chain;
 pub use crate::progress::{Progress, Silent};
 use crate::store::Store;
 
@@ -1060,30 +1061,4 @@ fn job_progress(job: &Job) -> u64 {
         Job::Plan(_) => 0,
         Job::Fetch(f) => f.progress(),
     }
-}
-
-/// Errors after which the session is unusable and a new one may succeed.
-pub(crate) fn is_connection_error(e: &anyhow::Error) -> bool {
-    crate::imap::is_connection_error(e)
-}
-
-/// An error and its causes on one line.
-pub fn error_chain(e: &anyhow::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for cause in e.chain() {
-        let mut s = cause.to_string();
-        // Some errors quote whole responses (mail content): keep the gist.
-        if s.len() > 800 {
-            let mut cut = 800;
-            while !s.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            s.truncate(cut);
-            s.push('…');
-        }
-        if !parts.iter().any(|p| p.contains(&s)) {
-            parts.push(s);
-        }
-    }
-    parts.join(": ")
 }

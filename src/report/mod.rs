@@ -5,31 +5,9 @@ pub mod snapshot;
 
 use std::fmt::Write as _;
 
+use crate::format::{bytes, when};
 use crate::mirror::MirrorSummary;
 pub use snapshot::{AccountState, AccountStatus, Selection, Snapshot};
-
-/// 1536 → "1.5 KiB".
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit + 1 < UNITS.len() {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
-}
-
-/// A Unix time as "YYYY-MM-DD HH:MM UTC", or "never".
-pub(crate) fn when(t: Option<i64>) -> String {
-    t.and_then(|t| chrono::DateTime::from_timestamp(t, 0))
-        .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string())
-        .unwrap_or_else(|| "never".to_string())
-}
 
 /// The end-of-run summary of a mirror.
 pub fn mirror_summary(s: &MirrorSummary) -> String {

@@ -27,7 +27,7 @@ use super::ledger::{self, LedgerEntry, State};
 use super::{AccountContext, UploadOptions};
 use crate::config::{Config, TargetKind};
 use crate::imap::{FetchedMessage, ImapSession};
-use crate::mirror::error_chain;
+use crate::outcome::error_chain;
 use crate::progress::Progress;
 use crate::store::{BlobHash, Store};
 

@@ -180,8 +180,8 @@ pub(crate) async fn run(
         {
             let reason = format!(
                 "{} is over the target's limit of {}",
-                crate::report::bytes(o.size),
-                crate::report::bytes(limit)
+                crate::format::bytes(o.size),
+                crate::format::bytes(limit)
             );
             ledger::mark_not_uploaded(
                 &ctx.store.index(),
@@ -298,7 +298,7 @@ pub(crate) async fn run(
                             &format!(
                                 "folder {}: a message of {} was sent with {}",
                                 job.display_name,
-                                crate::report::bytes(o.size),
+                                crate::format::bytes(o.size),
                                 SentAs::describe(how.as_str())
                             ),
                         );

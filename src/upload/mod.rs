@@ -25,8 +25,8 @@ use serde::Serialize;
 
 use crate::config::{Account, AuthMethod, Config, TargetKind, TargetSettings};
 use crate::imap::{ImapSession, mutf7};
-use crate::mirror::error_chain;
 use crate::oauth::{AccessToken, TokenProvider};
+use crate::outcome::error_chain;
 use crate::progress::Progress;
 use crate::store::Store;
 use mapping::Namespace;
@@ -929,7 +929,7 @@ async fn worker(
             let progress_before = ctx.shared.appended.load(Ordering::Relaxed);
             match folder::run(&ctx, s, &job).await {
                 Ok(()) => break,
-                Err(e) if crate::mirror::is_connection_error(&e) => {
+                Err(e) if crate::imap::is_connection_error(&e) => {
                     if ctx.shared.appended.load(Ordering::Relaxed) > progress_before {
                         attempt = 0;
                     }
