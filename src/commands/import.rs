@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use rusqlite::OptionalExtension as _;
 
 use crate::cli::{Cli, ImportArgs};
 use crate::commands::EXIT_OK;
@@ -46,26 +45,17 @@ pub fn run(cli: &Cli, args: &ImportArgs) -> Result<i32> {
     let store = crate::commands::open_store(cli, None, crate::store::Creation::Allowed)?;
     // An account a mirror fills must not be mixed with files: the next
     // mirror would take the imported messages for expunged ones.
-    let mirrored: Option<String> = store
-        .index()
-        .connection()
-        .query_row(
-            "SELECT host FROM accounts WHERE name = ?1 AND host <> 'local'",
-            [&account],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if let Some(host) = mirrored {
+    let origin = store.index().account_origin(&account)?;
+    if let Some(crate::store::index::AccountOrigin::Mirrored { host }) = origin {
         bail!(
             "the store already holds {account} as an account mirrored from {host}; import \
              under another name (e.g. --account import:{account}) and give its upload the \
              target mailbox with TargetAddress"
         );
     }
-    let account_id =
-        store
-            .index()
-            .account_id(&account, "local", &args.dir.display().to_string())?;
+    let account_id = store
+        .index()
+        .imported_account_id(&account, &args.dir.display().to_string())?;
     let (mut added, mut already, mut written) = (0u64, 0u64, 0u64);
     for (name, found) in folders {
         let wire = mutf7::encode(&name);

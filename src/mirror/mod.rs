@@ -535,12 +535,8 @@ async fn run_account(
         }
     };
     ctx.progress.account_started(&ctx.account.name);
-    let imported: bool = ctx
-        .store
-        .index()
-        .connection()
-        .prepare_cached("SELECT 1 FROM accounts WHERE name = ?1 AND host = 'local'")?
-        .exists([&ctx.account.name])?;
+    let imported = ctx.store.index().account_origin(&ctx.account.name)?
+        == Some(crate::store::index::AccountOrigin::Imported);
     if imported {
         shared.absorb_session(&session);
         bail!(

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Result;
-use rusqlite::OptionalExtension as _;
 use serde::Serialize;
 
 use crate::store::Index;
@@ -296,23 +295,13 @@ pub fn account_totals(folders: &[FolderStatus]) -> Vec<AccountStatus> {
 }
 
 fn last_cutover(index: &Index) -> Result<Option<CutoverRecord>> {
-    Ok(index
-        .connection()
-        .query_row(
-            "SELECT started_at, finished_at, complete, summary FROM cutovers
-             ORDER BY id DESC LIMIT 1",
-            [],
-            |r| {
-                let summary: Option<String> = r.get(3)?;
-                Ok(CutoverRecord {
-                    started_at: r.get(0)?,
-                    finished_at: r.get(1)?,
-                    complete: r.get(2)?,
-                    summary: summary
-                        .and_then(|s| serde_json::from_str(&s).ok())
-                        .unwrap_or(serde_json::Value::Null),
-                })
-            },
-        )
-        .optional()?)
+    Ok(index.last_cutover()?.map(|c| CutoverRecord {
+        started_at: c.started_at,
+        finished_at: c.finished_at,
+        complete: c.complete,
+        summary: c
+            .summary
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or(serde_json::Value::Null),
+    }))
 }

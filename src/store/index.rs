@@ -167,6 +167,27 @@ pub struct LiveMessage {
     pub flags: String,
 }
 
+/// A cutover as recorded: its summary is JSON text.
+#[derive(Debug, Clone)]
+pub struct CutoverRow {
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub complete: bool,
+    pub summary: Option<String>,
+}
+
+/// The host an imported account is recorded with: no server has it.
+const IMPORTED_HOST: &str = "local";
+
+/// Where an account's mail in the store came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountOrigin {
+    /// Read from files by `import`.
+    Imported,
+    /// Mirrored from this IMAP host.
+    Mirrored { host: String },
+}
+
 /// Per-folder counts for `status`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct FolderStatus {
@@ -299,6 +320,46 @@ impl Index {
 
     /// The source's personal namespace prefix, as the last mirror saw it
     /// (wire form); `None` when never read.
+    /// Where an account's mail came from: `None` when the store does not
+    /// know it, else [`AccountOrigin::Imported`] or the source host.
+    pub fn account_origin(&self, name: &str) -> Result<Option<AccountOrigin>> {
+        let host: Option<String> = self
+            .conn
+            .prepare_cached("SELECT host FROM accounts WHERE name = ?1")?
+            .query_row([name], |r| r.get(0))
+            .optional()?;
+        Ok(host.map(|h| {
+            if h == IMPORTED_HOST {
+                AccountOrigin::Imported
+            } else {
+                AccountOrigin::Mirrored { host: h }
+            }
+        }))
+    }
+
+    /// A stored blob's size and Message-ID (parsed when it was stored).
+    pub fn blob_size_and_message_id(&self, hash: &BlobHash) -> Result<(u64, Option<String>)> {
+        let (size, id): (i64, Option<String>) = self
+            .conn
+            .prepare_cached("SELECT size, message_id FROM blobs WHERE hash = ?1")?
+            .query_row([hash.to_hex()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok((size as u64, id))
+    }
+
+    /// The id of the account named `name`, if the store has it.
+    pub fn find_account(&self, name: &str) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT id FROM accounts WHERE name = ?1")?
+            .query_row([name], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// The id of an account imported from files at `dir`, made if new.
+    pub fn imported_account_id(&self, name: &str, dir: &str) -> Result<i64> {
+        self.account_id(name, IMPORTED_HOST, dir)
+    }
+
     pub fn personal_prefix(&self, account_id: i64) -> Result<Option<String>> {
         Ok(self
             .conn
@@ -729,6 +790,26 @@ impl Index {
             )
             .optional()?
             .flatten())
+    }
+
+    /// The batch's last cutover, if one ran.
+    pub fn last_cutover(&self) -> Result<Option<CutoverRow>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT started_at, finished_at, complete, summary FROM cutovers
+                 ORDER BY id DESC LIMIT 1",
+                [],
+                |r| {
+                    Ok(CutoverRow {
+                        started_at: r.get(0)?,
+                        finished_at: r.get(1)?,
+                        complete: r.get(2)?,
+                        summary: r.get(3)?,
+                    })
+                },
+            )
+            .optional()?)
     }
 
     /// Per account and folder counts, optionally for one account.

@@ -15,6 +15,7 @@
 
 mod blob;
 pub mod index;
+pub mod ledger;
 
 pub use blob::{BlobDamaged, BlobFault, BlobHash, BlobWrite};
 pub use index::Index;

@@ -23,12 +23,12 @@ use futures::StreamExt as _;
 use rusqlite::OptionalExtension as _;
 use serde::Serialize;
 
-use super::ledger::{self, LedgerEntry, State};
 use super::{AccountContext, UploadOptions};
 use crate::config::{Config, TargetKind};
 use crate::imap::{FetchedMessage, ImapSession};
 use crate::outcome::error_chain;
 use crate::progress::Progress;
+use crate::store::ledger::{self, LedgerEntry, State};
 use crate::store::{BlobHash, Store};
 
 /// A message the ledger has at the target that is not there.

@@ -12,11 +12,11 @@ use std::sync::atomic::Ordering;
 use anyhow::{Context, Result, anyhow};
 use chrono::{DateTime, FixedOffset};
 
-use super::ledger::{self, LedgerEntry, Outgoing, SentAs, State};
 use super::refusal::{self, Refusal};
 use super::{AccountContext, FolderJob, TargetSession, flags_for_target};
 use crate::imap::{FetchedMessage, ImapError};
 use crate::store::BlobHash;
+use crate::store::ledger::{self, LedgerEntry, Outgoing, SentAs, State};
 
 /// How often one message is tried while the server keeps throttling.
 const THROTTLE_RETRIES: u32 = 30;
@@ -63,9 +63,13 @@ pub(crate) fn work<'a>(
     account: &str,
 ) -> Work<'a> {
     Work {
+        // Only this account's: another account uploading into the same
+        // mailbox at the same time may have its APPEND in flight.
         pending: entries
             .values()
-            .filter(|e| e.state == State::Pending)
+            .filter(|e| {
+                e.state == State::Pending && e.account.as_deref().is_none_or(|a| a == account)
+            })
             .collect(),
         flag_pushes: outgoing
             .iter()
@@ -510,14 +514,9 @@ async fn reconcile(
 
     let meta: HashMap<BlobHash, (u64, Option<String>)> = {
         let index = ctx.store.index();
-        let mut stmt = index
-            .connection()
-            .prepare_cached("SELECT size, message_id FROM blobs WHERE hash = ?1")?;
         let mut out = HashMap::new();
         for e in &same {
-            let row: (i64, Option<String>) =
-                stmt.query_row([e.blob.to_hex()], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            out.insert(e.blob, (row.0 as u64, row.1));
+            out.insert(e.blob, index.blob_size_and_message_id(&e.blob)?);
         }
         out
     };

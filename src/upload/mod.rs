@@ -3,17 +3,17 @@
 //! Per account: the source folders are mapped to target folders
 //! ([`mapping`]), and each target folder becomes a job for one of up to
 //! `connections` sessions to the target mailbox. A job reads the ledger
-//! ([`ledger`]), reconciles entries left pending by a crash, pushes flag
+//! ([`crate::store::ledger`]), reconciles entries left pending by a crash, pushes flag
 //! changes, and appends what is missing ([`folder`]). All connections of a
 //! mailbox share one [`throttle::Throttle`]. No source connection is needed.
 
 pub mod check;
 mod folder;
-pub mod ledger;
 pub mod mapping;
 pub mod refusal;
 pub mod throttle;
 
+use crate::store::ledger;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -468,46 +468,22 @@ fn count_outcomes(ctx: &AccountContext, counts: &mut UploadCounts) -> Result<()>
     else {
         return Ok(());
     };
-    let mut stmt = index.connection().prepare(
-        "SELECT u.state, u.reason, COUNT(*) FROM uploads u
-         JOIN target_folders f ON f.id = u.target_folder_id
-         WHERE f.target_id = ?1 AND u.state IN ('skipped', 'failed')
-         GROUP BY u.state, u.reason",
-    )?;
-    let rows = stmt.query_map([target], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, Option<String>>(1)?,
-            r.get::<_, i64>(2)?,
-        ))
-    })?;
-    for row in rows {
-        let (state, reason, n) = row?;
-        if state == "skipped" {
-            counts.skipped += n as u64;
+    for (state, reason, n) in ledger::not_uploaded_by_reason(&index, target)? {
+        if state == ledger::State::Skipped {
+            counts.skipped += n;
             *counts
                 .skipped_by_reason
-                .entry(reason_kind(reason.as_deref().unwrap_or("")).to_string())
-                .or_default() += n as u64;
+                .entry(reason_kind(&reason).to_string())
+                .or_default() += n;
         } else {
-            counts.failed += n as u64;
+            counts.failed += n;
         }
     }
-    let mut stmt = index.connection().prepare(
-        "SELECT u.sent_as, COUNT(*) FROM uploads u
-         JOIN target_folders f ON f.id = u.target_folder_id
-         WHERE f.target_id = ?1 AND u.state = 'done' AND u.sent_as IS NOT NULL
-         GROUP BY u.sent_as",
-    )?;
-    let rows = stmt.query_map([target], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-    })?;
-    for row in rows {
-        let (how, n) = row?;
+    for (how, n) in ledger::sent_otherwise(&index, target)? {
         *counts
             .sent_otherwise
             .entry(ledger::SentAs::describe(&how).to_string())
-            .or_default() += n as u64;
+            .or_default() += n;
     }
     Ok(())
 }
@@ -538,14 +514,7 @@ async fn run_account(
     let options = &ctx.options;
     let folders = {
         let index = ctx.store.index();
-        let id: Option<i64> = index
-            .connection()
-            .query_row(
-                "SELECT id FROM accounts WHERE name = ?1",
-                [&ctx.account.name],
-                |r| r.get(0),
-            )
-            .ok();
+        let id = index.find_account(&ctx.account.name)?;
         let id = id.ok_or_else(|| {
             anyhow!("the store holds nothing for this account; run `mailferry mirror` first")
         })?;

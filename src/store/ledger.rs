@@ -4,15 +4,15 @@
 //! folder's UIDVALIDITY and UIDNEXT) before its APPEND is sent and `done`
 //! (with the UID) after the server's OK; a `pending` entry found on a later
 //! run is reconciled by reading the target back before anything is appended
-//! again (see `folder.rs`). No row means never tried.
+//! again (see upload/folder.rs). No row means never tried.
 
 use std::collections::HashMap;
 
 use anyhow::Result;
 use rusqlite::{OptionalExtension, params};
 
-use crate::store::index::now;
-use crate::store::{BlobHash, Index};
+use super::index::now;
+use super::{BlobHash, Index};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -170,6 +170,40 @@ pub fn folder_has_uploads(index: &Index, target: i64, wire: &str) -> Result<bool
              WHERE f.target_id = ?1 AND f.wire_name = ?2 LIMIT 1",
         )?
         .exists(params![target, wire])?)
+}
+
+/// Entries of a target mailbox that did not go, by state (skipped or
+/// failed) and reason, with how many share them.
+pub fn not_uploaded_by_reason(index: &Index, target: i64) -> Result<Vec<(State, String, u64)>> {
+    let mut stmt = index.connection().prepare(
+        "SELECT u.state, COALESCE(u.reason, ''), COUNT(*) FROM uploads u
+         JOIN target_folders f ON f.id = u.target_folder_id
+         WHERE f.target_id = ?1 AND u.state IN ('skipped', 'failed')
+         GROUP BY u.state, u.reason",
+    )?;
+    let rows = stmt.query_map([target], |r| {
+        Ok((
+            State::parse(&r.get::<_, String>(0)?),
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)? as u64,
+        ))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Messages of a target mailbox sent otherwise than stored (see
+/// [`SentAs`]), by how, with how many.
+pub fn sent_otherwise(index: &Index, target: i64) -> Result<Vec<(String, u64)>> {
+    let mut stmt = index.connection().prepare(
+        "SELECT u.sent_as, COUNT(*) FROM uploads u
+         JOIN target_folders f ON f.id = u.target_folder_id
+         WHERE f.target_id = ?1 AND u.state = 'done' AND u.sent_as IS NOT NULL
+         GROUP BY u.sent_as",
+    )?;
+    let rows = stmt.query_map([target], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// A target folder's id if the ledger knows it.
