@@ -92,11 +92,7 @@ pub fn run(cli: &Cli, args: &CutoverArgs) -> Result<i32> {
     // Until the batch has been complete once, what is missing at the target
     // is ours to put back; after go-live, users delete mail, and a repeated
     // cutover must not bring it back: it is reported only.
-    let before_go_live: bool = !store.index().connection().query_row(
-        "SELECT EXISTS (SELECT 1 FROM cutovers WHERE complete)",
-        [],
-        |r| r.get(0),
-    )?;
+    let before_go_live = !store.index().went_live()?;
     let run_id = store.index().start_run("cutover")?;
     let mirrored = super::mirror::mirror_with(cli, &config, &args.mirror, store.clone())?;
     let uploaded = super::upload::upload_with(cli, &config, &args.upload, store.clone())?;
@@ -194,11 +190,12 @@ pub fn run(cli: &Cli, args: &CutoverArgs) -> Result<i32> {
     {
         let index = store.index();
         let json = serde_json::to_string(&result)?;
-        index.connection().execute(
-            "INSERT INTO cutovers (started_at, finished_at, complete, summary)
-             VALUES (?1, ?2, ?3, ?4)",
-            rusqlite::params![result.started_at, result.finished_at, result.complete, json],
-        )?;
+        index.record_cutover(&crate::store::index::CutoverRow {
+            started_at: result.started_at,
+            finished_at: Some(result.finished_at),
+            complete: result.complete,
+            summary: Some(json.clone()),
+        })?;
         index.finish_run(run_id, &json)?;
     }
     if args.json {

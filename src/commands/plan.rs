@@ -17,20 +17,13 @@ pub fn run(cli: &Cli, args: &PlanArgs) -> Result<i32> {
     let overrides = args.map.as_deref().map(MapFile::load).transpose()?;
     let mut maps: Vec<(String, Vec<MapEntry>)> = Vec::new();
     for account in &config.accounts {
-        let id: i64 = index
-            .connection()
-            .query_row(
-                "SELECT id FROM accounts WHERE name = ?1",
-                [&account.name],
-                |r| r.get(0),
+        let id = index.find_account(&account.name)?.ok_or_else(|| {
+            anyhow!(
+                "{} ({}): nothing in the store yet; run `mailferry mirror` first",
+                account.name,
+                account.origin
             )
-            .map_err(|_| {
-                anyhow!(
-                    "{} ({}): nothing in the store yet; run `mailferry mirror` first",
-                    account.name,
-                    account.origin
-                )
-            })?;
+        })?;
         let folders: Vec<_> = index
             .folders(id)?
             .into_iter()

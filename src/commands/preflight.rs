@@ -70,19 +70,10 @@ fn already_uploaded(cli: &Cli, config: &crate::config::Config) -> HashMap<String
     };
     let mut out = HashMap::new();
     for a in &config.accounts {
-        let bytes: i64 = index
-            .connection()
-            .query_row(
-                "SELECT COALESCE(SUM(b.size), 0) FROM uploads u
-                 JOIN target_folders f ON f.id = u.target_folder_id
-                 JOIN targets t ON t.id = f.target_id
-                 JOIN blobs b ON b.hash = u.blob_hash
-                 WHERE t.mailbox = ?1 AND t.host = ?2 AND u.state IN ('done', 'present')",
-                [&a.target, &config.target.server.address()],
-                |r| r.get(0),
-            )
-            .unwrap_or(0);
-        out.insert(a.target.clone(), bytes.max(0) as u64);
+        let bytes =
+            crate::store::ledger::placed_bytes(&index, &a.target, &config.target.server.address())
+                .unwrap_or(0);
+        out.insert(a.target.clone(), bytes);
     }
     out
 }

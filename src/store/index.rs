@@ -792,6 +792,25 @@ impl Index {
             .flatten())
     }
 
+    /// Whether a cutover once found the batch complete (go-live).
+    pub fn went_live(&self) -> Result<bool> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM cutovers WHERE complete)",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Records a cutover run.
+    pub fn record_cutover(&self, c: &CutoverRow) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO cutovers (started_at, finished_at, complete, summary)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![c.started_at, c.finished_at, c.complete, c.summary],
+        )?;
+        Ok(())
+    }
+
     /// The batch's last cutover, if one ran.
     pub fn last_cutover(&self) -> Result<Option<CutoverRow>> {
         Ok(self

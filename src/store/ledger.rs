@@ -172,6 +172,21 @@ pub fn folder_has_uploads(index: &Index, target: i64, wire: &str) -> Result<bool
         .exists(params![target, wire])?)
 }
 
+/// The bytes the ledger has placed in a target mailbox (uploaded, or
+/// found there), so that a quota check does not count them twice.
+pub fn placed_bytes(index: &Index, mailbox: &str, host: &str) -> Result<u64> {
+    let bytes: i64 = index.connection().query_row(
+        "SELECT COALESCE(SUM(b.size), 0) FROM uploads u
+         JOIN target_folders f ON f.id = u.target_folder_id
+         JOIN targets t ON t.id = f.target_id
+         JOIN blobs b ON b.hash = u.blob_hash
+         WHERE t.mailbox = ?1 AND t.host = ?2 AND u.state IN ('done', 'present')",
+        [mailbox, host],
+        |r| r.get(0),
+    )?;
+    Ok(bytes.max(0) as u64)
+}
+
 /// Entries of a target mailbox that did not go, by state (skipped or
 /// failed) and reason, with how many share them.
 pub fn not_uploaded_by_reason(index: &Index, target: i64) -> Result<Vec<(State, String, u64)>> {
