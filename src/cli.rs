@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{AuthMethod, Compression, TargetKind};
+use crate::config::{AuthMethod, Compression, Named, TargetKind};
 
 const EXAMPLES: &str = "\
 Examples (the four phases of a batch):
@@ -117,12 +117,12 @@ pub struct SourceArgs {
     pub port: Option<u16>,
 
     /// How to log in at the source [default: login].
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = named::<AuthMethod>())]
     pub auth: Option<AuthMethod>,
 
     /// COMPRESS=DEFLATE: auto uses it unless the server is on this machine
     /// [default: auto].
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = named::<Compression>())]
     pub compress: Option<Compression>,
 
     /// Seconds a source server may send nothing (while connecting, logging
@@ -199,7 +199,7 @@ pub struct MirrorArgs {
 pub struct TargetArgs {
     /// m365 (Exchange Online: XOAUTH2, Exchange's folder names and limits)
     /// or imap (any server) [default: m365, or the config's].
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = named::<TargetKind>())]
     pub target_kind: Option<TargetKind>,
 
     /// Target IMAP server [default: outlook.office365.com].
@@ -211,7 +211,7 @@ pub struct TargetArgs {
     pub target_port: Option<u16>,
 
     /// How to log in at the target [default: xoauth2 for m365, login for imap].
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = named::<AuthMethod>())]
     pub target_auth: Option<AuthMethod>,
 
     /// PEM file with extra CA certificates for the target.
@@ -399,7 +399,7 @@ pub struct PlanArgs {
     pub accounts: AccountsArgs,
 
     /// m365 or imap [default: m365, or the config's].
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = named::<TargetKind>())]
     pub target_kind: Option<TargetKind>,
 
     /// The target's hierarchy separator [default: /].
@@ -614,4 +614,17 @@ pub struct ImportArgs {
     /// mailbox, give that mailbox as the account's TargetAddress.
     #[arg(long, value_name = "NAME")]
     pub account: Option<String>,
+}
+
+/// A parser for a setting spelled by name, with the library's names and
+/// help ([`Named`]): the command line and the TOML accept the same words.
+fn named<T: Named + Clone + Send + Sync + 'static>()
+-> impl clap::builder::TypedValueParser<Value = T> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(
+        T::CHOICES
+            .iter()
+            .map(|(name, help)| clap::builder::PossibleValue::new(*name).help(*help)),
+    )
+    .map(|name| T::from_name(&name).expect("clap let only a known name through"))
 }

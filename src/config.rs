@@ -19,7 +19,7 @@ pub const DEFAULT_SOURCE_HOST: &str = "secure.emailsrvr.com";
 pub const DEFAULT_IMAPS_PORT: u16 = 993;
 
 /// How a client proves who it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthMethod {
     /// IMAP LOGIN with user name and password (what Rackspace expects).
@@ -32,7 +32,7 @@ pub enum AuthMethod {
 }
 
 /// When to use COMPRESS=DEFLATE.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     /// When the server offers it, unless the server is on this machine
@@ -43,6 +43,50 @@ pub enum Compression {
     Always,
     Never,
 }
+
+/// A setting spelled by name, the same way in the TOML and on the
+/// command line: the names are serde's, listed with a line of help each.
+pub trait Named: Sized {
+    /// Every name, with what it means.
+    const CHOICES: &'static [(&'static str, &'static str)];
+
+    /// The value of `name`, as the TOML would read it.
+    fn from_name(name: &str) -> Result<Self, String>;
+}
+
+macro_rules! named {
+    ($t:ty, $($name:literal => $help:literal),+ $(,)?) => {
+        impl Named for $t {
+            const CHOICES: &'static [(&'static str, &'static str)] = &[$(($name, $help)),+];
+
+            fn from_name(name: &str) -> Result<Self, String> {
+                use serde::de::IntoDeserializer as _;
+                let de: serde::de::value::StrDeserializer<'_, serde::de::value::Error> =
+                    name.into_deserializer();
+                <$t>::deserialize(de).map_err(|e| e.to_string())
+            }
+        }
+    };
+}
+
+named!(AuthMethod,
+    "login" => "IMAP LOGIN with user name and password",
+    "plain" => "AUTHENTICATE PLAIN (SASL) with user name and password",
+    "xoauth2" => "AUTHENTICATE XOAUTH2 with an OAuth 2.0 access token (Microsoft 365)",
+);
+named!(Compression,
+    "auto" => "when the server offers it, unless the server is on this machine",
+    "always" => "whenever the server offers it",
+    "never" => "never",
+);
+named!(TargetKind,
+    "m365" => "Exchange Online: XOAUTH2, Exchange's folder names and limits",
+    "imap" => "any IMAP server, with its own folder names and limits",
+);
+named!(OAuthFlow,
+    "client_credentials" => "app-only: the client credentials grant, for many mailboxes",
+    "device_code" => "delegated: one user signs in with a code shown here",
+);
 
 /// Where and how to reach an IMAP server.
 #[derive(Debug, Clone)]
@@ -109,7 +153,7 @@ impl fmt::Debug for Password {
 }
 
 /// What kind of server the upload goes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum TargetKind {
     /// Exchange Online: outlook.office365.com, XOAUTH2, Exchange's folder
@@ -121,7 +165,7 @@ pub enum TargetKind {
 }
 
 /// How to get OAuth 2.0 tokens from the Microsoft identity platform.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum OAuthFlow {
     /// App-only: the client credentials grant, for many mailboxes.

@@ -13,10 +13,12 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod cutover;
 pub mod dns;
 pub mod files;
 pub mod format;
 pub mod imap;
+pub mod mailfiles;
 pub mod mirror;
 pub mod oauth;
 pub mod outcome;

@@ -6,14 +6,15 @@ use anyhow::{Context, Result, anyhow};
 
 use crate::cli::{Cli, PlanArgs};
 use crate::commands::{EXIT_OK, load_accounts};
-use crate::store::Index;
+use crate::store::Store;
 use crate::upload::{MapEntry, MapFile, mapping};
 
 pub fn run(cli: &Cli, args: &PlanArgs) -> Result<i32> {
     let config = load_accounts(&args.accounts)?;
     let kind = args.target_kind.unwrap_or(config.target.kind);
     let root = crate::commands::store_path(cli, Some(&config));
-    let index = Index::open_read_only(&root.join("index.sqlite"))?;
+    let store = Store::open_read_only(&root)?;
+    let index = store.index();
     let overrides = args.map.as_deref().map(MapFile::load).transpose()?;
     let mut maps: Vec<(String, Vec<MapEntry>)> = Vec::new();
     for account in &config.accounts {

@@ -65,13 +65,14 @@ pub fn run(cli: &Cli, args: &PreflightArgs) -> Result<i32> {
 /// (nothing when there is no store yet).
 fn already_uploaded(cli: &Cli, config: &crate::config::Config) -> HashMap<String, u64> {
     let root = crate::commands::store_path(cli, Some(config));
-    let Ok(index) = crate::store::Index::open_read_only(&root.join("index.sqlite")) else {
+    let Ok(store) = crate::store::Store::open_read_only(&root) else {
         return HashMap::new();
     };
+    let index = store.index();
     let mut out = HashMap::new();
     for a in &config.accounts {
         let bytes =
-            crate::store::ledger::placed_bytes(&index, &a.target, &config.target.server.address())
+            crate::store::ledger::placed_bytes(index, &a.target, &config.target.server.address())
                 .unwrap_or(0);
         out.insert(a.target.clone(), bytes);
     }

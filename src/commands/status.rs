@@ -11,18 +11,18 @@ use anyhow::Result;
 use crate::cli::{Cli, StatusArgs};
 use crate::commands::{EXIT_INCOMPLETE, EXIT_OK};
 use crate::report::{Selection, Snapshot};
-use crate::store::Index;
+use crate::store::Store;
 
 /// What the store says of the batch, read without taking its lock (a run
 /// may be going on). With an accounts file, every account in it is shown.
 pub fn snapshot(cli: &Cli, accounts: Option<&Path>, account: Option<&str>) -> Result<Snapshot> {
     let (root, config) = crate::commands::store_to_read(cli, accounts)?;
-    let index = Index::open_read_only(&root.join("index.sqlite"))?;
+    let store = Store::open_read_only(&root)?;
     let batch = match (accounts, &config) {
         (Some(file), Some(c)) => Some((file, c.accounts.iter().map(|a| a.name.clone()).collect())),
         _ => None,
     };
-    Snapshot::gather(&root, &index, &Selection { batch, account })
+    Snapshot::gather(&root, store.index(), &Selection { batch, account })
 }
 
 pub fn run(cli: &Cli, args: &StatusArgs) -> Result<i32> {

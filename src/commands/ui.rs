@@ -191,3 +191,45 @@ impl Drop for Bars {
         self.overall.finish();
     }
 }
+
+/// One bar of bytes for a whole-store operation (verify), fed by a
+/// [`Progress`] with the account name "": `planned` sets the total,
+/// `moved` advances it. Hidden unless `shown` and stderr is a terminal.
+pub struct ByteBar {
+    bar: Option<ProgressBar>,
+}
+
+impl ByteBar {
+    pub fn new(shown: bool, template: &str) -> ByteBar {
+        let bar = (shown && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template(template)
+                    .expect("template")
+                    .progress_chars("=> "),
+            );
+            bar
+        });
+        ByteBar { bar }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Progress for ByteBar {
+    fn planned(&self, _account: &str, _messages: u64, bytes: u64) {
+        if let Some(bar) = &self.bar {
+            bar.inc_length(bytes);
+        }
+    }
+
+    fn moved(&self, _account: &str, _messages: u64, bytes: u64) {
+        if let Some(bar) = &self.bar {
+            bar.inc(bytes);
+        }
+    }
+}

@@ -1,9 +1,12 @@
-//! Blob files: zstd-compressed raw messages named by the sha256 of the raw bytes.
+//! Blobs: zstd-compressed raw messages named by the sha256 of the raw
+//! bytes, behind the [`Blobs`] trait; [`LocalBlobs`] keeps them as files
+//! under `objects/`.
 
 use std::fmt;
 use std::fs::{self, File};
 use std::io::{Read as _, Write as _};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
@@ -72,12 +75,185 @@ pub enum Source<'a> {
     File(&'a Path),
 }
 
+/// Where blobs are kept. The store reaches blob bytes only through this,
+/// so that another place (object storage) can stand in for the directory
+/// without mirror, upload or verify knowing.
+pub trait Blobs: Send + Sync {
+    /// Stores `src` as the blob `hash`, durably before it returns. An
+    /// existing blob is kept, unless `replace` (it was found damaged).
+    fn put(&self, src: Source<'_>, hash: &BlobHash, replace: bool) -> Result<Put>;
+    /// The blob's raw bytes, checked against its name while they are read.
+    fn get(&self, hash: &BlobHash) -> Result<Vec<u8>, BlobDamaged>;
+    /// Is a blob of that name there (sound or not)?
+    fn exists(&self, hash: &BlobHash) -> bool;
+    /// Everything in the blob area: blobs, and entries that are not.
+    fn list(&self) -> Result<Vec<Listed>>;
+    /// Removes blobs (leftovers no row names).
+    fn remove(&self, hashes: &[BlobHash]) -> Result<()>;
+    /// Where the blob is, for messages to people.
+    fn location(&self, hash: &BlobHash) -> PathBuf;
+    /// Checks the blob without keeping its bytes; returns its stored size.
+    fn check(&self, hash: &BlobHash) -> Result<u64, BlobFault> {
+        self.get(hash)
+            .map(|raw| raw.len() as u64)
+            .map_err(|e| e.fault)
+    }
+}
+
+/// What [`Blobs::put`] did.
+#[derive(Debug, Clone, Copy)]
+pub struct Put {
+    /// Compressed size.
+    pub stored_size: u64,
+    /// This call made the blob (false when it was there already, put by
+    /// another writer or a run killed before its index rows).
+    pub created: bool,
+}
+
+/// An entry of [`Blobs::list`].
+#[derive(Debug, Clone)]
+pub enum Listed {
+    Blob {
+        hash: BlobHash,
+        location: PathBuf,
+        stored_size: u64,
+    },
+    /// Not a blob name: nothing mailferry wrote.
+    Stray(PathBuf),
+}
+
+/// Blobs as files: `objects/ab/cdef…`, staged in `tmp/`.
+pub struct LocalBlobs {
+    objects: PathBuf,
+    tmp: PathBuf,
+    tmp_counter: AtomicU64,
+}
+
+impl LocalBlobs {
+    pub fn new(root: &Path) -> LocalBlobs {
+        LocalBlobs {
+            objects: root.join("objects"),
+            tmp: root.join("tmp"),
+            tmp_counter: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Blobs for LocalBlobs {
+    fn put(&self, src: Source<'_>, hash: &BlobHash, replace: bool) -> Result<Put> {
+        let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.tmp.join(format!(
+            "{}-{}-{}",
+            std::process::id(),
+            n,
+            &hash.to_hex()[..16]
+        ));
+        let dest = self.location(hash);
+        if replace {
+            let stored_size = replace_durably(src, &tmp, &dest)?;
+            return Ok(Put {
+                stored_size,
+                created: false,
+            });
+        }
+        let (stored_size, created) = write_durably(src, &tmp, &dest)?;
+        Ok(Put {
+            stored_size,
+            created,
+        })
+    }
+
+    fn get(&self, hash: &BlobHash) -> Result<Vec<u8>, BlobDamaged> {
+        read(&self.location(hash), hash)
+    }
+
+    fn exists(&self, hash: &BlobHash) -> bool {
+        self.location(hash).exists()
+    }
+
+    fn list(&self) -> Result<Vec<Listed>> {
+        let mut out = Vec::new();
+        for dir in fs::read_dir(&self.objects)
+            .with_context(|| format!("cannot read {}", self.objects.display()))?
+        {
+            let dir = dir?;
+            let prefix = dir.file_name().to_string_lossy().to_string();
+            if !dir.file_type()?.is_dir() {
+                out.push(Listed::Stray(dir.path()));
+                continue;
+            }
+            for file in fs::read_dir(dir.path())? {
+                let file = file?;
+                let name = format!("{prefix}{}", file.file_name().to_string_lossy());
+                match BlobHash::from_hex(&name) {
+                    Ok(hash) if prefix.len() == 2 => out.push(Listed::Blob {
+                        hash,
+                        location: file.path(),
+                        stored_size: file.metadata().map_or(0, |m| m.len()),
+                    }),
+                    _ => out.push(Listed::Stray(file.path())),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn remove(&self, hashes: &[BlobHash]) -> Result<()> {
+        let mut dirs = std::collections::BTreeSet::new();
+        for hash in hashes {
+            let path = self.location(hash);
+            fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+            if let Some(d) = path.parent() {
+                dirs.insert(d.to_path_buf());
+            }
+        }
+        for d in dirs {
+            if let Ok(f) = File::open(&d) {
+                let _ = f.sync_all();
+            }
+        }
+        Ok(())
+    }
+
+    fn location(&self, hash: &BlobHash) -> PathBuf {
+        let hex = hash.to_hex();
+        self.objects.join(&hex[..2]).join(&hex[2..])
+    }
+
+    /// Decompresses and hashes in a stream, so a large blob costs no
+    /// more memory than its compressed bytes.
+    fn check(&self, hash: &BlobHash) -> Result<u64, BlobFault> {
+        let compressed = match fs::read(self.location(hash)) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BlobFault::Missing),
+            Err(e) => return Err(BlobFault::Unreadable(e.to_string())),
+            Ok(c) => c,
+        };
+        let mut decoder = zstd::stream::read::Decoder::new(&compressed[..])
+            .map_err(|e| BlobFault::Corrupt(format!("not zstd data: {e}")))?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            match decoder.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => hasher.update(&buf[..n]),
+                Err(e) => return Err(BlobFault::Corrupt(format!("does not decompress: {e}"))),
+            }
+        }
+        let actual = BlobHash(hasher.finalize().into());
+        if actual == *hash {
+            Ok(compressed.len() as u64)
+        } else {
+            Err(BlobFault::WrongContent { actual })
+        }
+    }
+}
+
 /// Compresses `src` into `tmp`, fsyncs it, links it as `dest` and fsyncs
 /// the directory, so `dest` is complete and durable when this returns.
 /// Returns the stored size and whether this call created `dest`: two
 /// connections fetching the same new message race to store it, and only
 /// one of them creates it (a link, unlike a rename, refuses to replace).
-pub(super) fn write_durably(src: Source<'_>, tmp: &Path, dest: &Path) -> Result<(u64, bool)> {
+fn write_durably(src: Source<'_>, tmp: &Path, dest: &Path) -> Result<(u64, bool)> {
     let stored_size = stage(src, tmp, dest)?;
     let dir = dest.parent().expect("blob path has a parent");
     let linked = fs::hard_link(tmp, dest);
@@ -137,7 +313,7 @@ fn stage(src: Source<'_>, tmp: &Path, dest: &Path) -> Result<u64> {
 
 /// Like [`write_durably`], but replaces `dest`: for a blob found damaged,
 /// whose file holds the wrong bytes or none. Returns the stored size.
-pub(super) fn replace_durably(src: Source<'_>, tmp: &Path, dest: &Path) -> Result<u64> {
+fn replace_durably(src: Source<'_>, tmp: &Path, dest: &Path) -> Result<u64> {
     let stored_size = stage(src, tmp, dest)?;
     if let Err(e) = fs::rename(tmp, dest) {
         let _ = fs::remove_file(tmp);
@@ -203,7 +379,7 @@ pub struct BlobDamaged {
 
 /// Reads and decompresses the blob file at `path`, checking while it
 /// decompresses that the bytes hash to `expected` (no second pass).
-pub(super) fn read(path: &Path, expected: &BlobHash) -> Result<Vec<u8>, BlobDamaged> {
+fn read(path: &Path, expected: &BlobHash) -> Result<Vec<u8>, BlobDamaged> {
     let damaged = |fault| BlobDamaged {
         hash: *expected,
         fault,

@@ -24,8 +24,35 @@ const SCHEMA: &[&str] = &[
     include_str!("../../schema/0006_truth.sql"),
 ];
 
+/// A message as `export` writes it.
+#[derive(Debug, Clone)]
+pub struct ExportRow {
+    pub account: String,
+    pub folder_id: i64,
+    pub folder: String,
+    pub delimiter: Option<String>,
+    pub uid: u32,
+    pub flags: String,
+    pub internal_date: Option<i64>,
+    pub hash: String,
+}
+
+/// What the index knows of one blob (see [`Index::blob_facts`]).
+#[derive(Debug, Clone)]
+pub struct BlobFacts {
+    pub size: u64,
+    pub message_id: Option<String>,
+    /// The Date header, as stored.
+    pub date: Option<String>,
+    pub from: Option<String>,
+    pub subject: Option<String>,
+    /// The earliest INTERNALDATE of the messages that are this blob.
+    pub internal_date: Option<i64>,
+}
+
 pub struct Index {
     conn: Connection,
+    path: std::path::PathBuf,
 }
 
 /// Reads of a large index come from memory, not one page at a time.
@@ -235,12 +262,111 @@ impl Index {
         Migrations::new(migrations)
             .to_latest(&mut conn)
             .with_context(|| format!("cannot apply the schema to {}", path.display()))?;
-        Ok(Index { conn })
+        Ok(Index {
+            conn,
+            path: path.to_path_buf(),
+        })
     }
 
     /// Direct access for read-only reports and tests.
-    pub fn connection(&self) -> &Connection {
+    pub(super) fn connection(&self) -> &Connection {
         &self.conn
+    }
+
+    /// The index file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// SQLite's full `integrity_check`: an error says what is at stake.
+    pub fn check_integrity(&self) -> Result<()> {
+        check_sound(&self.conn, &self.path, "integrity_check")
+    }
+
+    /// Every blob the index lists, with its stored (compressed) size.
+    pub fn blob_sizes(&self) -> Result<Vec<(BlobHash, u64)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT hash, stored_size FROM blobs ORDER BY hash")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (hash, size) = row?;
+            let hash = BlobHash::from_hex(&hash).with_context(|| {
+                format!(
+                    "the index {} lists a blob by a name that is not a sha256",
+                    self.path.display()
+                )
+            })?;
+            out.push((hash, size.max(0) as u64));
+        }
+        Ok(out)
+    }
+
+    /// Blob names that message rows use but the blobs table lacks (the
+    /// foreign key should make this impossible; a damaged index may not).
+    pub fn blobs_named_but_not_listed(&self) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT DISTINCT m.blob_hash FROM messages m LEFT JOIN blobs b ON b.hash = m.blob_hash
+             WHERE b.hash IS NULL",
+        )?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The messages an export writes, folder by folder in UID order: of
+    /// `account` (any case) and `folder` if given, expunged ones only when
+    /// asked. One query, so the export is the store as it was at one moment.
+    pub fn export_rows(
+        &self,
+        account: Option<&str>,
+        folder: Option<&str>,
+        include_expunged: bool,
+    ) -> Result<Vec<ExportRow>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT a.name, f.id, f.display_name, f.delimiter, m.uid, m.flags, m.internal_date,
+                    m.blob_hash
+             FROM messages m JOIN folders f ON f.id = m.folder_id
+             JOIN accounts a ON a.id = f.account_id
+             WHERE (?1 IS NULL OR a.name = ?1 COLLATE NOCASE) AND (?2 IS NULL OR f.display_name = ?2)
+               AND (?3 OR m.expunged_at IS NULL)
+             ORDER BY a.name, f.display_name, m.uidvalidity, m.uid",
+        )?;
+        let rows = stmt.query_map(params![account, folder, include_expunged], |r| {
+            Ok(ExportRow {
+                account: r.get(0)?,
+                folder_id: r.get(1)?,
+                folder: r.get(2)?,
+                delimiter: r.get(3)?,
+                uid: r.get(4)?,
+                flags: r.get(5)?,
+                internal_date: r.get(6)?,
+                hash: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// What the index knows of a blob, to recognise its message at a
+    /// target and to describe it if it is missing there.
+    pub fn blob_facts(&self, hash: &BlobHash) -> Result<Option<BlobFacts>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT b.size, b.message_id, b.date, b.from_addr, b.subject,
+                    (SELECT MIN(m.internal_date) FROM messages m WHERE m.blob_hash = b.hash)
+             FROM blobs b WHERE b.hash = ?1",
+        )?;
+        Ok(stmt
+            .query_row([hash.to_hex()], |r| {
+                Ok(BlobFacts {
+                    size: r.get::<_, i64>(0)?.max(0) as u64,
+                    message_id: r.get(1)?,
+                    date: r.get(2)?,
+                    from: r.get(3)?,
+                    subject: r.get(4)?,
+                    internal_date: r.get(5)?,
+                })
+            })
+            .optional()?)
     }
 
     /// Whether the index lists the blob, and if so whether it was found
@@ -1051,6 +1177,9 @@ impl Index {
                 path.display()
             );
         }
-        Ok(Index { conn })
+        Ok(Index {
+            conn,
+            path: path.to_path_buf(),
+        })
     }
 }

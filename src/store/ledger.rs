@@ -222,6 +222,38 @@ pub fn sent_otherwise(index: &Index, target: i64) -> Result<Vec<(String, u64)>> 
 }
 
 /// A target folder's id if the ledger knows it.
+/// A target folder the ledger knows.
+pub struct KnownFolder {
+    pub id: i64,
+    /// The name on the wire (the one the server gave it, if it differs).
+    pub wire: String,
+    pub display: String,
+}
+
+/// The target folders `account`'s source folders go to now and that hold
+/// entries a check reads back: an old target folder a changed map no
+/// longer uses is not listed.
+pub fn checked_folders(index: &Index, target: i64, account: &str) -> Result<Vec<KnownFolder>> {
+    let mut stmt = index.connection().prepare(
+        "SELECT DISTINCT f.id, COALESCE(f.actual_name, f.wire_name), f.display_name
+         FROM target_folders f
+         JOIN folders sf ON sf.target_folder_id = f.id
+         JOIN accounts a ON a.id = sf.account_id
+         WHERE f.target_id = ?1 AND a.name = ?2 AND EXISTS (
+             SELECT 1 FROM uploads u WHERE u.target_folder_id = f.id
+             AND u.state IN ('done', 'present', 'pending', 'failed'))
+         ORDER BY f.display_name",
+    )?;
+    let rows = stmt.query_map(params![target, account], |r| {
+        Ok(KnownFolder {
+            id: r.get(0)?,
+            wire: r.get(1)?,
+            display: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 pub fn find_target_folder(index: &Index, target: i64, wire: &str) -> Result<Option<i64>> {
     Ok(index
         .connection()

@@ -16,15 +16,15 @@
 mod blob;
 pub mod index;
 pub mod ledger;
+pub mod verify;
 
-pub use blob::{BlobDamaged, BlobFault, BlobHash, BlobWrite};
+pub use blob::{BlobDamaged, BlobFault, BlobHash, BlobWrite, Blobs, Listed, LocalBlobs, Source};
 pub use index::Index;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use anyhow::{Context, Result, bail};
@@ -42,7 +42,7 @@ pub struct Store {
     made: bool,
     /// Files and directories of an older, readable store made private.
     made_private: u64,
-    tmp_counter: AtomicU64,
+    blobs: Box<dyn Blobs>,
     // Held for the life of the store; the lock goes with the file handle.
     _lock: File,
 }
@@ -117,7 +117,7 @@ impl Store {
         lock.set_len(0).ok();
         let _ = writeln!(lock, "{}", std::process::id());
         clean_tmp(&root.join("tmp"));
-        let index_path = root.join("index.sqlite");
+        let index_path = index_path(root);
         let no_index = std::fs::metadata(&index_path).map_or(true, |m| m.len() == 0);
         let lost_index = no_index && has_objects(&root.join("objects"));
         if no_index {
@@ -132,7 +132,7 @@ impl Store {
             lost_index,
             made,
             made_private,
-            tmp_counter: AtomicU64::new(0),
+            blobs: Box::new(LocalBlobs::new(root)),
             _lock: lock,
         })
     }
@@ -166,25 +166,25 @@ impl Store {
         self.index.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Where the blob named `hash` lives.
-    pub fn blob_path(&self, hash: &BlobHash) -> PathBuf {
-        blob_path(&self.root, &hash.to_hex())
+    /// Where the blob named `hash` lives, for messages to people.
+    pub fn blob_location(&self, hash: &BlobHash) -> PathBuf {
+        self.blobs.location(hash)
     }
 
     /// Writes `raw` durably as a blob unless the index already has it. A
     /// blob the index marks damaged is written anew (replacing the bad
     /// file) and its mark cleared. Blocking: call from a blocking thread.
     pub fn write_blob(&self, raw: &[u8]) -> Result<BlobWrite> {
-        self.write_blob_from(blob::Source::Bytes(raw), BlobHash::of(raw))
+        self.write_blob_from(Source::Bytes(raw), BlobHash::of(raw))
     }
 
     /// [`Store::write_blob`] for a message spilled to `path` as it arrived,
     /// whose sha256 was computed then; compressed as a stream.
     pub fn write_blob_file(&self, path: &Path, hash: BlobHash) -> Result<BlobWrite> {
-        self.write_blob_from(blob::Source::File(path), hash)
+        self.write_blob_from(Source::File(path), hash)
     }
 
-    fn write_blob_from(&self, src: blob::Source<'_>, hash: BlobHash) -> Result<BlobWrite> {
+    fn write_blob_from(&self, src: Source<'_>, hash: BlobHash) -> Result<BlobWrite> {
         let damaged = self.index().blob_damaged(&hash)?;
         if damaged == Some(false) {
             return Ok(BlobWrite {
@@ -194,17 +194,9 @@ impl Store {
                 repaired: false,
             });
         }
-        let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
-        let tmp = self.root.join("tmp").join(format!(
-            "{}-{}-{}",
-            std::process::id(),
-            n,
-            &hash.to_hex()[..16]
-        ));
-        let dest = self.blob_path(&hash);
         if damaged == Some(true) {
-            let stored_size = blob::replace_durably(src, &tmp, &dest)?;
-            self.index().blob_repaired(&hash, stored_size)?;
+            let put = self.blobs.put(src, &hash, true)?;
+            self.index().blob_repaired(&hash, put.stored_size)?;
             return Ok(BlobWrite {
                 hash,
                 stored_size: None,
@@ -212,11 +204,11 @@ impl Store {
                 repaired: true,
             });
         }
-        let (stored_size, created) = blob::write_durably(src, &tmp, &dest)?;
+        let put = self.blobs.put(src, &hash, false)?;
         Ok(BlobWrite {
             hash,
-            stored_size: Some(stored_size),
-            created,
+            stored_size: Some(put.stored_size),
+            created: put.created,
             repaired: false,
         })
     }
@@ -226,31 +218,19 @@ impl Store {
     /// writer can be about to record them.
     pub fn leftovers(&self) -> Result<Vec<Leftover>> {
         let mut out = Vec::new();
-        let objects = self.root.join("objects");
-        for dir in
-            fs::read_dir(&objects).with_context(|| format!("cannot read {}", objects.display()))?
-        {
-            let dir = dir?.path();
-            if !dir.is_dir() {
-                continue;
-            }
-            let prefix = dir
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .to_string();
-            for file in fs::read_dir(&dir)? {
-                let file = file?;
-                let name = format!("{prefix}{}", file.file_name().to_string_lossy());
-                let Ok(hash) = BlobHash::from_hex(&name) else {
-                    continue;
-                };
-                if self.index().blob_damaged(&hash)?.is_none() {
-                    out.push(Leftover {
-                        path: file.path(),
-                        bytes: file.metadata()?.len(),
-                    });
-                }
+        for listed in self.blobs.list()? {
+            if let Listed::Blob {
+                hash,
+                location,
+                stored_size,
+            } = listed
+                && self.index().blob_damaged(&hash)?.is_none()
+            {
+                out.push(Leftover {
+                    hash,
+                    path: location,
+                    bytes: stored_size,
+                });
             }
         }
         out.sort_by(|a, b| a.path.cmp(&b.path));
@@ -259,20 +239,8 @@ impl Store {
 
     /// Removes leftovers found by [`Store::leftovers`].
     pub fn remove_leftovers(&self, leftovers: &[Leftover]) -> Result<()> {
-        let mut dirs = std::collections::BTreeSet::new();
-        for l in leftovers {
-            fs::remove_file(&l.path)
-                .with_context(|| format!("cannot remove {}", l.path.display()))?;
-            if let Some(d) = l.path.parent() {
-                dirs.insert(d.to_path_buf());
-            }
-        }
-        for d in dirs {
-            if let Ok(f) = File::open(&d) {
-                let _ = f.sync_all();
-            }
-        }
-        Ok(())
+        let hashes: Vec<BlobHash> = leftovers.iter().map(|l| l.hash).collect();
+        self.blobs.remove(&hashes)
     }
 
     /// Where large messages are spilled while they arrive (see
@@ -284,13 +252,15 @@ impl Store {
     /// Reads and decompresses a blob, checking that its bytes hash to
     /// its name. A damaged blob is a [`BlobDamaged`] error.
     pub fn read_blob(&self, hash: &BlobHash) -> Result<Vec<u8>, BlobDamaged> {
-        blob::read(&self.blob_path(hash), hash)
+        self.blobs.get(hash)
     }
 }
 
 /// A blob file no index row names.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Leftover {
+    #[serde(skip)]
+    pub hash: BlobHash,
     pub path: PathBuf,
     /// Its size on disk (compressed).
     pub bytes: u64,
@@ -369,33 +339,85 @@ pub fn exists(root: &Path) -> bool {
     matches!(store_state(root), Ok(StoreState::Store))
 }
 
-/// Reads a blob of the store at `root` without opening (or locking) it,
-/// checking that its bytes hash to its name.
-pub fn blob_read(root: &Path, hash: &BlobHash) -> Result<Vec<u8>, BlobDamaged> {
-    blob::read(&blob_path(root, &hash.to_hex()), hash)
-}
-
-/// Where the blob named `hex` lives in the store at `root`: objects/ab/cdef….
-pub fn blob_path(root: &Path, hex: &str) -> PathBuf {
-    let split = 2.min(hex.len());
-    root.join("objects").join(&hex[..split]).join(&hex[split..])
+/// The index file of the store at `root`.
+fn index_path(root: &Path) -> PathBuf {
+    root.join("index.sqlite")
 }
 
 fn has_objects(objects: &Path) -> bool {
     fs::read_dir(objects).is_ok_and(|mut d| d.next().is_some())
 }
 
+/// A store opened for reading, without its lock: a writer may be running
+/// (status, report, plan) — or, for [`Store::open_whole`], holding off
+/// writers while a reader goes through all of it (verify, export).
+pub struct StoreReader {
+    root: PathBuf,
+    index: Index,
+    blobs: LocalBlobs,
+    hold: Option<ReadHold>,
+}
+
+impl Store {
+    /// Opens the store at `root` for reading; a mirror may be writing it.
+    pub fn open_read_only(root: &Path) -> Result<StoreReader> {
+        Ok(StoreReader {
+            root: root.to_path_buf(),
+            index: Index::open_read_only(&index_path(root))?,
+            blobs: LocalBlobs::new(root),
+            hold: None,
+        })
+    }
+
+    /// Opens the store at `root` for reading all of it: no writer may
+    /// start until the reader is dropped; one already running is told by
+    /// [`StoreReader::writer_active`].
+    pub fn open_whole(root: &Path) -> Result<StoreReader> {
+        // The hold comes first: files a writer is making right now are then
+        // told apart from leftovers.
+        let hold = hold_for_reading(root);
+        let mut reader = Store::open_read_only(root)?;
+        reader.hold = Some(hold);
+        Ok(reader)
+    }
+}
+
+impl StoreReader {
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    pub fn blobs(&self) -> &dyn Blobs {
+        &self.blobs
+    }
+
+    /// Reads and decompresses a blob, checking that its bytes hash to its name.
+    pub fn read_blob(&self, hash: &BlobHash) -> Result<Vec<u8>, BlobDamaged> {
+        self.blobs.get(hash)
+    }
+
+    /// A mirror, upload or import was writing the store when this reader
+    /// began (only known for [`Store::open_whole`]).
+    pub fn writer_active(&self) -> bool {
+        self.hold.as_ref().is_some_and(|h| h.writer_active)
+    }
+}
+
 /// A reader's hold on a store (verify, export). When no writer holds the
 /// store it takes a shared lock, so none can start until the reader is
 /// done; when one does, the reader works from a snapshot and must say so.
-pub struct ReadHold {
+struct ReadHold {
     _lock: Option<File>,
     /// A mirror, upload or import was writing the store when the reader began.
-    pub writer_active: bool,
+    writer_active: bool,
 }
 
 /// Takes a [`ReadHold`] on the store at `root`.
-pub fn hold_for_reading(root: &Path) -> ReadHold {
+fn hold_for_reading(root: &Path) -> ReadHold {
     let Ok(file) = File::open(root.join("LOCK")) else {
         // Never written to by this version, or read-only media: no writer.
         return ReadHold {

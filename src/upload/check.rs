@@ -20,7 +20,6 @@ use std::time::Instant;
 
 use anyhow::{Result, anyhow};
 use futures::StreamExt as _;
-use rusqlite::OptionalExtension as _;
 use serde::Serialize;
 
 use super::{AccountContext, UploadOptions};
@@ -151,16 +150,9 @@ pub async fn check_targets(
     })
 }
 
-/// A target folder the ledger knows.
-struct KnownFolder {
-    id: i64,
-    wire: String,
-    display: String,
-}
-
 async fn check_account(ctx: &AccountContext, out: &mut AccountCheck, requeue: bool) -> Result<()> {
     let host = &ctx.options.target.server.address();
-    let folders: Vec<KnownFolder> = {
+    let folders: Vec<ledger::KnownFolder> = {
         let index = ctx.store.index();
         let Some(target) = ledger::find_target(&index, &ctx.account.target, host)? else {
             // Nothing was ever uploaded there: nothing to find.
@@ -168,24 +160,7 @@ async fn check_account(ctx: &AccountContext, out: &mut AccountCheck, requeue: bo
         };
         // The folders this account's source folders go to now; an old
         // target folder a changed map no longer uses is no job of ours.
-        let mut stmt = index.connection().prepare(
-            "SELECT DISTINCT f.id, COALESCE(f.actual_name, f.wire_name), f.display_name
-             FROM target_folders f
-             JOIN folders sf ON sf.target_folder_id = f.id
-             JOIN accounts a ON a.id = sf.account_id
-             WHERE f.target_id = ?1 AND a.name = ?2 AND EXISTS (
-                 SELECT 1 FROM uploads u WHERE u.target_folder_id = f.id
-                 AND u.state IN ('done', 'present', 'pending', 'failed'))
-             ORDER BY f.display_name",
-        )?;
-        let rows = stmt.query_map(rusqlite::params![target, ctx.account.name], |r| {
-            Ok(KnownFolder {
-                id: r.get(0)?,
-                wire: r.get(1)?,
-                display: r.get(2)?,
-            })
-        })?;
-        rows.collect::<rusqlite::Result<_>>()?
+        ledger::checked_folders(&index, target, &ctx.account.name)?
     };
     if folders.is_empty() {
         return Ok(());
@@ -226,36 +201,28 @@ struct BlobFacts {
 }
 
 fn blob_facts(ctx: &AccountContext, blob: &BlobHash) -> Result<BlobFacts> {
-    let index = ctx.store.index();
-    let mut stmt = index.connection().prepare_cached(
-        "SELECT b.size, b.message_id, b.date, b.from_addr, b.subject,
-                (SELECT MIN(m.internal_date) FROM messages m WHERE m.blob_hash = b.hash)
-         FROM blobs b WHERE b.hash = ?1",
-    )?;
-    let hex = blob.to_hex();
-    stmt.query_row([&hex], |r| {
-        let size = r.get::<_, i64>(0)? as u64;
-        Ok(BlobFacts {
-            size,
-            message_id: r.get(1)?,
-            internal_date: r.get(5)?,
-            missing: MissingMessage {
-                date: r.get(2)?,
-                from: r.get(3)?,
-                subject: r.get(4)?,
-                size,
-                blob: hex.clone(),
-            },
-        })
+    let facts =
+        ctx.store.index().blob_facts(blob)?.ok_or_else(|| {
+            anyhow!("the ledger names blob {blob}, which the index does not hold")
+        })?;
+    Ok(BlobFacts {
+        size: facts.size,
+        message_id: facts.message_id,
+        internal_date: facts.internal_date,
+        missing: MissingMessage {
+            date: facts.date,
+            from: facts.from,
+            subject: facts.subject,
+            size: facts.size,
+            blob: blob.to_hex(),
+        },
     })
-    .optional()?
-    .ok_or_else(|| anyhow!("the ledger names blob {hex}, which the index does not hold"))
 }
 
 async fn check_folder(
     ctx: &AccountContext,
     imap: &mut ImapSession,
-    folder: &KnownFolder,
+    folder: &ledger::KnownFolder,
     existing: &[String],
     requeue: bool,
 ) -> Result<FolderCheck> {

@@ -1,0 +1,327 @@
+//! The cutover verdict: after the final mirror, upload and read-back of a
+//! batch, is every account complete, and why not. Also the MX check of
+//! the batch's domains, and the record of the cutover in the store.
+//!
+//! Complete only when, for every account, all three ran clean and every
+//! stored message is at the target or skipped for good.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::dns::MxCheck;
+use crate::mirror::MirrorSummary;
+use crate::report::{AccountStatus, Snapshot};
+use crate::store::Index;
+use crate::store::index::CutoverRow;
+use crate::upload::UploadSummary;
+use crate::upload::check::TargetCheck;
+
+/// What the MX check found for one domain.
+#[derive(Debug, Clone, Serialize)]
+pub struct DomainMx {
+    pub domain: String,
+    pub records: Vec<(u16, String)>,
+    pub points_to_microsoft: bool,
+    pub error: Option<String>,
+}
+
+impl DomainMx {
+    /// What an admin must hear about this domain before the final pass.
+    pub fn warning(&self) -> Option<String> {
+        if let Some(e) = &self.error {
+            Some(e.clone())
+        } else if self.records.is_empty() {
+            Some(format!(
+                "{} has no MX records, so mail for it is not delivered anywhere; point them to \
+                 Microsoft 365",
+                self.domain
+            ))
+        } else if !self.points_to_microsoft {
+            let records: Vec<String> = self
+                .records
+                .iter()
+                .map(|(p, h)| format!("{p} {h}"))
+                .collect();
+            Some(format!(
+                "the MX records of {} do not point to Microsoft 365 yet ({}); mail still \
+                 arrives at the old host, and what arrives after this pass is left behind \
+                 until cutover runs again",
+                self.domain,
+                records.join(", ")
+            ))
+        } else {
+            None
+        }
+    }
+}
+
+/// One account at the end of the cutover.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountCutover {
+    pub account: String,
+    pub complete: bool,
+    /// Why not, in sentences.
+    pub open: Vec<String>,
+    pub totals: AccountStatus,
+    pub missing_at_target: u64,
+    pub extras_at_target: u64,
+}
+
+/// The batch at the end of the cutover.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cutover {
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub complete: bool,
+    pub mx: Vec<DomainMx>,
+    pub accounts: Vec<AccountCutover>,
+}
+
+/// Looks up the MX records of every domain the batch's addresses are in.
+/// Accounts whose name is not an address are returned apart.
+pub async fn check_mx(
+    config: &Config,
+    resolver: Option<SocketAddr>,
+) -> (Vec<DomainMx>, Vec<String>) {
+    let mut domains: BTreeSet<String> = BTreeSet::new();
+    let mut not_addresses = Vec::new();
+    for a in &config.accounts {
+        match a.name.rsplit_once('@') {
+            Some((_, d)) if !d.is_empty() => {
+                domains.insert(d.to_ascii_lowercase());
+            }
+            _ => not_addresses.push(format!(
+                "{} ({}) is not an e-mail address; its domain's MX is not checked",
+                a.name, a.origin
+            )),
+        }
+    }
+    let mut out = Vec::new();
+    for domain in domains {
+        out.push(
+            match crate::dns::check_mx(&domain, resolver, Duration::from_secs(10)).await {
+                Ok(MxCheck {
+                    records,
+                    points_to_microsoft,
+                    ..
+                }) => DomainMx {
+                    domain,
+                    records,
+                    points_to_microsoft,
+                    error: None,
+                },
+                Err(e) => DomainMx {
+                    error: Some(format!("{e:#}")),
+                    domain,
+                    records: Vec::new(),
+                    points_to_microsoft: false,
+                },
+            },
+        );
+    }
+    (out, not_addresses)
+}
+
+/// What the final pass produced, for [`verdict`].
+pub struct FinalPass<'a> {
+    pub mirrored: &'a MirrorSummary,
+    pub uploaded: &'a UploadSummary,
+    pub checked: &'a TargetCheck,
+    /// The store after it.
+    pub snapshot: &'a Snapshot,
+    /// No cutover was complete before this one: what is missing at the
+    /// target is ours to put back (after go-live, users delete mail).
+    pub before_go_live: bool,
+}
+
+/// Decides, account by account, whether the batch is complete.
+pub fn verdict(
+    config: &Config,
+    pass: &FinalPass,
+    mx: Vec<DomainMx>,
+    started_at: i64,
+    finished_at: i64,
+) -> Cutover {
+    let accounts: Vec<AccountCutover> = config
+        .accounts
+        .iter()
+        .map(|account| account_verdict(&account.name, pass))
+        .collect();
+    Cutover {
+        started_at,
+        finished_at,
+        complete: accounts.iter().all(|a| a.complete),
+        mx,
+        accounts,
+    }
+}
+
+fn account_verdict(name: &str, pass: &FinalPass) -> AccountCutover {
+    let mut open = Vec::new();
+    if let Some(m) = pass.mirrored.accounts.iter().find(|a| a.account == name)
+        && !m.complete
+    {
+        open.push(format!(
+            "the final mirror did not finish ({})",
+            m.error
+                .clone()
+                .unwrap_or_else(|| m.folder_errors.join("; "))
+        ));
+    }
+    if let Some(u) = pass.uploaded.accounts.iter().find(|a| a.account == name)
+        && !u.complete
+    {
+        open.push(format!(
+            "the upload did not finish ({})",
+            u.error.clone().unwrap_or_else(|| {
+                let mut why = u.folder_errors.clone();
+                if u.counts.failed > 0 {
+                    why.push(format!("{} messages failed", u.counts.failed));
+                }
+                why.join("; ")
+            })
+        ));
+    }
+    let check = pass.checked.accounts.iter().find(|a| a.account == name);
+    match check {
+        Some(c) if c.error.is_some() => open.push(format!(
+            "the target could not be read back ({})",
+            c.error.as_deref().unwrap_or_default()
+        )),
+        Some(c) if pass.before_go_live && (c.missing > 0 || c.to_retry > 0 || c.pending > 0) => {
+            open.push(format!(
+                "{} messages are not at the target ({} found missing now); run cutover again",
+                c.missing.max(c.to_retry) + c.pending,
+                c.missing
+            ))
+        }
+        Some(c) if c.to_retry > 0 || c.pending > 0 => open.push(format!(
+            "{} messages are not at the target yet; run cutover again",
+            c.to_retry + c.pending
+        )),
+        _ => {}
+    }
+    let totals = pass
+        .snapshot
+        .accounts
+        .iter()
+        .find(|a| a.account == name)
+        .cloned()
+        .unwrap_or_else(|| AccountStatus {
+            account: name.to_string(),
+            ..AccountStatus::default()
+        });
+    if totals.pending > 0 || totals.failed > 0 {
+        open.push(format!(
+            "{} stored messages are not at the target yet ({} failed)",
+            totals.pending + totals.failed,
+            totals.failed
+        ));
+    }
+    AccountCutover {
+        account: name.to_string(),
+        complete: open.is_empty(),
+        open,
+        totals,
+        missing_at_target: check.map_or(0, |c| c.missing),
+        extras_at_target: check.map_or(0, |c| c.extras),
+    }
+}
+
+/// Records the cutover in the store (the last one decides go-live) and
+/// closes its run.
+pub fn record(index: &Index, cutover: &Cutover, run_id: i64) -> Result<()> {
+    let json = serde_json::to_string(cutover)?;
+    index.record_cutover(&CutoverRow {
+        started_at: cutover.started_at,
+        finished_at: Some(cutover.finished_at),
+        complete: cutover.complete,
+        summary: Some(json.clone()),
+    })?;
+    index.finish_run(run_id, &json)
+}
+
+/// The batch's verdict, per account.
+impl std::fmt::Display for Cutover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for d in &self.mx {
+            writeln!(
+                f,
+                "MX {}: {}",
+                d.domain,
+                match (&d.error, d.points_to_microsoft) {
+                    (Some(e), _) => format!("not checked ({e})"),
+                    (None, true) => "points to Microsoft 365".to_string(),
+                    (None, false) => "does NOT point to Microsoft 365 yet".to_string(),
+                }
+            )?;
+        }
+        for a in &self.accounts {
+            let t = &a.totals;
+            writeln!(
+                f,
+                "{}: {} — {} stored, {} uploaded, {} already there, {} skipped, {} failed, {} pending",
+                a.account,
+                if a.complete {
+                    "complete"
+                } else {
+                    "NOT complete"
+                },
+                t.stored,
+                t.uploaded,
+                t.already_present,
+                t.skipped,
+                t.failed,
+                t.pending
+            )?;
+            for why in &a.open {
+                writeln!(f, "  open: {why}")?;
+            }
+            if a.complete && a.missing_at_target > 0 {
+                writeln!(
+                    f,
+                    "  note: {} messages are no longer at the target (deleted there since the \
+                 cutover?); `verify --target --requeue-missing` and `upload` would put them back",
+                    a.missing_at_target
+                )?;
+            }
+        }
+        let done = self.accounts.iter().filter(|a| a.complete).count();
+        let wrong_mx: Vec<&str> = self
+            .mx
+            .iter()
+            .filter(|d| !d.points_to_microsoft)
+            .map(|d| d.domain.as_str())
+            .collect();
+        if !wrong_mx.is_empty() {
+            writeln!(
+                f,
+                "\nnote: MX of {} is not (known to be) Microsoft 365: mail arriving at the old host \
+             after this pass is not copied; run cutover again once MX has switched",
+                wrong_mx.join(", ")
+            )?;
+        }
+        writeln!(
+            f,
+            "\ncutover {} at {}: {done} of {} accounts complete{}",
+            if self.complete {
+                "COMPLETE"
+            } else {
+                "NOT complete"
+            },
+            crate::format::when(Some(self.finished_at)),
+            self.accounts.len(),
+            if self.complete {
+                ""
+            } else {
+                "; fix what is open and run cutover again (it is safe to repeat)"
+            }
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,138 @@
+//! Mail as files: Maildir, mbox (mboxrd) and `.eml`, read by [`import`]
+//! and written by [`export`].
+
+pub mod export;
+pub mod import;
+
+/// A file format of mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One Maildir per folder.
+    Maildir,
+    /// One mboxrd file per folder.
+    Mbox,
+    /// One `.eml` file per message.
+    Eml,
+}
+
+/// One message found on disk.
+pub struct Found {
+    pub bytes: Vec<u8>,
+    /// IMAP flags, space-separated.
+    pub flags: String,
+    /// Seconds since the epoch; 0 when no date could be read.
+    pub date: i64,
+}
+
+/// Maildir info letters and the IMAP flags they stand for, in ASCII order.
+const MAILDIR_FLAGS: &[(char, &str)] = &[
+    ('D', "\\Draft"),
+    ('F', "\\Flagged"),
+    ('R', "\\Answered"),
+    ('S', "\\Seen"),
+    ('T', "\\Deleted"),
+];
+
+/// One mboxrd entry: a `From ` line, the message with `>`-quoted `From `
+/// lines, and a blank line.
+fn mbox_entry(raw: &[u8], internal_date: i64) -> Vec<u8> {
+    let date = chrono::DateTime::from_timestamp(internal_date, 0)
+        .unwrap_or_default()
+        .format("%a %b %e %H:%M:%S %Y");
+    let mut out = format!("From MAILER-DAEMON {date}\n").into_bytes();
+    for line in raw.split_inclusive(|&b| b == b'\n') {
+        let unquoted = line.iter().position(|&b| b != b'>').unwrap_or(line.len());
+        if line[unquoted..].starts_with(b"From ") {
+            out.push(b'>');
+        }
+        out.extend_from_slice(line);
+    }
+    if !raw.ends_with(b"\n") {
+        out.push(b'\n');
+    }
+    out.push(b'\n');
+    out
+}
+
+/// Splits an mboxrd file: messages start at `From ` lines that follow a
+/// blank line (or open the file); one `>` is removed from `>From ` lines.
+fn split_mbox(text: &[u8]) -> Vec<Found> {
+    let mut out = Vec::new();
+    let mut current: Option<(i64, Vec<u8>)> = None;
+    let mut previous_blank = true;
+    for line in text.split_inclusive(|&b| b == b'\n') {
+        if previous_blank && line.starts_with(b"From ") {
+            if let Some((date, mut body)) = current.take() {
+                // The blank line before `From ` separates; it is not mail.
+                if body.ends_with(b"\n") {
+                    body.pop();
+                }
+                out.push(Found {
+                    bytes: body,
+                    flags: String::new(),
+                    date,
+                });
+            }
+            current = Some((from_line_date(line), Vec::new()));
+            previous_blank = false;
+            continue;
+        }
+        previous_blank = line == b"\n" || line == b"\r\n";
+        if let Some((_, body)) = current.as_mut() {
+            let quotes = line.iter().take_while(|&&b| b == b'>').count();
+            if quotes > 0 && line[quotes..].starts_with(b"From ") {
+                body.extend_from_slice(&line[1..]);
+            } else {
+                body.extend_from_slice(line);
+            }
+        }
+    }
+    if let Some((date, mut body)) = current {
+        if body.ends_with(b"\n") {
+            body.pop();
+        }
+        out.push(Found {
+            bytes: body,
+            flags: String::new(),
+            date,
+        });
+    }
+    out
+}
+
+/// The asctime date of a `From sender Thu Jan  1 00:00:00 1970` line.
+fn from_line_date(line: &[u8]) -> i64 {
+    let text = String::from_utf8_lossy(line);
+    let words: Vec<&str> = text.split_whitespace().collect();
+    if words.len() < 7 {
+        return 0;
+    }
+    let date = words[words.len() - 5..].join(" ");
+    chrono::NaiveDateTime::parse_from_str(&date, "%a %b %e %H:%M:%S %Y")
+        .map(|d| d.and_utc().timestamp())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mboxrd_quotes_from_lines() {
+        let e = mbox_entry(b"Subject: x\r\n\r\nFrom here\r\n>From there\r\n", 0);
+        let text = String::from_utf8(e).unwrap();
+        assert!(text.starts_with("From MAILER-DAEMON Thu Jan  1 00:00:00 1970\n"));
+        assert!(text.contains("\n>From here\r\n>>From there\r\n\n"));
+    }
+
+    #[test]
+    fn an_mboxrd_entry_splits_back_into_the_same_message() {
+        let raw = b"Subject: x\r\n\r\nFrom here\r\n>From there\r\n";
+        let mut file = mbox_entry(raw, 86_400);
+        file.extend(mbox_entry(b"Subject: y\r\n\r\nbody\r\n", 0));
+        let found = split_mbox(&file);
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].bytes, raw);
+        assert_eq!(found[0].date, 86_400);
+    }
+}
