@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A no-op re-mirror of a server without CONDSTORE (issue 9, defect 7):
 # mailferry beside mbsync against a real Courier-IMAP, both through the same
-# counting relay (tests/support: Meter), which counts bytes each way and
+# counting relay (cli/tests/it/support: Meter), which counts bytes each way and
 # round trips (each time the client speaks after the server did, TLS
 # handshakes included). Also mailferry --quick. Release build.
 #
@@ -15,5 +15,5 @@ cd "$(dirname "$0")/.."
 folders=${1:-200}
 messages=${2:-20}
 MAILFERRY_NOOP_FOLDERS=$folders MAILFERRY_NOOP_MESSAGES=$messages \
-    cargo test --release --locked --test servers courier_no_op_mirror_costs_no_more_than_mbsync \
+    cargo test --release --locked --test it servers::courier_no_op_mirror_costs_no_more_than_mbsync \
     -- --nocapture 2>&1 | grep '^BENCH' || { echo "the benchmark test failed" >&2; exit 1; }

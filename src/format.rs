@@ -22,3 +22,20 @@ pub fn when(t: Option<i64>) -> String {
         .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string())
         .unwrap_or_else(|| "never".to_string())
 }
+
+/// "date | from | subject | size" of a message named in a list.
+pub fn message_line(
+    date: &Option<String>,
+    from: &Option<String>,
+    subject: &Option<String>,
+    size: u64,
+) -> String {
+    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    format!(
+        "{} | {} | {} | {}",
+        or_dash(date),
+        or_dash(from),
+        or_dash(subject),
+        bytes(size)
+    )
+}

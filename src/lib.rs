@@ -10,9 +10,8 @@
 //! [`upload::check`] reads the target back, [`dns`] looks at MX records
 //! for the cutover.
 
-pub mod cli;
-pub mod commands;
 pub mod config;
+mod counts;
 pub mod cutover;
 pub mod dns;
 pub mod files;

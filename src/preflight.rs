@@ -11,6 +11,8 @@
 //! folders over 10,000 items (Outlook slows down). Notes: folders the
 //! target will call by another name.
 
+use crate::format::{bytes, message_line};
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
@@ -430,4 +432,71 @@ async fn count_source(
     }
     s.logout().await;
     Ok((out, too_large, prefix))
+}
+
+/// `preflight`: per account, go or no-go and why, then the counts.
+impl std::fmt::Display for Preflight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut out = String::new();
+        for a in &self.accounts {
+            let _ = writeln!(
+                out,
+                "{} -> {}: {}",
+                a.account,
+                a.target,
+                if a.go { "GO" } else { "NO-GO" }
+            );
+            for why in &a.no_go {
+                let _ = writeln!(out, "  no-go: {why}");
+            }
+            if a.source_ok {
+                let _ = writeln!(
+                    out,
+                    "  source: {} folders, {} messages, {}; quota at the target {}{}",
+                    a.folders.len(),
+                    a.messages,
+                    bytes(a.bytes),
+                    match a.quota_bytes {
+                        Some(q) => format!("{} ({})", bytes(q), a.quota_from),
+                        None => a.quota_from.clone(),
+                    },
+                    a.target_used_bytes
+                        .map(|u| format!(", {} already used there", bytes(u)))
+                        .unwrap_or_default()
+                );
+            }
+            for w in &a.warnings {
+                let _ = writeln!(out, "  warning: {w}");
+            }
+            for t in &a.too_large {
+                let _ = writeln!(
+                    out,
+                    "    too large: {} | {}",
+                    t.folder,
+                    message_line(&t.date, &t.from, &t.subject, t.size)
+                );
+            }
+            for (from, to, why) in &a.renamed {
+                let _ = writeln!(out, "  renamed at the target: {from:?} -> {to:?} ({why})");
+            }
+            for f in &a.folders {
+                let _ = writeln!(
+                    out,
+                    "    {:<36} {:>8} messages {:>10}",
+                    f.folder,
+                    f.messages,
+                    bytes(f.bytes)
+                );
+            }
+        }
+        let go = self.accounts.iter().filter(|a| a.go).count();
+        let _ = writeln!(
+            out,
+            "\n{go} of {} accounts GO, {} NO-GO ({:.1}s)",
+            self.accounts.len(),
+            self.accounts.len() - go,
+            self.seconds
+        );
+        f.write_str(&out)
+    }
 }

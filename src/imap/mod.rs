@@ -7,8 +7,8 @@ pub mod tls;
 mod wire;
 
 pub use session::{
-    Capabilities, FetchStream, FetchedMessage, FlagListing, FolderStatus, ImapError, ImapSession,
-    ListedFolder, LoginRefused, Namespace, Selected, StorageQuota, parse_internal_date, quote,
+    Capabilities, FetchStream, FetchedMessage, FlagListing, ImapError, ImapSession, ListedFolder,
+    LoginRefused, MailboxStatus, Namespace, Selected, StorageQuota, parse_internal_date, quote,
 };
 pub use wire::{MAX_LINE, Spill, Spilled, WireStats};
 

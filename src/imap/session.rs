@@ -212,7 +212,7 @@ pub struct ListedFolder {
     pub wire_name: String,
     pub delimiter: Option<String>,
     pub attributes: Vec<String>,
-    pub status: Option<FolderStatus>,
+    pub status: Option<MailboxStatus>,
 }
 
 impl ListedFolder {
@@ -225,7 +225,7 @@ impl ListedFolder {
 
 /// STATUS or SELECT figures for a folder.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct FolderStatus {
+pub struct MailboxStatus {
     pub messages: Option<u32>,
     pub uidnext: Option<u32>,
     pub uidvalidity: Option<u32>,
@@ -235,7 +235,7 @@ pub struct FolderStatus {
 /// What SELECT/EXAMINE reported, plus QRESYNC's answers if asked for.
 #[derive(Debug, Clone, Default)]
 pub struct Selected {
-    pub status: FolderStatus,
+    pub status: MailboxStatus,
     /// UIDs reported gone by QRESYNC `VANISHED (EARLIER)`.
     pub vanished: Vec<u32>,
     /// Flag changes reported by QRESYNC.
@@ -250,7 +250,7 @@ pub const PIPELINE_FOLDERS: usize = 100;
 /// [`ImapSession::flag_listings`]).
 #[derive(Debug, Clone, Default)]
 pub struct FlagListing {
-    pub status: FolderStatus,
+    pub status: MailboxStatus,
     /// (UID, flags), by UID.
     pub messages: Vec<(u32, Vec<String>)>,
 }
@@ -1079,7 +1079,7 @@ impl ImapSession {
             format!("LIST \"\" {pattern} RETURN ({})", returns.join(" "))
         };
         let mut folders: Vec<ListedFolder> = Vec::new();
-        let mut statuses: HashMap<String, FolderStatus> = HashMap::new();
+        let mut statuses: HashMap<String, MailboxStatus> = HashMap::new();
         self.run(&command, |r| {
             match r {
                 Response::MailboxData(MailboxDatum::List(l)) => folders.push(ListedFolder {
@@ -1115,7 +1115,7 @@ impl ImapSession {
     pub async fn statuses(
         &mut self,
         folders: &[String],
-    ) -> Result<Vec<std::result::Result<FolderStatus, ImapError>>> {
+    ) -> Result<Vec<std::result::Result<MailboxStatus, ImapError>>> {
         let items = self.status_items();
         let mut out = Vec::with_capacity(folders.len());
         for window in folders.chunks(PIPELINE_FOLDERS) {
@@ -1123,7 +1123,7 @@ impl ImapSession {
                 .iter()
                 .map(|f| format!("STATUS {} ({items})", quote(f)))
                 .collect();
-            let mut found = vec![FolderStatus::default(); window.len()];
+            let mut found = vec![MailboxStatus::default(); window.len()];
             let outcomes = self
                 .pipeline(&commands, |i, r| {
                     if let Response::MailboxData(MailboxDatum::Status { status, .. }) = r {
@@ -1206,8 +1206,8 @@ impl ImapSession {
     }
 
     /// STATUS of one folder.
-    pub async fn status(&mut self, folder: &str) -> Result<FolderStatus> {
-        let mut found = FolderStatus::default();
+    pub async fn status(&mut self, folder: &str) -> Result<MailboxStatus> {
+        let mut found = MailboxStatus::default();
         let command = format!("STATUS {} ({})", quote(folder), self.status_items());
         self.run(&command, |r| {
             if let Response::MailboxData(MailboxDatum::Status { status, .. }) = r {
@@ -1590,8 +1590,8 @@ fn attribute_name(a: &NameAttribute<'_>) -> String {
     }
 }
 
-fn status_from(attrs: &[StatusAttribute]) -> FolderStatus {
-    let mut s = FolderStatus::default();
+fn status_from(attrs: &[StatusAttribute]) -> MailboxStatus {
+    let mut s = MailboxStatus::default();
     for a in attrs {
         match a {
             StatusAttribute::Messages(n) => s.messages = Some(*n),

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use super::{Format, MAILDIR_FLAGS, mbox_entry};
 use crate::files::OutputMode;
-use crate::store::index::ExportRow as Row;
+use crate::store::index::MessageRow as Row;
 use crate::store::{BlobHash, Store};
 
 /// What to export, and how.
@@ -111,7 +111,7 @@ pub fn export(root: &Path, opts: &ExportOptions) -> Result<Exported> {
     let index = store.index();
     // One query: the store as it was at this moment, whatever a running
     // mirror adds meanwhile (its blobs are durable before their rows).
-    let rows = index.export_rows(
+    let rows = index.messages(
         opts.account.as_deref(),
         opts.folder.as_deref(),
         opts.include_expunged,
@@ -423,6 +423,9 @@ mod tests {
             flags: String::new(),
             internal_date: None,
             hash: String::new(),
+            wire_folder: folder.into(),
+            uidvalidity: 1,
+            expunged: false,
         }
     }
 

@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result, anyhow, bail};
 
 use super::folder::normalize_flags;
-use super::{AccountContext, SharedCounts, permits};
-use crate::imap::{FetchedMessage, FolderStatus, ImapSession, mutf7, uid_set};
+use super::{MirrorContext, SharedCounts, permits};
+use crate::imap::{FetchedMessage, ImapSession, MailboxStatus, mutf7, uid_set};
 use crate::store::index::{BlobMeta, NewBlob, NewMessage};
 
 const BODY_ITEMS: &str = "UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[]";
@@ -26,7 +26,7 @@ pub(crate) struct FolderSync {
     pub folder_id: i64,
     pub wire_name: String,
     pub uidvalidity: u32,
-    status: FolderStatus,
+    status: MailboxStatus,
     exists: u32,
     synced_before: u32,
     synced_goal: u32,
@@ -43,7 +43,7 @@ impl FolderSync {
         folder_id: i64,
         wire_name: String,
         uidvalidity: u32,
-        status: FolderStatus,
+        status: MailboxStatus,
         exists: u32,
         synced_before: u32,
         synced_goal: u32,
@@ -66,7 +66,7 @@ impl FolderSync {
 
     /// Saves the folder's state. After a failure the UIDNEXT is left unset
     /// so the next run plans the folder again.
-    pub fn finish(&self, ctx: &AccountContext) -> Result<()> {
+    pub fn finish(&self, ctx: &MirrorContext) -> Result<()> {
         let mut finished = self.finished.lock().unwrap();
         if *finished {
             return Ok(());
@@ -114,7 +114,7 @@ impl FolderSync {
         self.failed.store(true, Ordering::SeqCst);
     }
 
-    fn batch_done(&self, ctx: &AccountContext) -> Result<()> {
+    fn batch_done(&self, ctx: &MirrorContext) -> Result<()> {
         if self.remaining.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.finish(ctx)?;
         }
@@ -122,7 +122,7 @@ impl FolderSync {
     }
 
     /// A batch gave up: the folder is incomplete this run.
-    pub fn batch_failed(&self, ctx: &AccountContext) {
+    pub fn batch_failed(&self, ctx: &MirrorContext) {
         self.failed.store(true, Ordering::SeqCst);
         if let Err(e) = self.batch_done(ctx) {
             ctx.progress.warn(
@@ -195,7 +195,7 @@ impl FetchJob {
 
 /// Fetches one batch and stores it. Returns the folder id.
 pub(crate) async fn run(
-    ctx: &Arc<AccountContext>,
+    ctx: &Arc<MirrorContext>,
     session: &mut ImapSession,
     job: &FetchJob,
     shared: &SharedCounts,
@@ -317,7 +317,7 @@ pub(crate) async fn run(
 /// RFC822.SIZE lies cannot take memory beyond the budget. What arrived
 /// before a failure is kept.
 async fn fetch_batch(
-    ctx: &Arc<AccountContext>,
+    ctx: &Arc<MirrorContext>,
     session: &mut ImapSession,
     job: &FetchJob,
     shared: &SharedCounts,
@@ -427,7 +427,7 @@ async fn fetch_batch(
 
 /// Stores delivered messages (after restoring NUL bytes) and counts them.
 async fn deliver(
-    ctx: &Arc<AccountContext>,
+    ctx: &Arc<MirrorContext>,
     session: &mut ImapSession,
     job: &FetchJob,
     shared: &SharedCounts,
@@ -443,7 +443,7 @@ async fn deliver(
 
 /// Stores messages and counts them; returns each one's blob.
 async fn store_delivered(
-    ctx: &Arc<AccountContext>,
+    ctx: &Arc<MirrorContext>,
     job: &FetchJob,
     shared: &SharedCounts,
     got: HashMap<u32, FetchedMessage>,
@@ -710,7 +710,7 @@ struct Stored {
 
 /// Writes blobs durably, then commits their rows. Blocking.
 fn store_messages(
-    ctx: &AccountContext,
+    ctx: &MirrorContext,
     folder_id: i64,
     uidvalidity: u32,
     messages: Vec<FetchedMessage>,

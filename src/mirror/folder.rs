@@ -1,4 +1,6 @@
-//! Planning one folder: what changed at the source since the last run.
+//! Examining one folder: what changed at the source since the last run.
+//! The IMAP conversation is in `observe`; the comparison with the store
+//! is `diff`, which does no I/O.
 //!
 //! Same UIDVALIDITY: only UIDs above the last synced one are listed; flag
 //! changes come from QRESYNC (answered inside EXAMINE), CONDSTORE's
@@ -11,16 +13,16 @@
 //! message that matches exactly one stored blob on all three is recorded
 //! without fetching its body.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Result, anyhow};
 
 use super::fetch::{FetchJob, FolderSync};
-use super::{AccountContext, JobQueue, SharedCounts};
+use super::{JobQueue, MirrorContext, SharedCounts};
 use crate::imap::{FetchedMessage, ImapSession, mutf7, uid_set};
-use crate::store::index::{FolderRow, NewMessage};
+use crate::store::index::{FolderRow, LiveMessage, NewMessage};
 
 /// Items that describe a message without its body.
 const LISTING_ITEMS: &str = "UID FLAGS INTERNALDATE RFC822.SIZE";
@@ -29,7 +31,7 @@ const LISTING_ITEMS_WITH_ID: &str =
 /// At most this many messages in one FETCH batch, whatever their size.
 const BATCH_MESSAGES: usize = 1000;
 
-pub(crate) struct PlanJob {
+pub(crate) struct ExamineJob {
     pub folder_id: i64,
     pub wire_name: String,
     /// The index's row for the folder as it was before this run, if any.
@@ -42,14 +44,14 @@ pub(crate) struct PlanJob {
     pub repair: Option<crate::store::index::DamagedMessages>,
     /// STATUS figures read before the folder was opened: UIDNEXT where
     /// EXAMINE gives none (Courier).
-    pub status_hint: Option<crate::imap::FolderStatus>,
+    pub status_hint: Option<crate::imap::MailboxStatus>,
 }
 
-/// Plans one folder and queues its fetch batches. Returns the folder id.
-pub(crate) async fn plan(
-    ctx: &Arc<AccountContext>,
+/// Examines one folder and queues its fetch batches. Returns the folder id.
+pub(crate) async fn examine(
+    ctx: &Arc<MirrorContext>,
     session: &mut ImapSession,
-    job: &PlanJob,
+    job: &ExamineJob,
     queue: &JobQueue,
     shared: &SharedCounts,
 ) -> Result<i64> {
@@ -95,36 +97,303 @@ pub(crate) async fn plan(
     } else {
         LISTING_ITEMS
     };
-
-    let mut listing: Vec<FetchedMessage> = Vec::new();
-    // A message the server numbers UID 0 (which IMAP forbids) cannot be
-    // fetched by UID: it is reported, never silently left out.
-    let mut zero_uid = false;
-    let mut flag_changes: Vec<(u32, String, Option<u64>)> = Vec::new();
-    let mut expunged: Vec<u32> = Vec::new();
-    let has_new = status.uidnext.is_none_or(|next| next > synced_uid + 1);
-    if exists > 0 && has_new {
-        let listed = session
-            .uid_fetch(&format!("{}:*", synced_uid + 1), items, None, |m| {
-                if m.uid == 0 {
-                    zero_uid = true;
+    let look = Look {
+        synced_uid,
+        items,
+        has_new: status.uidnext.is_none_or(|next| next > synced_uid + 1),
+        exists,
+        old_flags: if same_validity && synced_uid > 0 && !live.is_empty() {
+            if qresync_state.is_some() {
+                OldFlags::Qresync
+            } else if session.has_condstore() && known.and_then(|k| k.highestmodseq).is_some() {
+                let since = known.and_then(|k| k.highestmodseq).unwrap_or(0);
+                if status.highestmodseq == Some(since) {
+                    OldFlags::Unchanged
+                } else {
+                    OldFlags::ChangedSince(since)
                 }
-                // `n:*` answers with the last message even when it is below n.
-                if m.uid > synced_uid {
-                    listing.push(m);
-                }
-                Ok(())
-            })
-            .await;
-        if let Err(e) = listed {
+            } else {
+                OldFlags::ListAll
+            }
+        } else {
+            OldFlags::Unchanged
+        },
+    };
+    let observed = match observe(session, &look, selected.changed, selected.vanished).await {
+        Ok(o) => o,
+        Err(e) => {
             if want_ids {
                 job.skip_ids.store(true, Ordering::SeqCst);
             }
             return Err(e);
         }
-    }
+    };
+    let mut zero_uid = observed.zero_uid;
+    let mut diff = diff(&live, synced_uid, observed);
 
-    let compare_flags = |m: &FetchedMessage, changes: &mut Vec<_>| {
+    // The count check: what we believe must add up to what the server has.
+    if diff.believed(live.len()) != exists as usize {
+        let mut on_server: HashSet<u32> = session.uid_search_all().await?.into_iter().collect();
+        zero_uid |= on_server.remove(&0);
+        let missed = diff.settle(&live, &on_server);
+        if !missed.is_empty() {
+            session
+                .uid_fetch(&uid_set(&missed), items, None, |m| {
+                    diff.new.push(m);
+                    Ok(())
+                })
+                .await?;
+        }
+    }
+    record(ctx, job.folder_id, uidvalidity, &diff, shared)?;
+
+    // Messages whose stored copy is damaged come again from the server.
+    let mut to_fetch: Vec<(u32, u64)> = Vec::new();
+    if let Some(repair) = job.repair.as_ref().filter(|r| r.uidvalidity == uidvalidity) {
+        let expunged: HashSet<u32> = diff.expunged.iter().copied().collect();
+        to_fetch.extend(
+            repair
+                .uids
+                .iter()
+                .filter(|(uid, _)| live.contains_key(uid) && !expunged.contains(uid)),
+        );
+    }
+    let repointed = repoint(
+        ctx,
+        session,
+        job.folder_id,
+        uidvalidity,
+        &diff.new,
+        want_ids,
+        &mut to_fetch,
+    )
+    .await?;
+    shared
+        .bodies_skipped_as_stored
+        .fetch_add(repointed as u64, Ordering::Relaxed);
+
+    let queued = queue_fetches(
+        ctx,
+        job,
+        queue,
+        Examined {
+            uidvalidity,
+            status,
+            synced_uid,
+            live: &live,
+            diff: &diff,
+            zero_uid,
+        },
+        to_fetch,
+    )?;
+    tracing::debug!(
+        folder = %mutf7::display(&job.wire_name),
+        new = queued,
+        repointed,
+        flags = diff.flag_changes.len(),
+        expunged = diff.expunged.len(),
+        "examined"
+    );
+    if zero_uid {
+        anyhow::bail!(
+            "the server lists a message with UID 0, which IMAP does not allow; it cannot be \
+             fetched by UID and is not in the store (the rest of the folder is)"
+        );
+    }
+    Ok(job.folder_id)
+}
+
+/// A folder as [`examine`] found it, for [`queue_fetches`].
+struct Examined<'a> {
+    uidvalidity: u32,
+    status: crate::imap::MailboxStatus,
+    synced_uid: u32,
+    live: &'a HashMap<u32, LiveMessage>,
+    diff: &'a FolderDiff,
+    zero_uid: bool,
+}
+
+/// Queues the folder's fetch batches (or finishes it when there are
+/// none). Returns how many messages are to be fetched.
+fn queue_fetches(
+    ctx: &Arc<MirrorContext>,
+    job: &ExamineJob,
+    queue: &JobQueue,
+    e: Examined,
+    mut to_fetch: Vec<(u32, u64)>,
+) -> Result<u64> {
+    to_fetch.sort_unstable();
+    let max_uid = e
+        .diff
+        .new
+        .iter()
+        .map(|m| m.uid)
+        .chain(e.live.keys().copied())
+        .max()
+        .unwrap_or(0);
+    let synced_goal = e
+        .status
+        .uidnext
+        .map(|n| n.saturating_sub(1))
+        .unwrap_or(0)
+        .max(max_uid)
+        .max(e.synced_uid);
+    let batches = batches(&to_fetch, ctx.options.batch_bytes);
+    let folder = Arc::new(FolderSync::new(
+        job.folder_id,
+        job.wire_name.clone(),
+        e.uidvalidity,
+        e.status,
+        e.status.messages.unwrap_or(0),
+        e.synced_uid,
+        synced_goal,
+        batches.len(),
+    ));
+    let (count, bytes) = (
+        to_fetch.len() as u64,
+        to_fetch.iter().map(|(_, s)| s).sum::<u64>(),
+    );
+    if count > 0 {
+        ctx.progress.planned(&ctx.account.name, count, bytes);
+    }
+    if e.zero_uid {
+        // Examined again next run, and reported until the server is fixed.
+        folder.note_failure("the server lists a message with UID 0, which cannot be fetched");
+        folder.mark_incomplete();
+    }
+    if batches.is_empty() {
+        folder.finish(ctx)?;
+    } else {
+        queue.push_fetches(
+            batches
+                .into_iter()
+                .map(|(uids, bytes)| FetchJob::new(folder.clone(), uids, bytes))
+                .collect(),
+        );
+    }
+    Ok(count)
+}
+
+/// How to find out what happened to a folder's older messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OldFlags {
+    /// Nothing to ask: no older messages, or HIGHESTMODSEQ is unchanged.
+    Unchanged,
+    /// QRESYNC answered inside EXAMINE (changes and VANISHED).
+    Qresync,
+    /// CONDSTORE: the flags changed since this MODSEQ.
+    ChangedSince(u64),
+    /// Neither: one listing of every flag, which also shows what is gone.
+    ListAll,
+}
+
+/// What to ask the server about one folder.
+struct Look {
+    synced_uid: u32,
+    items: &'static str,
+    /// UIDNEXT says there may be messages above the synced UID.
+    has_new: bool,
+    exists: u32,
+    old_flags: OldFlags,
+}
+
+/// What the server showed of a folder this run.
+#[derive(Default)]
+pub(crate) struct Observed {
+    /// Messages listed above the last synced UID.
+    pub listed: Vec<FetchedMessage>,
+    /// Flags of older messages that may have changed.
+    pub flags: Vec<FetchedMessage>,
+    /// UIDs the server says are gone (QRESYNC's VANISHED).
+    pub vanished: Vec<u32>,
+    /// Every older UID the server still has, when a full flag listing
+    /// showed them all.
+    pub still_there: Option<HashSet<u32>>,
+    /// The server numbers a message UID 0, which IMAP forbids: it cannot
+    /// be fetched by UID, so it is reported, never silently left out.
+    pub zero_uid: bool,
+}
+
+/// Asks the server what `look` calls for.
+async fn observe(
+    session: &mut ImapSession,
+    look: &Look,
+    qresync_changed: Vec<FetchedMessage>,
+    qresync_vanished: Vec<u32>,
+) -> Result<Observed> {
+    let mut seen = Observed::default();
+    let synced_uid = look.synced_uid;
+    if look.exists > 0 && look.has_new {
+        let (listed, zero_uid) = (&mut seen.listed, &mut seen.zero_uid);
+        session
+            .uid_fetch(&format!("{}:*", synced_uid + 1), look.items, None, |m| {
+                if m.uid == 0 {
+                    *zero_uid = true;
+                }
+                // `n:*` answers with the last message even when it is below n.
+                if m.uid > synced_uid {
+                    listed.push(m);
+                }
+                Ok(())
+            })
+            .await?;
+    }
+    match look.old_flags {
+        OldFlags::Unchanged => {}
+        OldFlags::Qresync => {
+            seen.flags = qresync_changed;
+            seen.vanished = qresync_vanished;
+        }
+        OldFlags::ChangedSince(since) => {
+            let flags = &mut seen.flags;
+            session
+                .uid_fetch(
+                    &format!("1:{synced_uid}"),
+                    "UID FLAGS",
+                    Some(&format!("CHANGEDSINCE {since}")),
+                    |m| {
+                        flags.push(m);
+                        Ok(())
+                    },
+                )
+                .await?;
+        }
+        OldFlags::ListAll => {
+            let mut there = HashSet::new();
+            let flags = &mut seen.flags;
+            session
+                .uid_fetch(&format!("1:{synced_uid}"), "UID FLAGS", None, |m| {
+                    there.insert(m.uid);
+                    flags.push(m);
+                    Ok(())
+                })
+                .await?;
+            seen.still_there = Some(there);
+        }
+    }
+    Ok(seen)
+}
+
+/// What changed in a folder since the last run.
+#[derive(Debug, Default)]
+pub(crate) struct FolderDiff {
+    /// (UID, flags as stored, MODSEQ) of stored messages whose flags changed.
+    pub flag_changes: Vec<(u32, String, Option<u64>)>,
+    /// Stored messages gone from the server.
+    pub expunged: Vec<u32>,
+    /// Messages the store does not hold yet.
+    pub new: Vec<FetchedMessage>,
+}
+
+/// The folder's diff, from the stored messages (`live`: UID → flags) and
+/// what the server showed. No I/O.
+pub(crate) fn diff(
+    live: &HashMap<u32, LiveMessage>,
+    synced_uid: u32,
+    seen: Observed,
+) -> FolderDiff {
+    let mut d = FolderDiff::default();
+    let compare = |m: &FetchedMessage, changes: &mut Vec<(u32, String, Option<u64>)>| {
         if let (Some(row), Some(flags)) = (live.get(&m.uid), &m.flags) {
             let flags = normalize_flags(flags);
             if row.flags != flags {
@@ -132,125 +401,112 @@ pub(crate) async fn plan(
             }
         }
     };
-
-    if same_validity && synced_uid > 0 && !live.is_empty() {
-        if qresync_state.is_some() {
-            for m in &selected.changed {
-                compare_flags(m, &mut flag_changes);
-            }
-            expunged.extend(selected.vanished.iter().filter(|u| live.contains_key(u)));
-        } else if session.has_condstore() && known.and_then(|k| k.highestmodseq).is_some() {
-            let since = known.and_then(|k| k.highestmodseq).unwrap_or(0);
-            if status.highestmodseq != Some(since) {
-                let mut changed = Vec::new();
-                session
-                    .uid_fetch(
-                        &format!("1:{synced_uid}"),
-                        "UID FLAGS",
-                        Some(&format!("CHANGEDSINCE {since}")),
-                        |m| {
-                            changed.push(m);
-                            Ok(())
-                        },
-                    )
-                    .await?;
-                for m in &changed {
-                    compare_flags(m, &mut flag_changes);
-                }
-            }
-        } else {
-            // No CONDSTORE: one listing of every flag, which also shows
-            // what is gone.
-            let mut seen = HashSet::new();
-            let mut all = Vec::new();
-            session
-                .uid_fetch(&format!("1:{synced_uid}"), "UID FLAGS", None, |m| {
-                    seen.insert(m.uid);
-                    all.push(m);
-                    Ok(())
-                })
-                .await?;
-            for m in &all {
-                compare_flags(m, &mut flag_changes);
-            }
-            expunged.extend(
-                live.keys()
-                    .filter(|u| **u <= synced_uid && !seen.contains(u)),
-            );
-        }
+    for m in &seen.flags {
+        compare(m, &mut d.flag_changes);
     }
-
+    let mut gone: HashSet<u32> = seen
+        .vanished
+        .iter()
+        .copied()
+        .filter(|u| live.contains_key(u))
+        .collect();
+    if let Some(there) = &seen.still_there {
+        gone.extend(
+            live.keys()
+                .filter(|u| **u <= synced_uid && !there.contains(u)),
+        );
+    }
+    d.expunged = gone.into_iter().collect();
+    d.expunged.sort_unstable();
     // Messages listed above the synced UID may already be stored (a run
     // that was killed before it saved the folder's state).
-    let mut new: Vec<FetchedMessage> = Vec::new();
-    for m in listing {
+    for m in seen.listed {
         if live.contains_key(&m.uid) {
-            compare_flags(&m, &mut flag_changes);
+            compare(&m, &mut d.flag_changes);
         } else {
-            new.push(m);
+            d.new.push(m);
         }
     }
+    d
+}
 
-    // The count check: what we believe must add up to what the server has.
-    let expunged_set: HashSet<u32> = expunged.iter().copied().collect();
-    let believed = live.len() - expunged_set.len() + new.len();
-    if believed != exists as usize {
-        let mut on_server: HashSet<u32> = session.uid_search_all().await?.into_iter().collect();
-        zero_uid |= on_server.remove(&0);
-        expunged = live
+impl FolderDiff {
+    /// How many messages the folder holds if this diff is the whole truth.
+    pub fn believed(&self, live: usize) -> usize {
+        live - self.expunged.len() + self.new.len()
+    }
+
+    /// Corrects the diff by the server's full list of UIDs (when the count
+    /// did not add up): stored messages not on it are expunged, listed
+    /// ones not on it dropped. Returns the UIDs on it that are neither
+    /// stored nor listed, to be listed now.
+    pub fn settle(
+        &mut self,
+        live: &HashMap<u32, LiveMessage>,
+        on_server: &HashSet<u32>,
+    ) -> Vec<u32> {
+        self.expunged = live
             .keys()
             .filter(|u| !on_server.contains(u))
             .copied()
             .collect();
-        new.retain(|m| on_server.contains(&m.uid));
-        let known_new: HashSet<u32> = new.iter().map(|m| m.uid).collect();
+        self.expunged.sort_unstable();
+        self.new.retain(|m| on_server.contains(&m.uid));
+        let listed: HashSet<u32> = self.new.iter().map(|m| m.uid).collect();
         let mut missed: Vec<u32> = on_server
             .iter()
-            .filter(|u| !live.contains_key(u) && !known_new.contains(u))
+            .filter(|u| !live.contains_key(u) && !listed.contains(u))
             .copied()
             .collect();
-        if !missed.is_empty() {
-            missed.sort_unstable();
-            session
-                .uid_fetch(&uid_set(&missed), items, None, |m| {
-                    new.push(m);
-                    Ok(())
-                })
-                .await?;
-        }
+        missed.sort_unstable();
+        missed
     }
+}
 
-    if !flag_changes.is_empty() {
-        index_of().update_flags(job.folder_id, uidvalidity, &flag_changes)?;
+/// Writes the diff's flag changes and expunges to the index.
+fn record(
+    ctx: &MirrorContext,
+    folder_id: i64,
+    uidvalidity: u32,
+    diff: &FolderDiff,
+    shared: &SharedCounts,
+) -> Result<()> {
+    if !diff.flag_changes.is_empty() {
+        ctx.store
+            .index()
+            .update_flags(folder_id, uidvalidity, &diff.flag_changes)?;
         shared
             .flags_updated
-            .fetch_add(flag_changes.len() as u64, Ordering::Relaxed);
+            .fetch_add(diff.flag_changes.len() as u64, Ordering::Relaxed);
     }
-    if !expunged.is_empty() {
-        index_of().mark_expunged(job.folder_id, uidvalidity, &expunged)?;
+    if !diff.expunged.is_empty() {
+        ctx.store
+            .index()
+            .mark_expunged(folder_id, uidvalidity, &diff.expunged)?;
         shared
             .messages_expunged
-            .fetch_add(expunged.len() as u64, Ordering::Relaxed);
+            .fetch_add(diff.expunged.len() as u64, Ordering::Relaxed);
     }
+    Ok(())
+}
 
-    // Re-point messages confirmed identical to stored blobs.
-    let mut to_fetch: Vec<(u32, u64)> = Vec::new();
-    // Messages whose stored copy is damaged come again from the server.
-    if let Some(repair) = job.repair.as_ref().filter(|r| r.uidvalidity == uidvalidity) {
-        to_fetch.extend(
-            repair
-                .uids
-                .iter()
-                .filter(|(uid, _)| live.contains_key(uid) && !expunged_set.contains(uid)),
-        );
-    }
-    // A match on Message-ID, size and INTERNALDATE is only a candidate,
-    // confirmed against the stored blob (header and samples) before it is
-    // re-pointed; otherwise it is fetched.
+/// Records new messages confirmed identical to stored blobs without their
+/// bodies; the rest go to `to_fetch`. A match on Message-ID, size and
+/// INTERNALDATE is only a candidate, confirmed against the stored blob
+/// (header and samples) before it is re-pointed. Returns how many were.
+async fn repoint(
+    ctx: &Arc<MirrorContext>,
+    session: &mut ImapSession,
+    folder_id: i64,
+    uidvalidity: u32,
+    new: &[FetchedMessage],
+    want_ids: bool,
+    to_fetch: &mut Vec<(u32, u64)>,
+) -> Result<usize> {
     let mut candidates: Vec<(&FetchedMessage, crate::store::BlobHash)> = Vec::new();
     {
-        let index = index_of();
-        for m in &new {
+        let index = ctx.store.index();
+        for m in new {
             let size = m.size.unwrap_or(0) as u64;
             let found = match (want_ids, m.message_id(), m.internal_date) {
                 (true, Some(id), Some(date)) => {
@@ -281,73 +537,11 @@ pub(crate) async fn plan(
         }
     }
     if !repointed.is_empty() {
-        index_of().insert_messages(job.folder_id, uidvalidity, &[], &repointed)?;
+        ctx.store
+            .index()
+            .insert_messages(folder_id, uidvalidity, &[], &repointed)?;
     }
-    shared
-        .bodies_skipped_as_stored
-        .fetch_add(repointed.len() as u64, Ordering::Relaxed);
-
-    to_fetch.sort_unstable();
-    let max_uid = new
-        .iter()
-        .map(|m| m.uid)
-        .chain(live.keys().copied())
-        .max()
-        .unwrap_or(0);
-    let synced_goal = status
-        .uidnext
-        .map(|n| n.saturating_sub(1))
-        .unwrap_or(0)
-        .max(max_uid)
-        .max(synced_uid);
-    let batches = batches(&to_fetch, ctx.options.batch_bytes);
-    let folder = Arc::new(FolderSync::new(
-        job.folder_id,
-        job.wire_name.clone(),
-        uidvalidity,
-        status,
-        exists,
-        synced_uid,
-        synced_goal,
-        batches.len(),
-    ));
-    let (count, bytes) = (
-        to_fetch.len() as u64,
-        to_fetch.iter().map(|(_, s)| s).sum::<u64>(),
-    );
-    if count > 0 {
-        ctx.progress.planned(&ctx.account.name, count, bytes);
-    }
-    if zero_uid {
-        // Planned again next run, and reported until the server is fixed.
-        folder.note_failure("the server lists a message with UID 0, which cannot be fetched");
-        folder.mark_incomplete();
-    }
-    if batches.is_empty() {
-        folder.finish(ctx)?;
-    } else {
-        queue.push_fetches(
-            batches
-                .into_iter()
-                .map(|(uids, bytes)| FetchJob::new(folder.clone(), uids, bytes))
-                .collect(),
-        );
-    }
-    tracing::debug!(
-        folder = %mutf7::display(&job.wire_name),
-        new = count,
-        repointed = repointed.len(),
-        flags = flag_changes.len(),
-        expunged = expunged.len(),
-        "planned"
-    );
-    if zero_uid {
-        anyhow::bail!(
-            "the server lists a message with UID 0, which IMAP does not allow; it cannot be \
-             fetched by UID and is not in the store (the rest of the folder is)"
-        );
-    }
-    Ok(job.folder_id)
+    Ok(repointed.len())
 }
 
 /// Where re-pointing samples a candidate's bytes beyond its header: the
@@ -360,7 +554,7 @@ const SAMPLE_LEN: u32 = 512;
 /// whole header, the start of the text and three samples further in are
 /// the same bytes. One FETCH for all of them.
 async fn confirm_identical(
-    ctx: &Arc<AccountContext>,
+    ctx: &Arc<MirrorContext>,
     session: &mut ImapSession,
     candidates: &[(&FetchedMessage, crate::store::BlobHash)],
 ) -> Result<HashSet<u32>> {
@@ -457,6 +651,100 @@ mod tests {
             b,
             vec![(vec![1, 2], 200), (vec![3], 1000), (vec![4, 5], 100)]
         );
+    }
+
+    fn live(entries: &[(u32, &str)]) -> HashMap<u32, LiveMessage> {
+        entries
+            .iter()
+            .map(|(uid, flags)| {
+                (
+                    *uid,
+                    LiveMessage {
+                        flags: flags.to_string(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn seen(uid: u32, flags: &[&str]) -> FetchedMessage {
+        FetchedMessage {
+            uid,
+            flags: Some(flags.iter().map(|f| f.to_string()).collect()),
+            has_uid: true,
+            ..Default::default()
+        }
+    }
+
+    fn uids(messages: &[FetchedMessage]) -> Vec<u32> {
+        messages.iter().map(|m| m.uid).collect()
+    }
+
+    #[test]
+    fn a_full_flag_listing_tells_flag_changes_and_expunges() {
+        let stored = live(&[(1, "\\Seen"), (2, ""), (3, "\\Flagged")]);
+        let d = diff(
+            &stored,
+            3,
+            Observed {
+                listed: vec![seen(4, &[])],
+                flags: vec![seen(1, &["\\Seen", "\\Recent"]), seen(3, &["\\Seen"])],
+                still_there: Some([1, 3].into()),
+                ..Observed::default()
+            },
+        );
+        assert_eq!(d.flag_changes, vec![(3, "\\Seen".to_string(), None)]);
+        assert_eq!(d.expunged, vec![2]);
+        assert_eq!(uids(&d.new), vec![4]);
+        assert_eq!(d.believed(stored.len()), 3);
+    }
+
+    #[test]
+    fn vanished_uids_count_only_when_stored_and_new_ones_already_stored_are_not_new() {
+        let stored = live(&[(1, ""), (2, ""), (5, "\\Seen")]);
+        let d = diff(
+            &stored,
+            2,
+            Observed {
+                // UID 5 was stored by a run killed before it saved the
+                // folder's state: listed again, it is not new, but its
+                // flags are compared.
+                listed: vec![seen(5, &[]), seen(6, &[])],
+                vanished: vec![2, 9, 2],
+                ..Observed::default()
+            },
+        );
+        assert_eq!(d.expunged, vec![2]);
+        assert_eq!(uids(&d.new), vec![6]);
+        assert_eq!(d.flag_changes, vec![(5, String::new(), None)]);
+    }
+
+    #[test]
+    fn without_a_full_listing_nothing_is_taken_for_expunged() {
+        let stored = live(&[(1, ""), (2, "")]);
+        let d = diff(&stored, 2, Observed::default());
+        assert!(d.expunged.is_empty() && d.new.is_empty() && d.flag_changes.is_empty());
+    }
+
+    #[test]
+    fn the_servers_uid_list_settles_a_count_that_does_not_add_up() {
+        let stored = live(&[(1, ""), (2, ""), (3, "")]);
+        let mut d = diff(
+            &stored,
+            3,
+            Observed {
+                listed: vec![seen(4, &[]), seen(7, &[])],
+                ..Observed::default()
+            },
+        );
+        // The server has 1, 3, 4 and 5: 2 is gone, 7 went meanwhile, 5
+        // was missed.
+        assert_ne!(d.believed(stored.len()), 4);
+        let missed = d.settle(&stored, &[1, 3, 4, 5].into());
+        assert_eq!(d.expunged, vec![2]);
+        assert_eq!(uids(&d.new), vec![4]);
+        assert_eq!(missed, vec![5]);
+        assert_eq!(d.believed(stored.len()) + missed.len(), 4);
     }
 
     #[test]

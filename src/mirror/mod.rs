@@ -6,7 +6,7 @@
 //! Folders that did not move cost nothing more. The rest become jobs in a
 //! queue shared by up to `connections` sessions:
 //!
-//! - a *plan* job opens the folder and works out what changed (new UIDs,
+//! - an *examine* job opens the folder and works out what changed (new UIDs,
 //!   flag changes, expunges; after a new UIDVALIDITY, which messages are
 //!   already stored), see [`folder`];
 //! - a *fetch* job brings one batch of bodies, sized by bytes, into the
@@ -16,9 +16,10 @@
 
 mod fetch;
 mod folder;
+mod summary;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -60,64 +61,41 @@ impl MirrorOptions {
     }
 }
 
-/// Counts of one account's (or the whole run's) work.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct MirrorCounts {
-    /// Folders whose state was compared with the server.
-    pub folders_checked: u64,
-    /// Folders that had changed and were opened.
-    pub folders_synced: u64,
-    pub folders_new: u64,
-    /// Folders that vanished at the source (kept in the store).
-    pub folders_deleted: u64,
-    pub uidvalidity_changes: u64,
-    /// Message bodies downloaded.
-    pub bodies_fetched: u64,
-    /// Bytes of message bodies downloaded.
-    pub bytes_fetched: u64,
-    /// Bodies downloaded whose blob was already in the store.
-    pub bodies_already_stored: u64,
-    /// Messages matched to a stored blob without downloading the body.
-    pub bodies_skipped_as_stored: u64,
-    /// Blobs written to the store.
-    pub blobs_written: u64,
-    pub messages_expunged: u64,
-    pub flags_updated: u64,
-    /// Messages the server would not deliver (see the account's errors).
-    pub messages_failed: u64,
-    /// Messages stored without a readable INTERNALDATE (kept unknown).
-    pub dates_unknown: u64,
-    /// Messages fetched again because their stored copy was found damaged.
-    pub blobs_repaired: u64,
-    /// IMAP commands sent, each one a round trip.
-    pub round_trips: u64,
-    /// Bytes received and sent on the wire, after TLS and compression.
-    pub wire_bytes_in: u64,
-    pub wire_bytes_out: u64,
-    pub connections: u64,
-}
-
-impl MirrorCounts {
-    pub fn add(&mut self, o: &MirrorCounts) {
-        self.folders_checked += o.folders_checked;
-        self.folders_synced += o.folders_synced;
-        self.folders_new += o.folders_new;
-        self.folders_deleted += o.folders_deleted;
-        self.uidvalidity_changes += o.uidvalidity_changes;
-        self.bodies_fetched += o.bodies_fetched;
-        self.bytes_fetched += o.bytes_fetched;
-        self.bodies_already_stored += o.bodies_already_stored;
-        self.bodies_skipped_as_stored += o.bodies_skipped_as_stored;
-        self.blobs_written += o.blobs_written;
-        self.messages_expunged += o.messages_expunged;
-        self.flags_updated += o.flags_updated;
-        self.messages_failed += o.messages_failed;
-        self.dates_unknown += o.dates_unknown;
-        self.blobs_repaired += o.blobs_repaired;
-        self.round_trips += o.round_trips;
-        self.wire_bytes_in += o.wire_bytes_in;
-        self.wire_bytes_out += o.wire_bytes_out;
-        self.connections += o.connections;
+crate::counts::counters! {
+    /// Counts of one account's (or the whole run's) work.
+    pub struct MirrorCounts, shared SharedCounts {
+        /// Folders whose state was compared with the server.
+        folders_checked,
+        /// Folders that had changed and were opened.
+        folders_synced,
+        folders_new,
+        /// Folders that vanished at the source (kept in the store).
+        folders_deleted,
+        uidvalidity_changes,
+        /// Message bodies downloaded.
+        bodies_fetched,
+        /// Bytes of message bodies downloaded.
+        bytes_fetched,
+        /// Bodies downloaded whose blob was already in the store.
+        bodies_already_stored,
+        /// Messages matched to a stored blob without downloading the body.
+        bodies_skipped_as_stored,
+        /// Blobs written to the store.
+        blobs_written,
+        messages_expunged,
+        flags_updated,
+        /// Messages the server would not deliver (see the account's errors).
+        messages_failed,
+        /// Messages stored without a readable INTERNALDATE (kept unknown).
+        dates_unknown,
+        /// Messages fetched again because their stored copy was found damaged.
+        blobs_repaired,
+        /// IMAP commands sent, each one a round trip.
+        round_trips,
+        /// Bytes received and sent on the wire, after TLS and compression.
+        wire_bytes_in,
+        wire_bytes_out,
+        connections,
     }
 }
 
@@ -169,7 +147,7 @@ pub async fn mirror(
     let run_id = store.index().start_run("mirror")?;
     let outcomes: Vec<AccountOutcome> = futures::stream::iter(config.accounts.iter().cloned())
         .map(|account| {
-            let ctx = AccountContext {
+            let ctx = MirrorContext {
                 store: store.clone(),
                 server: options.server.clone(),
                 tls: tls.clone(),
@@ -210,7 +188,7 @@ fn permits(bytes: u64) -> usize {
     ((bytes / 1024).max(1)).min(Semaphore::MAX_PERMITS as u64) as usize
 }
 
-pub(crate) struct AccountContext {
+pub(crate) struct MirrorContext {
     pub store: Arc<Store>,
     pub server: ServerSettings,
     pub tls: Arc<rustls::ClientConfig>,
@@ -220,7 +198,7 @@ pub(crate) struct AccountContext {
     pub progress: Arc<dyn Progress>,
 }
 
-impl AccountContext {
+impl MirrorContext {
     /// Opens a session, trying again a few times when the connection
     /// breaks or stalls (not when the login is refused).
     pub async fn connect(&self) -> Result<ImapSession> {
@@ -239,70 +217,26 @@ impl AccountContext {
     }
 }
 
-/// Counters shared by an account's workers.
-#[derive(Default)]
-pub(crate) struct SharedCounts {
-    pub bodies_fetched: AtomicU64,
-    pub bytes_fetched: AtomicU64,
-    pub bodies_already_stored: AtomicU64,
-    pub bodies_skipped_as_stored: AtomicU64,
-    pub blobs_written: AtomicU64,
-    pub messages_expunged: AtomicU64,
-    pub flags_updated: AtomicU64,
-    pub messages_failed: AtomicU64,
-    pub dates_unknown: AtomicU64,
-    pub blobs_repaired: AtomicU64,
-    pub folders_synced: AtomicU64,
-    pub uidvalidity_changes: AtomicU64,
-    pub round_trips: AtomicU64,
-    pub wire_in: AtomicU64,
-    pub wire_out: AtomicU64,
-    pub connections: AtomicU64,
-}
-
 impl SharedCounts {
-    fn into_counts(self, base: MirrorCounts) -> MirrorCounts {
-        let g = |a: AtomicU64| a.into_inner();
-        MirrorCounts {
-            folders_synced: g(self.folders_synced),
-            uidvalidity_changes: g(self.uidvalidity_changes),
-            bodies_fetched: g(self.bodies_fetched),
-            bytes_fetched: g(self.bytes_fetched),
-            bodies_already_stored: g(self.bodies_already_stored),
-            bodies_skipped_as_stored: g(self.bodies_skipped_as_stored),
-            blobs_written: g(self.blobs_written),
-            messages_expunged: g(self.messages_expunged),
-            flags_updated: g(self.flags_updated),
-            messages_failed: g(self.messages_failed),
-            dates_unknown: g(self.dates_unknown),
-            blobs_repaired: g(self.blobs_repaired),
-            round_trips: g(self.round_trips),
-            wire_bytes_in: g(self.wire_in),
-            wire_bytes_out: g(self.wire_out),
-            connections: g(self.connections),
-            ..base
-        }
-    }
-
     /// Adds a finished session's round trips and wire bytes.
     fn absorb_session(&self, session: &ImapSession) {
         self.round_trips
             .fetch_add(session.round_trips(), Ordering::Relaxed);
         let (i, o) = session.wire_bytes();
-        self.wire_in.fetch_add(i, Ordering::Relaxed);
-        self.wire_out.fetch_add(o, Ordering::Relaxed);
+        self.wire_bytes_in.fetch_add(i, Ordering::Relaxed);
+        self.wire_bytes_out.fetch_add(o, Ordering::Relaxed);
     }
 }
 
 /// Work for an account's connections.
 pub(crate) enum Job {
-    Plan(folder::PlanJob),
+    Examine(folder::ExamineJob),
     Fetch(fetch::FetchJob),
 }
 
-/// The account's job queue. Workers stop when it is empty and no plan job
-/// is still running (a running plan job may add fetch jobs). Fetches are
-/// kept apart from plans, and by folder, so that finding the next job costs
+/// The account's job queue. Workers stop when it is empty and no examine job
+/// is still running (a running examine job may add fetch jobs). Fetches are
+/// kept apart from examine jobs, and by folder, so that finding the next job costs
 /// the same with 100,000 folders as with ten.
 pub(crate) struct JobQueue {
     jobs: Mutex<Queued>,
@@ -312,7 +246,7 @@ pub(crate) struct JobQueue {
 
 #[derive(Default)]
 struct Queued {
-    plans: VecDeque<folder::PlanJob>,
+    examines: VecDeque<folder::ExamineJob>,
     /// Folders with fetches waiting, in the order they were queued.
     fetch_order: VecDeque<i64>,
     fetches: HashMap<i64, VecDeque<fetch::FetchJob>>,
@@ -348,7 +282,7 @@ impl Queued {
     }
 
     fn is_empty(&self) -> bool {
-        self.plans.is_empty() && self.fetches.is_empty()
+        self.examines.is_empty() && self.fetches.is_empty()
     }
 }
 
@@ -357,7 +291,7 @@ impl JobQueue {
         let mut queued = Queued::default();
         for j in jobs {
             match j {
-                Job::Plan(p) => queued.plans.push_back(p),
+                Job::Examine(p) => queued.examines.push_back(p),
                 Job::Fetch(f) => queued.push_fetch_back(f),
             }
         }
@@ -394,9 +328,9 @@ impl JobQueue {
                 if let Some(f) = folder.and_then(|id| q.pop_fetch(id)) {
                     return Some(Job::Fetch(f));
                 }
-                if let Some(p) = q.plans.pop_front() {
+                if let Some(p) = q.examines.pop_front() {
                     self.planning.fetch_add(1, Ordering::SeqCst);
-                    return Some(Job::Plan(p));
+                    return Some(Job::Examine(p));
                 }
                 if self.planning.load(Ordering::SeqCst) == 0 {
                     return None;
@@ -410,7 +344,7 @@ impl JobQueue {
     fn give_back(&self, job: Job) {
         let mut q = self.jobs.lock().unwrap();
         match job {
-            Job::Plan(p) => q.plans.push_back(p),
+            Job::Examine(p) => q.examines.push_back(p),
             Job::Fetch(f) => q.push_fetch_back(f),
         }
         drop(q);
@@ -420,7 +354,7 @@ impl JobQueue {
     /// Jobs no worker ran (every connection failed).
     fn leftovers(&self) -> Vec<Job> {
         let mut q = self.jobs.lock().unwrap();
-        let mut out: Vec<Job> = q.plans.drain(..).map(Job::Plan).collect();
+        let mut out: Vec<Job> = q.examines.drain(..).map(Job::Examine).collect();
         let order: Vec<i64> = q.fetch_order.drain(..).collect();
         for id in order {
             if let Some(fs) = q.fetches.remove(&id) {
@@ -437,7 +371,7 @@ impl JobQueue {
     }
 }
 
-async fn mirror_account(ctx: Arc<AccountContext>) -> AccountOutcome {
+async fn mirror_account(ctx: Arc<MirrorContext>) -> AccountOutcome {
     let started = Instant::now();
     let name = ctx.account.name.clone();
     if crate::stop::requested().is_some() {
@@ -503,8 +437,8 @@ async fn mirror_account(ctx: Arc<AccountContext>) -> AccountOutcome {
         ctx.progress
             .warn(&name, &format!("cannot record the run in the index: {e:#}"));
     }
-    let shared = Arc::try_unwrap(shared).unwrap_or_default();
-    let counts = shared.into_counts(base);
+    let mut counts = base;
+    counts.add(&shared.snapshot());
     ctx.progress.account_finished(&name, error.as_deref());
     AccountOutcome {
         account: name,
@@ -520,7 +454,7 @@ async fn mirror_account(ctx: Arc<AccountContext>) -> AccountOutcome {
 /// Lists the folders, queues the ones that changed and runs the workers.
 /// Returns the counts that only this step knows.
 async fn run_account(
-    ctx: &Arc<AccountContext>,
+    ctx: &Arc<MirrorContext>,
     shared: &Arc<SharedCounts>,
     errors: &Arc<Mutex<Vec<String>>>,
 ) -> Result<MirrorCounts> {
@@ -724,7 +658,7 @@ async fn run_account(
         }
     }
     for c in to_plan {
-        jobs.push(Job::Plan(folder::PlanJob {
+        jobs.push(Job::Examine(folder::ExamineJob {
             folder_id: c.folder_id,
             wire_name: c.wire_name,
             known: c.known,
@@ -786,7 +720,7 @@ async fn run_account(
             .unwrap_or_else(|| "no connection".to_string());
         for job in leftovers {
             let name = match job {
-                Job::Plan(p) => {
+                Job::Examine(p) => {
                     ctx.store
                         .index()
                         .folder_failed(p.folder_id, &format!("not checked: {why}"))?;
@@ -826,7 +760,7 @@ struct Candidate {
     wire_name: String,
     /// The index's row, unless the folder is new (or was deleted).
     known: Option<crate::store::index::FolderRow>,
-    status: Option<crate::imap::FolderStatus>,
+    status: Option<crate::imap::MailboxStatus>,
     repair: Option<crate::store::index::DamagedMessages>,
 }
 
@@ -852,7 +786,7 @@ impl Candidate {
 /// state is saved. False when the folder must be planned in full (new
 /// mail, a new UIDVALIDITY, or counts that do not add up).
 fn settle_from_listing(
-    ctx: &AccountContext,
+    ctx: &MirrorContext,
     shared: &SharedCounts,
     c: &Candidate,
     listing: &crate::imap::FlagListing,
@@ -941,7 +875,7 @@ fn settle_from_listing(
 
 /// One connection working through the account's queue.
 struct Worker {
-    ctx: Arc<AccountContext>,
+    ctx: Arc<MirrorContext>,
     queue: Arc<JobQueue>,
     shared: Arc<SharedCounts>,
     errors: Arc<Mutex<Vec<String>>>,
@@ -955,7 +889,7 @@ impl Worker {
         let mut selected: Option<i64> = None;
         let mut broken_in_a_row = 0;
         while let Some(job) = self.queue.next(selected).await {
-            let is_plan = matches!(job, Job::Plan(_));
+            let is_examine = matches!(job, Job::Examine(_));
             let mut job = Some(job);
             let mut attempt = 0;
             loop {
@@ -973,7 +907,7 @@ impl Worker {
                                 &format!("a connection could not be opened: {}", error_chain(&e)),
                             );
                             self.queue.give_back(job.take().expect("job"));
-                            if is_plan {
+                            if is_examine {
                                 self.queue.plan_finished();
                             }
                             return Err(e);
@@ -983,7 +917,9 @@ impl Worker {
                 let s = session.as_mut().expect("session");
                 let progress_before = job_progress(job.as_ref().expect("job"));
                 let result = match job.as_ref().expect("job") {
-                    Job::Plan(p) => folder::plan(&self.ctx, s, p, &self.queue, &self.shared).await,
+                    Job::Examine(p) => {
+                        folder::examine(&self.ctx, s, p, &self.queue, &self.shared).await
+                    }
                     Job::Fetch(f) => fetch::run(&self.ctx, s, f, &self.shared).await,
                 };
                 // A fetch that stored something before the link broke
@@ -1014,7 +950,7 @@ impl Worker {
                     }
                     Err(e) => {
                         let what = match job.as_ref().expect("job") {
-                            Job::Plan(p) => mutf7::display(&p.wire_name),
+                            Job::Examine(p) => mutf7::display(&p.wire_name),
                             Job::Fetch(f) => mutf7::display(&f.folder.wire_name),
                         };
                         if let Job::Fetch(f) = job.take().expect("job") {
@@ -1040,7 +976,7 @@ impl Worker {
                     }
                 }
             }
-            if is_plan {
+            if is_examine {
                 self.queue.plan_finished();
             }
         }
@@ -1054,7 +990,7 @@ impl Worker {
 
 fn job_progress(job: &Job) -> u64 {
     match job {
-        Job::Plan(_) => 0,
+        Job::Examine(_) => 0,
         Job::Fetch(f) => f.progress(),
     }
 }

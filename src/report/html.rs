@@ -851,6 +851,7 @@ mod tests {
             target: "carol@example.com-365".into(),
             folder: "INBOX".into(),
             state: state.into(),
+            kind: None,
             reason: "NO [LIMIT] <too big> & rejected".into(),
             date: Some("2024-02-29T23:30:00-05:00".into()),
             from: Some("\"Eve <eve@evil>\" <eve@example.org>".into()),

@@ -15,26 +15,33 @@ use super::BlobHash;
 pub use crate::outcome::FailureKind;
 
 /// The schema files, in order. A new file is appended here; old ones never change.
-const SCHEMA: &[&str] = &[
+pub(super) const SCHEMA: &[&str] = &[
     include_str!("../../schema/0001_init.sql"),
     include_str!("../../schema/0002_uploads.sql"),
     include_str!("../../schema/0003_workflow.sql"),
     include_str!("../../schema/0004_integrity.sql"),
     include_str!("../../schema/0005_servers.sql"),
     include_str!("../../schema/0006_truth.sql"),
+    include_str!("../../schema/0007_reasons.sql"),
 ];
 
-/// A message as `export` writes it.
+/// A stored message with its folder and account, as `export` writes it.
 #[derive(Debug, Clone)]
-pub struct ExportRow {
+pub struct MessageRow {
     pub account: String,
     pub folder_id: i64,
+    /// The folder's name as people read it.
     pub folder: String,
+    /// The folder's name on the wire (modified UTF-7).
+    pub wire_folder: String,
     pub delimiter: Option<String>,
+    pub uidvalidity: u32,
     pub uid: u32,
     pub flags: String,
     pub internal_date: Option<i64>,
     pub hash: String,
+    /// Gone from the source (kept in the store).
+    pub expunged: bool,
 }
 
 /// What the index knows of one blob (see [`Index::blob_facts`]).
@@ -314,18 +321,18 @@ impl Index {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// The messages an export writes, folder by folder in UID order: of
-    /// `account` (any case) and `folder` if given, expunged ones only when
-    /// asked. One query, so the export is the store as it was at one moment.
-    pub fn export_rows(
+    /// Stored messages folder by folder in UID order: of `account` (any
+    /// case) and `folder` if given, expunged ones only when asked. One
+    /// query, so an export is the store as it was at one moment.
+    pub fn messages(
         &self,
         account: Option<&str>,
         folder: Option<&str>,
         include_expunged: bool,
-    ) -> Result<Vec<ExportRow>> {
+    ) -> Result<Vec<MessageRow>> {
         let mut stmt = self.conn.prepare(
             "SELECT a.name, f.id, f.display_name, f.delimiter, m.uid, m.flags, m.internal_date,
-                    m.blob_hash
+                    m.blob_hash, f.wire_name, m.uidvalidity, m.expunged_at IS NOT NULL
              FROM messages m JOIN folders f ON f.id = m.folder_id
              JOIN accounts a ON a.id = f.account_id
              WHERE (?1 IS NULL OR a.name = ?1 COLLATE NOCASE) AND (?2 IS NULL OR f.display_name = ?2)
@@ -333,7 +340,7 @@ impl Index {
              ORDER BY a.name, f.display_name, m.uidvalidity, m.uid",
         )?;
         let rows = stmt.query_map(params![account, folder, include_expunged], |r| {
-            Ok(ExportRow {
+            Ok(MessageRow {
                 account: r.get(0)?,
                 folder_id: r.get(1)?,
                 folder: r.get(2)?,
@@ -342,6 +349,9 @@ impl Index {
                 flags: r.get(5)?,
                 internal_date: r.get(6)?,
                 hash: r.get(7)?,
+                wire_folder: r.get(8)?,
+                uidvalidity: r.get(9)?,
+                expunged: r.get(10)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -1079,6 +1089,8 @@ pub struct NotUploaded {
     pub target: String,
     pub folder: String,
     pub state: String,
+    /// What kind of reason (None: a ledger entry older than the kinds).
+    pub kind: Option<super::ledger::ReasonKind>,
     pub reason: String,
     pub date: Option<String>,
     pub from: Option<String>,
@@ -1120,7 +1132,7 @@ impl Index {
     pub fn not_uploaded(&self) -> Result<Vec<NotUploaded>> {
         let mut stmt = self.conn.prepare(
             "SELECT t.mailbox, f.display_name, u.state, COALESCE(u.reason, ''),
-                    b.date, b.from_addr, b.subject, b.size, b.hash
+                    b.date, b.from_addr, b.subject, b.size, b.hash, u.reason_kind
              FROM uploads u JOIN target_folders f ON f.id = u.target_folder_id
              JOIN targets t ON t.id = f.target_id JOIN blobs b ON b.hash = u.blob_hash
              WHERE u.state IN ('skipped', 'failed')
@@ -1130,7 +1142,8 @@ impl Index {
             Ok(NotUploaded {
                 target: r.get(0)?,
                 folder: r.get(1)?,
-                state: r.get(2)?,
+                state: r.get::<_, super::ledger::State>(2)?.as_str().to_string(),
+                kind: r.get(9)?,
                 reason: r.get(3)?,
                 date: r.get(4)?,
                 from: r.get(5)?,

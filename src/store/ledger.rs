@@ -25,7 +25,7 @@ pub enum State {
 }
 
 impl State {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             State::Pending => "pending",
             State::Done => "done",
@@ -35,13 +35,194 @@ impl State {
         }
     }
 
-    fn parse(s: &str) -> State {
-        match s {
+    /// A state as stored; anything else is a damaged or foreign ledger,
+    /// never taken for "failed".
+    pub fn parse(s: &str) -> Result<State> {
+        Ok(match s {
             "pending" => State::Pending,
             "done" => State::Done,
             "present" => State::Present,
             "skipped" => State::Skipped,
-            _ => State::Failed,
+            "failed" => State::Failed,
+            _ => anyhow::bail!("the ledger holds an unknown state {s:?}"),
+        })
+    }
+}
+
+impl rusqlite::types::FromSql for State {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let text = value.as_str()?;
+        State::parse(text).map_err(|e| rusqlite::types::FromSqlError::Other(e.into()))
+    }
+}
+
+/// Why a message is not at the target, as a kind a program can tell
+/// apart (the ledger's `reason_kind`; the words are kept beside it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReasonKind {
+    /// Skipped: larger than the target takes.
+    TooLarge,
+    /// Skipped: a line longer than the target takes.
+    LineTooLong,
+    /// Skipped: NUL bytes, and the target has no BINARY.
+    NulBytes,
+    /// Skipped: bare LF or CR the target refuses even as CRLF.
+    BareLineEnds,
+    /// Skipped: refused for good, in the server's words.
+    Rejected,
+    /// Failed: the stored blob is damaged (the next mirror fetches it again).
+    Damaged,
+    /// Failed: refused for now (busy, throttled, the folder gone).
+    Refused,
+    /// Failed: a read-back did not find it at the target.
+    MissingAtTarget,
+}
+
+impl ReasonKind {
+    const ALL: [ReasonKind; 8] = [
+        ReasonKind::TooLarge,
+        ReasonKind::LineTooLong,
+        ReasonKind::NulBytes,
+        ReasonKind::BareLineEnds,
+        ReasonKind::Rejected,
+        ReasonKind::Damaged,
+        ReasonKind::Refused,
+        ReasonKind::MissingAtTarget,
+    ];
+
+    /// As stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReasonKind::TooLarge => "too-large",
+            ReasonKind::LineTooLong => "line-too-long",
+            ReasonKind::NulBytes => "nul-bytes",
+            ReasonKind::BareLineEnds => "bare-line-ends",
+            ReasonKind::Rejected => "rejected",
+            ReasonKind::Damaged => "damaged",
+            ReasonKind::Refused => "refused",
+            ReasonKind::MissingAtTarget => "missing-at-target",
+        }
+    }
+
+    /// As summaries say it.
+    pub fn label(self) -> &'static str {
+        match self {
+            ReasonKind::TooLarge => "too large",
+            ReasonKind::LineTooLong => "line too long",
+            ReasonKind::NulBytes => "NUL bytes",
+            ReasonKind::BareLineEnds => "bare line ends",
+            ReasonKind::Rejected => "rejected by the server",
+            ReasonKind::Damaged => "damaged in the store",
+            ReasonKind::Refused => "refused for now",
+            ReasonKind::MissingAtTarget => "missing at the target",
+        }
+    }
+}
+
+impl rusqlite::types::FromSql for ReasonKind {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let text = value.as_str()?;
+        ReasonKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == text)
+            .ok_or_else(|| {
+                rusqlite::types::FromSqlError::Other(
+                    format!("the ledger holds an unknown reason kind {text:?}").into(),
+                )
+            })
+    }
+}
+
+/// Why a message is skipped for good (until the user changes something).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkipReason {
+    /// Over the target's size limit: known before sending (`limit`), or
+    /// said by the server (`said`).
+    TooLarge {
+        size: u64,
+        limit: Option<u64>,
+        said: Option<String>,
+    },
+    /// The server's words.
+    LineTooLong(String),
+    NulWithoutBinary,
+    /// The server's words.
+    BareLineEnds(String),
+    /// The server's words.
+    Rejected(String),
+}
+
+/// What a skip for NUL bytes says.
+pub const NUL_SKIP_REASON: &str = "the message holds NUL bytes, which this target cannot take \
+     (no BINARY); --send-nul-bytes sends it anyway in a plain literal";
+
+impl SkipReason {
+    pub fn kind(&self) -> ReasonKind {
+        match self {
+            SkipReason::TooLarge { .. } => ReasonKind::TooLarge,
+            SkipReason::LineTooLong(_) => ReasonKind::LineTooLong,
+            SkipReason::NulWithoutBinary => ReasonKind::NulBytes,
+            SkipReason::BareLineEnds(_) => ReasonKind::BareLineEnds,
+            SkipReason::Rejected(_) => ReasonKind::Rejected,
+        }
+    }
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SkipReason::TooLarge {
+                said: Some(words), ..
+            } => f.write_str(words),
+            SkipReason::TooLarge { size, limit, .. } => write!(
+                f,
+                "{} is over the target's limit of {}",
+                crate::format::bytes(*size),
+                limit.map_or_else(|| "?".to_string(), crate::format::bytes)
+            ),
+            SkipReason::NulWithoutBinary => f.write_str(NUL_SKIP_REASON),
+            SkipReason::LineTooLong(words)
+            | SkipReason::BareLineEnds(words)
+            | SkipReason::Rejected(words) => f.write_str(words),
+        }
+    }
+}
+
+/// Why a message failed this time; the next upload tries it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailReason {
+    /// The stored blob is damaged (its words).
+    Damaged(String),
+    /// The server refused it for now (its words).
+    Refused(String),
+    /// A read-back did not find it; when that was.
+    MissingAtTarget { checked_at: String },
+}
+
+impl FailReason {
+    pub fn kind(&self) -> ReasonKind {
+        match self {
+            FailReason::Damaged(_) => ReasonKind::Damaged,
+            FailReason::Refused(_) => ReasonKind::Refused,
+            FailReason::MissingAtTarget { .. } => ReasonKind::MissingAtTarget,
+        }
+    }
+}
+
+impl std::fmt::Display for FailReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FailReason::Damaged(words) => {
+                write!(
+                    f,
+                    "{words}; the next mirror fetches it again from the source"
+                )
+            }
+            FailReason::Refused(words) => f.write_str(words),
+            FailReason::MissingAtTarget { checked_at } => {
+                write!(f, "missing at the target when checked on {checked_at}")
+            }
         }
     }
 }
@@ -85,6 +266,7 @@ pub struct LedgerEntry {
     pub uid: Option<u32>,
     pub flags: Option<String>,
     pub reason: Option<String>,
+    pub reason_kind: Option<ReasonKind>,
     /// The account whose upload placed it (None: before schema 3).
     pub account: Option<String>,
     /// The hash of the bytes sent, where they differ from the blob.
@@ -188,20 +370,19 @@ pub fn placed_bytes(index: &Index, mailbox: &str, host: &str) -> Result<u64> {
 }
 
 /// Entries of a target mailbox that did not go, by state (skipped or
-/// failed) and reason, with how many share them.
-pub fn not_uploaded_by_reason(index: &Index, target: i64) -> Result<Vec<(State, String, u64)>> {
+/// failed) and kind of reason, with how many share them.
+pub fn not_uploaded_by_reason(
+    index: &Index,
+    target: i64,
+) -> Result<Vec<(State, Option<ReasonKind>, u64)>> {
     let mut stmt = index.connection().prepare(
-        "SELECT u.state, COALESCE(u.reason, ''), COUNT(*) FROM uploads u
+        "SELECT u.state, u.reason_kind, COUNT(*) FROM uploads u
          JOIN target_folders f ON f.id = u.target_folder_id
          WHERE f.target_id = ?1 AND u.state IN ('skipped', 'failed')
-         GROUP BY u.state, u.reason",
+         GROUP BY u.state, u.reason_kind",
     )?;
     let rows = stmt.query_map([target], |r| {
-        Ok((
-            State::parse(&r.get::<_, String>(0)?),
-            r.get::<_, String>(1)?,
-            r.get::<_, i64>(2)? as u64,
-        ))
+        Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
@@ -330,36 +511,37 @@ pub fn set_folder_uidvalidity(index: &Index, folder: i64, uidvalidity: u32) -> R
 
 pub fn entries(index: &Index, folder: i64) -> Result<HashMap<BlobHash, LedgerEntry>> {
     let mut stmt = index.connection().prepare_cached(
-        "SELECT blob_hash, state, uidvalidity, uidnext, uid, flags, reason, account, sent_hash
+        "SELECT blob_hash, state, uidvalidity, uidnext, uid, flags, reason, account, sent_hash,
+                reason_kind
          FROM uploads WHERE target_folder_id = ?1",
     )?;
     let rows = stmt.query_map([folder], |r| {
         Ok((
             r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get(2)?,
-            r.get(3)?,
-            r.get(4)?,
+            r.get::<_, State>(1)?,
+            (r.get(2)?, r.get(3)?, r.get(4)?),
             r.get(5)?,
-            r.get(6)?,
+            (r.get(6)?, r.get(9)?),
             r.get(7)?,
             r.get::<_, Option<String>>(8)?,
         ))
     })?;
     let mut out = HashMap::new();
     for row in rows {
-        let (hash, state, uidvalidity, uidnext, uid, flags, reason, account, sent) = row?;
+        let (hash, state, (uidvalidity, uidnext, uid), flags, (reason, reason_kind), account, sent) =
+            row?;
         let blob = BlobHash::from_hex(&hash)?;
         out.insert(
             blob,
             LedgerEntry {
                 blob,
-                state: State::parse(&state),
+                state,
                 uidvalidity,
                 uidnext,
                 uid,
                 flags,
                 reason,
+                reason_kind,
                 account,
                 sent_hash: sent.as_deref().map(BlobHash::from_hex).transpose()?,
             },
@@ -385,7 +567,7 @@ pub fn mark_pending(index: &Index, folder: i64, blob: &BlobHash, a: &Attempt) ->
                               duplicates, attempts, updated_at, account, sent_as, sent_hash)
          VALUES (?1, ?2, 'pending', ?3, ?4, ?5, 1, ?6, ?7, ?8, ?9)
          ON CONFLICT (target_folder_id, blob_hash) DO UPDATE SET
-            state = 'pending', uidvalidity = ?3, uidnext = ?4, uid = NULL, reason = NULL,
+            state = 'pending', uidvalidity = ?3, uidnext = ?4, uid = NULL, reason = NULL, reason_kind = NULL,
             duplicates = ?5, attempts = attempts + 1, updated_at = ?6, account = ?7,
             sent_as = ?8, sent_hash = ?9",
         params![
@@ -419,7 +601,7 @@ pub fn mark_done(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (target_folder_id, blob_hash) DO UPDATE SET
             state = ?3, uidvalidity = COALESCE(?4, uidvalidity), uid = ?5, flags = ?6,
-            reason = NULL, updated_at = ?7,
+            reason = NULL, reason_kind = NULL, updated_at = ?7,
             sent_as = CASE WHEN ?3 = 'present' THEN NULL ELSE sent_as END,
             sent_hash = CASE WHEN ?3 = 'present' THEN NULL ELSE sent_hash END",
         params![
@@ -435,27 +617,66 @@ pub fn mark_done(
     Ok(())
 }
 
-/// Not appended, for `reason` (the server's words where it gave any).
-pub fn mark_not_uploaded(
+/// Skipped for good, for `reason`.
+pub fn mark_skipped(
+    index: &Index,
+    folder: i64,
+    blob: &BlobHash,
+    reason: &SkipReason,
+    copies: u64,
+) -> Result<()> {
+    not_uploaded(
+        index,
+        folder,
+        blob,
+        State::Skipped,
+        reason.kind(),
+        &reason.to_string(),
+        copies,
+    )
+}
+
+/// Failed this time, for `reason`: the next upload tries again.
+pub fn mark_failed(
+    index: &Index,
+    folder: i64,
+    blob: &BlobHash,
+    reason: &FailReason,
+    copies: u64,
+) -> Result<()> {
+    not_uploaded(
+        index,
+        folder,
+        blob,
+        State::Failed,
+        reason.kind(),
+        &reason.to_string(),
+        copies,
+    )
+}
+
+fn not_uploaded(
     index: &Index,
     folder: i64,
     blob: &BlobHash,
     state: State,
-    reason: &str,
+    kind: ReasonKind,
+    words: &str,
     copies: u64,
 ) -> Result<()> {
-    debug_assert!(matches!(state, State::Skipped | State::Failed));
     index.connection().execute(
-        "INSERT INTO uploads (target_folder_id, blob_hash, state, reason, duplicates, attempts,
-                              updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)
+        "INSERT INTO uploads (target_folder_id, blob_hash, state, reason, reason_kind,
+                              duplicates, attempts, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7)
          ON CONFLICT (target_folder_id, blob_hash) DO UPDATE SET
-            state = ?3, reason = ?4, uidnext = NULL, attempts = attempts + 1, updated_at = ?6",
+            state = ?3, reason = ?4, reason_kind = ?5, uidnext = NULL,
+            attempts = attempts + 1, updated_at = ?7",
         params![
             folder,
             blob.to_hex(),
             state.as_str(),
-            reason,
+            words,
+            kind.as_str(),
             copies.saturating_sub(1) as i64,
             now()
         ],
@@ -577,4 +798,135 @@ pub fn outgoing(index: &Index, source_folders: &[i64]) -> Result<Vec<Outgoing>> 
 fn date_header_instant(rfc3339: &str) -> Option<(i64, i32)> {
     let d = chrono::DateTime::parse_from_rfc3339(rfc3339).ok()?;
     Some((d.timestamp(), d.offset().local_minus_utc() / 60))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite::Connection;
+    use rusqlite_migration::{M, Migrations};
+
+    /// An index as schema 6 left it, with the ledger's words of then.
+    fn index_of_schema_6(path: &std::path::Path, entries: &[(&str, &str)]) {
+        let mut conn = Connection::open(path).unwrap();
+        let schema: Vec<M<'static>> = super::super::index::SCHEMA[..6]
+            .iter()
+            .map(|sql| M::up(sql))
+            .collect();
+        Migrations::new(schema).to_latest(&mut conn).unwrap();
+        conn.execute_batch(
+            "INSERT INTO targets (id, mailbox, host, created_at) VALUES (1, 'a', 'h', 0);
+             INSERT INTO target_folders (id, target_id, wire_name, display_name)
+             VALUES (1, 1, 'INBOX', 'INBOX');",
+        )
+        .unwrap();
+        for (i, (state, reason)) in entries.iter().enumerate() {
+            let hash = format!("{i:064x}");
+            conn.execute(
+                "INSERT INTO blobs (hash, size, stored_size, created_at) VALUES (?1, 1, 1, 0)",
+                [&hash],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO uploads (target_folder_id, blob_hash, state, reason, updated_at)
+                 VALUES (1, ?1, ?2, ?3, 0)",
+                params![hash, state, reason],
+            )
+            .unwrap();
+        }
+    }
+
+    #[test]
+    fn reasons_written_as_words_get_their_kinds_when_the_index_is_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.sqlite");
+        let old = [
+            ("skipped", "40.0 MiB is over the target's limit of 35.0 MiB"),
+            ("skipped", "NO [TOOBIG] APPEND failed: message too large."),
+            ("skipped", "NO [LIMIT] APPEND failed: line too long."),
+            ("skipped", NUL_SKIP_REASON),
+            ("skipped", "NO [PARSE] invalid header"),
+            (
+                "failed",
+                "stored message 00ab is damaged: the file is missing; the next mirror fetches \
+                 it again from the source",
+            ),
+            (
+                "failed",
+                "missing at the target when checked on 2026-11-01 10:00 UTC",
+            ),
+            ("failed", "NO [OVERQUOTA] quota exceeded"),
+        ];
+        index_of_schema_6(&path, &old);
+        let index = Index::open(&path).unwrap();
+        let entries = entries(&index, 1).unwrap();
+        let kind = |i: usize| {
+            let hash = BlobHash::from_hex(&format!("{i:064x}")).unwrap();
+            entries[&hash].reason_kind
+        };
+        let expected = [
+            ReasonKind::TooLarge,
+            ReasonKind::TooLarge,
+            ReasonKind::LineTooLong,
+            ReasonKind::NulBytes,
+            ReasonKind::Rejected,
+            ReasonKind::Damaged,
+            ReasonKind::MissingAtTarget,
+            ReasonKind::Refused,
+        ];
+        for (i, want) in expected.into_iter().enumerate() {
+            assert_eq!(kind(i), Some(want), "{:?}", old[i]);
+        }
+        // The words stay as they were.
+        let hash = BlobHash::from_hex(&format!("{:064x}", 4)).unwrap();
+        assert_eq!(
+            entries[&hash].reason.as_deref(),
+            Some("NO [PARSE] invalid header")
+        );
+    }
+
+    #[test]
+    fn a_new_reason_is_stored_as_its_kind_and_its_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.sqlite");
+        index_of_schema_6(&path, &[("pending", "")]);
+        let index = Index::open(&path).unwrap();
+        let blob = BlobHash::from_hex(&format!("{:064x}", 0)).unwrap();
+        let reason = SkipReason::TooLarge {
+            size: 40 << 20,
+            limit: Some(35 << 20),
+            said: None,
+        };
+        mark_skipped(&index, 1, &blob, &reason, 1).unwrap();
+        let entry = &entries(&index, 1).unwrap()[&blob];
+        assert_eq!(entry.state, State::Skipped);
+        assert_eq!(entry.reason_kind, Some(ReasonKind::TooLarge));
+        assert_eq!(
+            entry.reason.as_deref(),
+            Some("40.0 MiB is over the target's limit of 35.0 MiB")
+        );
+        let by_reason = not_uploaded_by_reason(&index, 1).unwrap();
+        assert_eq!(
+            by_reason,
+            vec![(State::Skipped, Some(ReasonKind::TooLarge), 1)]
+        );
+    }
+
+    #[test]
+    fn an_unknown_ledger_state_is_an_error_not_a_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.sqlite");
+        index_of_schema_6(&path, &[("done", "")]);
+        let index = Index::open(&path).unwrap();
+        // A foreign or damaged ledger: the CHECK constraint bypassed.
+        index
+            .connection()
+            .execute_batch(
+                "PRAGMA ignore_check_constraints = ON;
+                 UPDATE uploads SET state = 'lost';",
+            )
+            .unwrap();
+        let err = format!("{:#}", entries(&index, 1).unwrap_err());
+        assert!(err.contains("unknown state \"lost\""), "{err}");
+    }
 }

@@ -193,3 +193,57 @@ pub fn verify(root: &Path, jobs: usize, progress: &dyn Progress) -> Result<Verif
         seconds: started.elapsed().as_secs_f64(),
     })
 }
+
+impl std::fmt::Display for Verified {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for fault in &self.faults {
+            writeln!(
+                f,
+                "{}: {} ({})",
+                fault.kind,
+                fault.path.display(),
+                fault.detail
+            )?;
+        }
+        if self.writer_active {
+            writeln!(
+                f,
+                "a mirror, upload or import was writing this store while verify ran: {} blob \
+                 files it had not recorded yet were left out (in flight, not faults); verify \
+                 again when it has finished",
+                self.in_flight
+            )?;
+        }
+        if !self.leftovers.is_empty() {
+            writeln!(
+                f,
+                "{} leftover blob files from a run that was stopped before it recorded their \
+                 messages (not faults: nothing points at them). The next `mailferry mirror` \
+                 adopts those the source still has; `mailferry gc` lists them and \
+                 `mailferry gc --delete` removes them",
+                self.leftovers.len()
+            )?;
+        }
+        if self.marked_for_refetch > 0 {
+            writeln!(
+                f,
+                "{} damaged blobs are marked: the next `mailferry mirror` fetches their \
+                 messages again where the source still has them",
+                self.marked_for_refetch
+            )?;
+        }
+        writeln!(
+            f,
+            "{} blobs ({}) checked in {:.1}s: {}",
+            self.blobs_checked,
+            crate::format::bytes(self.bytes_checked),
+            self.seconds,
+            if self.faults.is_empty() {
+                "no faults".to_string()
+            } else {
+                format!("{} faults", self.faults.len())
+            }
+        )?;
+        Ok(())
+    }
+}

@@ -14,7 +14,9 @@
 //! that arrived there, or copies made by hand); they are counted, never
 //! touched.
 
+use crate::format::message_line;
 use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -22,7 +24,7 @@ use anyhow::{Result, anyhow};
 use futures::StreamExt as _;
 use serde::Serialize;
 
-use super::{AccountContext, UploadOptions};
+use super::{UploadContext, UploadOptions};
 use crate::config::{Config, TargetKind};
 use crate::imap::{FetchedMessage, ImapSession};
 use crate::outcome::error_chain;
@@ -111,7 +113,7 @@ pub async fn check_targets(
     let tls = Arc::new(std::sync::OnceLock::new());
     let mut accounts: Vec<AccountCheck> = futures::stream::iter(config.accounts.iter().cloned())
         .map(|account| {
-            let ctx = AccountContext::new(
+            let ctx = UploadContext::new(
                 store.clone(),
                 options.clone(),
                 tls.clone(),
@@ -150,7 +152,7 @@ pub async fn check_targets(
     })
 }
 
-async fn check_account(ctx: &AccountContext, out: &mut AccountCheck, requeue: bool) -> Result<()> {
+async fn check_account(ctx: &UploadContext, out: &mut AccountCheck, requeue: bool) -> Result<()> {
     let host = &ctx.options.target.server.address();
     let folders: Vec<ledger::KnownFolder> = {
         let index = ctx.store.index();
@@ -200,7 +202,7 @@ struct BlobFacts {
     missing: MissingMessage,
 }
 
-fn blob_facts(ctx: &AccountContext, blob: &BlobHash) -> Result<BlobFacts> {
+fn blob_facts(ctx: &UploadContext, blob: &BlobHash) -> Result<BlobFacts> {
     let facts =
         ctx.store.index().blob_facts(blob)?.ok_or_else(|| {
             anyhow!("the ledger names blob {blob}, which the index does not hold")
@@ -220,7 +222,7 @@ fn blob_facts(ctx: &AccountContext, blob: &BlobHash) -> Result<BlobFacts> {
 }
 
 async fn check_folder(
-    ctx: &AccountContext,
+    ctx: &UploadContext,
     imap: &mut ImapSession,
     folder: &ledger::KnownFolder,
     existing: &[String],
@@ -381,13 +383,12 @@ async fn check_folder(
     }
     out.extras = taken.iter().filter(|t| !**t).count() as u64;
     if requeue && !missing.is_empty() {
-        let reason = format!(
-            "missing at the target when checked on {}",
-            chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
-        );
+        let reason = ledger::FailReason::MissingAtTarget {
+            checked_at: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+        };
         let index = ctx.store.index();
         for (blob, _) in &missing {
-            ledger::mark_not_uploaded(&index, folder.id, blob, State::Failed, &reason, 1)?;
+            ledger::mark_failed(&index, folder.id, blob, &reason, 1)?;
         }
     }
     let failed_before = entries
@@ -397,4 +398,85 @@ async fn check_folder(
     out.to_retry = failed_before + if requeue { missing.len() as u64 } else { 0 };
     out.missing = missing.into_iter().map(|(_, m)| m).collect();
     Ok(out)
+}
+
+/// `verify --target`: per account and folder, what was found where.
+impl std::fmt::Display for TargetCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut out = String::new();
+        for a in &self.accounts {
+            let _ = writeln!(
+                out,
+                "{} at {}: {} expected, {} found, {} missing, {} extra at the target{}",
+                a.account,
+                a.target,
+                a.expected,
+                a.found,
+                a.missing,
+                a.extras,
+                if a.pending + a.to_retry > 0 {
+                    format!(
+                        "; {} to append again and {} pending: run upload",
+                        a.to_retry, a.pending
+                    )
+                } else {
+                    String::new()
+                }
+            );
+            if let Some(e) = &a.error {
+                let _ = writeln!(out, "  NOT CHECKED: {e}");
+            }
+            for f in &a.folders {
+                let _ = writeln!(
+                    out,
+                    "  {:<36} {:>7} expected {:>7} by UID {:>6} by Message-ID {:>5} other {:>5} \
+                     missing {:>5} extra{}",
+                    f.folder,
+                    f.expected,
+                    f.found_by_uid,
+                    f.found_by_message_id,
+                    f.found_otherwise,
+                    f.missing.len(),
+                    f.extras,
+                    if f.folder_missing {
+                        "  (FOLDER GONE)"
+                    } else {
+                        ""
+                    }
+                );
+                for m in &f.missing {
+                    let _ = writeln!(
+                        out,
+                        "    missing: {}",
+                        message_line(&m.date, &m.from, &m.subject, m.size)
+                    );
+                }
+            }
+        }
+        let missing: u64 = self.accounts.iter().map(|a| a.missing).sum();
+        let unsettled: u64 = self.accounts.iter().map(|a| a.to_retry + a.pending).sum();
+        let failed = self.accounts.iter().filter(|a| a.error.is_some()).count();
+        let _ = writeln!(
+            out,
+            "\n{} of {} accounts checked in {:.1}s: {}",
+            self.accounts.len() - failed,
+            self.accounts.len(),
+            self.seconds,
+            if failed > 0 {
+                "some accounts could not be checked".to_string()
+            } else if missing > 0 && self.requeued {
+                format!("{missing} missing; the next upload appends them again")
+            } else if missing > 0 {
+                format!(
+                    "{missing} missing (deleted at the target?); `verify --target \
+                     --requeue-missing` marks them for the next upload"
+                )
+            } else if unsettled > 0 {
+                format!("{unsettled} messages are not at the target yet; run upload")
+            } else {
+                "every message the ledger has is at the target".to_string()
+            }
+        );
+        f.write_str(&out)
+    }
 }

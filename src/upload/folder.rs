@@ -13,10 +13,10 @@ use anyhow::{Context, Result, anyhow};
 use chrono::{DateTime, FixedOffset};
 
 use super::refusal::{self, Refusal};
-use super::{AccountContext, FolderJob, TargetSession, flags_for_target};
+use super::{FolderJob, TargetSession, UploadContext, flags_for_target};
 use crate::imap::{FetchedMessage, ImapError};
 use crate::store::BlobHash;
-use crate::store::ledger::{self, LedgerEntry, Outgoing, SentAs, State};
+use crate::store::ledger::{self, FailReason, LedgerEntry, Outgoing, SentAs, SkipReason, State};
 
 /// How often one message is tried while the server keeps throttling.
 const THROTTLE_RETRIES: u32 = 30;
@@ -35,7 +35,7 @@ pub(crate) fn wants_append(
         // Skipped for its NUL bytes, and now the user asks to send them.
         Some(State::Skipped) => {
             send_nul_bytes
-                && entry.and_then(|e| e.reason.as_deref()) == Some(refusal::NUL_SKIP_REASON)
+                && entry.and_then(|e| e.reason_kind) == Some(ledger::ReasonKind::NulBytes)
         }
         Some(State::Done | State::Present) => false,
     }
@@ -91,7 +91,7 @@ pub(crate) fn work<'a>(
 }
 
 pub(crate) async fn run(
-    ctx: &AccountContext,
+    ctx: &UploadContext,
     session: &mut TargetSession,
     job: &FolderJob,
 ) -> Result<()> {
@@ -182,19 +182,12 @@ pub(crate) async fn run(
         if let Some(limit) = limit
             && o.size > limit
         {
-            let reason = format!(
-                "{} is over the target's limit of {}",
-                crate::format::bytes(o.size),
-                crate::format::bytes(limit)
-            );
-            ledger::mark_not_uploaded(
-                &ctx.store.index(),
-                tf,
-                &o.blob,
-                State::Skipped,
-                &reason,
-                o.copies,
-            )?;
+            let reason = SkipReason::TooLarge {
+                size: o.size,
+                limit: Some(limit),
+                said: None,
+            };
+            ledger::mark_skipped(&ctx.store.index(), tf, &o.blob, &reason, o.copies)?;
             continue;
         }
         let store = ctx.store.clone();
@@ -207,18 +200,11 @@ pub(crate) async fn run(
             Err(damaged) => {
                 // Never upload what is not the message; the rest of the
                 // folder goes on, and the next mirror fetches it again.
-                let reason = format!("{damaged}; the next mirror fetches it again from the source");
+                let reason = FailReason::Damaged(damaged.to_string());
                 {
                     let index = ctx.store.index();
                     index.mark_blob_damaged(&o.blob, &damaged.fault)?;
-                    ledger::mark_not_uploaded(
-                        &index,
-                        tf,
-                        &o.blob,
-                        State::Failed,
-                        &reason,
-                        o.copies,
-                    )?;
+                    ledger::mark_failed(&index, tf, &o.blob, &reason, o.copies)?;
                 }
                 ctx.progress.warn(
                     &ctx.account.name,
@@ -231,12 +217,11 @@ pub(crate) async fn run(
         let mut sent_as = None;
         if body.contains(&0) && !imap.capabilities().has("BINARY") {
             if !ctx.options.send_nul_bytes {
-                ledger::mark_not_uploaded(
+                ledger::mark_skipped(
                     &ctx.store.index(),
                     tf,
                     &o.blob,
-                    State::Skipped,
-                    refusal::NUL_SKIP_REASON,
+                    &SkipReason::NulWithoutBinary,
                     o.copies,
                 )?;
                 continue;
@@ -321,14 +306,14 @@ pub(crate) async fn run(
                     let Some(text) = refused else {
                         return Err(e);
                     };
-                    let state = match refusal::classify(&text) {
+                    let refusal = refusal::classify(&text);
+                    match refusal {
                         Refusal::Throttled(backoff) => {
                             ctx.throttle.throttled(backoff);
                             throttled += 1;
                             if throttled < THROTTLE_RETRIES {
                                 continue;
                             }
-                            State::Failed
                         }
                         Refusal::NoFolder if !created => {
                             imap.create(&wire).await?;
@@ -344,18 +329,20 @@ pub(crate) async fn run(
                             sent_as = Some(SentAs::Crlf);
                             continue;
                         }
-                        Refusal::BareNewlines | Refusal::Permanent => State::Skipped,
-                        Refusal::NoFolder | Refusal::Temporary => State::Failed,
-                    };
+                        _ => {}
+                    }
                     // The server will not take this message: say why, go on.
-                    ledger::mark_not_uploaded(
-                        &ctx.store.index(),
-                        tf,
-                        &o.blob,
-                        state,
-                        &text,
-                        o.copies,
-                    )?;
+                    let index = ctx.store.index();
+                    match refusal {
+                        Refusal::BareNewlines | Refusal::Permanent => {
+                            let reason = refusal::skip_reason(&text, o.size);
+                            ledger::mark_skipped(&index, tf, &o.blob, &reason, o.copies)?;
+                        }
+                        Refusal::Throttled(_) | Refusal::NoFolder | Refusal::Temporary => {
+                            let reason = FailReason::Refused(text);
+                            ledger::mark_failed(&index, tf, &o.blob, &reason, o.copies)?;
+                        }
+                    }
                     break;
                 }
             }
@@ -365,7 +352,7 @@ pub(crate) async fn run(
 }
 
 /// What the job must still append, by the ledger as it is now.
-fn still_to_append<'a>(ctx: &AccountContext, job: &'a FolderJob) -> Result<Vec<&'a Outgoing>> {
+fn still_to_append<'a>(ctx: &UploadContext, job: &'a FolderJob) -> Result<Vec<&'a Outgoing>> {
     let entries = ledger::entries(&ctx.store.index(), job.target_folder_id)?;
     Ok(job
         .outgoing
@@ -385,7 +372,7 @@ fn still_to_append<'a>(ctx: &AccountContext, job: &'a FolderJob) -> Result<Vec<&
 /// than letters, digits, space and `-_./` become `_`, or, if there are
 /// none, ` (migrated)` is added. The ledger remembers the name taken.
 async fn create(
-    ctx: &AccountContext,
+    ctx: &UploadContext,
     imap: &mut crate::imap::ImapSession,
     job: &FolderJob,
 ) -> Result<String> {
@@ -470,7 +457,7 @@ fn internal_date(instant: i64, offset_minutes: i32) -> String {
 /// recorded UIDNEXT. Returns how many were found already there.
 #[allow(clippy::too_many_arguments)]
 async fn reconcile(
-    ctx: &AccountContext,
+    ctx: &UploadContext,
     imap: &mut crate::imap::ImapSession,
     job: &FolderJob,
     wire: &str,
@@ -595,7 +582,7 @@ async fn reconcile(
 /// a Message-ID matches by content hash where sizes agree. Each message at
 /// the target settles at most one entry. Returns how many were found.
 async fn read_back(
-    ctx: &AccountContext,
+    ctx: &UploadContext,
     imap: &mut crate::imap::ImapSession,
     job: &FolderJob,
     uidvalidity: u32,
@@ -776,7 +763,7 @@ async fn body_hashes(
 
 /// Pushes flag changes as +FLAGS/-FLAGS, one STORE per distinct change.
 async fn push_flags(
-    ctx: &AccountContext,
+    ctx: &UploadContext,
     imap: &mut crate::imap::ImapSession,
     job: &FolderJob,
     wire: &str,

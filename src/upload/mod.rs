@@ -11,11 +11,14 @@ pub mod check;
 mod folder;
 pub mod mapping;
 pub mod refusal;
+mod summary;
 pub mod throttle;
 
+pub use summary::plan_table;
+
 use crate::store::ledger;
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -49,71 +52,47 @@ pub struct UploadOptions {
     pub tokens: Option<Arc<TokenProvider>>,
 }
 
-/// Counts of one account's (or the run's) upload.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct UploadCounts {
-    /// Target folders looked at, and created.
-    pub folders: u64,
-    pub folders_created: u64,
-    /// Messages appended in this run, and their bytes.
-    pub appended: u64,
-    pub bytes_appended: u64,
-    /// Messages the ledger already had at the target before this run.
-    pub already_present: u64,
-    /// Entries left pending by an earlier run, settled by reading the target.
-    pub reconciled: u64,
-    /// Messages found already at the target though the ledger had no entry
-    /// for them (a lost or replaced index, another store, an earlier tool),
-    /// recorded as present instead of appended again.
-    pub found_at_target: u64,
-    /// Extra copies of the same bytes in one target folder (uploaded once).
-    pub duplicates: u64,
-    /// Messages not uploaded for good (too large, rejected), by reason.
-    pub skipped: u64,
-    pub skipped_by_reason: BTreeMap<String, u64>,
-    /// Messages that failed and will be tried again.
-    pub failed: u64,
-    /// Messages at the target whose bytes differ from the store's because
-    /// the target needed them so (line ends made CRLF, NUL bytes sent
-    /// without BINARY), by what was done.
-    pub sent_otherwise: BTreeMap<String, u64>,
-    /// Flag changes pushed to messages already at the target.
-    pub flags_pushed: u64,
-    /// Throttling replies obeyed, and milliseconds waited for them.
-    pub throttled: u64,
-    pub throttle_wait_ms: u64,
-    pub round_trips: u64,
-    pub connections: u64,
-    /// With --dry-run: what would be appended.
-    pub would_append: u64,
-    pub would_append_bytes: u64,
-}
-
-impl UploadCounts {
-    pub fn add(&mut self, o: &UploadCounts) {
-        self.folders += o.folders;
-        self.folders_created += o.folders_created;
-        self.appended += o.appended;
-        self.bytes_appended += o.bytes_appended;
-        self.already_present += o.already_present;
-        self.reconciled += o.reconciled;
-        self.found_at_target += o.found_at_target;
-        self.duplicates += o.duplicates;
-        self.skipped += o.skipped;
-        for (k, v) in &o.skipped_by_reason {
-            *self.skipped_by_reason.entry(k.clone()).or_default() += v;
-        }
-        self.failed += o.failed;
-        for (k, v) in &o.sent_otherwise {
-            *self.sent_otherwise.entry(k.clone()).or_default() += v;
-        }
-        self.flags_pushed += o.flags_pushed;
-        self.throttled += o.throttled;
-        self.throttle_wait_ms += o.throttle_wait_ms;
-        self.round_trips += o.round_trips;
-        self.connections += o.connections;
-        self.would_append += o.would_append;
-        self.would_append_bytes += o.would_append_bytes;
+crate::counts::counters! {
+    /// Counts of one account's (or the run's) upload.
+    pub struct UploadCounts, shared Shared {
+        /// Target folders looked at, and created.
+        folders,
+        folders_created,
+        /// Messages appended in this run, and their bytes.
+        appended,
+        bytes_appended,
+        /// Messages the ledger already had at the target before this run.
+        already_present,
+        /// Entries left pending by an earlier run, settled by reading the target.
+        reconciled,
+        /// Messages found already at the target though the ledger had no entry
+        /// for them (a lost or replaced index, another store, an earlier tool),
+        /// recorded as present instead of appended again.
+        found_at_target,
+        /// Extra copies of the same bytes in one target folder (uploaded once).
+        duplicates,
+        /// Messages not uploaded for good (too large, rejected), by reason.
+        skipped,
+        /// Messages that failed and will be tried again.
+        failed,
+        /// Flag changes pushed to messages already at the target.
+        flags_pushed,
+        /// Throttling replies obeyed, and milliseconds waited for them.
+        throttled,
+        throttle_wait_ms,
+        round_trips,
+        connections,
+        /// With --dry-run: what would be appended.
+        would_append,
+        would_append_bytes,
+    }
+    maps {
+        /// Skipped messages by the kind of reason.
+        skipped_by_reason,
+        /// Messages at the target whose bytes differ from the store's because
+        /// the target needed them so (line ends made CRLF, NUL bytes sent
+        /// without BINARY), by what was done.
+        sent_otherwise,
     }
 }
 
@@ -189,7 +168,7 @@ pub async fn upload(
         .transpose()?;
     let mut accounts: Vec<AccountUpload> = futures::stream::iter(config.accounts.iter().cloned())
         .map(|account| {
-            let ctx = Arc::new(AccountContext::new(
+            let ctx = Arc::new(UploadContext::new(
                 store.clone(),
                 options.clone(),
                 tls.clone(),
@@ -221,7 +200,7 @@ pub async fn upload(
     Ok(summary)
 }
 
-pub(crate) struct AccountContext {
+pub(crate) struct UploadContext {
     pub store: Arc<Store>,
     pub options: Arc<UploadOptions>,
     pub tls: Arc<std::sync::OnceLock<Arc<rustls::ClientConfig>>>,
@@ -229,19 +208,6 @@ pub(crate) struct AccountContext {
     pub progress: Arc<dyn Progress>,
     pub throttle: throttle::Throttle,
     pub shared: Shared,
-}
-
-/// Counters the account's workers add to.
-#[derive(Default)]
-pub(crate) struct Shared {
-    pub appended: AtomicU64,
-    pub bytes_appended: AtomicU64,
-    pub reconciled: AtomicU64,
-    pub found_at_target: AtomicU64,
-    pub flags_pushed: AtomicU64,
-    pub folders_created: AtomicU64,
-    pub round_trips: AtomicU64,
-    pub connections: AtomicU64,
 }
 
 /// A session and the token it logged in with.
@@ -257,15 +223,15 @@ impl TargetSession {
     }
 }
 
-impl AccountContext {
+impl UploadContext {
     pub fn new(
         store: Arc<Store>,
         options: Arc<UploadOptions>,
         tls: Arc<std::sync::OnceLock<Arc<rustls::ClientConfig>>>,
         account: Account,
         progress: Arc<dyn Progress>,
-    ) -> AccountContext {
-        AccountContext {
+    ) -> UploadContext {
+        UploadContext {
             store,
             options,
             tls,
@@ -350,7 +316,7 @@ pub(crate) struct FolderJob {
     pub exists: bool,
 }
 
-async fn upload_account(ctx: Arc<AccountContext>) -> AccountUpload {
+async fn upload_account(ctx: Arc<UploadContext>) -> AccountUpload {
     let started = Instant::now();
     let errors = Arc::new(Mutex::new(Vec::new()));
     let mut planned = Vec::new();
@@ -387,15 +353,7 @@ async fn upload_account(ctx: Arc<AccountContext>) -> AccountUpload {
             Some((crate::outcome::failure_kind(&e), error_chain(&e))),
         ),
     };
-    let s = &ctx.shared;
-    counts.appended = s.appended.load(Ordering::Relaxed);
-    counts.bytes_appended = s.bytes_appended.load(Ordering::Relaxed);
-    counts.reconciled = s.reconciled.load(Ordering::Relaxed);
-    counts.found_at_target = s.found_at_target.load(Ordering::Relaxed);
-    counts.flags_pushed = s.flags_pushed.load(Ordering::Relaxed);
-    counts.folders_created = s.folders_created.load(Ordering::Relaxed);
-    counts.round_trips = s.round_trips.load(Ordering::Relaxed);
-    counts.connections = s.connections.load(Ordering::Relaxed);
+    counts.add(&ctx.shared.snapshot());
     let (throttled, waited) = ctx.throttle.totals();
     counts.throttled = throttled;
     counts.throttle_wait_ms = waited.as_millis() as u64;
@@ -458,7 +416,7 @@ async fn upload_account(ctx: Arc<AccountContext>) -> AccountUpload {
 }
 
 /// Skipped (by reason) and failed entries in the ledger for this target.
-fn count_outcomes(ctx: &AccountContext, counts: &mut UploadCounts) -> Result<()> {
+fn count_outcomes(ctx: &UploadContext, counts: &mut UploadCounts) -> Result<()> {
     let index = ctx.store.index();
     let Some(target) = ledger::find_target(
         &index,
@@ -468,12 +426,13 @@ fn count_outcomes(ctx: &AccountContext, counts: &mut UploadCounts) -> Result<()>
     else {
         return Ok(());
     };
-    for (state, reason, n) in ledger::not_uploaded_by_reason(&index, target)? {
+    for (state, kind, n) in ledger::not_uploaded_by_reason(&index, target)? {
         if state == ledger::State::Skipped {
             counts.skipped += n;
+            let label = kind.unwrap_or(ledger::ReasonKind::Rejected).label();
             *counts
                 .skipped_by_reason
-                .entry(reason_kind(&reason).to_string())
+                .entry(label.to_string())
                 .or_default() += n;
         } else {
             counts.failed += n;
@@ -488,26 +447,8 @@ fn count_outcomes(ctx: &AccountContext, counts: &mut UploadCounts) -> Result<()>
     Ok(())
 }
 
-/// A short name for a skip reason, for summaries.
-pub fn reason_kind(reason: &str) -> &'static str {
-    let r = reason.to_ascii_lowercase();
-    if r.contains("over the target's limit")
-        || r.contains("toobig")
-        || r.contains("too large")
-        || r.contains("size")
-    {
-        "too large"
-    } else if r.contains("nul bytes") {
-        "NUL bytes"
-    } else if r.contains("line") {
-        "line too long"
-    } else {
-        "rejected by the server"
-    }
-}
-
 async fn run_account(
-    ctx: &Arc<AccountContext>,
+    ctx: &Arc<UploadContext>,
     errors: &Arc<Mutex<Vec<String>>>,
     planned: &mut Vec<PlannedFolder>,
 ) -> Result<UploadCounts> {
@@ -543,7 +484,7 @@ async fn run_account(
             .clone()
             .unwrap_or_else(|| default_delimiter(options.target.kind).to_string()),
     };
-    let offline = plan_jobs(ctx, &folders, &source_prefix, &assumed, None, false)?;
+    let offline = folder_jobs(ctx, &folders, &source_prefix, &assumed, None, false)?;
     ctx.progress.account_started(&ctx.account.name);
     if options.dry_run {
         *planned = offline.planned;
@@ -576,9 +517,9 @@ async fn run_account(
         .map(|f| f.wire_name)
         .collect();
     let mut first = Some(s);
-    let Plan {
+    let AccountWork {
         jobs, mut counts, ..
-    } = plan_jobs(
+    } = folder_jobs(
         ctx,
         &folders,
         &source_prefix,
@@ -645,7 +586,7 @@ async fn run_account(
 /// namespaces were read (`INBOX/Projects` where it now says `Projects`)
 /// stays there: moving it would upload it all again.
 fn keep_earlier_folders(
-    ctx: &AccountContext,
+    ctx: &UploadContext,
     folders: &[crate::store::index::FolderRow],
     namespace: &Namespace,
     map: &mut [MapEntry],
@@ -678,7 +619,7 @@ fn keep_earlier_folders(
 }
 
 /// The work of one account, from the store and the ledger.
-struct Plan {
+struct AccountWork {
     jobs: VecDeque<FolderJob>,
     counts: UploadCounts,
     planned: Vec<PlannedFolder>,
@@ -687,14 +628,14 @@ struct Plan {
 /// Maps the account's folders into the target's namespace and reads the
 /// ledger for each target folder. With `write` false nothing is recorded
 /// (dry runs, and the check whether anything is to be done at all).
-fn plan_jobs(
-    ctx: &AccountContext,
+fn folder_jobs(
+    ctx: &UploadContext,
     folders: &[crate::store::index::FolderRow],
     source_prefix: &str,
     namespace: &Namespace,
     existing: Option<&std::collections::HashSet<String>>,
     write: bool,
-) -> Result<Plan> {
+) -> Result<AccountWork> {
     let options = &ctx.options;
     let mut map = mapping::map_account(
         &ctx.account.name,
@@ -728,7 +669,7 @@ fn plan_jobs(
     let existing_nocase: HashMap<String, &String> = existing
         .map(|ex| ex.iter().map(|w| (w.to_ascii_lowercase(), w)).collect())
         .unwrap_or_default();
-    let mut plan = Plan {
+    let mut plan = AccountWork {
         jobs: VecDeque::new(),
         counts: UploadCounts::default(),
         planned: Vec::new(),
@@ -861,7 +802,7 @@ fn target_wire_name(display: &str) -> String {
 const RECONNECTS: usize = 4;
 
 async fn worker(
-    ctx: Arc<AccountContext>,
+    ctx: Arc<UploadContext>,
     queue: Arc<Mutex<VecDeque<FolderJob>>>,
     errors: Arc<Mutex<Vec<String>>>,
     mut session: Option<TargetSession>,

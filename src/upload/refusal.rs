@@ -9,10 +9,7 @@
 use std::time::Duration;
 
 use super::throttle::is_throttled;
-
-/// Why a message with NUL bytes was not sent to a target without BINARY.
-pub const NUL_SKIP_REASON: &str = "the message holds NUL bytes, which this target cannot take \
-     (no BINARY); --send-nul-bytes sends it anyway in a plain literal";
+use crate::store::ledger::SkipReason;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -74,6 +71,33 @@ pub fn classify(text: &str) -> Refusal {
     Refusal::Temporary
 }
 
+/// What a refusal for good of a message of `size` bytes is, for the
+/// ledger: judged once, here, from the server's words, which are kept.
+pub fn skip_reason(text: &str, size: u64) -> SkipReason {
+    let lower = text.to_ascii_lowercase();
+    let words = text.to_string();
+    if lower.contains("bare newline") || lower.contains("bare lf") || lower.contains("bare cr") {
+        SkipReason::BareLineEnds(words)
+    } else if lower.contains("line too long")
+        || lower.contains("line is too long")
+        || lower.contains("line length")
+    {
+        SkipReason::LineTooLong(words)
+    } else if text.contains("[TOOBIG]")
+        || ["too large", "too big", "exceeds", "size"]
+            .iter()
+            .any(|w| lower.contains(w))
+    {
+        SkipReason::TooLarge {
+            size,
+            limit: None,
+            said: Some(words),
+        }
+    } else {
+        SkipReason::Rejected(words)
+    }
+}
+
 /// Whether `body` has a line end other than CRLF.
 pub fn has_bare_line_ends(body: &[u8]) -> bool {
     body.iter().enumerate().any(|(i, &b)| match b {
@@ -99,6 +123,26 @@ pub fn crlf_line_ends(body: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_for_good_is_told_by_kind_and_keeps_the_words() {
+        use crate::store::ledger::ReasonKind;
+        let kind = |text| skip_reason(text, 10).kind();
+        assert_eq!(kind("NO [TOOBIG] message too large"), ReasonKind::TooLarge);
+        assert_eq!(
+            kind("NO [LIMIT] APPEND failed: line too long."),
+            ReasonKind::LineTooLong
+        );
+        assert_eq!(
+            kind("NO Message contains bare newlines"),
+            ReasonKind::BareLineEnds
+        );
+        assert_eq!(kind("NO [PARSE] invalid header"), ReasonKind::Rejected);
+        assert_eq!(
+            skip_reason("NO [PARSE] invalid header", 10).to_string(),
+            "NO [PARSE] invalid header"
+        );
+    }
 
     #[test]
     fn refusals_are_told_apart_by_code_then_words() {

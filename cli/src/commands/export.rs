@@ -1,0 +1,36 @@
+//! `mailferry export`: the store as Maildir, mbox or .eml files
+//! ([`mailferry::mailfiles::export`]).
+
+use anyhow::Result;
+
+use crate::cli::{Cli, ExportArgs, ExportFormat};
+use crate::commands::{EXIT_INCOMPLETE, EXIT_OK};
+use mailferry::mailfiles::Format;
+use mailferry::mailfiles::export::{ExportOptions, export};
+
+pub fn run(cli: &Cli, args: &ExportArgs) -> Result<i32> {
+    let (root, _) = crate::commands::store_to_read(cli, args.accounts.as_deref())?;
+    let exported = export(
+        &root,
+        &ExportOptions {
+            dir: args.dir.clone(),
+            format: match args.format {
+                ExportFormat::Maildir => Format::Maildir,
+                ExportFormat::Mbox => Format::Mbox,
+                ExportFormat::Eml => Format::Eml,
+            },
+            account: args.account.clone(),
+            folder: args.folder.clone(),
+            include_expunged: args.include_expunged,
+            update: args.update,
+            force: args.force,
+            mode: args.file_mode.unwrap_or_default(),
+        },
+    )?;
+    eprint!("{exported}");
+    Ok(if exported.complete() {
+        EXIT_OK
+    } else {
+        EXIT_INCOMPLETE
+    })
+}

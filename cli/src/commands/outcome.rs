@@ -1,0 +1,150 @@
+//! The one way a command ends: a typed result that reads as text and as
+//! JSON ([`Outcome`]), printed by [`emit`], which returns its exit code.
+
+use std::fmt::Display;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::{EXIT_INCOMPLETE, EXIT_OK, exit_code};
+use mailferry::cutover::Cutover;
+use mailferry::mirror::MirrorSummary;
+use mailferry::preflight::Preflight;
+use mailferry::store::verify::Verified;
+use mailferry::upload::UploadSummary;
+use mailferry::upload::check::TargetCheck;
+
+/// A command's result: text for people (Display), JSON for scripts
+/// (Serialize), and the exit code that sums it up.
+pub trait Outcome: Serialize + Display {
+    fn exit_code(&self) -> i32;
+}
+
+/// How a result is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    Text,
+    /// Indented JSON, for one result.
+    Json,
+    /// JSON on one line, for a result repeated by a schedule (`sync --every`).
+    JsonLine,
+}
+
+impl Form {
+    pub fn json(json: bool) -> Form {
+        if json { Form::Json } else { Form::Text }
+    }
+}
+
+/// Prints `outcome` on stdout in `form`; returns its exit code.
+pub fn emit(outcome: &impl Outcome, form: Form) -> Result<i32> {
+    match form {
+        Form::Text => print!("{outcome}"),
+        Form::Json => println!("{}", serde_json::to_string_pretty(outcome)?),
+        Form::JsonLine => println!("{}", serde_json::to_string(outcome)?),
+    }
+    Ok(outcome.exit_code())
+}
+
+fn complete_or_not(complete: bool) -> i32 {
+    if complete { EXIT_OK } else { EXIT_INCOMPLETE }
+}
+
+impl Outcome for MirrorSummary {
+    fn exit_code(&self) -> i32 {
+        exit_code(
+            self.all_complete(),
+            self.accounts.iter().map(|a| a.error_kind),
+        )
+    }
+}
+
+impl Outcome for UploadSummary {
+    fn exit_code(&self) -> i32 {
+        exit_code(
+            self.all_complete(),
+            self.accounts.iter().map(|a| a.error_kind),
+        )
+    }
+}
+
+impl Outcome for TargetCheck {
+    fn exit_code(&self) -> i32 {
+        complete_or_not(self.all_present())
+    }
+}
+
+impl Outcome for Preflight {
+    fn exit_code(&self) -> i32 {
+        complete_or_not(self.all_go())
+    }
+}
+
+impl Outcome for Verified {
+    fn exit_code(&self) -> i32 {
+        complete_or_not(self.faults.is_empty())
+    }
+}
+
+/// A mirror then an upload (`sync`).
+#[derive(Serialize)]
+pub struct Synced {
+    pub mirror: MirrorSummary,
+    pub upload: UploadSummary,
+}
+
+impl Display for Synced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}\n{}", self.mirror, self.upload)
+    }
+}
+
+impl Outcome for Synced {
+    fn exit_code(&self) -> i32 {
+        exit_code(
+            self.mirror.all_complete() && self.upload.all_complete(),
+            self.mirror
+                .accounts
+                .iter()
+                .map(|a| a.error_kind)
+                .chain(self.upload.accounts.iter().map(|a| a.error_kind)),
+        )
+    }
+}
+
+/// The final pass and its verdict (`cutover`): the text shows every step,
+/// the JSON is the verdict.
+#[derive(Serialize)]
+pub struct CutoverRun {
+    #[serde(skip)]
+    pub mirrored: MirrorSummary,
+    #[serde(skip)]
+    pub uploaded: UploadSummary,
+    #[serde(skip)]
+    pub checked: TargetCheck,
+    #[serde(flatten)]
+    pub verdict: Cutover,
+}
+
+impl Display for CutoverRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}\n{}\n{}\n{}",
+            self.mirrored, self.uploaded, self.checked, self.verdict
+        )
+    }
+}
+
+impl Outcome for CutoverRun {
+    fn exit_code(&self) -> i32 {
+        exit_code(
+            self.verdict.complete,
+            self.mirrored
+                .accounts
+                .iter()
+                .map(|a| a.error_kind)
+                .chain(self.uploaded.accounts.iter().map(|a| a.error_kind)),
+        )
+    }
+}

@@ -1,0 +1,71 @@
+//! `mailferry preflight`: go or no-go per account before a batch starts.
+
+use std::collections::HashMap;
+
+use anyhow::{Result, anyhow};
+
+use crate::cli::{Cli, PreflightArgs};
+use crate::commands::{load_accounts, open_store, source_layer, target_layer, ui};
+use mailferry::preflight::{PreflightOptions, preflight};
+
+pub fn run(cli: &Cli, args: &PreflightArgs) -> Result<i32> {
+    let mut config = load_accounts(&args.accounts)?;
+    config.resolve(&source_layer(&args.source), &target_layer(&args.target)?);
+    if let Some(q) = &args.quota {
+        config.target.quota_bytes =
+            Some(mailferry::config::parse_size(q).map_err(|e| anyhow!("--quota {q:?}: {e}"))?);
+    }
+    let options = PreflightOptions {
+        tokens: crate::commands::upload::token_provider(&config)?,
+        map_file: args
+            .map
+            .as_deref()
+            .map(mailferry::upload::MapFile::load)
+            .transpose()?,
+        merge_folders: args.merge_folders,
+        already_uploaded: already_uploaded(cli, &config),
+    };
+    let progress = ui::progress(cli.quiet || args.json, config.accounts.len());
+    let result = crate::commands::runtime()?.block_on(preflight(&config, &options, progress))?;
+    // Recorded for `status` and the report; a store in use elsewhere (a
+    // mirror running) only loses the record, not the answer.
+    let root = crate::commands::store_path(cli, Some(&config));
+    if !mailferry::store::exists(&root) {
+        eprintln!(
+            "note: no store at {} yet, so this preflight is not recorded (the first mirror \
+             makes the store)",
+            root.display()
+        );
+    } else {
+        match open_store(cli, Some(&config), mailferry::store::Creation::Refused) {
+            Ok(store) => {
+                let index = store.index();
+                let id = index.start_run("preflight")?;
+                index.finish_run(id, &serde_json::to_string(&result)?)?;
+            }
+            Err(e) => eprintln!("note: preflight not recorded in the store: {e:#}"),
+        }
+    }
+    crate::commands::outcome::emit(&result, crate::commands::outcome::Form::json(args.json))
+}
+
+/// What the store's ledger already placed in each target mailbox, in bytes
+/// (nothing when there is no store yet).
+fn already_uploaded(cli: &Cli, config: &mailferry::config::Config) -> HashMap<String, u64> {
+    let root = crate::commands::store_path(cli, Some(config));
+    let Ok(store) = mailferry::store::Store::open_read_only(&root) else {
+        return HashMap::new();
+    };
+    let index = store.index();
+    let mut out = HashMap::new();
+    for a in &config.accounts {
+        let bytes = mailferry::store::ledger::placed_bytes(
+            index,
+            &a.target,
+            &config.target.server.address(),
+        )
+        .unwrap_or(0);
+        out.insert(a.target.clone(), bytes);
+    }
+    out
+}

@@ -1,0 +1,45 @@
+//! `mailferry verify`: re-hash every blob and check that the index and the
+//! objects agree ([`mailferry::store::verify`]), or read the target back
+//! (`--target`). Every fault is named; the exit code is 1 if there is any.
+
+use anyhow::Result;
+
+use crate::cli::{Cli, VerifyArgs};
+use crate::commands::outcome::{Form, emit};
+use crate::commands::{load_accounts, open_store, target_layer};
+use mailferry::store::Creation;
+use mailferry::store::verify::verify;
+
+pub fn run(cli: &Cli, args: &VerifyArgs) -> Result<i32> {
+    if args.target {
+        return run_target(cli, args);
+    }
+    let (root, _) = crate::commands::store_to_read(cli, args.accounts.as_deref())?;
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let progress = crate::commands::ui::ByteBar::new(
+        !cli.quiet && !args.json,
+        "verify [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+    );
+    let report = verify(&root, jobs.max(1), &progress)?;
+    progress.finish();
+    emit(&report, Form::json(args.json))
+}
+
+/// `verify --target`: read the target folders back.
+fn run_target(cli: &Cli, args: &VerifyArgs) -> Result<i32> {
+    let accounts = crate::cli::AccountsArgs {
+        accounts: args.accounts.clone().expect("clap requires --accounts"),
+        only: args.only.clone(),
+        accounts_at_once: None,
+    };
+    let mut config = load_accounts(&accounts)?;
+    config.resolve(
+        &mailferry::config::ServerLayer::default(),
+        &target_layer(&args.target_settings)?,
+    );
+    let store = open_store(cli, Some(&config), Creation::Refused)?;
+    let checked = crate::commands::upload::check_with(cli, &config, store, args.requeue_missing)?;
+    emit(&checked, Form::json(args.json))
+}

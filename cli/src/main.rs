@@ -1,0 +1,91 @@
+//! The `mailferry` binary: parse arguments, set up logging, run the
+//! command, map the outcome to an exit code. Arguments (`cli`), progress
+//! drawing and printing (`commands`) live here; the work is done by the
+//! `mailferry` library, which knows nothing of the terminal.
+
+mod cli;
+mod commands;
+
+use clap::Parser as _;
+use cli::{Cli, Command};
+use mailferry::stop::{self, Signal};
+
+fn main() {
+    let cli = Cli::parse();
+    let default_level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::{EnvFilter, Layer as _, filter};
+    let level =
+        EnvFilter::try_from_env("MAILFERRY_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
+    // async-imap logs raw protocol lines at debug and trace, LOGIN and
+    // AUTHENTICATE included: never let those through, whatever the level.
+    let no_raw_protocol = filter::filter_fn(|meta| {
+        let raw =
+            meta.target().starts_with("async_imap") || meta.target().starts_with("imap_proto");
+        !raw || *meta.level() <= tracing::Level::WARN
+    });
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(level)
+                .with_filter(no_raw_protocol),
+        )
+        .init();
+    // Commands that move mail stop cleanly; the others just stop.
+    let graceful = matches!(
+        cli.command,
+        Command::Mirror(_) | Command::Upload(_) | Command::Sync(_) | Command::Cutover(_)
+    );
+    on_signals(graceful);
+    let code = match commands::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", mailferry::outcome::error_chain(&e));
+            commands::exit_code_of_error(&e)
+        }
+    };
+    let code = match stop::requested() {
+        Some(signal) => {
+            eprintln!("interrupted — run again to continue");
+            signal.exit_code()
+        }
+        None => code,
+    };
+    std::process::exit(code);
+}
+
+/// SIGINT and SIGTERM: the first asks the run to stop taking new work and
+/// to print its summary; a second (or the first, for a command that only
+/// reads) ends the process at once. Either way the store is consistent:
+/// its writes are ordered so that a kill at any moment is safe.
+fn on_signals(graceful: bool) {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        for sig in signals.forever() {
+            let signal = if sig == SIGINT {
+                Signal::Interrupt
+            } else {
+                Signal::Terminate
+            };
+            if !graceful || stop::requested().is_some() {
+                eprintln!("\nstopped at once; the store is safe; run again to continue");
+                std::process::exit(signal.exit_code());
+            }
+            eprintln!(
+                "\nstopping: no new work is started, work in flight is abandoned safely; \
+                 press Ctrl-C again to stop at once"
+            );
+            stop::request(signal);
+        }
+    });
+}

@@ -1,0 +1,23 @@
+//! mailferry's integration tests, one binary: each module is a behaviour
+//! of the `mailferry` command against real servers (Dovecot, Cyrus,
+//! Courier) started by `support`, with fault proxies where a server
+//! cannot be made to misbehave on its own.
+
+mod support;
+
+mod dns;
+mod exchange;
+mod export;
+mod faults;
+mod hostile;
+mod integrity;
+mod kill9;
+mod mirror;
+mod oauth;
+mod report;
+mod servers;
+mod store;
+mod truth;
+mod upload;
+mod verify;
+mod workflow;
