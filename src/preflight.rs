@@ -140,7 +140,26 @@ async fn check_account(
     target_tls: Arc<rustls::ClientConfig>,
 ) -> AccountPreflight {
     let target = &config.target;
-    let mut out = AccountPreflight {
+    let mut out = unchecked(config, account);
+    // The target first: its namespace names the folders.
+    let mut namespace = Namespace::flat(match target.kind {
+        TargetKind::M365 => "/",
+        TargetKind::Imap => ".",
+    });
+    let checked = check_target(config, options, account, target_tls).await;
+    note_target(&mut out, checked, account, target, &mut namespace);
+    let counted = count_source(config, account, source_tls).await;
+    note_source(&mut out, counted, account, target, options, &namespace);
+    judge(&mut out, account, target, options);
+    out.go = out.no_go.is_empty();
+    out
+}
+
+/// An account's preflight before anything is checked: the quota it
+/// would be held to, and where that figure comes from.
+fn unchecked(config: &Config, account: &Account) -> AccountPreflight {
+    let target = &config.target;
+    AccountPreflight {
         account: account.name.clone(),
         target: account.target.clone(),
         go: false,
@@ -164,14 +183,19 @@ async fn check_account(
         too_large: Vec::new(),
         source_ok: false,
         target_ok: false,
-    };
+    }
+}
 
-    // The target first: its namespace names the folders.
-    let mut namespace = Namespace::flat(match target.kind {
-        TargetKind::M365 => "/",
-        TargetKind::Imap => ".",
-    });
-    match check_target(config, options, account, target_tls).await {
+/// What the target check found: the namespace is moved into
+/// `namespace`, the quota and the login into `out`.
+fn note_target(
+    out: &mut AccountPreflight,
+    checked: Result<(crate::imap::Namespace, StorageQuota)>,
+    account: &Account,
+    target: &crate::config::TargetSettings,
+    namespace: &mut Namespace,
+) {
+    match checked {
         Ok((ns, quota)) => {
             out.target_ok = true;
             namespace.prefix = crate::imap::mutf7::display(&ns.prefix);
@@ -212,8 +236,18 @@ async fn check_account(
             })
         }
     }
+}
 
-    match count_source(config, account, source_tls).await {
+/// What the source count found, mapped to the target's folders.
+fn note_source(
+    out: &mut AccountPreflight,
+    counted: Result<(Counted, Vec<TooLarge>, String)>,
+    account: &Account,
+    target: &crate::config::TargetSettings,
+    options: &PreflightOptions,
+    namespace: &Namespace,
+) {
+    match counted {
         Ok((folders, too_large, source_prefix)) => {
             out.source_ok = true;
             out.too_large = too_large;
@@ -239,7 +273,7 @@ async fn check_account(
                 &rows,
                 &crate::imap::mutf7::display(&source_prefix),
                 target.kind,
-                &namespace,
+                namespace,
                 options.map_file.as_ref(),
                 options.merge_folders,
             );
@@ -298,7 +332,15 @@ async fn check_account(
             .no_go
             .push(format!("source {}: {}", account.username, error_chain(&e))),
     }
+}
 
+/// Oversized messages and the quota: warnings and the last no-goes.
+fn judge(
+    out: &mut AccountPreflight,
+    account: &Account,
+    target: &crate::config::TargetSettings,
+    options: &PreflightOptions,
+) {
     if !out.too_large.is_empty() {
         let limit = target.max_message_bytes.unwrap_or(u64::MAX);
         let n = out.too_large.len();
@@ -338,8 +380,6 @@ async fn check_account(
             out.quota_from
         ));
     }
-    out.go = out.no_go.is_empty();
-    out
 }
 
 /// Logs in to the target and reads its separator and quota; changes nothing.

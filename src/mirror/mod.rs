@@ -490,6 +490,47 @@ async fn run_account(
             .index()
             .set_personal_prefix(account_id, &ns.prefix)?;
     }
+    let (candidates, repairing) = candidates(ctx, &listed, account_id, errors, &mut counts)?;
+    let to_examine = changed(ctx, &mut session, shared, candidates, errors).await?;
+    let jobs: Vec<Job> = to_examine
+        .into_iter()
+        .map(|c| {
+            Job::Examine(folder::ExamineJob {
+                folder_id: c.folder_id,
+                wire_name: c.wire_name,
+                known: c.known,
+                skip_ids: Default::default(),
+                repair: c.repair,
+                status_hint: c.status,
+            })
+        })
+        .collect();
+    if jobs.is_empty() {
+        shared.absorb_session(&session);
+        session.logout().await;
+        return Ok(counts);
+    }
+    let result = work_through(ctx, session, jobs, shared, errors).await;
+    if !repairing.is_empty() {
+        report_unrepaired(ctx, account_id, &repairing, errors)?;
+    }
+    result?;
+    Ok(counts)
+}
+
+/// The folders to look at: listed, selectable, under the UserRoot and
+/// with a name that can be sent back; each with its index row (made or
+/// updated) and what the index knows is damaged in it. Folders gone from
+/// the listing are marked deleted. Also returns the folders with damaged
+/// messages being repaired.
+#[allow(clippy::type_complexity)]
+fn candidates(
+    ctx: &MirrorContext,
+    listed: &[ListedFolder],
+    account_id: i64,
+    errors: &Mutex<Vec<String>>,
+    counts: &mut MirrorCounts,
+) -> Result<(Vec<Candidate>, Vec<(i64, String)>)> {
     let known: HashMap<String, crate::store::index::FolderRow> = ctx
         .store
         .index()
@@ -497,10 +538,8 @@ async fn run_account(
         .into_iter()
         .map(|f| (f.wire_name.clone(), f))
         .collect();
-
     let mut damaged = ctx.store.index().damaged_messages(account_id)?;
     let mut repairing: Vec<(i64, String)> = Vec::new();
-    let mut jobs = Vec::new();
     // With a UserRoot, only that folder and what lies below it.
     let in_root = |f: &ListedFolder| match ctx.account.user_root.as_deref() {
         None => true,
@@ -576,6 +615,19 @@ async fn run_account(
         });
     }
 
+    Ok((candidates, repairing))
+}
+
+/// The candidates that must be examined: those whose STATUS changed
+/// (CONDSTORE, or `--quick`), or, without CONDSTORE, those whose flag
+/// listing (one pipelined round for all) does not settle them.
+async fn changed(
+    ctx: &Arc<MirrorContext>,
+    session: &mut ImapSession,
+    shared: &SharedCounts,
+    candidates: Vec<Candidate>,
+    errors: &Mutex<Vec<String>>,
+) -> Result<Vec<Candidate>> {
     let mut to_plan: Vec<Candidate> = Vec::new();
     if session.has_condstore() || ctx.options.quick {
         // STATUS tells which folders changed (with CONDSTORE, flag changes
@@ -657,22 +709,19 @@ async fn run_account(
             }
         }
     }
-    for c in to_plan {
-        jobs.push(Job::Examine(folder::ExamineJob {
-            folder_id: c.folder_id,
-            wire_name: c.wire_name,
-            known: c.known,
-            skip_ids: Default::default(),
-            repair: c.repair,
-            status_hint: c.status,
-        }));
-    }
+    Ok(to_plan)
+}
 
-    if jobs.is_empty() {
-        shared.absorb_session(&session);
-        session.logout().await;
-        return Ok(counts);
-    }
+/// Runs the account's jobs on up to `connections` sessions (the first is
+/// `session`); folders left undone when the sessions failed are recorded
+/// as failed, and the account's error says which.
+async fn work_through(
+    ctx: &Arc<MirrorContext>,
+    session: ImapSession,
+    jobs: Vec<Job>,
+    shared: &Arc<SharedCounts>,
+    errors: &Arc<Mutex<Vec<String>>>,
+) -> Result<()> {
     let workers = ctx.server.connections.max(1).min(jobs.len().max(1) * 4);
     let queue = Arc::new(JobQueue::new(jobs));
     let mut handles = Vec::new();
@@ -693,22 +742,6 @@ async fn run_account(
             Ok(Ok(())) => {}
             Ok(Err(e)) => last_error = Some(e),
             Err(join) => last_error = Some(anyhow::anyhow!("a worker crashed: {join}")),
-        }
-    }
-    if !repairing.is_empty() {
-        // Say so when a damaged copy could not be replaced (the server
-        // sends other bytes now, or did not send the message).
-        let still = ctx.store.index().damaged_messages(account_id)?;
-        for (id, wire) in &repairing {
-            if let Some(d) = still.get(id) {
-                let uids: Vec<u32> = d.uids.iter().map(|(u, _)| *u).collect();
-                errors.lock().unwrap().push(format!(
-                    "folder {}: the stored copy of UID {} is damaged and the server did not \
-                     send the same bytes again; it stays damaged in the store",
-                    mutf7::display(wire),
-                    crate::imap::uid_set(&uids)
-                ));
-            }
         }
     }
     let leftovers = queue.leftovers();
@@ -751,7 +784,32 @@ async fn run_account(
             folders.join(", ")
         );
     }
-    Ok(counts)
+    Ok(())
+}
+
+/// Says so when a damaged copy could not be replaced (the server sends
+/// other bytes now, or did not send the message).
+fn report_unrepaired(
+    ctx: &MirrorContext,
+    account_id: i64,
+    repairing: &[(i64, String)],
+    errors: &Mutex<Vec<String>>,
+) -> Result<()> {
+    // Say so when a damaged copy could not be replaced (the server
+    // sends other bytes now, or did not send the message).
+    let still = ctx.store.index().damaged_messages(account_id)?;
+    for (id, wire) in repairing {
+        if let Some(d) = still.get(id) {
+            let uids: Vec<u32> = d.uids.iter().map(|(u, _)| *u).collect();
+            errors.lock().unwrap().push(format!(
+                "folder {}: the stored copy of UID {} is damaged and the server did not \
+                 send the same bytes again; it stays damaged in the store",
+                mutf7::display(wire),
+                crate::imap::uid_set(&uids)
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A listed folder, before deciding whether it must be opened.

@@ -14,7 +14,7 @@ use chrono::{DateTime, FixedOffset};
 
 use super::refusal::{self, Refusal};
 use super::{FolderJob, TargetSession, UploadContext, flags_for_target};
-use crate::imap::{FetchedMessage, ImapError};
+use crate::imap::{FetchedMessage, ImapError, ImapSession};
 use crate::store::BlobHash;
 use crate::store::ledger::{self, FailReason, LedgerEntry, Outgoing, SentAs, SkipReason, State};
 
@@ -133,7 +133,7 @@ pub(crate) async fn run(
     let uidvalidity = status
         .uidvalidity
         .ok_or_else(|| anyhow!("the target gave no UIDVALIDITY for {}", job.display_name))?;
-    let mut uidnext = status.uidnext.unwrap_or(1);
+    let uidnext = status.uidnext.unwrap_or(1);
     ledger::set_folder_uidvalidity(&ctx.store.index(), tf, uidvalidity)?;
 
     // 1. Settle what a crash left pending.
@@ -169,6 +169,12 @@ pub(crate) async fn run(
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
+    let mut dest = Destination {
+        wire,
+        uidvalidity,
+        uidnext,
+        limit,
+    };
     for o in appends {
         if crate::stop::requested().is_some() {
             return Err(crate::outcome::Interrupted.into());
@@ -179,176 +185,235 @@ pub(crate) async fn run(
             )
             .into());
         }
-        if let Some(limit) = limit
-            && o.size > limit
-        {
-            let reason = SkipReason::TooLarge {
-                size: o.size,
-                limit: Some(limit),
-                said: None,
-            };
-            ledger::mark_skipped(&ctx.store.index(), tf, &o.blob, &reason, o.copies)?;
-            continue;
-        }
-        let store = ctx.store.clone();
-        let blob = o.blob;
-        let read = tokio::task::spawn_blocking(move || store.read_blob(&blob))
-            .await
-            .map_err(|e| anyhow!("reading a blob crashed: {e}"))?;
-        let body = match read {
-            Ok(body) => body,
-            Err(damaged) => {
-                // Never upload what is not the message; the rest of the
-                // folder goes on, and the next mirror fetches it again.
-                let reason = FailReason::Damaged(damaged.to_string());
-                {
-                    let index = ctx.store.index();
-                    index.mark_blob_damaged(&o.blob, &damaged.fault)?;
-                    ledger::mark_failed(&index, tf, &o.blob, &reason, o.copies)?;
-                }
-                ctx.progress.warn(
-                    &ctx.account.name,
-                    &format!("folder {}: {reason}", job.display_name),
-                );
-                continue;
-            }
+        append_one(ctx, imap, job, &mut dest, o).await?;
+    }
+    Ok(())
+}
+
+/// Where a folder's messages are appended.
+struct Destination {
+    /// The folder's name on the wire (the one the target gave it).
+    wire: String,
+    uidvalidity: u32,
+    /// Where the next message will be, for a pending entry to say.
+    uidnext: u32,
+    /// The largest message the target takes.
+    limit: Option<u64>,
+}
+
+/// Appends one message, or records why not.
+async fn append_one(
+    ctx: &UploadContext,
+    imap: &mut ImapSession,
+    job: &FolderJob,
+    dest: &mut Destination,
+    o: &Outgoing,
+) -> Result<()> {
+    let Some((body, sent_as)) = prepare(ctx, imap, job, dest, o).await? else {
+        return Ok(());
+    };
+    send(ctx, imap, job, dest, o, body, sent_as).await
+}
+
+/// The bytes to send for `o`, and how they differ from the stored blob;
+/// `None` when the message cannot go (too large, damaged, NUL bytes the
+/// target cannot take), recorded in the ledger.
+async fn prepare(
+    ctx: &UploadContext,
+    imap: &ImapSession,
+    job: &FolderJob,
+    dest: &Destination,
+    o: &Outgoing,
+) -> Result<Option<(Vec<u8>, Option<SentAs>)>> {
+    let tf = job.target_folder_id;
+    if let Some(limit) = dest.limit
+        && o.size > limit
+    {
+        let reason = SkipReason::TooLarge {
+            size: o.size,
+            limit: Some(limit),
+            said: None,
         };
-        let mut body = body;
-        let mut sent_as = None;
-        if body.contains(&0) && !imap.capabilities().has("BINARY") {
-            if !ctx.options.send_nul_bytes {
-                ledger::mark_skipped(
-                    &ctx.store.index(),
-                    tf,
-                    &o.blob,
-                    &SkipReason::NulWithoutBinary,
-                    o.copies,
-                )?;
-                continue;
+        ledger::mark_skipped(&ctx.store.index(), tf, &o.blob, &reason, o.copies)?;
+        return Ok(None);
+    }
+    let store = ctx.store.clone();
+    let blob = o.blob;
+    let read = tokio::task::spawn_blocking(move || store.read_blob(&blob))
+        .await
+        .map_err(|e| anyhow!("reading a blob crashed: {e}"))?;
+    let body = match read {
+        Ok(body) => body,
+        Err(damaged) => {
+            // Never upload what is not the message; the rest of the
+            // folder goes on, and the next mirror fetches it again.
+            let reason = FailReason::Damaged(damaged.to_string());
+            {
+                let index = ctx.store.index();
+                index.mark_blob_damaged(&o.blob, &damaged.fault)?;
+                ledger::mark_failed(&index, tf, &o.blob, &reason, o.copies)?;
             }
-            sent_as = Some(SentAs::NulLiteral);
+            ctx.progress.warn(
+                &ctx.account.name,
+                &format!("folder {}: {reason}", job.display_name),
+            );
+            return Ok(None);
         }
-        let flags = flags_for_target(&o.flags, kind);
-        let date = o.internal_date.map(|(t, off)| internal_date(t, off));
-        let mut throttled = 0;
-        let mut created = false;
-        loop {
-            let sent = sent_as.map(|how| (how, BlobHash::of(&body)));
-            ledger::mark_pending(
+    };
+    let mut sent_as = None;
+    if body.contains(&0) && !imap.capabilities().has("BINARY") {
+        if !ctx.options.send_nul_bytes {
+            ledger::mark_skipped(
                 &ctx.store.index(),
                 tf,
                 &o.blob,
-                &ledger::Attempt {
-                    uidvalidity,
-                    uidnext,
-                    copies: o.copies,
-                    account: &ctx.account.name,
-                    sent,
-                },
+                &SkipReason::NulWithoutBinary,
+                o.copies,
             )?;
-            // Wait as late as possible: a throttle another connection was just
-            // told about must hold this APPEND back too.
-            ctx.throttle.wait().await;
-            let plain_nul = sent_as == Some(SentAs::NulLiteral);
-            match imap
-                .append(&wire, &flags, date.as_deref(), &body, plain_nul)
-                .await
-            {
-                Ok(appended) => {
-                    ctx.throttle.went_through();
-                    let uid = match appended.uid {
-                        Some((v, u)) if v == uidvalidity => {
-                            uidnext = uidnext.max(u + 1);
-                            Some(u)
-                        }
-                        _ => {
-                            // No UIDPLUS: ask where the next one will go.
-                            uidnext = imap.status(&wire).await?.uidnext.unwrap_or(uidnext + 1);
-                            None
-                        }
-                    };
-                    ledger::mark_done(
-                        &ctx.store.index(),
-                        tf,
-                        &o.blob,
-                        State::Done,
-                        Some(uidvalidity),
-                        uid,
-                        &flags,
-                    )?;
-                    ctx.shared.appended.fetch_add(1, Ordering::Relaxed);
-                    ctx.shared
-                        .bytes_appended
-                        .fetch_add(body.len() as u64, Ordering::Relaxed);
-                    ctx.progress.moved(&ctx.account.name, 1, body.len() as u64);
-                    if let Some(how) = sent_as {
-                        ctx.progress.warn(
-                            &ctx.account.name,
-                            &format!(
-                                "folder {}: a message of {} was sent with {}",
-                                job.display_name,
-                                crate::format::bytes(o.size),
-                                SentAs::describe(how.as_str())
-                            ),
-                        );
+            return Ok(None);
+        }
+        sent_as = Some(SentAs::NulLiteral);
+    }
+    Ok(Some((body, sent_as)))
+}
+
+/// Sends `body` by APPEND (pending before, done after), again when the
+/// target is busy, lacks the folder or wants CRLF line ends; records a
+/// refusal with the server's words.
+async fn send(
+    ctx: &UploadContext,
+    imap: &mut ImapSession,
+    job: &FolderJob,
+    dest: &mut Destination,
+    o: &Outgoing,
+    mut body: Vec<u8>,
+    mut sent_as: Option<SentAs>,
+) -> Result<()> {
+    let tf = job.target_folder_id;
+    let kind = ctx.options.target.kind;
+    let flags = flags_for_target(&o.flags, kind);
+    let date = o.internal_date.map(|(t, off)| internal_date(t, off));
+    let mut throttled = 0;
+    let mut created = false;
+    loop {
+        let sent = sent_as.map(|how| (how, BlobHash::of(&body)));
+        ledger::mark_pending(
+            &ctx.store.index(),
+            tf,
+            &o.blob,
+            &ledger::Attempt {
+                uidvalidity: dest.uidvalidity,
+                uidnext: dest.uidnext,
+                copies: o.copies,
+                account: &ctx.account.name,
+                sent,
+            },
+        )?;
+        // Wait as late as possible: a throttle another connection was just
+        // told about must hold this APPEND back too.
+        ctx.throttle.wait().await;
+        let plain_nul = sent_as == Some(SentAs::NulLiteral);
+        match imap
+            .append(&dest.wire, &flags, date.as_deref(), &body, plain_nul)
+            .await
+        {
+            Ok(appended) => {
+                ctx.throttle.went_through();
+                let uid = match appended.uid {
+                    Some((v, u)) if v == dest.uidvalidity => {
+                        dest.uidnext = dest.uidnext.max(u + 1);
+                        Some(u)
                     }
-                    break;
+                    _ => {
+                        // No UIDPLUS: ask where the next one will go.
+                        dest.uidnext = imap
+                            .status(&dest.wire)
+                            .await?
+                            .uidnext
+                            .unwrap_or(dest.uidnext + 1);
+                        None
+                    }
+                };
+                ledger::mark_done(
+                    &ctx.store.index(),
+                    tf,
+                    &o.blob,
+                    State::Done,
+                    Some(dest.uidvalidity),
+                    uid,
+                    &flags,
+                )?;
+                ctx.shared.appended.fetch_add(1, Ordering::Relaxed);
+                ctx.shared
+                    .bytes_appended
+                    .fetch_add(body.len() as u64, Ordering::Relaxed);
+                ctx.progress.moved(&ctx.account.name, 1, body.len() as u64);
+                if let Some(how) = sent_as {
+                    ctx.progress.warn(
+                        &ctx.account.name,
+                        &format!(
+                            "folder {}: a message of {} was sent with {}",
+                            job.display_name,
+                            crate::format::bytes(o.size),
+                            SentAs::describe(how.as_str())
+                        ),
+                    );
                 }
-                Err(e) => {
-                    let refused = match e.downcast_ref::<ImapError>() {
-                        Some(ImapError::No { text, .. }) | Some(ImapError::Bad { text, .. }) => {
-                            Some(text.clone())
-                        }
-                        _ => None,
-                    };
-                    // Anything else (a broken connection) leaves the entry
-                    // pending for reconciliation.
-                    let Some(text) = refused else {
-                        return Err(e);
-                    };
-                    let refusal = refusal::classify(&text);
-                    match refusal {
-                        Refusal::Throttled(backoff) => {
-                            ctx.throttle.throttled(backoff);
-                            throttled += 1;
-                            if throttled < THROTTLE_RETRIES {
-                                continue;
-                            }
-                        }
-                        Refusal::NoFolder if !created => {
-                            imap.create(&wire).await?;
-                            created = true;
+                return Ok(());
+            }
+            Err(e) => {
+                let refused = match e.downcast_ref::<ImapError>() {
+                    Some(ImapError::No { text, .. }) | Some(ImapError::Bad { text, .. }) => {
+                        Some(text.clone())
+                    }
+                    _ => None,
+                };
+                // Anything else (a broken connection) leaves the entry
+                // pending for reconciliation.
+                let Some(text) = refused else {
+                    return Err(e);
+                };
+                let refusal = refusal::classify(&text);
+                match refusal {
+                    Refusal::Throttled(backoff) => {
+                        ctx.throttle.throttled(backoff);
+                        throttled += 1;
+                        if throttled < THROTTLE_RETRIES {
                             continue;
                         }
-                        Refusal::BareNewlines
-                            if sent_as.is_none() && refusal::has_bare_line_ends(&body) =>
-                        {
-                            // The fix a user wants: the same message with
-                            // CRLF line ends, recorded and reported.
-                            body = refusal::crlf_line_ends(&body);
-                            sent_as = Some(SentAs::Crlf);
-                            continue;
-                        }
-                        _ => {}
                     }
-                    // The server will not take this message: say why, go on.
-                    let index = ctx.store.index();
-                    match refusal {
-                        Refusal::BareNewlines | Refusal::Permanent => {
-                            let reason = refusal::skip_reason(&text, o.size);
-                            ledger::mark_skipped(&index, tf, &o.blob, &reason, o.copies)?;
-                        }
-                        Refusal::Throttled(_) | Refusal::NoFolder | Refusal::Temporary => {
-                            let reason = FailReason::Refused(text);
-                            ledger::mark_failed(&index, tf, &o.blob, &reason, o.copies)?;
-                        }
+                    Refusal::NoFolder if !created => {
+                        imap.create(&dest.wire).await?;
+                        created = true;
+                        continue;
                     }
-                    break;
+                    Refusal::BareNewlines
+                        if sent_as.is_none() && refusal::has_bare_line_ends(&body) =>
+                    {
+                        // The fix a user wants: the same message with
+                        // CRLF line ends, recorded and reported.
+                        body = refusal::crlf_line_ends(&body);
+                        sent_as = Some(SentAs::Crlf);
+                        continue;
+                    }
+                    _ => {}
                 }
+                // The server will not take this message: say why, go on.
+                let index = ctx.store.index();
+                match refusal {
+                    Refusal::BareNewlines | Refusal::Permanent => {
+                        let reason = refusal::skip_reason(&text, o.size);
+                        ledger::mark_skipped(&index, tf, &o.blob, &reason, o.copies)?;
+                    }
+                    Refusal::Throttled(_) | Refusal::NoFolder | Refusal::Temporary => {
+                        let reason = FailReason::Refused(text);
+                        ledger::mark_failed(&index, tf, &o.blob, &reason, o.copies)?;
+                    }
+                }
+                return Ok(());
             }
         }
     }
-    Ok(())
 }
 
 /// What the job must still append, by the ledger as it is now.
