@@ -287,119 +287,15 @@ pub struct Outgoing {
     pub copies: u64,
 }
 
-pub fn target_id(index: &Index, mailbox: &str, host: &str) -> Result<i64> {
-    let c = index.connection();
-    c.execute(
-        "INSERT OR IGNORE INTO targets (mailbox, host, created_at) VALUES (?1, ?2, ?3)",
-        params![mailbox, host, now()],
-    )?;
-    Ok(c.query_row(
-        "SELECT id FROM targets WHERE mailbox = ?1 AND host = ?2",
-        params![mailbox, host],
-        |r| r.get(0),
-    )?)
+/// The upload ledger of an index (`index.ledger()`).
+pub struct Ledger<'a> {
+    index: &'a Index,
 }
 
-/// The target mailbox's id if it was ever uploaded to.
-pub fn find_target(index: &Index, mailbox: &str, host: &str) -> Result<Option<i64>> {
-    Ok(index
-        .connection()
-        .query_row(
-            "SELECT id FROM targets WHERE mailbox = ?1 AND host = ?2",
-            params![mailbox, host],
-            |r| r.get(0),
-        )
-        .optional()?)
-}
-
-/// The target's separator and personal prefix (wire form) as seen on the
-/// last upload, each if known.
-pub fn target_namespace(
-    index: &Index,
-    mailbox: &str,
-    host: &str,
-) -> Result<(Option<String>, Option<String>)> {
-    Ok(index
-        .connection()
-        .query_row(
-            "SELECT delimiter, personal_prefix FROM targets WHERE mailbox = ?1 AND host = ?2",
-            params![mailbox, host],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?
-        .unwrap_or_default())
-}
-
-pub fn set_target_namespace(
-    index: &Index,
-    target: i64,
-    delimiter: &str,
-    prefix: &str,
-) -> Result<()> {
-    index.connection().execute(
-        "UPDATE targets SET delimiter = ?2, personal_prefix = ?3 WHERE id = ?1",
-        params![target, delimiter, prefix],
-    )?;
-    Ok(())
-}
-
-/// Whether the ledger has anything in the target folder called `wire`.
-pub fn folder_has_uploads(index: &Index, target: i64, wire: &str) -> Result<bool> {
-    Ok(index
-        .connection()
-        .prepare_cached(
-            "SELECT 1 FROM target_folders f JOIN uploads u ON u.target_folder_id = f.id
-             WHERE f.target_id = ?1 AND f.wire_name = ?2 LIMIT 1",
-        )?
-        .exists(params![target, wire])?)
-}
-
-/// The bytes the ledger has placed in a target mailbox (uploaded, or
-/// found there), so that a quota check does not count them twice.
-pub fn placed_bytes(index: &Index, mailbox: &str, host: &str) -> Result<u64> {
-    let bytes: i64 = index.connection().query_row(
-        "SELECT COALESCE(SUM(b.size), 0) FROM uploads u
-         JOIN target_folders f ON f.id = u.target_folder_id
-         JOIN targets t ON t.id = f.target_id
-         JOIN blobs b ON b.hash = u.blob_hash
-         WHERE t.mailbox = ?1 AND t.host = ?2 AND u.state IN ('done', 'present')",
-        [mailbox, host],
-        |r| r.get(0),
-    )?;
-    Ok(bytes.max(0) as u64)
-}
-
-/// Entries of a target mailbox that did not go, by state (skipped or
-/// failed) and kind of reason, with how many share them.
-pub fn not_uploaded_by_reason(
-    index: &Index,
-    target: i64,
-) -> Result<Vec<(State, Option<ReasonKind>, u64)>> {
-    let mut stmt = index.connection().prepare(
-        "SELECT u.state, u.reason_kind, COUNT(*) FROM uploads u
-         JOIN target_folders f ON f.id = u.target_folder_id
-         WHERE f.target_id = ?1 AND u.state IN ('skipped', 'failed')
-         GROUP BY u.state, u.reason_kind",
-    )?;
-    let rows = stmt.query_map([target], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
-/// Messages of a target mailbox sent otherwise than stored (see
-/// [`SentAs`]), by how, with how many.
-pub fn sent_otherwise(index: &Index, target: i64) -> Result<Vec<(String, u64)>> {
-    let mut stmt = index.connection().prepare(
-        "SELECT u.sent_as, COUNT(*) FROM uploads u
-         JOIN target_folders f ON f.id = u.target_folder_id
-         WHERE f.target_id = ?1 AND u.state = 'done' AND u.sent_as IS NOT NULL
-         GROUP BY u.sent_as",
-    )?;
-    let rows = stmt.query_map([target], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+impl Index {
+    pub fn ledger(&self) -> Ledger<'_> {
+        Ledger { index: self }
+    }
 }
 
 /// A target folder's id if the ledger knows it.
@@ -409,145 +305,6 @@ pub struct KnownFolder {
     /// The name on the wire (the one the server gave it, if it differs).
     pub wire: String,
     pub display: String,
-}
-
-/// The target folders `account`'s source folders go to now and that hold
-/// entries a check reads back: an old target folder a changed map no
-/// longer uses is not listed.
-pub fn checked_folders(index: &Index, target: i64, account: &str) -> Result<Vec<KnownFolder>> {
-    let mut stmt = index.connection().prepare(
-        "SELECT DISTINCT f.id, COALESCE(f.actual_name, f.wire_name), f.display_name
-         FROM target_folders f
-         JOIN folders sf ON sf.target_folder_id = f.id
-         JOIN accounts a ON a.id = sf.account_id
-         WHERE f.target_id = ?1 AND a.name = ?2 AND EXISTS (
-             SELECT 1 FROM uploads u WHERE u.target_folder_id = f.id
-             AND u.state IN ('done', 'present', 'pending', 'failed'))
-         ORDER BY f.display_name",
-    )?;
-    let rows = stmt.query_map(params![target, account], |r| {
-        Ok(KnownFolder {
-            id: r.get(0)?,
-            wire: r.get(1)?,
-            display: r.get(2)?,
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
-pub fn find_target_folder(index: &Index, target: i64, wire: &str) -> Result<Option<i64>> {
-    Ok(index
-        .connection()
-        .query_row(
-            "SELECT id FROM target_folders WHERE target_id = ?1 AND wire_name = ?2",
-            params![target, wire],
-            |r| r.get(0),
-        )
-        .optional()?)
-}
-
-pub fn target_folder_id(index: &Index, target: i64, wire: &str, display: &str) -> Result<i64> {
-    let c = index.connection();
-    c.execute(
-        "INSERT OR IGNORE INTO target_folders (target_id, wire_name, display_name)
-         VALUES (?1, ?2, ?3)",
-        params![target, wire, display],
-    )?;
-    Ok(c.query_row(
-        "SELECT id FROM target_folders WHERE target_id = ?1 AND wire_name = ?2",
-        params![target, wire],
-        |r| r.get(0),
-    )?)
-}
-
-/// The name the target took instead of the mapped one, if it refused that.
-pub fn actual_name(index: &Index, folder: i64) -> Result<Option<String>> {
-    Ok(index
-        .connection()
-        .query_row(
-            "SELECT actual_name FROM target_folders WHERE id = ?1",
-            [folder],
-            |r| r.get(0),
-        )
-        .optional()?
-        .flatten())
-}
-
-/// Whether another target folder of the same mailbox already goes by
-/// `wire` (as its mapped name or the name the target took instead).
-pub fn name_taken(index: &Index, folder: i64, wire: &str) -> Result<bool> {
-    Ok(index
-        .connection()
-        .prepare_cached(
-            "SELECT 1 FROM target_folders o JOIN target_folders f ON f.target_id = o.target_id
-             WHERE f.id = ?1 AND o.id != ?1 AND (o.wire_name = ?2 OR o.actual_name = ?2)",
-        )?
-        .exists(params![folder, wire])?)
-}
-
-pub fn set_actual_name(index: &Index, folder: i64, wire: &str, display: &str) -> Result<()> {
-    index.connection().execute(
-        "UPDATE target_folders SET actual_name = ?2, display_name = ?3 WHERE id = ?1",
-        params![folder, wire, display],
-    )?;
-    Ok(())
-}
-
-/// Whether an upload ever opened the target folder (it exists there).
-pub fn target_folder_seen(index: &Index, folder: i64) -> Result<bool> {
-    Ok(index
-        .connection()
-        .prepare_cached("SELECT 1 FROM target_folders WHERE id = ?1 AND uidvalidity IS NOT NULL")?
-        .exists([folder])?)
-}
-
-pub fn set_folder_uidvalidity(index: &Index, folder: i64, uidvalidity: u32) -> Result<()> {
-    index.connection().execute(
-        "UPDATE target_folders SET uidvalidity = ?2 WHERE id = ?1",
-        params![folder, uidvalidity],
-    )?;
-    Ok(())
-}
-
-pub fn entries(index: &Index, folder: i64) -> Result<HashMap<BlobHash, LedgerEntry>> {
-    let mut stmt = index.connection().prepare_cached(
-        "SELECT blob_hash, state, uidvalidity, uidnext, uid, flags, reason, account, sent_hash,
-                reason_kind
-         FROM uploads WHERE target_folder_id = ?1",
-    )?;
-    let rows = stmt.query_map([folder], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, State>(1)?,
-            (r.get(2)?, r.get(3)?, r.get(4)?),
-            r.get(5)?,
-            (r.get(6)?, r.get(9)?),
-            r.get(7)?,
-            r.get::<_, Option<String>>(8)?,
-        ))
-    })?;
-    let mut out = HashMap::new();
-    for row in rows {
-        let (hash, state, (uidvalidity, uidnext, uid), flags, (reason, reason_kind), account, sent) =
-            row?;
-        let blob = BlobHash::from_hex(&hash)?;
-        out.insert(
-            blob,
-            LedgerEntry {
-                blob,
-                state,
-                uidvalidity,
-                uidnext,
-                uid,
-                flags,
-                reason,
-                reason_kind,
-                account,
-                sent_hash: sent.as_deref().map(BlobHash::from_hex).transpose()?,
-            },
-        );
-    }
-    Ok(out)
 }
 
 /// Where a pending APPEND's message will be, and what is sent.
@@ -560,237 +317,509 @@ pub struct Attempt<'a> {
     pub sent: Option<(SentAs, BlobHash)>,
 }
 
-/// Before an APPEND: the entry is pending, with where its UID will be.
-pub fn mark_pending(index: &Index, folder: i64, blob: &BlobHash, a: &Attempt) -> Result<()> {
-    index.connection().execute(
-        "INSERT INTO uploads (target_folder_id, blob_hash, state, uidvalidity, uidnext,
-                              duplicates, attempts, updated_at, account, sent_as, sent_hash)
-         VALUES (?1, ?2, 'pending', ?3, ?4, ?5, 1, ?6, ?7, ?8, ?9)
-         ON CONFLICT (target_folder_id, blob_hash) DO UPDATE SET
-            state = 'pending', uidvalidity = ?3, uidnext = ?4, uid = NULL, reason = NULL, reason_kind = NULL,
-            duplicates = ?5, attempts = attempts + 1, updated_at = ?6, account = ?7,
-            sent_as = ?8, sent_hash = ?9",
-        params![
-            folder,
-            blob.to_hex(),
-            a.uidvalidity,
-            a.uidnext,
-            a.copies.saturating_sub(1) as i64,
-            now(),
-            a.account,
-            a.sent.map(|(s, _)| s.as_str()),
-            a.sent.map(|(_, h)| h.to_hex()),
-        ],
-    )?;
-    Ok(())
-}
+impl Ledger<'_> {
+    /// Nothing was ever recorded: no target, no target folder, no entry.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.index.connection().query_row(
+            "SELECT NOT EXISTS (SELECT 1 FROM targets) AND NOT EXISTS (SELECT 1 FROM target_folders)
+                    AND NOT EXISTS (SELECT 1 FROM uploads)",
+            [],
+            |r| r.get(0),
+        )?)
+    }
 
-/// After the server's OK (or a confirmed match at the target).
-pub fn mark_done(
-    index: &Index,
-    folder: i64,
-    blob: &BlobHash,
-    state: State,
-    uidvalidity: Option<u32>,
-    uid: Option<u32>,
-    flags: &str,
-) -> Result<()> {
-    index.connection().execute(
-        "INSERT INTO uploads (target_folder_id, blob_hash, state, uidvalidity, uid, flags,
-                              updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-         ON CONFLICT (target_folder_id, blob_hash) DO UPDATE SET
-            state = ?3, uidvalidity = COALESCE(?4, uidvalidity), uid = ?5, flags = ?6,
-            reason = NULL, reason_kind = NULL, updated_at = ?7,
-            sent_as = CASE WHEN ?3 = 'present' THEN NULL ELSE sent_as END,
-            sent_hash = CASE WHEN ?3 = 'present' THEN NULL ELSE sent_hash END",
-        params![
-            folder,
-            blob.to_hex(),
-            state.as_str(),
-            uidvalidity,
-            uid,
-            flags,
-            now()
-        ],
-    )?;
-    Ok(())
-}
+    pub fn target_id(&self, mailbox: &str, host: &str) -> Result<i64> {
+        let c = self.index.connection();
+        c.execute(
+            "INSERT OR IGNORE INTO targets (mailbox, host, created_at) VALUES (?1, ?2, ?3)",
+            params![mailbox, host, now()],
+        )?;
+        Ok(c.query_row(
+            "SELECT id FROM targets WHERE mailbox = ?1 AND host = ?2",
+            params![mailbox, host],
+            |r| r.get(0),
+        )?)
+    }
 
-/// Skipped for good, for `reason`.
-pub fn mark_skipped(
-    index: &Index,
-    folder: i64,
-    blob: &BlobHash,
-    reason: &SkipReason,
-    copies: u64,
-) -> Result<()> {
-    not_uploaded(
-        index,
-        folder,
-        blob,
-        State::Skipped,
-        reason.kind(),
-        &reason.to_string(),
-        copies,
-    )
-}
+    /// The target mailbox's id if it was ever uploaded to.
+    pub fn find_target(&self, mailbox: &str, host: &str) -> Result<Option<i64>> {
+        Ok(self
+            .index
+            .connection()
+            .query_row(
+                "SELECT id FROM targets WHERE mailbox = ?1 AND host = ?2",
+                params![mailbox, host],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
 
-/// Failed this time, for `reason`: the next upload tries again.
-pub fn mark_failed(
-    index: &Index,
-    folder: i64,
-    blob: &BlobHash,
-    reason: &FailReason,
-    copies: u64,
-) -> Result<()> {
-    not_uploaded(
-        index,
-        folder,
-        blob,
-        State::Failed,
-        reason.kind(),
-        &reason.to_string(),
-        copies,
-    )
-}
-
-fn not_uploaded(
-    index: &Index,
-    folder: i64,
-    blob: &BlobHash,
-    state: State,
-    kind: ReasonKind,
-    words: &str,
-    copies: u64,
-) -> Result<()> {
-    index.connection().execute(
-        "INSERT INTO uploads (target_folder_id, blob_hash, state, reason, reason_kind,
-                              duplicates, attempts, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7)
-         ON CONFLICT (target_folder_id, blob_hash) DO UPDATE SET
-            state = ?3, reason = ?4, reason_kind = ?5, uidnext = NULL,
-            attempts = attempts + 1, updated_at = ?7",
-        params![
-            folder,
-            blob.to_hex(),
-            state.as_str(),
-            words,
-            kind.as_str(),
-            copies.saturating_sub(1) as i64,
-            now()
-        ],
-    )?;
-    Ok(())
-}
-
-/// A pending entry that reconciliation showed was never appended.
-pub fn forget(index: &Index, folder: i64, blob: &BlobHash) -> Result<()> {
-    index.connection().execute(
-        "DELETE FROM uploads WHERE target_folder_id = ?1 AND blob_hash = ?2",
-        params![folder, blob.to_hex()],
-    )?;
-    Ok(())
-}
-
-/// After a flag push by `account`, which from then on answers for the
-/// entry's flags if no account did (entries from before schema 3).
-pub fn set_flags(
-    index: &Index,
-    folder: i64,
-    blob: &BlobHash,
-    flags: &str,
-    account: &str,
-) -> Result<()> {
-    index.connection().execute(
-        "UPDATE uploads SET flags = ?3, updated_at = ?4, account = COALESCE(account, ?5)
-         WHERE target_folder_id = ?1 AND blob_hash = ?2",
-        params![folder, blob.to_hex(), flags, now(), account],
-    )?;
-    Ok(())
-}
-
-/// The Message-IDs of `blobs`, where they have one.
-pub fn message_ids<'a>(
-    index: &Index,
-    blobs: impl Iterator<Item = &'a BlobHash>,
-) -> Result<HashMap<BlobHash, String>> {
-    let mut stmt = index
-        .connection()
-        .prepare_cached("SELECT message_id FROM blobs WHERE hash = ?1")?;
-    let mut out = HashMap::new();
-    for blob in blobs {
-        let id: Option<String> = stmt
-            .query_row([blob.to_hex()], |r| r.get(0))
+    /// The target's separator and personal prefix (wire form) as seen on the
+    /// last upload, each if known.
+    pub fn target_namespace(
+        &self,
+        mailbox: &str,
+        host: &str,
+    ) -> Result<(Option<String>, Option<String>)> {
+        Ok(self
+            .index
+            .connection()
+            .query_row(
+                "SELECT delimiter, personal_prefix FROM targets WHERE mailbox = ?1 AND host = ?2",
+                params![mailbox, host],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .optional()?
-            .flatten();
-        if let Some(id) = id {
-            out.insert(*blob, id);
-        }
+            .unwrap_or_default())
     }
-    Ok(out)
-}
 
-/// Records which target folder the source folders go to; `None` when the
-/// folder map leaves them out.
-pub fn link_source_folders(
-    index: &Index,
-    source_folders: &[i64],
-    target: Option<i64>,
-) -> Result<()> {
-    // left_out: the folder map sends the folder nowhere, on purpose.
-    let mut stmt = index.connection().prepare_cached(
-        "UPDATE folders SET target_folder_id = ?2, left_out = ?2 IS NULL WHERE id = ?1",
-    )?;
-    for f in source_folders {
-        stmt.execute(rusqlite::params![f, target])?;
+    pub fn set_target_namespace(&self, target: i64, delimiter: &str, prefix: &str) -> Result<()> {
+        self.index.connection().execute(
+            "UPDATE targets SET delimiter = ?2, personal_prefix = ?3 WHERE id = ?1",
+            params![target, delimiter, prefix],
+        )?;
+        Ok(())
     }
-    Ok(())
-}
 
-/// What the mapped source folders hold now, one entry per blob, oldest first.
-pub fn outgoing(index: &Index, source_folders: &[i64]) -> Result<Vec<Outgoing>> {
-    let mut out: Vec<Outgoing> = Vec::new();
-    let mut at: HashMap<String, usize> = HashMap::new();
-    let mut stmt = index.connection().prepare_cached(
-        "SELECT m.blob_hash, m.flags, m.internal_date, m.internal_date_offset, m.size, b.date
-         FROM messages m JOIN blobs b ON b.hash = m.blob_hash
-         WHERE m.folder_id = ?1 AND m.expunged_at IS NULL
-         ORDER BY m.internal_date, m.uid",
-    )?;
-    for folder in source_folders {
+    /// Whether the ledger has anything in the target folder called `wire`.
+    pub fn folder_has_uploads(&self, target: i64, wire: &str) -> Result<bool> {
+        Ok(self
+            .index
+            .connection()
+            .prepare_cached(
+                "SELECT 1 FROM target_folders f JOIN uploads u ON u.target_folder_id = f.id
+                 WHERE f.target_id = ?1 AND f.wire_name = ?2 LIMIT 1",
+            )?
+            .exists(params![target, wire])?)
+    }
+
+    /// The bytes the ledger has placed in a target mailbox (uploaded, or
+    /// found there), so that a quota check does not count them twice.
+    pub fn placed_bytes(&self, mailbox: &str, host: &str) -> Result<u64> {
+        let bytes: i64 = self.index.connection().query_row(
+            "SELECT COALESCE(SUM(b.size), 0) FROM uploads u
+             JOIN target_folders f ON f.id = u.target_folder_id
+             JOIN targets t ON t.id = f.target_id
+             JOIN blobs b ON b.hash = u.blob_hash
+             WHERE t.mailbox = ?1 AND t.host = ?2 AND u.state IN ('done', 'present')",
+            [mailbox, host],
+            |r| r.get(0),
+        )?;
+        Ok(bytes.max(0) as u64)
+    }
+
+    /// Entries of a target mailbox that did not go, by state (skipped or
+    /// failed) and kind of reason, with how many share them.
+    pub fn not_uploaded_by_reason(
+        &self,
+        target: i64,
+    ) -> Result<Vec<(State, Option<ReasonKind>, u64)>> {
+        let mut stmt = self.index.connection().prepare(
+            "SELECT u.state, u.reason_kind, COUNT(*) FROM uploads u
+             JOIN target_folders f ON f.id = u.target_folder_id
+             WHERE f.target_id = ?1 AND u.state IN ('skipped', 'failed')
+             GROUP BY u.state, u.reason_kind",
+        )?;
+        let rows = stmt.query_map([target], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Messages of a target mailbox sent otherwise than stored (see
+    /// [`SentAs`]), by how, with how many.
+    pub fn sent_otherwise(&self, target: i64) -> Result<Vec<(String, u64)>> {
+        let mut stmt = self.index.connection().prepare(
+            "SELECT u.sent_as, COUNT(*) FROM uploads u
+             JOIN target_folders f ON f.id = u.target_folder_id
+             WHERE f.target_id = ?1 AND u.state = 'done' AND u.sent_as IS NOT NULL
+             GROUP BY u.sent_as",
+        )?;
+        let rows = stmt.query_map([target], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The target folders `account`'s source folders go to now and that hold
+    /// entries a check reads back: an old target folder a changed map no
+    /// longer uses is not listed.
+    pub fn checked_folders(&self, target: i64, account: &str) -> Result<Vec<KnownFolder>> {
+        let mut stmt = self.index.connection().prepare(
+            "SELECT DISTINCT f.id, COALESCE(f.actual_name, f.wire_name), f.display_name
+             FROM target_folders f
+             JOIN folders sf ON sf.target_folder_id = f.id
+             JOIN accounts a ON a.id = sf.account_id
+             WHERE f.target_id = ?1 AND a.name = ?2 AND EXISTS (
+                 SELECT 1 FROM uploads u WHERE u.target_folder_id = f.id
+                 AND u.state IN ('done', 'present', 'pending', 'failed'))
+             ORDER BY f.display_name",
+        )?;
+        let rows = stmt.query_map(params![target, account], |r| {
+            Ok(KnownFolder {
+                id: r.get(0)?,
+                wire: r.get(1)?,
+                display: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn find_target_folder(&self, target: i64, wire: &str) -> Result<Option<i64>> {
+        Ok(self
+            .index
+            .connection()
+            .query_row(
+                "SELECT id FROM target_folders WHERE target_id = ?1 AND wire_name = ?2",
+                params![target, wire],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    pub fn target_folder_id(&self, target: i64, wire: &str, display: &str) -> Result<i64> {
+        let c = self.index.connection();
+        c.execute(
+            "INSERT OR IGNORE INTO target_folders (target_id, wire_name, display_name)
+             VALUES (?1, ?2, ?3)",
+            params![target, wire, display],
+        )?;
+        Ok(c.query_row(
+            "SELECT id FROM target_folders WHERE target_id = ?1 AND wire_name = ?2",
+            params![target, wire],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// The name the target took instead of the mapped one, if it refused that.
+    pub fn actual_name(&self, folder: i64) -> Result<Option<String>> {
+        Ok(self
+            .index
+            .connection()
+            .query_row(
+                "SELECT actual_name FROM target_folders WHERE id = ?1",
+                [folder],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
+    /// Whether another target folder of the same mailbox already goes by
+    /// `wire` (as its mapped name or the name the target took instead).
+    pub fn name_taken(&self, folder: i64, wire: &str) -> Result<bool> {
+        Ok(self
+            .index
+            .connection()
+            .prepare_cached(
+                "SELECT 1 FROM target_folders o JOIN target_folders f ON f.target_id = o.target_id
+                 WHERE f.id = ?1 AND o.id != ?1 AND (o.wire_name = ?2 OR o.actual_name = ?2)",
+            )?
+            .exists(params![folder, wire])?)
+    }
+
+    pub fn set_actual_name(&self, folder: i64, wire: &str, display: &str) -> Result<()> {
+        self.index.connection().execute(
+            "UPDATE target_folders SET actual_name = ?2, display_name = ?3 WHERE id = ?1",
+            params![folder, wire, display],
+        )?;
+        Ok(())
+    }
+
+    /// Whether an upload ever opened the target folder (it exists there).
+    pub fn target_folder_seen(&self, folder: i64) -> Result<bool> {
+        Ok(self
+            .index
+            .connection()
+            .prepare_cached(
+                "SELECT 1 FROM target_folders WHERE id = ?1 AND uidvalidity IS NOT NULL",
+            )?
+            .exists([folder])?)
+    }
+
+    pub fn set_folder_uidvalidity(&self, folder: i64, uidvalidity: u32) -> Result<()> {
+        self.index.connection().execute(
+            "UPDATE target_folders SET uidvalidity = ?2 WHERE id = ?1",
+            params![folder, uidvalidity],
+        )?;
+        Ok(())
+    }
+
+    pub fn entries(&self, folder: i64) -> Result<HashMap<BlobHash, LedgerEntry>> {
+        let mut stmt = self.index.connection().prepare_cached(
+            "SELECT blob_hash, state, uidvalidity, uidnext, uid, flags, reason, account, sent_hash,
+                    reason_kind
+             FROM uploads WHERE target_folder_id = ?1",
+        )?;
         let rows = stmt.query_map([folder], |r| {
             Ok((
                 r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<i64>>(2)?,
-                r.get::<_, Option<i32>>(3)?,
-                r.get::<_, i64>(4)?,
-                r.get::<_, Option<String>>(5)?,
+                r.get::<_, State>(1)?,
+                (r.get(2)?, r.get(3)?, r.get(4)?),
+                r.get(5)?,
+                (r.get(6)?, r.get(9)?),
+                r.get(7)?,
+                r.get::<_, Option<String>>(8)?,
             ))
         })?;
+        let mut out = HashMap::new();
         for row in rows {
-            let (hash, flags, date, offset, size, header_date) = row?;
-            match at.get(&hash) {
-                Some(&i) => out[i].copies += 1,
-                None => {
-                    at.insert(hash.clone(), out.len());
-                    out.push(Outgoing {
-                        blob: BlobHash::from_hex(&hash)?,
-                        flags,
-                        internal_date: match date {
-                            Some(d) => Some((d, offset.unwrap_or(0))),
-                            // Unknown at the source: the Date header, if any.
-                            None => header_date.as_deref().and_then(date_header_instant),
-                        },
-                        size: size as u64,
-                        copies: 1,
-                    });
+            let (
+                hash,
+                state,
+                (uidvalidity, uidnext, uid),
+                flags,
+                (reason, reason_kind),
+                account,
+                sent,
+            ) = row?;
+            let blob = BlobHash::from_hex(&hash)?;
+            out.insert(
+                blob,
+                LedgerEntry {
+                    blob,
+                    state,
+                    uidvalidity,
+                    uidnext,
+                    uid,
+                    flags,
+                    reason,
+                    reason_kind,
+                    account,
+                    sent_hash: sent.as_deref().map(BlobHash::from_hex).transpose()?,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// Before an APPEND: the entry is pending, with where its UID will be.
+    pub fn mark_pending(&self, folder: i64, blob: &BlobHash, a: &Attempt) -> Result<()> {
+        self.index.connection().execute(
+            "INSERT INTO uploads (target_folder_id, blob_hash, state, uidvalidity, uidnext,
+                                  duplicates, attempts, updated_at, account, sent_as, sent_hash)
+             VALUES (?1, ?2, 'pending', ?3, ?4, ?5, 1, ?6, ?7, ?8, ?9)
+             ON CONFLICT (target_folder_id, blob_hash) DO UPDATE SET
+                state = 'pending', uidvalidity = ?3, uidnext = ?4, uid = NULL, reason = NULL, reason_kind = NULL,
+                duplicates = ?5, attempts = attempts + 1, updated_at = ?6, account = ?7,
+                sent_as = ?8, sent_hash = ?9",
+            params![
+                folder,
+                blob.to_hex(),
+                a.uidvalidity,
+                a.uidnext,
+                a.copies.saturating_sub(1) as i64,
+                now(),
+                a.account,
+                a.sent.map(|(s, _)| s.as_str()),
+                a.sent.map(|(_, h)| h.to_hex()),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// After the server's OK (or a confirmed match at the target).
+    pub fn mark_done(
+        &self,
+        folder: i64,
+        blob: &BlobHash,
+        state: State,
+        uidvalidity: Option<u32>,
+        uid: Option<u32>,
+        flags: &str,
+    ) -> Result<()> {
+        self.index.connection().execute(
+            "INSERT INTO uploads (target_folder_id, blob_hash, state, uidvalidity, uid, flags,
+                                  updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (target_folder_id, blob_hash) DO UPDATE SET
+                state = ?3, uidvalidity = COALESCE(?4, uidvalidity), uid = ?5, flags = ?6,
+                reason = NULL, reason_kind = NULL, updated_at = ?7,
+                sent_as = CASE WHEN ?3 = 'present' THEN NULL ELSE sent_as END,
+                sent_hash = CASE WHEN ?3 = 'present' THEN NULL ELSE sent_hash END",
+            params![
+                folder,
+                blob.to_hex(),
+                state.as_str(),
+                uidvalidity,
+                uid,
+                flags,
+                now()
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Skipped for good, for `reason`.
+    pub fn mark_skipped(
+        &self,
+        folder: i64,
+        blob: &BlobHash,
+        reason: &SkipReason,
+        copies: u64,
+    ) -> Result<()> {
+        self.not_uploaded(
+            folder,
+            blob,
+            State::Skipped,
+            reason.kind(),
+            &reason.to_string(),
+            copies,
+        )
+    }
+
+    /// Failed this time, for `reason`: the next upload tries again.
+    pub fn mark_failed(
+        &self,
+        folder: i64,
+        blob: &BlobHash,
+        reason: &FailReason,
+        copies: u64,
+    ) -> Result<()> {
+        self.not_uploaded(
+            folder,
+            blob,
+            State::Failed,
+            reason.kind(),
+            &reason.to_string(),
+            copies,
+        )
+    }
+
+    fn not_uploaded(
+        &self,
+        folder: i64,
+        blob: &BlobHash,
+        state: State,
+        kind: ReasonKind,
+        words: &str,
+        copies: u64,
+    ) -> Result<()> {
+        self.index.connection().execute(
+            "INSERT INTO uploads (target_folder_id, blob_hash, state, reason, reason_kind,
+                                  duplicates, attempts, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7)
+             ON CONFLICT (target_folder_id, blob_hash) DO UPDATE SET
+                state = ?3, reason = ?4, reason_kind = ?5, uidnext = NULL,
+                attempts = attempts + 1, updated_at = ?7",
+            params![
+                folder,
+                blob.to_hex(),
+                state.as_str(),
+                words,
+                kind.as_str(),
+                copies.saturating_sub(1) as i64,
+                now()
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// A pending entry that reconciliation showed was never appended.
+    pub fn forget(&self, folder: i64, blob: &BlobHash) -> Result<()> {
+        self.index.connection().execute(
+            "DELETE FROM uploads WHERE target_folder_id = ?1 AND blob_hash = ?2",
+            params![folder, blob.to_hex()],
+        )?;
+        Ok(())
+    }
+
+    /// After a flag push by `account`, which from then on answers for the
+    /// entry's flags if no account did (entries from before schema 3).
+    pub fn set_flags(
+        &self,
+        folder: i64,
+        blob: &BlobHash,
+        flags: &str,
+        account: &str,
+    ) -> Result<()> {
+        self.index.connection().execute(
+            "UPDATE uploads SET flags = ?3, updated_at = ?4, account = COALESCE(account, ?5)
+             WHERE target_folder_id = ?1 AND blob_hash = ?2",
+            params![folder, blob.to_hex(), flags, now(), account],
+        )?;
+        Ok(())
+    }
+
+    /// The Message-IDs of `blobs`, where they have one.
+    pub fn message_ids<'a>(
+        &self,
+        blobs: impl Iterator<Item = &'a BlobHash>,
+    ) -> Result<HashMap<BlobHash, String>> {
+        let mut stmt = self
+            .index
+            .connection()
+            .prepare_cached("SELECT message_id FROM blobs WHERE hash = ?1")?;
+        let mut out = HashMap::new();
+        for blob in blobs {
+            let id: Option<String> = stmt
+                .query_row([blob.to_hex()], |r| r.get(0))
+                .optional()?
+                .flatten();
+            if let Some(id) = id {
+                out.insert(*blob, id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records which target folder the source folders go to; `None` when the
+    /// folder map leaves them out.
+    pub fn link_source_folders(&self, source_folders: &[i64], target: Option<i64>) -> Result<()> {
+        // left_out: the folder map sends the folder nowhere, on purpose.
+        let mut stmt = self.index.connection().prepare_cached(
+            "UPDATE folders SET target_folder_id = ?2, left_out = ?2 IS NULL WHERE id = ?1",
+        )?;
+        for f in source_folders {
+            stmt.execute(rusqlite::params![f, target])?;
+        }
+        Ok(())
+    }
+
+    /// What the mapped source folders hold now, one entry per blob, oldest first.
+    pub fn outgoing(&self, source_folders: &[i64]) -> Result<Vec<Outgoing>> {
+        let mut out: Vec<Outgoing> = Vec::new();
+        let mut at: HashMap<String, usize> = HashMap::new();
+        let mut stmt = self.index.connection().prepare_cached(
+            "SELECT m.blob_hash, m.flags, m.internal_date, m.internal_date_offset, m.size, b.date
+             FROM messages m JOIN blobs b ON b.hash = m.blob_hash
+             WHERE m.folder_id = ?1 AND m.expunged_at IS NULL
+             ORDER BY m.internal_date, m.uid",
+        )?;
+        for folder in source_folders {
+            let rows = stmt.query_map([folder], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<i64>>(2)?,
+                    r.get::<_, Option<i32>>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                ))
+            })?;
+            for row in rows {
+                let (hash, flags, date, offset, size, header_date) = row?;
+                match at.get(&hash) {
+                    Some(&i) => out[i].copies += 1,
+                    None => {
+                        at.insert(hash.clone(), out.len());
+                        out.push(Outgoing {
+                            blob: BlobHash::from_hex(&hash)?,
+                            flags,
+                            internal_date: match date {
+                                Some(d) => Some((d, offset.unwrap_or(0))),
+                                // Unknown at the source: the Date header, if any.
+                                None => header_date.as_deref().and_then(date_header_instant),
+                            },
+                            size: size as u64,
+                            copies: 1,
+                        });
+                    }
                 }
             }
         }
+        Ok(out)
     }
-    Ok(out)
 }
 
 /// The instant and offset (minutes) of a Date header as the index keeps it
@@ -859,7 +888,7 @@ mod tests {
         ];
         index_of_schema_6(&path, &old);
         let index = Index::open(&path).unwrap();
-        let entries = entries(&index, 1).unwrap();
+        let entries = index.ledger().entries(1).unwrap();
         let kind = |i: usize| {
             let hash = BlobHash::from_hex(&format!("{i:064x}")).unwrap();
             entries[&hash].reason_kind
@@ -897,15 +926,15 @@ mod tests {
             limit: Some(35 << 20),
             said: None,
         };
-        mark_skipped(&index, 1, &blob, &reason, 1).unwrap();
-        let entry = &entries(&index, 1).unwrap()[&blob];
+        index.ledger().mark_skipped(1, &blob, &reason, 1).unwrap();
+        let entry = &index.ledger().entries(1).unwrap()[&blob];
         assert_eq!(entry.state, State::Skipped);
         assert_eq!(entry.reason_kind, Some(ReasonKind::TooLarge));
         assert_eq!(
             entry.reason.as_deref(),
             Some("40.0 MiB is over the target's limit of 35.0 MiB")
         );
-        let by_reason = not_uploaded_by_reason(&index, 1).unwrap();
+        let by_reason = index.ledger().not_uploaded_by_reason(1).unwrap();
         assert_eq!(
             by_reason,
             vec![(State::Skipped, Some(ReasonKind::TooLarge), 1)]
@@ -926,7 +955,7 @@ mod tests {
                  UPDATE uploads SET state = 'lost';",
             )
             .unwrap();
-        let err = format!("{:#}", entries(&index, 1).unwrap_err());
+        let err = format!("{:#}", index.ledger().entries(1).unwrap_err());
         assert!(err.contains("unknown state \"lost\""), "{err}");
     }
 }

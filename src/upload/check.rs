@@ -156,13 +156,13 @@ async fn check_account(ctx: &UploadContext, out: &mut AccountCheck, requeue: boo
     let host = &ctx.options.target.server.address();
     let folders: Vec<ledger::KnownFolder> = {
         let index = ctx.store.index();
-        let Some(target) = ledger::find_target(&index, &ctx.account.target, host)? else {
+        let Some(target) = index.ledger().find_target(&ctx.account.target, host)? else {
             // Nothing was ever uploaded there: nothing to find.
             return Ok(());
         };
         // The folders this account's source folders go to now; an old
         // target folder a changed map no longer uses is no job of ours.
-        ledger::checked_folders(&index, target, &ctx.account.name)?
+        index.ledger().checked_folders(target, &ctx.account.name)?
     };
     if folders.is_empty() {
         return Ok(());
@@ -233,7 +233,7 @@ async fn check_folder(
         folder: folder.display.clone(),
         ..FolderCheck::default()
     };
-    let entries = ledger::entries(&ctx.store.index(), folder.id)?;
+    let entries = ctx.store.index().ledger().entries(folder.id)?;
     // Another account uploading into the same mailbox answers for its own
     // entries; they still claim their messages here (so they are no extras).
     let mine = |e: &LedgerEntry| e.account.as_deref().is_none_or(|a| a == me);
@@ -388,7 +388,7 @@ async fn check_folder(
         };
         let index = ctx.store.index();
         for (blob, _) in &missing {
-            ledger::mark_failed(&index, folder.id, blob, &reason, 1)?;
+            index.ledger().mark_failed(folder.id, blob, &reason, 1)?;
         }
     }
     let failed_before = entries

@@ -97,7 +97,7 @@ pub(crate) async fn run(
 ) -> Result<()> {
     let kind = ctx.options.target.kind;
     let tf = job.target_folder_id;
-    let entries = ledger::entries(&ctx.store.index(), tf)?;
+    let entries = ctx.store.index().ledger().entries(tf)?;
     let Work {
         pending,
         flag_pushes,
@@ -134,7 +134,10 @@ pub(crate) async fn run(
         .uidvalidity
         .ok_or_else(|| anyhow!("the target gave no UIDVALIDITY for {}", job.display_name))?;
     let uidnext = status.uidnext.unwrap_or(1);
-    ledger::set_folder_uidvalidity(&ctx.store.index(), tf, uidvalidity)?;
+    ctx.store
+        .index()
+        .ledger()
+        .set_folder_uidvalidity(tf, uidvalidity)?;
 
     // 1. Settle what a crash left pending.
     if !pending.is_empty() {
@@ -234,7 +237,10 @@ async fn prepare(
             limit: Some(limit),
             said: None,
         };
-        ledger::mark_skipped(&ctx.store.index(), tf, &o.blob, &reason, o.copies)?;
+        ctx.store
+            .index()
+            .ledger()
+            .mark_skipped(tf, &o.blob, &reason, o.copies)?;
         return Ok(None);
     }
     let store = ctx.store.clone();
@@ -251,7 +257,7 @@ async fn prepare(
             {
                 let index = ctx.store.index();
                 index.mark_blob_damaged(&o.blob, &damaged.fault)?;
-                ledger::mark_failed(&index, tf, &o.blob, &reason, o.copies)?;
+                index.ledger().mark_failed(tf, &o.blob, &reason, o.copies)?;
             }
             ctx.progress.warn(
                 &ctx.account.name,
@@ -263,8 +269,7 @@ async fn prepare(
     let mut sent_as = None;
     if body.contains(&0) && !imap.capabilities().has("BINARY") {
         if !ctx.options.send_nul_bytes {
-            ledger::mark_skipped(
-                &ctx.store.index(),
+            ctx.store.index().ledger().mark_skipped(
                 tf,
                 &o.blob,
                 &SkipReason::NulWithoutBinary,
@@ -297,8 +302,7 @@ async fn send(
     let mut created = false;
     loop {
         let sent = sent_as.map(|how| (how, BlobHash::of(&body)));
-        ledger::mark_pending(
-            &ctx.store.index(),
+        ctx.store.index().ledger().mark_pending(
             tf,
             &o.blob,
             &ledger::Attempt {
@@ -334,8 +338,7 @@ async fn send(
                         None
                     }
                 };
-                ledger::mark_done(
-                    &ctx.store.index(),
+                ctx.store.index().ledger().mark_done(
                     tf,
                     &o.blob,
                     State::Done,
@@ -403,11 +406,13 @@ async fn send(
                 match refusal {
                     Refusal::BareNewlines | Refusal::Permanent => {
                         let reason = refusal::skip_reason(&text, o.size);
-                        ledger::mark_skipped(&index, tf, &o.blob, &reason, o.copies)?;
+                        index
+                            .ledger()
+                            .mark_skipped(tf, &o.blob, &reason, o.copies)?;
                     }
                     Refusal::Throttled(_) | Refusal::NoFolder | Refusal::Temporary => {
                         let reason = FailReason::Refused(text);
-                        ledger::mark_failed(&index, tf, &o.blob, &reason, o.copies)?;
+                        index.ledger().mark_failed(tf, &o.blob, &reason, o.copies)?;
                     }
                 }
                 return Ok(());
@@ -418,7 +423,7 @@ async fn send(
 
 /// What the job must still append, by the ledger as it is now.
 fn still_to_append<'a>(ctx: &UploadContext, job: &'a FolderJob) -> Result<Vec<&'a Outgoing>> {
-    let entries = ledger::entries(&ctx.store.index(), job.target_folder_id)?;
+    let entries = ctx.store.index().ledger().entries(job.target_folder_id)?;
     Ok(job
         .outgoing
         .iter()
@@ -458,7 +463,11 @@ async fn create(
     let mut display = base.clone();
     for n in 2.. {
         let wire = crate::imap::mutf7::encode(&display);
-        let taken = ledger::name_taken(&ctx.store.index(), job.target_folder_id, &wire)?
+        let taken = ctx
+            .store
+            .index()
+            .ledger()
+            .name_taken(job.target_folder_id, &wire)?
             || (!ctx.options.merge_folders && imap.status(&wire).await.is_ok());
         if !taken || n > 50 {
             break;
@@ -474,7 +483,10 @@ async fn create(
         )
     })?;
     ctx.shared.folders_created.fetch_add(1, Ordering::Relaxed);
-    ledger::set_actual_name(&ctx.store.index(), job.target_folder_id, &wire, &display)?;
+    ctx.store
+        .index()
+        .ledger()
+        .set_actual_name(job.target_folder_id, &wire, &display)?;
     ctx.progress.warn(
         &ctx.account.name,
         &format!(
@@ -536,7 +548,7 @@ async fn reconcile(
         .partition(|e| e.uidvalidity == Some(uidvalidity) && e.uidnext.is_some());
     // A folder with a new UIDVALIDITY was re-created: nothing of ours is there.
     for e in other {
-        ledger::forget(&ctx.store.index(), tf, &e.blob)?;
+        ctx.store.index().ledger().forget(tf, &e.blob)?;
     }
     if same.is_empty() {
         return Ok(0);
@@ -621,8 +633,7 @@ async fn reconcile(
                     .find(|o| o.blob == e.blob)
                     .map(|o| flags_for_target(&o.flags, ctx.options.target.kind))
                     .unwrap_or_default();
-                ledger::mark_done(
-                    &ctx.store.index(),
+                ctx.store.index().ledger().mark_done(
                     tf,
                     &e.blob,
                     State::Done,
@@ -632,7 +643,7 @@ async fn reconcile(
                 )?;
                 found += 1;
             }
-            None => ledger::forget(&ctx.store.index(), tf, &e.blob)?,
+            None => ctx.store.index().ledger().forget(tf, &e.blob)?,
         }
     }
     imap.unselect().await?;
@@ -656,7 +667,7 @@ async fn read_back(
 ) -> Result<u64> {
     let kind = ctx.options.target.kind;
     let tf = job.target_folder_id;
-    let entries = ledger::entries(&ctx.store.index(), tf)?;
+    let entries = ctx.store.index().ledger().entries(tf)?;
     let ours = entries
         .values()
         .filter(|e| matches!(e.state, State::Done | State::Present | State::Pending))
@@ -691,7 +702,11 @@ async fn read_back(
         },
     )
     .await?;
-    let ids = ledger::message_ids(&ctx.store.index(), appends.iter().map(|o| &o.blob))?;
+    let ids = ctx
+        .store
+        .index()
+        .ledger()
+        .message_ids(appends.iter().map(|o| &o.blob))?;
     // (index in appends, index in at_target)
     let mut matched: Vec<(usize, usize)> = Vec::new();
     let mut taken: HashSet<usize> = HashSet::new();
@@ -707,7 +722,11 @@ async fn read_back(
     }
     // Set aside, first, one message per entry placed without a UID.
     if !placed_without_uid.is_empty() {
-        let placed_ids = ledger::message_ids(&ctx.store.index(), placed_without_uid.iter())?;
+        let placed_ids = ctx
+            .store
+            .index()
+            .ledger()
+            .message_ids(placed_without_uid.iter())?;
         for blob in &placed_without_uid {
             let date = job
                 .outgoing
@@ -792,8 +811,7 @@ async fn read_back(
         let (o, c) = (appends[i], &at_target[j]);
         // The flags it has there; a later run pushes the source's.
         let flags = flags_for_target(&c.flags.as_deref().unwrap_or_default().join(" "), kind);
-        ledger::mark_done(
-            &index,
+        index.ledger().mark_done(
             tf,
             &o.blob,
             State::Present,
@@ -873,7 +891,9 @@ async fn push_flags(
         ctx.throttle.went_through();
         let index = ctx.store.index();
         for (_, blob, flags) in &targets {
-            ledger::set_flags(&index, job.target_folder_id, blob, flags, &ctx.account.name)?;
+            index
+                .ledger()
+                .set_flags(job.target_folder_id, blob, flags, &ctx.account.name)?;
         }
         ctx.shared
             .flags_pushed

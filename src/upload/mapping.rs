@@ -152,6 +152,83 @@ impl Namespace {
 /// The source's personal prefix: as recorded by the mirror, else "INBOX"
 /// and the separator when every folder but the inbox lies below it (how
 /// Cyrus and Courier show a mailbox), else none.
+/// Each account's folder map, as `plan` shows it and `upload` will use it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct FolderPlan {
+    pub accounts: Vec<AccountMap>,
+}
+
+/// One account's folders and where they go.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountMap {
+    pub account: String,
+    pub folders: Vec<MapEntry>,
+}
+
+/// Maps every account of `config` from what the store holds (a mirror
+/// must have run) into a target of `kind` with `namespace`.
+pub fn plan(
+    index: &crate::store::Index,
+    config: &crate::config::Config,
+    kind: TargetKind,
+    namespace: &Namespace,
+    overrides: Option<&MapFile>,
+    merge_folders: bool,
+) -> Result<FolderPlan> {
+    let mut accounts = Vec::new();
+    for account in &config.accounts {
+        let id = index.find_account(&account.name)?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "{} ({}): nothing in the store yet; run `mailferry mirror` first",
+                account.name,
+                account.origin
+            )
+        })?;
+        let folders: Vec<FolderRow> = index
+            .folders(id)?
+            .into_iter()
+            .filter(|f| f.deleted_at.is_none())
+            .collect();
+        let prefix = source_prefix(&folders, index.personal_prefix(id)?.as_deref());
+        let folders = map_account(
+            &account.name,
+            &folders,
+            &prefix,
+            kind,
+            namespace,
+            overrides,
+            merge_folders,
+        )?;
+        accounts.push(AccountMap {
+            account: account.name.clone(),
+            folders,
+        });
+    }
+    Ok(FolderPlan { accounts })
+}
+
+impl FolderPlan {
+    /// Writes the plan as a map file (Account,SourceFolder,TargetFolder) to
+    /// edit and pass to `upload --map`.
+    pub fn write_map(&self, path: &Path) -> Result<()> {
+        let mut w = csv::Writer::from_path(path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        w.write_record(["Account", "SourceFolder", "TargetFolder"])?;
+        for a in &self.accounts {
+            for e in &a.folders {
+                w.write_record([
+                    a.account.as_str(),
+                    &e.source,
+                    e.target.as_deref().unwrap_or(""),
+                ])?;
+            }
+        }
+        w.flush()?;
+        Ok(())
+    }
+}
+
 pub fn source_prefix(folders: &[FolderRow], recorded: Option<&str>) -> String {
     if let Some(p) = recorded {
         return p.to_string();

@@ -14,8 +14,6 @@ pub mod refusal;
 mod summary;
 pub mod throttle;
 
-pub use summary::plan_table;
-
 use crate::store::ledger;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -418,15 +416,13 @@ async fn upload_account(ctx: Arc<UploadContext>) -> AccountUpload {
 /// Skipped (by reason) and failed entries in the ledger for this target.
 fn count_outcomes(ctx: &UploadContext, counts: &mut UploadCounts) -> Result<()> {
     let index = ctx.store.index();
-    let Some(target) = ledger::find_target(
-        &index,
-        &ctx.account.target,
-        &ctx.options.target.server.address(),
-    )?
+    let Some(target) = index
+        .ledger()
+        .find_target(&ctx.account.target, &ctx.options.target.server.address())?
     else {
         return Ok(());
     };
-    for (state, kind, n) in ledger::not_uploaded_by_reason(&index, target)? {
+    for (state, kind, n) in index.ledger().not_uploaded_by_reason(target)? {
         if state == ledger::State::Skipped {
             counts.skipped += n;
             let label = kind.unwrap_or(ledger::ReasonKind::Rejected).label();
@@ -438,7 +434,7 @@ fn count_outcomes(ctx: &UploadContext, counts: &mut UploadCounts) -> Result<()> 
             counts.failed += n;
         }
     }
-    for (how, n) in ledger::sent_otherwise(&index, target)? {
+    for (how, n) in index.ledger().sent_otherwise(target)? {
         *counts
             .sent_otherwise
             .entry(ledger::SentAs::describe(&how).to_string())
@@ -473,8 +469,11 @@ async fn run_account(
     // Plan from the ledger alone first: when nothing is to be done, no
     // connection is opened at all.
     let host = &options.target.server.address();
-    let (known_delimiter, known_prefix) =
-        ledger::target_namespace(&ctx.store.index(), &ctx.account.target, host)?;
+    let (known_delimiter, known_prefix) = ctx
+        .store
+        .index()
+        .ledger()
+        .target_namespace(&ctx.account.target, host)?;
     let assumed = Namespace {
         prefix: known_prefix
             .as_deref()
@@ -529,8 +528,10 @@ async fn run_account(
     )?;
     {
         let index = ctx.store.index();
-        let target = ledger::target_id(&index, &ctx.account.target, host)?;
-        ledger::set_target_namespace(&index, target, &namespace.delimiter, &ns.prefix)?;
+        let target = index.ledger().target_id(&ctx.account.target, host)?;
+        index
+            .ledger()
+            .set_target_namespace(target, &namespace.delimiter, &ns.prefix)?;
     }
     ctx.progress.planned(
         &ctx.account.name,
@@ -593,7 +594,7 @@ fn keep_earlier_folders(
 ) -> Result<()> {
     let index = ctx.store.index();
     let host = ctx.options.target.server.address();
-    let Some(target) = ledger::find_target(&index, &ctx.account.target, &host)? else {
+    let Some(target) = index.ledger().find_target(&ctx.account.target, &host)? else {
         return Ok(());
     };
     for e in map.iter_mut() {
@@ -608,8 +609,12 @@ fn keep_earlier_folders(
         };
         let before = mapping::legacy_target(row, ctx.options.target.kind, &namespace.delimiter);
         if before != now
-            && ledger::folder_has_uploads(&index, target, &target_wire_name(&before))?
-            && !ledger::folder_has_uploads(&index, target, &target_wire_name(now))?
+            && index
+                .ledger()
+                .folder_has_uploads(target, &target_wire_name(&before))?
+            && !index
+                .ledger()
+                .folder_has_uploads(target, &target_wire_name(now))?
         {
             e.target = Some(before);
             e.why = "where an earlier upload put it".to_string();
@@ -677,9 +682,9 @@ fn folder_jobs(
     let index = ctx.store.index();
     let host = &options.target.server.address();
     let target = if write {
-        Some(ledger::target_id(&index, &ctx.account.target, host)?)
+        Some(index.ledger().target_id(&ctx.account.target, host)?)
     } else {
-        ledger::find_target(&index, &ctx.account.target, host)?
+        index.ledger().find_target(&ctx.account.target, host)?
     };
     // Links are facts about the store, not the target: the offline plan
     // records them too (a store from before schema 3 gets them on the
@@ -691,7 +696,7 @@ fn folder_jobs(
             .filter(|e| e.target.is_none())
             .map(|e| e.source_folder_id)
             .collect();
-        ledger::link_source_folders(&index, &unmapped, None)?;
+        index.ledger().link_source_folders(&unmapped, None)?;
     }
     for (_, entries) in &groups {
         let display = entries[0].target.clone().expect("mapped");
@@ -703,17 +708,17 @@ fn folder_jobs(
             wire = (*found).clone();
         }
         let ids: Vec<i64> = entries.iter().map(|e| e.source_folder_id).collect();
-        let outgoing = ledger::outgoing(&index, &ids)?;
+        let outgoing = index.ledger().outgoing(&ids)?;
         let tf = match (target, write) {
-            (Some(t), true) => Some(ledger::target_folder_id(&index, t, &wire, &display)?),
-            (Some(t), false) => ledger::find_target_folder(&index, t, &wire)?,
+            (Some(t), true) => Some(index.ledger().target_folder_id(t, &wire, &display)?),
+            (Some(t), false) => index.ledger().find_target_folder(t, &wire)?,
             (None, _) => None,
         };
         if link && tf.is_some() {
-            ledger::link_source_folders(&index, &ids, tf)?;
+            index.ledger().link_source_folders(&ids, tf)?;
         }
         let known = match tf {
-            Some(tf) => ledger::entries(&index, tf)?,
+            Some(tf) => index.ledger().entries(tf)?,
             None => HashMap::new(),
         };
         let c = &mut plan.counts;
@@ -749,7 +754,7 @@ fn folder_jobs(
         let made = match existing {
             Some(ex) => ex.contains(&wire),
             None => tf
-                .map(|tf| ledger::target_folder_seen(&index, tf))
+                .map(|tf| index.ledger().target_folder_seen(tf))
                 .transpose()?
                 .unwrap_or(false),
         };
@@ -758,7 +763,7 @@ fn folder_jobs(
         }
         if let Some(tf) = tf.filter(|_| write) {
             // A name the target refused before: use the one it took.
-            if let Some(actual) = ledger::actual_name(&index, tf)? {
+            if let Some(actual) = index.ledger().actual_name(tf)? {
                 wire = actual;
             }
             plan.jobs.push_back(FolderJob {

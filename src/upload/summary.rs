@@ -113,20 +113,21 @@ impl std::fmt::Display for UploadSummary {
     }
 }
 
-/// `plan`: the folder map of each account.
-pub fn plan_table(maps: &[(String, Vec<super::MapEntry>)]) -> String {
-    let mut out = String::new();
-    for (account, map) in maps {
-        let _ = writeln!(out, "{account}:");
-        for e in map {
-            let _ = writeln!(
-                out,
-                "  {:<36} -> {:<36} ({})",
-                e.source,
-                e.target.as_deref().unwrap_or("(not uploaded)"),
-                e.why
-            );
+/// `plan`: each account's folders and where they go.
+impl std::fmt::Display for super::mapping::FolderPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for account in &self.accounts {
+            writeln!(f, "{}:", account.account)?;
+            for e in &account.folders {
+                writeln!(
+                    f,
+                    "  {:<36} -> {:<36} ({})",
+                    e.source,
+                    e.target.as_deref().unwrap_or("(not uploaded)"),
+                    e.why
+                )?;
+            }
         }
+        Ok(())
     }
-    out
 }

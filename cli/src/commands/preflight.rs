@@ -59,12 +59,10 @@ fn already_uploaded(cli: &Cli, config: &mailferry::config::Config) -> HashMap<St
     let index = store.index();
     let mut out = HashMap::new();
     for a in &config.accounts {
-        let bytes = mailferry::store::ledger::placed_bytes(
-            index,
-            &a.target,
-            &config.target.server.address(),
-        )
-        .unwrap_or(0);
+        let bytes = index
+            .ledger()
+            .placed_bytes(&a.target, &config.target.server.address())
+            .unwrap_or(0);
         out.insert(a.target.clone(), bytes);
     }
     out

@@ -30,9 +30,10 @@ fn a_second_writer_gets_a_clear_error() {
 fn an_index_from_a_newer_mailferry_is_refused_not_rewritten() {
     let store = tempfile::tempdir().unwrap();
     drop(mailferry::store::Store::open(store.path(), mailferry::store::Creation::Allowed).unwrap());
-    let conn = rusqlite::Connection::open(store.path().join("index.sqlite")).unwrap();
-    conn.pragma_update(None, "user_version", 99).unwrap();
-    drop(conn);
+    // What a newer mailferry would leave: SQLite's user_version (the
+    // schema version) is the big-endian u32 at byte 60 of the file.
+    let index = store.path().join("index.sqlite");
+    set_user_version(&index, 99);
     let err = match mailferry::store::Store::open(store.path(), mailferry::store::Creation::Allowed)
     {
         Ok(_) => panic!("a newer index was opened"),
@@ -46,11 +47,7 @@ fn an_index_from_a_newer_mailferry_is_refused_not_rewritten() {
         "{}",
         run.stderr
     );
-    let conn = rusqlite::Connection::open(store.path().join("index.sqlite")).unwrap();
-    let v: i64 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .unwrap();
-    assert_eq!(v, 99, "left as it was");
+    assert_eq!(user_version(&index), 99, "left as it was");
 }
 
 #[test]
@@ -119,4 +116,18 @@ fn connections_racing_to_store_the_same_message_create_it_once() {
     assert_eq!(blob_files(dir.path()).len(), 40);
     let leftovers = std::fs::read_dir(dir.path().join("tmp")).unwrap().count();
     assert_eq!(leftovers, 0, "no staging files stay behind");
+}
+
+fn user_version(index: &std::path::Path) -> u32 {
+    let bytes = std::fs::read(index).unwrap();
+    u32::from_be_bytes(bytes[60..64].try_into().unwrap())
+}
+
+fn set_user_version(index: &std::path::Path, version: u32) {
+    use std::io::{Seek as _, SeekFrom, Write as _};
+    // The store was closed: SQLite checkpointed its WAL into the file.
+    assert!(!index.with_extension("sqlite-wal").exists());
+    let mut f = std::fs::OpenOptions::new().write(true).open(index).unwrap();
+    f.seek(SeekFrom::Start(60)).unwrap();
+    f.write_all(&version.to_be_bytes()).unwrap();
 }
