@@ -1,7 +1,16 @@
 //! How a run ended, in terms both the store (which keeps it) and the
-//! commands (which turn it into exit codes) share.
+//! commands (which turn it into exit codes) share. Neutral: it imports no
+//! other module; which errors are which kind is told by
+//! [`crate::imap::failure_kind`], next to the IMAP error type.
 
-use crate::imap::{ImapError, LoginRefused};
+/// A login the server refused: wrong user name or password, or a locked account.
+#[derive(Debug, thiserror::Error)]
+#[error("login refused for {username} at {server}: {text}")]
+pub struct LoginRefused {
+    pub username: String,
+    pub server: String,
+    pub text: String,
+}
 
 /// A server (an identity endpoint, say) that could not be reached.
 #[derive(Debug, thiserror::Error)]
@@ -48,48 +57,6 @@ impl FailureKind {
             "interrupted" => FailureKind::Interrupted,
             _ => FailureKind::Other,
         }
-    }
-}
-
-/// What kind of failure `e` is: a refused login, a server that cannot be
-/// reached or a connection that broke (TLS refusals included), or else.
-pub fn failure_kind(e: &anyhow::Error) -> FailureKind {
-    for cause in e.chain() {
-        if cause.downcast_ref::<LoginRefused>().is_some()
-            || cause.downcast_ref::<CredentialsRefused>().is_some()
-        {
-            return FailureKind::Login;
-        }
-        if cause.downcast_ref::<Interrupted>().is_some() {
-            return FailureKind::Interrupted;
-        }
-    }
-    let connect = e.chain().any(|c| {
-        c.is::<Unreachable>()
-            || c.downcast_ref::<std::io::Error>().is_some_and(|io| {
-                use std::io::ErrorKind::*;
-                matches!(
-                    io.kind(),
-                    ConnectionRefused
-                        | ConnectionReset
-                        | ConnectionAborted
-                        | NotConnected
-                        | BrokenPipe
-                        | TimedOut
-                        | UnexpectedEof
-                        | HostUnreachable
-                        | NetworkUnreachable
-                )
-            })
-            || c.downcast_ref::<reqwest::Error>()
-                .is_some_and(|r| r.is_connect() || r.is_timeout())
-            || c.downcast_ref::<ImapError>()
-                .is_some_and(|e| e.is_link_failure() || matches!(e, ImapError::TlsRefused(_)))
-    });
-    if connect {
-        FailureKind::Connect
-    } else {
-        FailureKind::Other
     }
 }
 

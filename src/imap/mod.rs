@@ -12,6 +12,55 @@ pub use session::{
 };
 pub use wire::{MAX_LINE, Spill, Spilled, WireStats};
 
+/// What kind of failure `e` is: a refused login, a server that cannot be
+/// reached or a connection that broke (TLS refusals included), or else.
+/// (Identity endpoints that cannot be reached come as
+/// [`crate::outcome::Unreachable`] from `oauth`.)
+pub fn failure_kind(e: &anyhow::Error) -> crate::outcome::FailureKind {
+    for cause in e.chain() {
+        if cause
+            .downcast_ref::<crate::outcome::LoginRefused>()
+            .is_some()
+            || cause
+                .downcast_ref::<crate::outcome::CredentialsRefused>()
+                .is_some()
+        {
+            return crate::outcome::FailureKind::Login;
+        }
+        if cause
+            .downcast_ref::<crate::outcome::Interrupted>()
+            .is_some()
+        {
+            return crate::outcome::FailureKind::Interrupted;
+        }
+    }
+    let connect = e.chain().any(|c| {
+        c.is::<crate::outcome::Unreachable>()
+            || c.downcast_ref::<std::io::Error>().is_some_and(|io| {
+                use std::io::ErrorKind::*;
+                matches!(
+                    io.kind(),
+                    ConnectionRefused
+                        | ConnectionReset
+                        | ConnectionAborted
+                        | NotConnected
+                        | BrokenPipe
+                        | TimedOut
+                        | UnexpectedEof
+                        | HostUnreachable
+                        | NetworkUnreachable
+                )
+            })
+            || c.downcast_ref::<ImapError>()
+                .is_some_and(|e| e.is_link_failure() || matches!(e, ImapError::TlsRefused(_)))
+    });
+    if connect {
+        crate::outcome::FailureKind::Connect
+    } else {
+        crate::outcome::FailureKind::Other
+    }
+}
+
 /// Errors after which the session is unusable and a new one may succeed: a
 /// broken or silent connection, BYE, a response that is not IMAP. Refusals
 /// (a wrong password, a certificate that does not verify) are not.

@@ -168,14 +168,7 @@ pub enum StorageQuota {
     Limit { used: u64, limit: u64 },
 }
 
-/// A login the server refused: wrong user name or password, or a locked account.
-#[derive(Debug, thiserror::Error)]
-#[error("login refused for {username} at {server}: {text}")]
-pub struct LoginRefused {
-    pub username: String,
-    pub server: String,
-    pub text: String,
-}
+pub use crate::outcome::LoginRefused;
 
 /// async-imap hands over a refusal as the debug form of its response
 /// (`code: None, info: Some("[AUTHENTICATIONFAILED] Authentication failed.")`):

@@ -404,7 +404,7 @@ async fn mirror_account(ctx: Arc<MirrorContext>) -> AccountOutcome {
                 ctx.account.origin,
                 error_chain(&e)
             )),
-            Some((crate::outcome::failure_kind(&e), error_chain(&e))),
+            Some((crate::imap::failure_kind(&e), error_chain(&e))),
         ),
     };
     let folder_errors = std::mem::take(&mut *errors.lock().unwrap());

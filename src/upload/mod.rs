@@ -348,7 +348,7 @@ async fn upload_account(ctx: Arc<UploadContext>) -> AccountUpload {
                 ctx.account.target,
                 error_chain(&e)
             )),
-            Some((crate::outcome::failure_kind(&e), error_chain(&e))),
+            Some((crate::imap::failure_kind(&e), error_chain(&e))),
         ),
     };
     counts.add(&ctx.shared.snapshot());

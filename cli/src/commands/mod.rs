@@ -63,7 +63,7 @@ pub fn exit_code_of_error(e: &anyhow::Error) -> i32 {
     if e.chain().any(|c| c.is::<mailferry::store::StoreLocked>()) {
         return EXIT_LOCKED;
     }
-    match mailferry::outcome::failure_kind(e) {
+    match mailferry::imap::failure_kind(e) {
         FailureKind::Login => EXIT_LOGIN,
         FailureKind::Connect => EXIT_CONNECT,
         _ => EXIT_ERROR,
