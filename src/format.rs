@@ -39,3 +39,15 @@ pub fn message_line(
         bytes(size)
     )
 }
+
+/// An account's problems under its line in a summary: why it stopped,
+/// then each folder left incomplete.
+pub fn problems(out: &mut String, error: Option<&str>, folder_errors: &[String]) {
+    use std::fmt::Write as _;
+    if let Some(e) = error {
+        let _ = writeln!(out, "  FAILED: {e}");
+    }
+    for e in folder_errors {
+        let _ = writeln!(out, "  incomplete: {e}");
+    }
+}

@@ -57,21 +57,24 @@ fn mbox_entry(raw: &[u8], internal_date: i64) -> Vec<u8> {
 /// Splits an mboxrd file: messages start at `From ` lines that follow a
 /// blank line (or open the file); one `>` is removed from `>From ` lines.
 fn split_mbox(text: &[u8]) -> Vec<Found> {
+    // The blank line before the next `From ` separates; it is not mail.
+    let finish = |(date, mut body): (i64, Vec<u8>)| {
+        if body.ends_with(b"\n") {
+            body.pop();
+        }
+        Found {
+            bytes: body,
+            flags: String::new(),
+            date,
+        }
+    };
     let mut out = Vec::new();
     let mut current: Option<(i64, Vec<u8>)> = None;
     let mut previous_blank = true;
     for line in text.split_inclusive(|&b| b == b'\n') {
         if previous_blank && line.starts_with(b"From ") {
-            if let Some((date, mut body)) = current.take() {
-                // The blank line before `From ` separates; it is not mail.
-                if body.ends_with(b"\n") {
-                    body.pop();
-                }
-                out.push(Found {
-                    bytes: body,
-                    flags: String::new(),
-                    date,
-                });
+            if let Some(previous) = current.take() {
+                out.push(finish(previous));
             }
             current = Some((from_line_date(line), Vec::new()));
             previous_blank = false;
@@ -87,16 +90,7 @@ fn split_mbox(text: &[u8]) -> Vec<Found> {
             }
         }
     }
-    if let Some((date, mut body)) = current {
-        if body.ends_with(b"\n") {
-            body.pop();
-        }
-        out.push(Found {
-            bytes: body,
-            flags: String::new(),
-            date,
-        });
-    }
+    out.extend(current.map(finish));
     out
 }
 

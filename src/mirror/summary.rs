@@ -43,12 +43,7 @@ impl std::fmt::Display for MirrorSummary {
                 c.flags_updated,
                 c.round_trips
             );
-            if let Some(e) = &a.error {
-                let _ = writeln!(out, "  FAILED: {e}");
-            }
-            for e in &a.folder_errors {
-                let _ = writeln!(out, "  incomplete: {e}");
-            }
+            crate::format::problems(&mut out, a.error.as_deref(), &a.folder_errors);
         }
         let t = &self.totals;
         let complete = self.accounts.iter().filter(|a| a.complete).count();

@@ -60,12 +60,7 @@ impl std::fmt::Display for UploadSummary {
                 c.flags_pushed,
                 c.round_trips
             );
-            if let Some(e) = &a.error {
-                let _ = writeln!(out, "  FAILED: {e}");
-            }
-            for e in &a.folder_errors {
-                let _ = writeln!(out, "  incomplete: {e}");
-            }
+            crate::format::problems(&mut out, a.error.as_deref(), &a.folder_errors);
         }
         let t = &self.totals;
         let reasons: Vec<String> = t
