@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Many folders (issue 8, point 12): the first mirror and the no-op re-run of
 # one account with FOLDERS folders (default 100000) on the scripted IMAP
-# server of the tests (cli/tests/it/support/hostile.rs; LIST-STATUS and CONDSTORE,
+# server of the tests (tests/it/support/hostile.rs; LIST-STATUS and CONDSTORE,
 # so a no-op run is one LIST and opens no folder). Release build.
 #
 #   scripts/bench-folders.sh [FOLDERS]

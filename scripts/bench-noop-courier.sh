@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A no-op re-mirror of a server without CONDSTORE (issue 9, defect 7):
 # mailferry beside mbsync against a real Courier-IMAP, both through the same
-# counting relay (cli/tests/it/support: Meter), which counts bytes each way and
+# counting relay (tests/it/support: Meter), which counts bytes each way and
 # round trips (each time the client speaks after the server did, TLS
 # handshakes included). Also mailferry --quick. Release build.
 #

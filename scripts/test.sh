@@ -13,7 +13,7 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-dejavu-core)
 # Cyrus and Courier conflict with dovecot-imapd (all provide imap-server):
 # their non-conflicting parts come from apt, their IMAP daemons are
-# downloaded and unpacked by the tests (cli/tests/it/support/mod.rs).
+# downloaded and unpacked by the tests (tests/it/support/mod.rs).
 [ -x /usr/lib/cyrus/bin/master ] || need+=(cyrus-common cyrus-admin)
 command -v saslpasswd2 >/dev/null 2>&1 || need+=(sasl2-bin)
 [ -x /usr/sbin/couriertcpd ] || need+=(courier-base)
@@ -39,12 +39,15 @@ if [ ${#missing_debs[@]} -gt 0 ]; then
 fi
 
 cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --all-targets --locked -- -D warnings
 # The shape of the house: no module cycles in the library, neither stage
-# importing the other, and no terminal (clap, indicatif) in the library.
+# importing the other, and no terminal in the library: it builds without
+# the binary's crates (clap, indicatif: the `cli` feature), and depends on
+# none of them then.
 scripts/module-graph.sh
-if cargo tree --locked -e normal -p mailferry --prefix none | grep -E '^(clap|indicatif) '; then
-    echo "the mailferry library depends on the crates above; they belong to cli/" >&2
+cargo check --locked --lib --no-default-features
+if cargo tree --locked -e normal --no-default-features --prefix none | grep -E '^(clap|indicatif) '; then
+    echo "the mailferry library depends on the crates above; they belong to the binary" >&2
     exit 1
 fi
-cargo test --workspace --locked --all-targets
+cargo test --locked --all-targets

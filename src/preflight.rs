@@ -241,7 +241,7 @@ fn note_target(
 /// What the source count found, mapped to the target's folders.
 fn note_source(
     out: &mut AccountPreflight,
-    counted: Result<(Counted, Vec<TooLarge>, String)>,
+    counted: Result<(FolderCounts, Vec<TooLarge>, String)>,
     account: &Account,
     target: &crate::config::TargetSettings,
     options: &PreflightOptions,
@@ -406,7 +406,7 @@ async fn check_target(
     Ok((namespace, quota))
 }
 
-type Counted = Vec<(crate::imap::ListedFolder, u64, u64)>;
+type FolderCounts = Vec<(crate::imap::ListedFolder, u64, u64)>;
 
 /// Every selectable folder with its message count and bytes, the
 /// messages over the target's size limit, and the personal prefix.
@@ -414,7 +414,7 @@ async fn count_source(
     config: &Config,
     account: &Account,
     tls: Arc<rustls::ClientConfig>,
-) -> Result<(Counted, Vec<TooLarge>, String)> {
+) -> Result<(FolderCounts, Vec<TooLarge>, String)> {
     let mut s =
         ImapSession::connect(&config.source, tls, &account.username, &account.password).await?;
     let prefix = s.personal_namespace().await?.prefix;

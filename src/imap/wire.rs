@@ -2,7 +2,7 @@
 //! byte counters, and a filter that lets the parser read BINARY literals.
 //!
 //! Layers, from the socket up:
-//! `TcpStream` → TLS → [`Counted`] (wire bytes) → deflate (after COMPRESS)
+//! `TcpStream` → TLS → [`CountingStream`] (wire bytes) → deflate (after COMPRESS)
 //! → [`Literal8Filter`] → async-imap.
 //!
 //! The filter exists because imap-proto does not parse `~{n}` (RFC 3516
@@ -143,12 +143,12 @@ pub struct WireStats {
 }
 
 #[derive(Debug)]
-pub(crate) struct Counted {
+pub(crate) struct CountingStream {
     inner: TlsStream,
     stats: Arc<WireStats>,
 }
 
-impl AsyncRead for Counted {
+impl AsyncRead for CountingStream {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -162,7 +162,7 @@ impl AsyncRead for Counted {
     }
 }
 
-impl AsyncWrite for Counted {
+impl AsyncWrite for CountingStream {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -180,11 +180,11 @@ impl AsyncWrite for Counted {
     }
 }
 
-type Deflated = DeflateDecoder<BufReader<DeflateEncoder<Counted>>>;
+type Deflated = DeflateDecoder<BufReader<DeflateEncoder<CountingStream>>>;
 
 #[derive(Debug)]
 enum Layer {
-    Plain(Box<Counted>),
+    Plain(Box<CountingStream>),
     Deflate(Box<Deflated>),
     /// Only while switching layers.
     Switching,
@@ -202,7 +202,7 @@ impl Wire {
     pub(crate) fn new(tls: TlsStream) -> Wire {
         let stats = Arc::new(WireStats::default());
         Wire {
-            layer: Layer::Plain(Box::new(Counted {
+            layer: Layer::Plain(Box::new(CountingStream {
                 inner: tls,
                 stats: stats.clone(),
             })),

@@ -1,13 +1,12 @@
 //! The `mailferry` binary: parse arguments, set up logging, run the
-//! command, map the outcome to an exit code. Arguments (`cli`), progress
-//! drawing and printing (`commands`) live here; the work is done by the
-//! `mailferry` library, which knows nothing of the terminal.
+//! command, map the outcome to an exit code. Arguments, progress drawing
+//! and printing live here (`cli/`); the work is done by the `mailferry`
+//! library, which knows nothing of the terminal.
 
 mod cli;
-mod commands;
 
 use clap::Parser as _;
-use cli::{Cli, Command};
+use cli::args::{Cli, Command};
 use mailferry::stop::{self, Signal};
 
 fn main() {
@@ -44,11 +43,11 @@ fn main() {
         Command::Mirror(_) | Command::Upload(_) | Command::Sync(_) | Command::Cutover(_)
     );
     on_signals(graceful);
-    let code = match commands::run(cli) {
+    let code = match cli::run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", mailferry::outcome::error_chain(&e));
-            commands::exit_code_of_error(&e)
+            cli::exit_code_of_error(&e)
         }
     };
     let code = match stop::requested() {

@@ -1,6 +1,9 @@
-//! One module per command. Each returns the process exit code; the
-//! helpers here turn the shared command-line groups into settings.
+//! The binary's side: `args` (clap definitions), one module per command
+//! (each returns the process exit code), `ui` (progress on the terminal)
+//! and `outcome` (printing a result as text or JSON). The helpers here
+//! turn the shared command-line groups into settings.
 
+pub mod args;
 pub mod cutover;
 pub mod export;
 pub mod gc;
@@ -21,7 +24,7 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 
-use crate::cli::{AccountsArgs, Cli, Command, SourceArgs, TargetArgs};
+use crate::cli::args::{AccountsArgs, Cli, Command, SourceArgs, TargetArgs};
 use mailferry::config::{self, Config, OAuthFlow, OAuthLayer, Password, ServerLayer, TargetLayer};
 use mailferry::outcome::FailureKind;
 use mailferry::store::{Creation, Store};

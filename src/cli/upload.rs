@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use anyhow::Result;
 
-use crate::cli::{Cli, UploadArgs, UploadOnlyArgs};
-use crate::commands::outcome::{Form, emit};
-use crate::commands::{load_accounts, open_store, target_layer, ui};
+use crate::cli::args::{Cli, UploadArgs, UploadOnlyArgs};
+use crate::cli::outcome::{Form, emit};
+use crate::cli::{load_accounts, open_store, target_layer, ui};
 use mailferry::config::{AuthMethod, Config};
 use mailferry::oauth::TokenProvider;
 use mailferry::store::Creation;
@@ -31,7 +31,7 @@ pub fn upload_with(
     args: &UploadOnlyArgs,
     store: Arc<Store>,
 ) -> Result<UploadSummary> {
-    let runtime = crate::commands::runtime()?;
+    let runtime = crate::cli::runtime()?;
     let tokens = if args.dry_run {
         None
     } else {
@@ -77,7 +77,7 @@ pub fn check_with(
     store: Arc<Store>,
     requeue: bool,
 ) -> Result<mailferry::upload::check::TargetCheck> {
-    let runtime = crate::commands::runtime()?;
+    let runtime = crate::cli::runtime()?;
     let options = Arc::new(UploadOptions {
         target: config.target.clone(),
         accounts_at_once: config.accounts_at_once,

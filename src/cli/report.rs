@@ -3,8 +3,8 @@
 
 use anyhow::Result;
 
-use crate::cli::{Cli, ReportArgs};
-use crate::commands::EXIT_OK;
+use crate::cli::EXIT_OK;
+use crate::cli::args::{Cli, ReportArgs};
 
 pub fn run(cli: &Cli, args: &ReportArgs) -> Result<i32> {
     let snap = super::status::snapshot(cli, args.accounts.as_deref(), args.account.as_deref())?;

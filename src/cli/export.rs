@@ -3,13 +3,13 @@
 
 use anyhow::Result;
 
-use crate::cli::{Cli, ExportArgs, ExportFormat};
-use crate::commands::{EXIT_INCOMPLETE, EXIT_OK};
+use crate::cli::args::{Cli, ExportArgs, ExportFormat};
+use crate::cli::{EXIT_INCOMPLETE, EXIT_OK};
 use mailferry::mailfiles::Format;
 use mailferry::mailfiles::export::{ExportOptions, export};
 
 pub fn run(cli: &Cli, args: &ExportArgs) -> Result<i32> {
-    let (root, _) = crate::commands::store_to_read(cli, args.accounts.as_deref())?;
+    let (root, _) = crate::cli::store_to_read(cli, args.accounts.as_deref())?;
     let exported = export(
         &root,
         &ExportOptions {

@@ -3,8 +3,8 @@
 
 use anyhow::Result;
 
-use crate::cli::{Cli, ImportArgs};
-use crate::commands::EXIT_OK;
+use crate::cli::EXIT_OK;
+use crate::cli::args::{Cli, ImportArgs};
 use mailferry::mailfiles::import::{default_account, import, scan};
 
 pub fn run(cli: &Cli, args: &ImportArgs) -> Result<i32> {
@@ -13,7 +13,7 @@ pub fn run(cli: &Cli, args: &ImportArgs) -> Result<i32> {
         .clone()
         .unwrap_or_else(|| default_account(&args.dir));
     let folders = scan(&args.dir)?;
-    let store = crate::commands::open_store(cli, None, mailferry::store::Creation::Allowed)?;
+    let store = crate::cli::open_store(cli, None, mailferry::store::Creation::Allowed)?;
     let imported = import(&store, &args.dir, &account, folders)?;
     eprint!("{imported}");
     Ok(EXIT_OK)

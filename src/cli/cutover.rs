@@ -6,9 +6,9 @@
 
 use anyhow::{Result, bail};
 
-use crate::cli::{Cli, CutoverArgs};
-use crate::commands::outcome::{CutoverRun, Form, emit};
-use crate::commands::{EXIT_INCOMPLETE, load_accounts, open_store, source_layer, target_layer};
+use crate::cli::args::{Cli, CutoverArgs};
+use crate::cli::outcome::{CutoverRun, Form, emit};
+use crate::cli::{EXIT_INCOMPLETE, load_accounts, open_store, source_layer, target_layer};
 use mailferry::cutover::{FinalPass, check_mx, record, verdict};
 use mailferry::report::Snapshot;
 use mailferry::store::Creation;
@@ -23,8 +23,7 @@ pub fn run(cli: &Cli, args: &CutoverArgs) -> Result<i32> {
     let started_at = now();
 
     let mx = if args.check_mx {
-        let (mx, not_addresses) =
-            crate::commands::runtime()?.block_on(check_mx(&config, args.resolver));
+        let (mx, not_addresses) = crate::cli::runtime()?.block_on(check_mx(&config, args.resolver));
         for w in not_addresses
             .into_iter()
             .chain(mx.iter().filter_map(|d| d.warning()))

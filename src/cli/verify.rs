@@ -4,9 +4,9 @@
 
 use anyhow::Result;
 
-use crate::cli::{Cli, VerifyArgs};
-use crate::commands::outcome::{Form, emit};
-use crate::commands::{load_accounts, open_store, target_layer};
+use crate::cli::args::{Cli, VerifyArgs};
+use crate::cli::outcome::{Form, emit};
+use crate::cli::{load_accounts, open_store, target_layer};
 use mailferry::store::Creation;
 use mailferry::store::verify::verify;
 
@@ -14,11 +14,11 @@ pub fn run(cli: &Cli, args: &VerifyArgs) -> Result<i32> {
     if args.target {
         return run_target(cli, args);
     }
-    let (root, _) = crate::commands::store_to_read(cli, args.accounts.as_deref())?;
+    let (root, _) = crate::cli::store_to_read(cli, args.accounts.as_deref())?;
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-    let progress = crate::commands::ui::ByteBar::new(
+    let progress = crate::cli::ui::ByteBar::new(
         !cli.quiet && !args.json,
         "verify [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
     );
@@ -29,7 +29,7 @@ pub fn run(cli: &Cli, args: &VerifyArgs) -> Result<i32> {
 
 /// `verify --target`: read the target folders back.
 fn run_target(cli: &Cli, args: &VerifyArgs) -> Result<i32> {
-    let accounts = crate::cli::AccountsArgs {
+    let accounts = crate::cli::args::AccountsArgs {
         accounts: args.accounts.clone().expect("clap requires --accounts"),
         only: args.only.clone(),
         accounts_at_once: None,
@@ -40,6 +40,6 @@ fn run_target(cli: &Cli, args: &VerifyArgs) -> Result<i32> {
         &target_layer(&args.target_settings)?,
     );
     let store = open_store(cli, Some(&config), Creation::Refused)?;
-    let checked = crate::commands::upload::check_with(cli, &config, store, args.requeue_missing)?;
+    let checked = crate::cli::upload::check_with(cli, &config, store, args.requeue_missing)?;
     emit(&checked, Form::json(args.json))
 }

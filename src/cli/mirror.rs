@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use anyhow::Result;
 
-use crate::cli::{Cli, MirrorArgs, MirrorOnlyArgs};
-use crate::commands::outcome::{Form, emit};
-use crate::commands::{load_accounts, open_store, source_layer, ui};
+use crate::cli::args::{Cli, MirrorArgs, MirrorOnlyArgs};
+use crate::cli::outcome::{Form, emit};
+use crate::cli::{load_accounts, open_store, source_layer, ui};
 use mailferry::config::Config;
 use mailferry::mirror::{self, MirrorOptions, MirrorSummary};
 use mailferry::store::Creation;
@@ -40,5 +40,5 @@ pub fn mirror_with(
     options.quick = args.quick;
     options.batch_bytes = options.batch_bytes.min(options.max_bytes_in_flight);
     let progress = ui::progress(cli.quiet, config.accounts.len());
-    crate::commands::runtime()?.block_on(mirror::mirror(store, config, &options, progress))
+    crate::cli::runtime()?.block_on(mirror::mirror(store, config, &options, progress))
 }

@@ -4,9 +4,9 @@
 
 use anyhow::Result;
 
-use crate::cli::{Cli, PlanArgs};
-use crate::commands::EXIT_OK;
-use crate::commands::outcome::{Form, Outcome, emit};
+use crate::cli::EXIT_OK;
+use crate::cli::args::{Cli, PlanArgs};
+use crate::cli::outcome::{Form, Outcome, emit};
 use mailferry::store::Store;
 use mailferry::upload::mapping::{FolderPlan, MapFile, Namespace, plan};
 
@@ -17,9 +17,9 @@ impl Outcome for FolderPlan {
 }
 
 pub fn run(cli: &Cli, args: &PlanArgs) -> Result<i32> {
-    let config = crate::commands::load_accounts(&args.accounts)?;
+    let config = crate::cli::load_accounts(&args.accounts)?;
     let kind = args.target_kind.unwrap_or(config.target.kind);
-    let root = crate::commands::store_path(cli, Some(&config));
+    let root = crate::cli::store_path(cli, Some(&config));
     let store = Store::open_read_only(&root)?;
     let overrides = args.map.as_deref().map(MapFile::load).transpose()?;
     let namespace = Namespace {

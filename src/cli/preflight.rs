@@ -4,8 +4,8 @@ use std::collections::HashMap;
 
 use anyhow::{Result, anyhow};
 
-use crate::cli::{Cli, PreflightArgs};
-use crate::commands::{load_accounts, open_store, source_layer, target_layer, ui};
+use crate::cli::args::{Cli, PreflightArgs};
+use crate::cli::{load_accounts, open_store, source_layer, target_layer, ui};
 use mailferry::preflight::{PreflightOptions, preflight};
 
 pub fn run(cli: &Cli, args: &PreflightArgs) -> Result<i32> {
@@ -16,7 +16,7 @@ pub fn run(cli: &Cli, args: &PreflightArgs) -> Result<i32> {
             Some(mailferry::config::parse_size(q).map_err(|e| anyhow!("--quota {q:?}: {e}"))?);
     }
     let options = PreflightOptions {
-        tokens: crate::commands::upload::token_provider(&config)?,
+        tokens: crate::cli::upload::token_provider(&config)?,
         map_file: args
             .map
             .as_deref()
@@ -26,10 +26,10 @@ pub fn run(cli: &Cli, args: &PreflightArgs) -> Result<i32> {
         already_uploaded: already_uploaded(cli, &config),
     };
     let progress = ui::progress(cli.quiet || args.json, config.accounts.len());
-    let result = crate::commands::runtime()?.block_on(preflight(&config, &options, progress))?;
+    let result = crate::cli::runtime()?.block_on(preflight(&config, &options, progress))?;
     // Recorded for `status` and the report; a store in use elsewhere (a
     // mirror running) only loses the record, not the answer.
-    let root = crate::commands::store_path(cli, Some(&config));
+    let root = crate::cli::store_path(cli, Some(&config));
     if !mailferry::store::exists(&root) {
         eprintln!(
             "note: no store at {} yet, so this preflight is not recorded (the first mirror \
@@ -46,13 +46,13 @@ pub fn run(cli: &Cli, args: &PreflightArgs) -> Result<i32> {
             Err(e) => eprintln!("note: preflight not recorded in the store: {e:#}"),
         }
     }
-    crate::commands::outcome::emit(&result, crate::commands::outcome::Form::json(args.json))
+    crate::cli::outcome::emit(&result, crate::cli::outcome::Form::json(args.json))
 }
 
 /// What the store's ledger already placed in each target mailbox, in bytes
 /// (nothing when there is no store yet).
 fn already_uploaded(cli: &Cli, config: &mailferry::config::Config) -> HashMap<String, u64> {
-    let root = crate::commands::store_path(cli, Some(config));
+    let root = crate::cli::store_path(cli, Some(config));
     let Ok(store) = mailferry::store::Store::open_read_only(&root) else {
         return HashMap::new();
     };

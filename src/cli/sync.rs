@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::cli::{Cli, SyncArgs};
-use crate::commands::outcome::{Form, Synced, emit};
-use crate::commands::{load_accounts, open_store, source_layer, target_layer};
+use crate::cli::args::{Cli, SyncArgs};
+use crate::cli::outcome::{Form, Synced, emit};
+use crate::cli::{load_accounts, open_store, source_layer, target_layer};
 use mailferry::store::Creation;
 
 pub fn run(cli: &Cli, args: &SyncArgs) -> Result<i32> {
@@ -23,7 +23,7 @@ pub fn run(cli: &Cli, args: &SyncArgs) -> Result<i32> {
         // network down) is reported; the schedule goes on.
         let code = once(cli, args, &config).unwrap_or_else(|e| {
             eprintln!("sync failed: {e:#}");
-            crate::commands::exit_code_of_error(&e)
+            crate::cli::exit_code_of_error(&e)
         });
         done += 1;
         if args.runs.is_some_and(|n| done >= n) || mailferry::stop::requested().is_some() {

@@ -6,9 +6,9 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::cli::{Cli, GcArgs};
-use crate::commands::EXIT_OK;
-use crate::commands::outcome::{Form, Outcome, emit};
+use crate::cli::EXIT_OK;
+use crate::cli::args::{Cli, GcArgs};
+use crate::cli::outcome::{Form, Outcome, emit};
 use mailferry::store::{Creation, Leftover};
 
 /// The leftovers found, and whether they were removed.
@@ -45,8 +45,8 @@ impl Outcome for Collected {
 }
 
 pub fn run(cli: &Cli, args: &GcArgs) -> Result<i32> {
-    let (_, config) = crate::commands::store_to_read(cli, args.accounts.as_deref())?;
-    let store = crate::commands::open_store(cli, config.as_ref(), Creation::Refused)?;
+    let (_, config) = crate::cli::store_to_read(cli, args.accounts.as_deref())?;
+    let store = crate::cli::open_store(cli, config.as_ref(), Creation::Refused)?;
     let leftovers = store.leftovers()?;
     if args.delete {
         store.remove_leftovers(&leftovers)?;

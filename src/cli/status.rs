@@ -8,15 +8,15 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::cli::{Cli, StatusArgs};
-use crate::commands::{EXIT_INCOMPLETE, EXIT_OK};
+use crate::cli::args::{Cli, StatusArgs};
+use crate::cli::{EXIT_INCOMPLETE, EXIT_OK};
 use mailferry::report::{Selection, Snapshot};
 use mailferry::store::Store;
 
 /// What the store says of the batch, read without taking its lock (a run
 /// may be going on). With an accounts file, every account in it is shown.
 pub fn snapshot(cli: &Cli, accounts: Option<&Path>, account: Option<&str>) -> Result<Snapshot> {
-    let (root, config) = crate::commands::store_to_read(cli, accounts)?;
+    let (root, config) = crate::cli::store_to_read(cli, accounts)?;
     let store = Store::open_read_only(&root)?;
     let batch = match (accounts, &config) {
         (Some(file), Some(c)) => Some((file, c.accounts.iter().map(|a| a.name.clone()).collect())),
