@@ -7,6 +7,8 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -14,12 +16,13 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::dns::MxCheck;
-use crate::mirror::MirrorSummary;
-use crate::report::{AccountStatus, Snapshot};
-use crate::store::Index;
-use crate::store::index::CutoverRow;
-use crate::upload::UploadSummary;
+use crate::mirror::{MirrorOptions, MirrorSummary};
+use crate::progress::Progress;
+use crate::report::{AccountStatus, Selection, Snapshot};
+use crate::store::index::{CutoverRow, now};
+use crate::store::{Index, Store};
 use crate::upload::check::TargetCheck;
+use crate::upload::{UploadOptions, UploadSummary};
 
 /// What the MX check found for one domain.
 #[derive(Debug, Clone, Serialize)]
@@ -80,6 +83,95 @@ pub struct Cutover {
     pub complete: bool,
     pub mx: Vec<DomainMx>,
     pub accounts: Vec<AccountCutover>,
+}
+
+/// How to run the final pass.
+pub struct CutoverOptions {
+    pub mirror: MirrorOptions,
+    pub upload: Arc<UploadOptions>,
+    /// For reading the targets back.
+    pub check: Arc<UploadOptions>,
+    /// The accounts file the batch comes from, for the batch's totals.
+    pub accounts_file: PathBuf,
+    /// What the MX check found before the pass, if it ran.
+    pub mx: Vec<DomainMx>,
+    pub started_at: i64,
+}
+
+/// The final pass and its verdict: the text shows every step, the JSON is
+/// the verdict.
+#[derive(Debug, Serialize)]
+pub struct CutoverRun {
+    #[serde(skip)]
+    pub mirrored: MirrorSummary,
+    #[serde(skip)]
+    pub uploaded: UploadSummary,
+    #[serde(skip)]
+    pub checked: TargetCheck,
+    #[serde(flatten)]
+    pub verdict: Cutover,
+}
+
+impl std::fmt::Display for CutoverRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}\n{}\n{}\n{}",
+            self.mirrored, self.uploaded, self.checked, self.verdict
+        )
+    }
+}
+
+/// The last pass of a batch: a final mirror, an upload and a read-back of
+/// every target, then the verdict, recorded in the store. Until the batch
+/// has been complete once, what is missing at a target is queued again
+/// (ours to put back); after go-live, users delete mail, and a repeated
+/// cutover only reports it. `progress` gives each step its own reporter.
+pub async fn cutover(
+    store: Arc<Store>,
+    config: &Config,
+    options: CutoverOptions,
+    progress: &(dyn Fn() -> Arc<dyn Progress> + Send + Sync),
+) -> Result<CutoverRun> {
+    let before_go_live = !store.index().went_live()?;
+    let run_id = store.index().start_run("cutover")?;
+    let mirrored =
+        crate::mirror::mirror(store.clone(), config, &options.mirror, progress()).await?;
+    let uploaded = crate::upload::upload(store.clone(), config, options.upload, progress()).await?;
+    let checked = crate::upload::check::check_targets(
+        store.clone(),
+        config,
+        options.check,
+        progress(),
+        before_go_live,
+    )
+    .await?;
+    let snapshot = Snapshot::gather(
+        store.root(),
+        &store.index(),
+        &Selection {
+            batch: Some((
+                options.accounts_file.as_path(),
+                config.accounts.iter().map(|a| a.name.clone()).collect(),
+            )),
+            account: None,
+        },
+    )?;
+    let pass = FinalPass {
+        mirrored: &mirrored,
+        uploaded: &uploaded,
+        checked: &checked,
+        snapshot: &snapshot,
+        before_go_live,
+    };
+    let result = verdict(config, &pass, options.mx, options.started_at, now());
+    record(&store.index(), &result, run_id)?;
+    Ok(CutoverRun {
+        mirrored,
+        uploaded,
+        checked,
+        verdict: result,
+    })
 }
 
 /// Looks up the MX records of every domain the batch's addresses are in.

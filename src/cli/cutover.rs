@@ -1,16 +1,15 @@
 //! `mailferry cutover`: the last pass of a batch, after its MX records point
 //! to Microsoft 365. Optionally checks MX first, then runs a final mirror,
 //! an upload and `verify --target`, and records the verdict
-//! ([`mailferry::cutover`]). Running it again repeats the checks (a no-op
+//! ([`mailferry::cutover::cutover`]). Running it again repeats the checks (a no-op
 //! mirror and upload cost a few round trips) and records the new outcome.
 
 use anyhow::{Result, bail};
 
 use crate::cli::args::{Cli, CutoverArgs};
-use crate::cli::outcome::{CutoverRun, Form, emit};
+use crate::cli::outcome::{Form, emit};
 use crate::cli::{EXIT_INCOMPLETE, load_accounts, open_store, source_layer, target_layer};
-use mailferry::cutover::{FinalPass, check_mx, record, verdict};
-use mailferry::report::Snapshot;
+use mailferry::cutover::{CutoverOptions, check_mx, cutover};
 use mailferry::store::Creation;
 use mailferry::store::index::now;
 
@@ -40,38 +39,18 @@ pub fn run(cli: &Cli, args: &CutoverArgs) -> Result<i32> {
     }
 
     let store = open_store(cli, Some(&config), Creation::Allowed)?;
-    let before_go_live = !store.index().went_live()?;
-    let run_id = store.index().start_run("cutover")?;
-    let mirrored = super::mirror::mirror_with(cli, &config, &args.mirror, store.clone())?;
-    let uploaded = super::upload::upload_with(cli, &config, &args.upload, store.clone())?;
-    let checked = super::upload::check_with(cli, &config, store.clone(), before_go_live)?;
-    let snapshot = Snapshot::gather(
-        store.root(),
-        &store.index(),
-        &mailferry::report::Selection {
-            batch: Some((
-                args.accounts.accounts.as_path(),
-                config.accounts.iter().map(|a| a.name.clone()).collect(),
-            )),
-            account: None,
-        },
-    )?;
-    let pass = FinalPass {
-        mirrored: &mirrored,
-        uploaded: &uploaded,
-        checked: &checked,
-        snapshot: &snapshot,
-        before_go_live,
+    let options = CutoverOptions {
+        mirror: super::mirror::mirror_options(&config, &args.mirror),
+        upload: super::upload::upload_options(&config, &args.upload)?,
+        check: super::upload::check_options(&config)?,
+        accounts_file: args.accounts.accounts.clone(),
+        mx,
+        started_at,
     };
-    let result = verdict(&config, &pass, mx, started_at, now());
-    record(&store.index(), &result, run_id)?;
-    emit(
-        &CutoverRun {
-            mirrored,
-            uploaded,
-            checked,
-            verdict: result,
-        },
-        Form::json(args.json),
-    )
+    let accounts = config.accounts.len();
+    let quiet = cli.quiet;
+    let run = crate::cli::runtime()?.block_on(cutover(store, &config, options, &|| {
+        crate::cli::ui::progress(quiet, accounts)
+    }))?;
+    emit(&run, Form::json(args.json))
 }

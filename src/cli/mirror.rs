@@ -23,13 +23,9 @@ pub fn run(cli: &Cli, args: &MirrorArgs) -> Result<i32> {
     emit(&summary, Form::json(args.json))
 }
 
-/// Runs a mirror with the command line's knobs (shared with `sync`).
-pub fn mirror_with(
-    cli: &Cli,
-    config: &Config,
-    args: &MirrorOnlyArgs,
-    store: Arc<Store>,
-) -> Result<MirrorSummary> {
+/// The mirror's options from the accounts file and the command line's
+/// knobs (shared with `sync` and `cutover`).
+pub fn mirror_options(config: &Config, args: &MirrorOnlyArgs) -> MirrorOptions {
     let mut source = config.source.clone();
     if let Some(c) = args.connections {
         source.connections = c.max(1);
@@ -39,6 +35,17 @@ pub fn mirror_with(
     options.max_bytes_in_flight = args.max_memory_mib.max(1) << 20;
     options.quick = args.quick;
     options.batch_bytes = options.batch_bytes.min(options.max_bytes_in_flight);
+    options
+}
+
+/// Runs a mirror with the command line's knobs (shared with `sync`).
+pub fn mirror_with(
+    cli: &Cli,
+    config: &Config,
+    args: &MirrorOnlyArgs,
+    store: Arc<Store>,
+) -> Result<MirrorSummary> {
+    let options = mirror_options(config, args);
     let progress = ui::progress(cli.quiet, config.accounts.len());
     crate::cli::runtime()?.block_on(mirror::mirror(store, config, &options, progress))
 }

@@ -7,7 +7,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::{EXIT_INCOMPLETE, EXIT_OK, exit_code};
-use mailferry::cutover::Cutover;
+use mailferry::cutover::CutoverRun;
 use mailferry::mirror::MirrorSummary;
 use mailferry::preflight::Preflight;
 use mailferry::store::verify::Verified;
@@ -108,30 +108,6 @@ impl Outcome for Synced {
                 .iter()
                 .map(|a| a.error_kind)
                 .chain(self.upload.accounts.iter().map(|a| a.error_kind)),
-        )
-    }
-}
-
-/// The final pass and its verdict (`cutover`): the text shows every step,
-/// the JSON is the verdict.
-#[derive(Serialize)]
-pub struct CutoverRun {
-    #[serde(skip)]
-    pub mirrored: MirrorSummary,
-    #[serde(skip)]
-    pub uploaded: UploadSummary,
-    #[serde(skip)]
-    pub checked: TargetCheck,
-    #[serde(flatten)]
-    pub verdict: Cutover,
-}
-
-impl Display for CutoverRun {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}\n{}\n{}\n{}",
-            self.mirrored, self.uploaded, self.checked, self.verdict
         )
     }
 }

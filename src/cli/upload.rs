@@ -24,6 +24,25 @@ pub fn run(cli: &Cli, args: &UploadArgs) -> Result<i32> {
     emit(&summary, Form::json(args.json))
 }
 
+/// The upload's options from the accounts file and the command line's
+/// knobs (shared with `sync` and `cutover`).
+pub fn upload_options(config: &Config, args: &UploadOnlyArgs) -> Result<Arc<UploadOptions>> {
+    Ok(Arc::new(UploadOptions {
+        target: config.target.clone(),
+        accounts_at_once: config.accounts_at_once,
+        only_failed: args.retry_failed,
+        dry_run: args.dry_run,
+        merge_folders: args.merge_folders,
+        send_nul_bytes: args.send_nul_bytes,
+        map_file: args.map.as_deref().map(MapFile::load).transpose()?,
+        tokens: if args.dry_run {
+            None
+        } else {
+            token_provider(config)?
+        },
+    }))
+}
+
 /// Runs an upload with the command line's knobs (shared with `sync`).
 pub fn upload_with(
     cli: &Cli,
@@ -32,21 +51,7 @@ pub fn upload_with(
     store: Arc<Store>,
 ) -> Result<UploadSummary> {
     let runtime = crate::cli::runtime()?;
-    let tokens = if args.dry_run {
-        None
-    } else {
-        token_provider(config)?
-    };
-    let options = Arc::new(UploadOptions {
-        target: config.target.clone(),
-        accounts_at_once: config.accounts_at_once,
-        only_failed: args.retry_failed,
-        dry_run: args.dry_run,
-        merge_folders: args.merge_folders,
-        send_nul_bytes: args.send_nul_bytes,
-        map_file: args.map.as_deref().map(MapFile::load).transpose()?,
-        tokens,
-    });
+    let options = upload_options(config, args)?;
     let progress = if args.dry_run {
         ui::progress(true, 0)
     } else {
@@ -70,15 +75,9 @@ pub fn token_provider(config: &Config) -> Result<Option<Arc<TokenProvider>>> {
     })
 }
 
-/// Reads every account's target folders back (`verify --target`).
-pub fn check_with(
-    cli: &Cli,
-    config: &Config,
-    store: Arc<Store>,
-    requeue: bool,
-) -> Result<mailferry::upload::check::TargetCheck> {
-    let runtime = crate::cli::runtime()?;
-    let options = Arc::new(UploadOptions {
+/// The options of a read-back of the targets (`verify --target`).
+pub fn check_options(config: &Config) -> Result<Arc<UploadOptions>> {
+    Ok(Arc::new(UploadOptions {
         target: config.target.clone(),
         accounts_at_once: config.accounts_at_once,
         only_failed: false,
@@ -87,7 +86,18 @@ pub fn check_with(
         send_nul_bytes: false,
         map_file: None,
         tokens: token_provider(config)?,
-    });
+    }))
+}
+
+/// Reads every account's target folders back (`verify --target`).
+pub fn check_with(
+    cli: &Cli,
+    config: &Config,
+    store: Arc<Store>,
+    requeue: bool,
+) -> Result<mailferry::upload::check::TargetCheck> {
+    let runtime = crate::cli::runtime()?;
+    let options = check_options(config)?;
     let progress = ui::progress(cli.quiet, config.accounts.len());
     runtime.block_on(mailferry::upload::check::check_targets(
         store, config, options, progress, requeue,
