@@ -1,6 +1,8 @@
 //! Mail as files: Maildir, mbox (mboxrd) and `.eml`, read by [`import`]
 //! and written by [`export`].
 
+pub mod calendar;
+pub mod cards;
 pub mod export;
 pub mod import;
 
@@ -22,6 +24,56 @@ pub struct Found {
     pub flags: String,
     /// Seconds since the epoch; 0 when no date could be read.
     pub date: i64,
+}
+
+/// Something wrong with one item of a contacts or calendar file: the
+/// item is skipped (or kept without what could not be read), the rest of
+/// the file is not.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ItemProblem {
+    pub file: String,
+    /// The line where the item (or the text at fault) starts, 1-based.
+    pub line: usize,
+    /// The item's name or UID, where one could be read.
+    pub item: Option<String>,
+    pub problem: String,
+}
+
+impl std::fmt::Display for ItemProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} line {}", self.file, self.line)?;
+        if let Some(item) = &self.item {
+            write!(f, " ({item})")?;
+        }
+        write!(f, ": {}", self.problem)
+    }
+}
+
+/// A text file as Outlook, Excel, phones and webmail write it: UTF-8
+/// (with or without a byte-order mark), UTF-16 with a byte-order mark, or
+/// else Windows-1252. Never fails: every byte becomes some character.
+pub fn decode_text(bytes: &[u8]) -> String {
+    if let Some((encoding, bom)) = encoding_rs::Encoding::for_bom(bytes) {
+        let (text, _) = encoding.decode_without_bom_handling(&bytes[bom..]);
+        return text.into_owned();
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_string(),
+        Err(_) => encoding_rs::WINDOWS_1252.decode(bytes).0.into_owned(),
+    }
+}
+
+/// Each line of `text` with its 1-based number and byte offset.
+fn lines_with_numbers(text: &str) -> impl Iterator<Item = (usize, usize, &str)> {
+    text.split_inclusive('\n')
+        .scan(0usize, |offset, line| {
+            let start = *offset;
+            *offset += line.len();
+            Some(start)
+        })
+        .zip(text.split_inclusive('\n'))
+        .enumerate()
+        .map(|(i, (offset, line))| (i + 1, offset, line))
 }
 
 /// Maildir info letters and the IMAP flags they stand for, in ASCII order.
