@@ -606,12 +606,16 @@ pub struct ExportArgs {
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// A Maildir tree, a directory of .eml files, or of mbox files.
-    pub dir: PathBuf,
+    /// A Maildir tree, a directory of .eml files or of mbox files (mail);
+    /// or files of contacts (.vcf) and of calendars and tasks (.ics).
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
 
-    /// The account name in the store [default: import:<directory name>].
-    /// Not the name of a mirrored account; to upload the import into a
-    /// mailbox, give that mailbox as the account's TargetAddress.
+    /// For mail: the account name in the store [default:
+    /// import:<directory name>], not that of a mirrored account (to upload
+    /// it into a mailbox, give that mailbox as the account's
+    /// TargetAddress). For contacts, calendars and tasks: the mailbox they
+    /// belong to (required).
     #[arg(long, value_name = "NAME")]
     pub account: Option<String>,
 }

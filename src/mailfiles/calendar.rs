@@ -17,16 +17,7 @@ use calcard::{Entry, Parser};
 
 use super::{ItemProblem, decode_text, lines_with_numbers};
 use crate::store::BlobHash;
-
-/// What an item becomes at the target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ItemKind {
-    /// A calendar event (VEVENT): one, or a series with its exceptions.
-    Event,
-    /// A task (VTODO).
-    Task,
-}
+use crate::store::items::{ItemKind, ProblemKind};
 
 /// One event series or task read from a file.
 #[derive(Debug, Clone)]
@@ -58,10 +49,11 @@ struct Block {
 pub fn read_ics(bytes: &[u8], file: &str) -> (Vec<CalendarItem>, Vec<ItemProblem>) {
     let text = decode_text(bytes);
     let mut problems = Vec::new();
-    let problem = |line: usize, item: Option<&str>, what: String| ItemProblem {
+    let problem = |line: usize, item: Option<&str>, kind: ProblemKind, what: String| ItemProblem {
         file: file.to_string(),
         line,
         item: item.map(str::to_string),
+        kind,
         problem: what,
     };
     // The calendar's own properties, its time zones and its items.
@@ -86,6 +78,7 @@ pub fn read_ics(bytes: &[u8], file: &str) -> (Vec<CalendarItem>, Vec<ItemProblem
                 problems.push(problem(
                     number,
                     None,
+                    ProblemKind::OutsideText,
                     "text outside any calendar (no BEGIN:VCALENDAR before it); skipped".into(),
                 ));
             }
@@ -116,6 +109,7 @@ pub fn read_ics(bytes: &[u8], file: &str) -> (Vec<CalendarItem>, Vec<ItemProblem
                 problems.push(problem(
                     cut.line,
                     name_of_block(&cut).as_deref(),
+                    ProblemKind::CutShort,
                     format!(
                         "a {} is cut short (END:{} before END:{}); not imported",
                         cut.name,
@@ -149,6 +143,7 @@ pub fn read_ics(bytes: &[u8], file: &str) -> (Vec<CalendarItem>, Vec<ItemProblem
         problems.push(problem(
             cut.line,
             name_of_block(&cut).as_deref(),
+            ProblemKind::CutShort,
             format!(
                 "a {} is cut short (the file ends before END:{}); not imported",
                 cut.name, cut.name
@@ -183,6 +178,7 @@ pub fn read_ics(bytes: &[u8], file: &str) -> (Vec<CalendarItem>, Vec<ItemProblem
             other => problems.push(problem(
                 block.line,
                 value_of(&props, "SUMMARY").as_deref(),
+                ProblemKind::NoCounterpart,
                 format!("a {other} has no Microsoft 365 counterpart; not imported"),
             )),
         }
@@ -209,6 +205,7 @@ pub fn read_ics(bytes: &[u8], file: &str) -> (Vec<CalendarItem>, Vec<ItemProblem
             problems.push(problem(
                 line,
                 Some(&summary),
+                ProblemKind::UnknownZone,
                 format!(
                     "uses the time zone {}, which the file does not define (no VTIMEZONE) and \
                      which is no known zone name; not imported",
@@ -236,6 +233,7 @@ pub fn read_ics(bytes: &[u8], file: &str) -> (Vec<CalendarItem>, Vec<ItemProblem
                 problems.push(problem(
                     line,
                     Some(&summary),
+                    ProblemKind::NotReadable,
                     format!("cannot be read as iCalendar ({other:?}); not imported"),
                 ));
                 continue;
@@ -245,6 +243,7 @@ pub fn read_ics(bytes: &[u8], file: &str) -> (Vec<CalendarItem>, Vec<ItemProblem
             problems.push(problem(
                 line,
                 Some(&summary),
+                ProblemKind::UnreadableRule,
                 format!("its recurrence rule {bad:?} cannot be read; not imported"),
             ));
             continue;

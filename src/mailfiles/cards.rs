@@ -13,6 +13,7 @@ use calcard::{Entry, Parser};
 
 use super::{ItemProblem, decode_text, lines_with_numbers};
 use crate::store::BlobHash;
+use crate::store::items::ProblemKind;
 
 /// One contact read from a file.
 #[derive(Debug, Clone)]
@@ -35,16 +36,18 @@ pub fn read_vcards(bytes: &[u8], file: &str) -> (Vec<Card>, Vec<ItemProblem>) {
     let mut cards = Vec::new();
     let mut problems = Vec::new();
     for (line, chunk) in chunks(&text) {
-        let problem = |item: Option<&str>, what: String| ItemProblem {
+        let problem = |item: Option<&str>, kind: ProblemKind, what: String| ItemProblem {
             file: file.to_string(),
             line,
             item: item.map(str::to_string),
+            kind,
             problem: what,
         };
         if !is_begin(chunk.lines().next().unwrap_or_default()) {
             if !chunk.trim().is_empty() {
                 problems.push(problem(
                     None,
+                    ProblemKind::OutsideText,
                     "text outside any card (no BEGIN:VCARD before it); skipped".into(),
                 ));
             }
@@ -60,19 +63,29 @@ pub fn read_vcards(bytes: &[u8], file: &str) -> (Vec<Card>, Vec<ItemProblem>) {
                 Entry::VCard(_) => {}
                 Entry::InvalidLine(l) => problems.push(problem(
                     found.as_ref().map(name_of).as_deref(),
+                    ProblemKind::UnreadableLine,
                     format!("a line that is not vCard was skipped: {}", cut(&l)),
                 )),
-                other => problems.push(problem(None, format!("not read: {other:?}"))),
+                other => problems.push(problem(
+                    None,
+                    ProblemKind::NotReadable,
+                    format!("not read: {other:?}"),
+                )),
             }
         }
         let Some(card) = found else {
-            problems.push(problem(None, "no card could be read here; skipped".into()));
+            problems.push(problem(
+                None,
+                ProblemKind::NotReadable,
+                "no card could be read here; skipped".into(),
+            ));
             continue;
         };
         let name = name_of(&card);
         if !has_end(chunk) {
             problems.push(problem(
                 Some(&name),
+                ProblemKind::CutShort,
                 "the card is cut short (no END:VCARD); not imported".into(),
             ));
             continue;

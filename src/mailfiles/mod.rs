@@ -5,6 +5,7 @@ pub mod calendar;
 pub mod cards;
 pub mod export;
 pub mod import;
+pub mod items;
 
 /// A file format of mail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +37,7 @@ pub struct ItemProblem {
     pub line: usize,
     /// The item's name or UID, where one could be read.
     pub item: Option<String>,
+    pub kind: crate::store::items::ProblemKind,
     pub problem: String,
 }
 

@@ -23,6 +23,7 @@ pub(super) const SCHEMA: &[&str] = &[
     include_str!("../../schema/0005_servers.sql"),
     include_str!("../../schema/0006_truth.sql"),
     include_str!("../../schema/0007_reasons.sql"),
+    include_str!("../../schema/0008_items.sql"),
 ];
 
 /// A stored message with its folder and account, as `export` writes it.
@@ -464,7 +465,8 @@ impl Index {
             .prepare_cached("SELECT host FROM accounts WHERE name = ?1")?
             .query_row([name], |r| r.get(0))
             .optional()?;
-        Ok(host.map(|h| {
+        // An account known only by its contacts and calendars has no host.
+        Ok(host.filter(|h| !h.is_empty()).map(|h| {
             if h == IMPORTED_HOST {
                 AccountOrigin::Imported
             } else {

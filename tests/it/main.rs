@@ -11,6 +11,7 @@ mod export;
 mod faults;
 mod hostile;
 mod integrity;
+mod items;
 mod kill9;
 mod mirror;
 mod oauth;

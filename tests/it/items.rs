@@ -1,0 +1,173 @@
+//! `mailferry import` of contacts, calendars and tasks (vCard, iCalendar)
+//! into a mailbox's place in the store: kept once, updated not doubled,
+//! every item that cannot be read named with its file and line, the rest
+//! kept; and the mailbox still mirrors afterwards.
+
+use std::path::{Path, PathBuf};
+
+use crate::support::*;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/items")
+        .join(name)
+}
+
+fn items(store: &Path, account: &str) -> Vec<mailferry::store::items::StoredItem> {
+    mailferry::store::Store::open_read_only(store)
+        .unwrap()
+        .index()
+        .items(account)
+        .unwrap()
+}
+
+fn count(items: &[mailferry::store::items::StoredItem], kind: &str) -> usize {
+    items.iter().filter(|i| i.kind.as_str() == kind).count()
+}
+
+#[test]
+fn contacts_calendars_and_tasks_are_imported_once_and_what_cannot_be_read_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let s = store.to_str().unwrap();
+    let files: Vec<PathBuf> = [
+        "outlook-2.1.vcf",
+        "apple-3.0.vcf",
+        "broken.vcf",
+        "outlook.ics",
+        "tasks.ics",
+        "broken.ics",
+    ]
+    .iter()
+    .map(|f| fixture(f))
+    .collect();
+    let mut args = vec!["--store", s, "import", "--account", "alice@example.com"];
+    args.extend(files.iter().map(|f| f.to_str().unwrap()));
+
+    let first = mailferry(&args);
+    // Problems make the import incomplete; everything readable is in.
+    assert_eq!(first.code, 1, "{}", first.stderr);
+    for named in [
+        "not imported: broken.vcf line 7 (Cut Short): the card is cut short",
+        "not imported: broken.ics line 4 (Launch window): uses the time zone \"Mars/Olympus_Mons\"",
+        "not imported: broken.ics line 10 (Odd rule): its recurrence rule",
+        "outlook-2.1.vcf: 2 contacts (2 added, 0 updated, 0 unchanged)",
+        "tasks.ics: 2 tasks (2 added, 0 updated, 0 unchanged)",
+    ] {
+        assert!(
+            first.stderr.contains(named),
+            "{named:?} in {}",
+            first.stderr
+        );
+    }
+    let stored = items(&store, "alice@example.com");
+    assert_eq!(count(&stored, "contact"), 2 + 2 + 3, "{stored:?}");
+    assert_eq!(count(&stored, "event"), 2 + 1, "{stored:?}");
+    assert_eq!(count(&stored, "task"), 2, "{stored:?}");
+    let series = stored.iter().find(|i| i.name == "Weekly sync").unwrap();
+    assert_eq!(series.collection, "Calendar");
+
+    // The same files again: nothing added, nothing changed.
+    let again = mailferry(&args);
+    assert!(
+        again.stderr.contains("(0 added, 0 updated, 2 unchanged)"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(items(&store, "alice@example.com").len(), stored.len());
+
+    // A changed card (same UID) is the same contact with new text.
+    let edited_dir = dir.path().join("edited");
+    std::fs::create_dir(&edited_dir).unwrap();
+    let edited = edited_dir.join("apple-3.0.vcf");
+    let text = std::fs::read_to_string(fixture("apple-3.0.vcf")).unwrap();
+    std::fs::write(
+        &edited,
+        text.replace("Met at WWDC", "Met at the Cupertino office"),
+    )
+    .unwrap();
+    let changed = mailferry(&[
+        "--store",
+        s,
+        "import",
+        "--account",
+        "alice@example.com",
+        edited.to_str().unwrap(),
+    ]);
+    assert_eq!(changed.code, 0, "{}", changed.stderr);
+    assert!(
+        changed.stderr.contains("(0 added, 1 updated, 1 unchanged)"),
+        "{}",
+        changed.stderr
+    );
+    let after = items(&store, "alice@example.com");
+    assert_eq!(after.len(), stored.len());
+    let johnny = |list: &[mailferry::store::items::StoredItem]| {
+        list.iter()
+            .find(|i| i.name == "Johnny Appleseed")
+            .unwrap()
+            .blob
+    };
+    assert_ne!(johnny(&after), johnny(&stored));
+
+    // Every file and item is a blob verify checks.
+    let verified = mailferry(&["--store", s, "verify", "--json"]);
+    assert_eq!(verified.code, 0, "{}", verified.stdout);
+    let report: serde_json::Value = serde_json::from_str(&verified.stdout).unwrap();
+    assert_eq!(
+        report["blobs_checked"].as_u64().unwrap(),
+        (6 + 1) + (7 + 3 + 2) + 1
+    );
+}
+
+#[test]
+fn contacts_without_a_mailbox_named_are_refused_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let file = fixture("google-3.0.vcf");
+    let run = mailferry(&[
+        "--store",
+        store.to_str().unwrap(),
+        "import",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("google-3.0.vcf holds contacts or calendars"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("--account"), "{}", run.stderr);
+    assert!(!store.exists(), "nothing was made");
+}
+
+#[test]
+fn a_mailbox_whose_contacts_came_first_still_mirrors() {
+    let server = Dovecot::start();
+    let mut alice = server.client("alice", "alice-pw");
+    alice.append(
+        "INBOX",
+        "",
+        "03-Mar-2025 10:00:00 +0100",
+        &message("hi", "hi@x", "hello"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let s = store.to_str().unwrap();
+    let vcf = fixture("thunderbird-4.0.vcf");
+    let imported = mailferry(&[
+        "--store",
+        s,
+        "import",
+        "--account",
+        "alice@example.com",
+        vcf.to_str().unwrap(),
+    ]);
+    assert_eq!(imported.code, 0, "{}", imported.stderr);
+    let accounts = server.migration_csv(&[("alice", "alice-pw", "alice-365", "x")]);
+    let (run, _) = mirror(&server, &store, &accounts, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_store_matches(&server, &store, "alice", "alice-pw");
+    assert_eq!(items(&store, "alice@example.com").len(), 1);
+}
