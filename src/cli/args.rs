@@ -607,7 +607,8 @@ pub struct ExportArgs {
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     /// A Maildir tree, a directory of .eml files or of mbox files (mail);
-    /// or files of contacts (.vcf) and of calendars and tasks (.ics).
+    /// or files of contacts (.vcf, or .csv in Outlook's columns) and of
+    /// calendars and tasks (.ics).
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
 

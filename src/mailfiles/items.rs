@@ -1,5 +1,5 @@
-//! Importing a user's contacts, calendars and tasks (vCard and iCalendar
-//! files) into the store, beside the mailbox's mail: the file is kept
+//! Importing a user's contacts, calendars and tasks (vCard, Outlook-style
+//! CSV and iCalendar files) into the store, beside the mailbox's mail: the file is kept
 //! whole as a blob, each item as a blob of its own text, and what could
 //! not be read is named and recorded. Importing the same file again adds
 //! nothing; a changed item is updated, never added twice.
@@ -12,6 +12,7 @@ use serde::Serialize;
 use super::ItemProblem;
 use super::calendar::read_ics;
 use super::cards::read_vcards;
+use super::contacts_csv::read_contacts_csv;
 use crate::store::Store;
 use crate::store::items::{ItemChange, ItemKind, NewItem, NewProblem};
 
@@ -72,6 +73,7 @@ pub fn is_item_file(path: &Path) -> bool {
 
 enum FileKind {
     Cards,
+    ContactsCsv,
     Calendar,
 }
 
@@ -79,6 +81,7 @@ fn kind_of(path: &Path) -> Option<FileKind> {
     let ext = path.extension()?.to_string_lossy().to_ascii_lowercase();
     match ext.as_str() {
         "vcf" | "vcard" => Some(FileKind::Cards),
+        "csv" => Some(FileKind::ContactsCsv),
         "ics" | "ical" | "ifb" => Some(FileKind::Calendar),
         _ => None,
     }
@@ -89,7 +92,7 @@ fn kind_of(path: &Path) -> Option<FileKind> {
 pub fn import_items(store: &Store, account: &str, path: &Path) -> Result<FileImported> {
     let Some(kind) = kind_of(path) else {
         bail!(
-            "{} is not a vCard (.vcf) or iCalendar (.ics) file",
+            "{} is not a vCard (.vcf), contacts CSV (.csv) or iCalendar (.ics) file",
             path.display()
         );
     };
@@ -109,6 +112,13 @@ pub fn import_items(store: &Store, account: &str, path: &Path) -> Result<FileImp
     let problems = match kind {
         FileKind::Cards => {
             let (cards, problems) = read_vcards(&bytes, &file);
+            for c in cards {
+                read.push((ItemKind::Contact, stem.clone(), c.uid, c.name, c.text));
+            }
+            problems
+        }
+        FileKind::ContactsCsv => {
+            let (cards, problems) = read_contacts_csv(&bytes, &file);
             for c in cards {
                 read.push((ItemKind::Contact, stem.clone(), c.uid, c.name, c.text));
             }

@@ -3,6 +3,7 @@
 
 pub mod calendar;
 pub mod cards;
+pub mod contacts_csv;
 pub mod export;
 pub mod import;
 pub mod items;

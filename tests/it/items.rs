@@ -34,6 +34,7 @@ fn contacts_calendars_and_tasks_are_imported_once_and_what_cannot_be_read_is_nam
         "outlook-2.1.vcf",
         "apple-3.0.vcf",
         "broken.vcf",
+        "outlook.csv",
         "outlook.ics",
         "tasks.ics",
         "broken.ics",
@@ -53,6 +54,7 @@ fn contacts_calendars_and_tasks_are_imported_once_and_what_cannot_be_read_is_nam
         "not imported: broken.ics line 10 (Odd rule): its recurrence rule",
         "outlook-2.1.vcf: 2 contacts (2 added, 0 updated, 0 unchanged)",
         "tasks.ics: 2 tasks (2 added, 0 updated, 0 unchanged)",
+        "not imported: outlook.csv line 4: a row with no name, company or e-mail address",
     ] {
         assert!(
             first.stderr.contains(named),
@@ -61,7 +63,12 @@ fn contacts_calendars_and_tasks_are_imported_once_and_what_cannot_be_read_is_nam
         );
     }
     let stored = items(&store, "alice@example.com");
-    assert_eq!(count(&stored, "contact"), 2 + 2 + 3, "{stored:?}");
+    assert_eq!(count(&stored, "contact"), 2 + 2 + 3 + 2, "{stored:?}");
+    let from_csv = stored
+        .iter()
+        .find(|i| i.name == "Contoso Facilities")
+        .unwrap();
+    assert_eq!(from_csv.collection, "outlook");
     assert_eq!(count(&stored, "event"), 2 + 1, "{stored:?}");
     assert_eq!(count(&stored, "task"), 2, "{stored:?}");
     let series = stored.iter().find(|i| i.name == "Weekly sync").unwrap();
@@ -114,9 +121,10 @@ fn contacts_calendars_and_tasks_are_imported_once_and_what_cannot_be_read_is_nam
     let verified = mailferry(&["--store", s, "verify", "--json"]);
     assert_eq!(verified.code, 0, "{}", verified.stdout);
     let report: serde_json::Value = serde_json::from_str(&verified.stdout).unwrap();
+    // Files (7, and the edited one), items (9 + 3 + 2, and the edited card).
     assert_eq!(
         report["blobs_checked"].as_u64().unwrap(),
-        (6 + 1) + (7 + 3 + 2) + 1
+        (7 + 1) + (9 + 3 + 2) + 1
     );
 }
 
