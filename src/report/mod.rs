@@ -155,6 +155,22 @@ pub fn status_table(snap: &Snapshot) -> String {
         if let Some(line) = error_line(a) {
             let _ = writeln!(out, "  {line}");
         }
+        if !a.items.is_empty() {
+            let i = &a.items;
+            let _ = writeln!(
+                out,
+                "  stored for Microsoft Graph (not uploaded: that part is not built yet): {} \
+                 contacts, {} events, {} tasks{}",
+                i.contacts,
+                i.events,
+                i.tasks,
+                if i.problems > 0 {
+                    format!("; {} could not be read from their files", i.problems)
+                } else {
+                    String::new()
+                }
+            );
+        }
         let _ = writeln!(
             out,
             "  {:<32} {:>9} {:>8} {:>8} {:>10} {:>8} {:>7} {:>7} {:>6} {:>7}  last checked",

@@ -65,6 +65,8 @@ pub struct AccountStatus {
     /// How the account's last mirror and last upload ended (None: never run).
     pub mirror: Option<AccountRun>,
     pub upload: Option<AccountRun>,
+    /// Contacts, events and tasks imported for the mailbox.
+    pub items: crate::store::items::ItemCounts,
 }
 
 impl AccountStatus {
@@ -170,12 +172,17 @@ impl Snapshot {
         let folders_all = index.folder_status(None)?;
         let mut accounts = account_totals(&folders_all);
         let runs = index.account_runs()?;
+        let items = index.item_counts()?;
         // Accounts that never reached the store but have a run (a refused
-        // login on the first mirror).
-        for r in &runs {
-            if !accounts.iter().any(|a| a.account == r.account) {
+        // login on the first mirror), or only contacts and calendars.
+        for name in runs
+            .iter()
+            .map(|r| &r.account)
+            .chain(items.iter().map(|(a, _)| a))
+        {
+            if !accounts.iter().any(|a| &a.account == name) {
                 accounts.push(AccountStatus {
-                    account: r.account.clone(),
+                    account: name.clone(),
                     ..AccountStatus::default()
                 });
             }
@@ -199,6 +206,12 @@ impl Snapshot {
             accounts.sort_by(|a, b| a.account.cmp(&b.account));
         }
         for a in &mut accounts {
+            if let Some((_, counts)) = items
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(&a.account))
+            {
+                a.items = counts.clone();
+            }
             for r in runs
                 .iter()
                 .filter(|r| r.account.eq_ignore_ascii_case(&a.account))

@@ -102,7 +102,51 @@ pub struct StoredItem {
     pub blob: BlobHash,
 }
 
+/// How many items of each kind an account holds, and how many could not
+/// be read from its files.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ItemCounts {
+    pub contacts: u64,
+    pub events: u64,
+    pub tasks: u64,
+    pub problems: u64,
+}
+
+impl ItemCounts {
+    pub fn is_empty(&self) -> bool {
+        *self == ItemCounts::default()
+    }
+}
+
 impl Index {
+    /// Every account that holds items (or problems), with its counts.
+    pub fn item_counts(&self) -> Result<Vec<(String, ItemCounts)>> {
+        let mut stmt = self.connection().prepare(
+            "SELECT a.name,
+                    (SELECT COUNT(*) FROM items i WHERE i.account_id = a.id AND i.kind = 'contact'),
+                    (SELECT COUNT(*) FROM items i WHERE i.account_id = a.id AND i.kind = 'event'),
+                    (SELECT COUNT(*) FROM items i WHERE i.account_id = a.id AND i.kind = 'task'),
+                    (SELECT COUNT(*) FROM item_problems p JOIN item_files f ON f.id = p.file_id
+                     WHERE f.account_id = a.id)
+             FROM accounts a
+             WHERE EXISTS (SELECT 1 FROM item_files f WHERE f.account_id = a.id)
+             ORDER BY a.name",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let n = |i: usize| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
+            Ok((
+                r.get::<_, String>(0)?,
+                ItemCounts {
+                    contacts: n(1)?,
+                    events: n(2)?,
+                    tasks: n(3)?,
+                    problems: n(4)?,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// The account an import of items goes to: the mailbox's own row if
     /// the store knows it, else a new one that a later mirror fills (it
     /// names no source host yet).

@@ -74,6 +74,29 @@ fn contacts_calendars_and_tasks_are_imported_once_and_what_cannot_be_read_is_nam
     let series = stored.iter().find(|i| i.name == "Weekly sync").unwrap();
     assert_eq!(series.collection, "Calendar");
 
+    // status counts them beside the mailbox's mail (none yet), and says
+    // they are not uploaded.
+    let status = mailferry(&["--store", s, "status", "--json", "-"]);
+    let json: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    let alice = json["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["account"] == "alice@example.com")
+        .unwrap();
+    assert_eq!(alice["items"]["contacts"], 9, "{alice}");
+    assert_eq!(alice["items"]["events"], 3, "{alice}");
+    assert_eq!(alice["items"]["tasks"], 2, "{alice}");
+    // broken.vcf 2, broken.ics 4, outlook.csv 1.
+    assert_eq!(alice["items"]["problems"], 2 + 4 + 1, "{alice}");
+    let text = mailferry(&["--store", s, "status"]);
+    assert!(
+        text.stdout
+            .contains("not uploaded: that part is not built yet): 9 contacts, 3 events"),
+        "{}",
+        text.stdout
+    );
+
     // The same files again: nothing added, nothing changed.
     let again = mailferry(&args);
     assert!(
