@@ -37,6 +37,10 @@ pub struct Account {
     pub target_password: Option<Password>,
     /// This mailbox's size limit at the target, if not the batch's.
     pub quota_bytes: Option<u64>,
+    /// A folder of the user's exported contacts, calendars and tasks
+    /// (.vcf, .csv, .ics) for `import --accounts` (the CSV's ExportFolder,
+    /// the TOML's `exports`), relative to the accounts file.
+    pub exports: Option<PathBuf>,
 }
 
 /// Everything read from the accounts file(s).
@@ -132,8 +136,13 @@ fn load_with(path: &Path, secrets: Secrets) -> Result<Config> {
         let text = std::fs::read(path)
             .with_context(|| format!("cannot read accounts file {}", path.display()))?;
         let mut notes = Vec::new();
+        let mut accounts = parse_csv_noting(&text, &path.display().to_string(), &mut notes)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for a in &mut accounts {
+            a.exports = a.exports.take().map(|p| base.join(p));
+        }
         Ok(Config {
-            accounts: parse_csv_noting(&text, &path.display().to_string(), &mut notes)?,
+            accounts,
             accounts_at_once: 4,
             notes,
             ..Config::default()
@@ -241,6 +250,7 @@ pub fn parse_csv_noting(text: &[u8], file: &str, notes: &mut Vec<String>) -> Res
     let target_col = column("TargetAddress");
     let target_pass_col = column("TargetPassword");
     let quota_col = column("Quota");
+    let exports_col = column("ExportFolder");
 
     let mut accounts = Vec::new();
     let mut seen: HashMap<String, u64> = HashMap::new();
@@ -310,6 +320,10 @@ pub fn parse_csv_noting(text: &[u8], file: &str, notes: &mut Vec<String>) -> Res
             .filter(|s| !s.is_empty())
             .map(|q| parse_size(q).map_err(|e| anyhow!("{file} line {line}: Quota: {e}")))
             .transpose()?;
+        let exports = exports_col
+            .map(field)
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from);
         accounts.push(Account {
             name: email.to_string(),
             username: username.to_string(),
@@ -319,6 +333,7 @@ pub fn parse_csv_noting(text: &[u8], file: &str, notes: &mut Vec<String>) -> Res
             target,
             target_password,
             quota_bytes,
+            exports,
         });
     }
     if accounts.is_empty() {
@@ -421,6 +436,7 @@ struct TomlAccount {
     target_password_env: Option<String>,
     target_password_file: Option<PathBuf>,
     quota: Option<String>,
+    exports: Option<PathBuf>,
 }
 
 /// One secret from exactly one of: the value, an environment variable, a
@@ -531,13 +547,16 @@ fn load_toml(path: &Path, secrets: Secrets) -> Result<Config> {
             origin,
             target_password,
             quota_bytes,
+            exports: a.exports.map(|p| base.join(p)),
         });
     }
     if let Some(csv_path) = parsed.accounts_csv {
         let csv_path = base.join(csv_path);
         let text = std::fs::read(&csv_path)
             .with_context(|| format!("{file}: cannot read accounts_csv {}", csv_path.display()))?;
-        for a in parse_csv_noting(&text, &csv_path.display().to_string(), &mut config.notes)? {
+        let csv_base = csv_path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        for mut a in parse_csv_noting(&text, &csv_path.display().to_string(), &mut config.notes)? {
+            a.exports = a.exports.take().map(|p| csv_base.join(p));
             if let Some(first) = seen.insert(a.name.to_ascii_lowercase(), a.origin.clone()) {
                 bail!("{}: {} is already defined by {first}", a.origin, a.name);
             }

@@ -609,8 +609,18 @@ pub struct ImportArgs {
     /// A Maildir tree, a directory of .eml files or of mbox files (mail);
     /// or files of contacts (.vcf, or .csv in Outlook's columns) and of
     /// calendars and tasks (.ics).
-    #[arg(required = true, value_name = "PATH")]
+    #[arg(required_unless_present = "accounts", value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+
+    /// An accounts file whose ExportFolder column (TOML: `exports`) names
+    /// each user's folder of contacts, calendars and tasks: every such
+    /// file in it is imported for that mailbox.
+    #[arg(long, short = 'a', value_name = "FILE", conflicts_with = "account")]
+    pub accounts: Option<PathBuf>,
+
+    /// With --accounts: only these accounts (any case).
+    #[arg(long, value_name = "EMAIL", requires = "accounts")]
+    pub only: Vec<String>,
 
     /// For mail: the account name in the store [default:
     /// import:<directory name>], not that of a mirrored account (to upload

@@ -11,6 +11,9 @@ use mailferry::mailfiles::import::{default_account, import, scan};
 use mailferry::mailfiles::items::{import_items, is_item_file};
 
 pub fn run(cli: &Cli, args: &ImportArgs) -> Result<i32> {
+    if let Some(file) = &args.accounts {
+        return from_export_folders(cli, file, &args.only);
+    }
     let items: Vec<_> = args.paths.iter().filter(|p| is_item_file(p)).collect();
     let mail: Vec<_> = args.paths.iter().filter(|p| !is_item_file(p)).collect();
     let owner = match (&args.account, items.first()) {
@@ -43,4 +46,92 @@ pub fn run(cli: &Cli, args: &ImportArgs) -> Result<i32> {
         }
     }
     Ok(if complete { EXIT_OK } else { EXIT_INCOMPLETE })
+}
+
+/// `import --accounts FILE`: every contacts, calendar or tasks file in
+/// each account's export folder, for that account's mailbox. A folder
+/// that cannot be read is named and the other accounts go on.
+fn from_export_folders(cli: &Cli, file: &std::path::Path, only: &[String]) -> Result<i32> {
+    // Passwords are not needed to import files.
+    let mut config = mailferry::config::load_without_secrets(file)?;
+    if let Some(unknown) = only.iter().find(|o| {
+        !config
+            .accounts
+            .iter()
+            .any(|a| a.name.eq_ignore_ascii_case(o))
+    }) {
+        bail!(
+            "--only names an account not in {}: {unknown}",
+            file.display()
+        );
+    }
+    if !only.is_empty() {
+        config
+            .accounts
+            .retain(|a| only.iter().any(|o| a.name.eq_ignore_ascii_case(o)));
+    }
+    let with_exports: Vec<_> = config
+        .accounts
+        .iter()
+        .filter_map(|a| a.exports.as_ref().map(|dir| (a, dir)))
+        .collect();
+    if with_exports.is_empty() {
+        bail!(
+            "{} names no export folder for any account (an ExportFolder column, or `exports` \
+             in a TOML [[account]])",
+            file.display()
+        );
+    }
+    let store = crate::cli::open_store(cli, Some(&config), mailferry::store::Creation::Allowed)?;
+    let mut complete = true;
+    for (account, dir) in with_exports {
+        eprintln!("{} ({}):", account.name, dir.display());
+        let files = match export_files(dir) {
+            Ok(files) => files,
+            Err(e) => {
+                eprintln!("  {e:#} ({})", account.origin);
+                complete = false;
+                continue;
+            }
+        };
+        if files.is_empty() {
+            eprintln!("  no .vcf, .csv or .ics file there");
+        }
+        for path in files {
+            match import_items(&store, &account.name, &path) {
+                Ok(imported) => {
+                    complete &= imported.problems.is_empty();
+                    eprint!("{imported}");
+                }
+                Err(e) => {
+                    complete = false;
+                    eprintln!("  {e:#}");
+                }
+            }
+        }
+    }
+    Ok(if complete { EXIT_OK } else { EXIT_INCOMPLETE })
+}
+
+/// The contacts, calendar and tasks files in `dir` and below, in name order.
+fn export_files(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
+    if !dir.is_dir() {
+        bail!("the export folder {} does not exist", dir.display());
+    }
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries = std::fs::read_dir(&d)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", d.display()))?;
+        for entry in entries {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if is_item_file(&path) {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
 }

@@ -202,3 +202,46 @@ fn a_mailbox_whose_contacts_came_first_still_mirrors() {
     assert_store_matches(&server, &store, "alice", "alice-pw");
     assert_eq!(items(&store, "alice@example.com").len(), 1);
 }
+
+#[test]
+fn a_batch_imports_every_users_export_folder_and_names_a_missing_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let exports = dir.path().join("exports/alice");
+    std::fs::create_dir_all(exports.join("older")).unwrap();
+    std::fs::copy(fixture("outlook.ics"), exports.join("calendar.ics")).unwrap();
+    std::fs::copy(
+        fixture("google-3.0.vcf"),
+        exports.join("older/contacts.vcf"),
+    )
+    .unwrap();
+    std::fs::write(exports.join("readme.txt"), "not an export").unwrap();
+    let batch = dir.path().join("batch.csv");
+    std::fs::write(
+        &batch,
+        "EmailAddress,UserName,Password,ExportFolder\n\
+         alice@example.com,alice,pw,exports/alice\n\
+         bob@example.com,bob,pw,exports/bob\n\
+         carol@example.com,carol,pw,\n",
+    )
+    .unwrap();
+    let store = dir.path().join("store");
+    let run = mailferry(&[
+        "--store",
+        store.to_str().unwrap(),
+        "import",
+        "--accounts",
+        batch.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("the export folder")
+            && run.stderr.contains("exports/bob does not exist"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("batch.csv line 3"), "{}", run.stderr);
+    let alice = items(&store, "alice@example.com");
+    assert_eq!(count(&alice, "event"), 2, "{alice:?}");
+    assert_eq!(count(&alice, "contact"), 2, "{alice:?}");
+    assert!(items(&store, "bob@example.com").is_empty());
+}
