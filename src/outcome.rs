@@ -1,7 +1,7 @@
 //! How a run ended, in terms both the store (which keeps it) and the
 //! commands (which turn it into exit codes) share. Neutral: it imports no
 //! other module; which errors are which kind is told by
-//! [`crate::imap::failure_kind`], next to the IMAP error type.
+//! `imap::failure_kind`, next to the IMAP error type.
 
 /// A login the server refused: wrong user name or password, or a locked account.
 #[derive(Debug, thiserror::Error)]
