@@ -112,6 +112,26 @@ fn refuse_newer(conn: &Connection, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Adds a blob's row unless it is there (a blob is durable before this).
+pub(super) fn insert_blob(conn: &Connection, b: &NewBlob, t: i64) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO blobs
+           (hash, size, stored_size, message_id, date, from_addr, subject, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        b.hash.to_hex(),
+        b.size as i64,
+        b.stored_size as i64,
+        b.meta.message_id,
+        b.meta.date,
+        b.meta.from,
+        b.meta.subject,
+        t
+    ])?;
+    Ok(())
+}
+
 /// Seconds since the Unix epoch, the index's one time format.
 pub fn now() -> i64 {
     chrono::Utc::now().timestamp()
@@ -771,24 +791,8 @@ impl Index {
     ) -> Result<usize> {
         let tx = self.conn.unchecked_transaction()?;
         let t = now();
-        {
-            let mut blob_stmt = tx.prepare_cached(
-                "INSERT OR IGNORE INTO blobs
-                   (hash, size, stored_size, message_id, date, from_addr, subject, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?;
-            for b in blobs {
-                blob_stmt.execute(params![
-                    b.hash.to_hex(),
-                    b.size as i64,
-                    b.stored_size as i64,
-                    b.meta.message_id,
-                    b.meta.date,
-                    b.meta.from,
-                    b.meta.subject,
-                    t
-                ])?;
-            }
+        for b in blobs {
+            insert_blob(&tx, b, t)?;
         }
         let mut inserted = 0;
         {

@@ -4,7 +4,7 @@
 use anyhow::Result;
 use rusqlite::{OptionalExtension as _, params};
 
-use super::index::{BlobMeta, NewBlob, now};
+use super::index::{BlobMeta, NewBlob, insert_blob, now};
 use super::{BlobHash, BlobWrite, Index};
 
 /// What an item is, and what it becomes at the target.
@@ -290,23 +290,4 @@ impl Index {
         }
         Ok(out)
     }
-}
-
-fn insert_blob(tx: &rusqlite::Transaction, b: &NewBlob, t: i64) -> Result<()> {
-    tx.execute(
-        "INSERT OR IGNORE INTO blobs
-           (hash, size, stored_size, message_id, date, from_addr, subject, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
-            b.hash.to_hex(),
-            b.size as i64,
-            b.stored_size as i64,
-            b.meta.message_id,
-            b.meta.date,
-            b.meta.from,
-            b.meta.subject,
-            t
-        ],
-    )?;
-    Ok(())
 }
