@@ -656,6 +656,31 @@ fn account_section(out: &mut String, snap: &Snapshot, i: usize, a: &AccountStatu
         done = Split::of_account(a).percent_done(),
         checked = when(a.last_checked_at),
     );
+    if !a.items.is_empty() {
+        let acct = escape(&a.account);
+        let field = |name: &str, n: u64, one: &str, many: &str| {
+            format!(
+                r#"<span data-account="{acct}" data-field="{name}" data-value="{n}">{} {}</span>"#,
+                count(n),
+                if n == 1 { one } else { many }
+            )
+        };
+        let _ = write!(
+            out,
+            r#"<p class="sub">Also stored for this mailbox, to go through Microsoft Graph (not uploaded yet: that part of mailferry is not built): {}, {}, {}{}.</p>"#,
+            field("contacts", a.items.contacts, "contact", "contacts"),
+            field("events", a.items.events, "event", "events"),
+            field("tasks", a.items.tasks, "task", "tasks"),
+            if a.items.problems > 0 {
+                format!(
+                    "; {} could not be read from their files",
+                    field("item_problems", a.items.problems, "item", "items")
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
     out.push_str("<h3>Folders</h3>");
     out.push_str(&legend());
     out.push_str(r#"<table class="grid folders">"#);

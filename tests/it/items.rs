@@ -97,6 +97,22 @@ fn contacts_calendars_and_tasks_are_imported_once_and_what_cannot_be_read_is_nam
         text.stdout
     );
 
+    // The customer's report says the same.
+    let page = dir.path().join("report.html");
+    let report = mailferry(&["--store", s, "report", "--html", page.to_str().unwrap()]);
+    assert_eq!(report.code, 0, "{}", report.stderr);
+    let html = std::fs::read_to_string(&page).unwrap();
+    for (field, n) in [
+        ("contacts", 9),
+        ("events", 3),
+        ("tasks", 2),
+        ("item_problems", 7),
+    ] {
+        let attr =
+            format!(r#"data-account="alice@example.com" data-field="{field}" data-value="{n}""#);
+        assert!(html.contains(&attr), "{attr} in the report");
+    }
+
     // The same files again: nothing added, nothing changed.
     let again = mailferry(&args);
     assert!(
