@@ -54,22 +54,7 @@ pub fn run(cli: &Cli, args: &ImportArgs) -> Result<i32> {
 fn from_export_folders(cli: &Cli, file: &std::path::Path, only: &[String]) -> Result<i32> {
     // Passwords are not needed to import files.
     let mut config = mailferry::config::load_without_secrets(file)?;
-    if let Some(unknown) = only.iter().find(|o| {
-        !config
-            .accounts
-            .iter()
-            .any(|a| a.name.eq_ignore_ascii_case(o))
-    }) {
-        bail!(
-            "--only names an account not in {}: {unknown}",
-            file.display()
-        );
-    }
-    if !only.is_empty() {
-        config
-            .accounts
-            .retain(|a| only.iter().any(|o| a.name.eq_ignore_ascii_case(o)));
-    }
+    crate::cli::narrow(&mut config, only, file)?;
     let with_exports: Vec<_> = config
         .accounts
         .iter()

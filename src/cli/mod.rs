@@ -100,33 +100,40 @@ pub fn load_accounts(args: &AccountsArgs) -> Result<Config> {
             eprintln!("note: {note}");
         }
     }
-    if !args.only.is_empty() {
-        let unknown: Vec<&str> = args
-            .only
-            .iter()
-            .filter(|o| {
-                !config
-                    .accounts
-                    .iter()
-                    .any(|a| a.name.eq_ignore_ascii_case(o))
-            })
-            .map(String::as_str)
-            .collect();
-        if !unknown.is_empty() {
-            bail!(
-                "--only names accounts not in {}: {}",
-                args.accounts.display(),
-                unknown.join(", ")
-            );
-        }
-        config
-            .accounts
-            .retain(|a| args.only.iter().any(|o| a.name.eq_ignore_ascii_case(o)));
-    }
+    narrow(&mut config, &args.only, &args.accounts)?;
     if let Some(n) = args.accounts_at_once {
         config.accounts_at_once = n.max(1);
     }
     Ok(config)
+}
+
+/// Keeps the accounts `--only` names (any case); a name not in `file` is
+/// an error. No names: every account.
+pub fn narrow(config: &mut Config, only: &[String], file: &std::path::Path) -> Result<()> {
+    if only.is_empty() {
+        return Ok(());
+    }
+    let unknown: Vec<&str> = only
+        .iter()
+        .filter(|o| {
+            !config
+                .accounts
+                .iter()
+                .any(|a| a.name.eq_ignore_ascii_case(o))
+        })
+        .map(String::as_str)
+        .collect();
+    if !unknown.is_empty() {
+        bail!(
+            "--only names accounts not in {}: {}",
+            file.display(),
+            unknown.join(", ")
+        );
+    }
+    config
+        .accounts
+        .retain(|a| only.iter().any(|o| a.name.eq_ignore_ascii_case(o)));
+    Ok(())
 }
 
 /// What the command line says of the source.

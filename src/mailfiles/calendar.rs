@@ -65,12 +65,8 @@ pub fn read_ics(bytes: &[u8], file: &str) -> (Vec<CalendarItem>, Vec<ItemProblem
     let mut in_calendar = false;
     for (number, _, line) in lines_with_numbers(&text) {
         let word = line.trim_end();
-        let begin = word
-            .strip_prefix("BEGIN:")
-            .or_else(|| word.strip_prefix("begin:"));
-        let end = word
-            .strip_prefix("END:")
-            .or_else(|| word.strip_prefix("end:"));
+        let begin = strip_word(word, "BEGIN:");
+        let end = strip_word(word, "END:");
         if !in_calendar {
             if begin.is_some_and(|c| c.eq_ignore_ascii_case("VCALENDAR")) {
                 in_calendar = true;
@@ -261,6 +257,13 @@ pub fn read_ics(bytes: &[u8], file: &str) -> (Vec<CalendarItem>, Vec<ItemProblem
     (out, problems)
 }
 
+/// `line` without `word` at its start, in any case.
+fn strip_word<'a>(line: &'a str, word: &str) -> Option<&'a str> {
+    line.get(..word.len())
+        .filter(|head| head.eq_ignore_ascii_case(word))
+        .map(|_| &line[word.len()..])
+}
+
 /// A component's SUMMARY, else its UID, for problems.
 fn name_of_block(block: &Block) -> Option<String> {
     let props = unfolded(&block.text);
@@ -408,6 +411,16 @@ mod tests {
             ["Family dinner", "Dentist"]
         );
         assert_eq!(items[0].calendar.as_deref(), Some("Family"));
+    }
+
+    #[test]
+    fn component_names_are_read_in_any_case() {
+        let text = "Begin:VCalendar\r\nVERSION:2.0\r\nbegin:vevent\r\nUID:a\r\nSUMMARY:Lower\r\n\
+                    DTSTART:20250101T100000Z\r\nEnd:VEvent\r\nEND:VCALENDAR\r\n";
+        let (items, problems) = read_ics(text.as_bytes(), "mixed.ics");
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].summary, "Lower");
     }
 
     #[test]

@@ -122,7 +122,7 @@ fn has_end(chunk: &str) -> bool {
 fn chunks(text: &str) -> Vec<(usize, &str)> {
     let mut starts: Vec<(usize, usize)> = Vec::new();
     for (number, offset, line) in lines_with_numbers(text) {
-        if is_begin(line) || (number == 1 && !is_begin(line)) {
+        if number == 1 || is_begin(line) {
             starts.push((number, offset));
         }
     }

@@ -132,11 +132,12 @@ pub fn read_contacts_csv(bytes: &[u8], file: &str) -> (Vec<Card>, Vec<ItemProble
             email.to_lowercase(),
             company.to_lowercase()
         );
-        let mut uid = format!("csv:{}", &BlobHash::of(key.as_bytes()).to_hex()[..32]);
+        let base = format!("csv:{}", &BlobHash::of(key.as_bytes()).to_hex()[..32]);
+        let mut uid = base.clone();
         let mut n = 1;
         while !seen.insert(uid.clone()) {
             n += 1;
-            uid = format!("csv:{}#{n}", &BlobHash::of(key.as_bytes()).to_hex()[..32]);
+            uid = format!("{base}#{n}");
         }
         let mut v = String::from("BEGIN:VCARD\r\nVERSION:3.0\r\n");
         let mut prop = |name: &str, value: String| {

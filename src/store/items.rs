@@ -274,12 +274,12 @@ impl Index {
         let mut out = Vec::new();
         for row in rows {
             let (kind, collection, uid, name, blob) = row?;
-            let kind = match kind.as_str() {
-                "contact" => ItemKind::Contact,
-                "event" => ItemKind::Event,
-                "task" => ItemKind::Task,
-                other => anyhow::bail!("the index holds an item of unknown kind {other:?}"),
-            };
+            let kind = [ItemKind::Contact, ItemKind::Event, ItemKind::Task]
+                .into_iter()
+                .find(|k| k.as_str() == kind)
+                .ok_or_else(|| {
+                    anyhow::anyhow!("the index holds an item of unknown kind {kind:?}")
+                })?;
             out.push(StoredItem {
                 kind,
                 collection,
