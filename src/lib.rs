@@ -16,6 +16,7 @@ pub mod cutover;
 pub mod dns;
 pub mod files;
 pub mod format;
+pub mod graph;
 pub mod imap;
 pub mod mailfiles;
 pub mod mirror;

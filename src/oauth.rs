@@ -173,6 +173,19 @@ impl TokenProvider {
         Ok(access)
     }
 
+    /// A resource server refused `rejected` (revoked, or the clock ran
+    /// ahead of its lifetime): forget it, so the next ask fetches anew.
+    pub async fn forget(&self, rejected: &AccessToken) {
+        let mut cached = self.cached.lock().await;
+        if cached
+            .access
+            .as_ref()
+            .is_some_and(|t| t.token.expose() == rejected.token.expose())
+        {
+            cached.access = None;
+        }
+    }
+
     async fn post(&self, url: &str, form: &[(&str, &str)]) -> Result<TokenReply> {
         let response = self
             .http

@@ -24,6 +24,7 @@ pub(super) const SCHEMA: &[&str] = &[
     include_str!("../../schema/0006_truth.sql"),
     include_str!("../../schema/0007_reasons.sql"),
     include_str!("../../schema/0008_items.sql"),
+    include_str!("../../schema/0009_item_uploads.sql"),
 ];
 
 /// A stored message with its folder and account, as `export` writes it.

@@ -15,6 +15,7 @@
 
 mod blob;
 pub mod index;
+pub mod item_ledger;
 pub mod items;
 pub mod ledger;
 pub mod verify;

@@ -1,0 +1,288 @@
+//! Requests to Microsoft Graph, within Outlook's limits per app and
+//! mailbox: at most 4 in flight, at most 10,000 per 10 minutes, and a pause
+//! for the whole mailbox when Graph answers 429 or 503 with `Retry-After`
+//! (docs/research/graph.md §6). A refused token is fetched anew once.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use reqwest::Method;
+use serde_json::Value;
+use tokio::sync::{Mutex, Semaphore};
+
+use crate::oauth::TokenProvider;
+
+/// Outlook's limits per app and mailbox.
+pub const IN_FLIGHT_PER_MAILBOX: usize = 4;
+pub const REQUESTS_PER_WINDOW: usize = 10_000;
+pub const WINDOW: Duration = Duration::from_secs(600);
+
+/// How often one request is tried when Graph keeps saying "later".
+const PATIENCE: u32 = 8;
+
+/// A reply, or what made it unknowable.
+#[derive(Debug)]
+pub enum Reply {
+    /// Graph answered: its status and JSON body (Null when empty).
+    Answered { status: u16, body: Value },
+    /// No answer that says whether a write was applied: the connection
+    /// broke, it timed out, or Graph said 5xx (a 503 may still have been
+    /// applied). A create must be looked up before it is sent again.
+    Unknown(String),
+}
+
+impl Reply {
+    /// Graph's own words of an error reply: `code: message`.
+    pub fn error_words(&self) -> String {
+        match self {
+            Reply::Answered { status, body } => {
+                let code = body["error"]["code"].as_str().unwrap_or("");
+                let message = body["error"]["message"].as_str().unwrap_or("");
+                match (code.is_empty(), message.is_empty()) {
+                    (true, true) => format!("HTTP {status}"),
+                    _ => format!("HTTP {status} {code}: {message}"),
+                }
+            }
+            Reply::Unknown(why) => why.clone(),
+        }
+    }
+}
+
+/// What a request carries.
+#[derive(Clone, Copy)]
+pub enum Body<'a> {
+    Empty,
+    Json(&'a Value),
+    /// A photo: its content type and bytes.
+    Bytes(&'a str, &'a [u8]),
+}
+
+/// One mailbox's share of the limits, shared by all its requests.
+pub struct MailboxGate {
+    in_flight: Semaphore,
+    sent: Mutex<VecDeque<Instant>>,
+    paused_until: Mutex<Option<Instant>>,
+}
+
+impl Default for MailboxGate {
+    fn default() -> Self {
+        MailboxGate {
+            in_flight: Semaphore::new(IN_FLIGHT_PER_MAILBOX),
+            sent: Mutex::new(VecDeque::new()),
+            paused_until: Mutex::new(None),
+        }
+    }
+}
+
+impl MailboxGate {
+    /// Waits out a pause Graph asked for, then for room in the window.
+    async fn admit(&self) {
+        loop {
+            let until = *self.paused_until.lock().await;
+            match until {
+                Some(t) if t > Instant::now() => tokio::time::sleep_until(t.into()).await,
+                _ => break,
+            }
+        }
+        loop {
+            let mut sent = self.sent.lock().await;
+            let now = Instant::now();
+            while sent
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= WINDOW)
+            {
+                sent.pop_front();
+            }
+            if sent.len() < REQUESTS_PER_WINDOW {
+                sent.push_back(now);
+                return;
+            }
+            let wait = WINDOW - now.duration_since(*sent.front().expect("full window"));
+            drop(sent);
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn pause(&self, d: Duration) {
+        let mut until = self.paused_until.lock().await;
+        let t = Instant::now() + d;
+        if until.is_none_or(|u| u < t) {
+            *until = Some(t);
+        }
+    }
+}
+
+/// Counts of a run's requests, for the summary and the benchmark.
+#[derive(Debug, Default)]
+pub struct RequestCounts {
+    pub requests: AtomicU64,
+    pub throttled: AtomicU64,
+    pub waited_ms: AtomicU64,
+}
+
+pub struct GraphClient {
+    http: reqwest::Client,
+    base: String,
+    tokens: Arc<TokenProvider>,
+    pub counts: RequestCounts,
+}
+
+impl GraphClient {
+    pub fn new(
+        base: &str,
+        tokens: Arc<TokenProvider>,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> Result<GraphClient> {
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls((*tls).clone())
+            .timeout(Duration::from_secs(120))
+            .pool_max_idle_per_host(64)
+            .user_agent(concat!("mailferry/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("cannot set up the HTTP client for Microsoft Graph")?;
+        Ok(GraphClient {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            tokens,
+            counts: RequestCounts::default(),
+        })
+    }
+
+    /// A link Graph gave (`@odata.nextLink`) as a path under the root.
+    pub fn relative(&self, link: &str) -> Result<String> {
+        link.strip_prefix(&self.base)
+            .map(str::to_string)
+            .ok_or_else(|| anyhow::anyhow!("Graph sent a link outside {}: {link}", self.base))
+    }
+
+    /// Sends one request for a mailbox, waiting as its gate says and as
+    /// Graph asks (429, 503 with `Retry-After`); `path` is relative to the
+    /// version root (`/users/...`). Errors are only for a token that cannot
+    /// be had; everything Graph says is in the reply.
+    pub async fn send(
+        &self,
+        gate: &MailboxGate,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Body<'_>,
+    ) -> Result<Reply> {
+        let mut renewed = false;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            gate.admit().await;
+            let permit = gate.in_flight.acquire().await.expect("never closed");
+            let token = self.tokens.access_token().await?;
+            let mut request = self
+                .http
+                .request(method.clone(), format!("{}{path}", self.base))
+                .bearer_auth(token.token.expose())
+                // Ids that survive a move between folders (outlook-immutable-id).
+                .header("Prefer", "IdType=\"ImmutableId\"");
+            if !query.is_empty() {
+                request = request.query(query);
+            }
+            match body {
+                Body::Empty => {}
+                Body::Json(b) => request = request.json(b),
+                Body::Bytes(kind, bytes) => {
+                    request = request.header("Content-Type", kind).body(bytes.to_vec());
+                }
+            }
+            self.counts.requests.fetch_add(1, Ordering::Relaxed);
+            let response = request.send().await;
+            drop(permit);
+            let response = match response {
+                Ok(r) => r,
+                Err(e) => {
+                    // Nothing says whether a write got through.
+                    if method == Method::GET && attempt < PATIENCE {
+                        tokio::time::sleep(backoff(attempt)).await;
+                        continue;
+                    }
+                    return Ok(Reply::Unknown(format!(
+                        "no answer from Microsoft Graph: {}",
+                        crate::outcome::error_chain(&anyhow::Error::new(e))
+                    )));
+                }
+            };
+            let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get("Retry-After")
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_retry_after);
+            let text = response.text().await.unwrap_or_default();
+            let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            match status {
+                401 if !renewed => {
+                    renewed = true;
+                    self.tokens.forget(&token).await;
+                    continue;
+                }
+                // Throttled: not applied; wait as told and send again.
+                429 if attempt < PATIENCE => {
+                    self.wait(gate, retry_after, attempt).await;
+                    continue;
+                }
+                500..=599 => {
+                    // A write may have been applied (graph.md §6): only a
+                    // read is simply sent again.
+                    if method == Method::GET && attempt < PATIENCE {
+                        self.wait(gate, retry_after, attempt).await;
+                        continue;
+                    }
+                    if let Some(d) = retry_after {
+                        gate.pause(d).await;
+                    }
+                    return Ok(Reply::Unknown(
+                        Reply::Answered { status, body }.error_words(),
+                    ));
+                }
+                _ => return Ok(Reply::Answered { status, body }),
+            }
+        }
+    }
+
+    async fn wait(&self, gate: &MailboxGate, retry_after: Option<Duration>, attempt: u32) {
+        self.counts.throttled.fetch_add(1, Ordering::Relaxed);
+        let d = retry_after.unwrap_or_else(|| backoff(attempt));
+        self.counts
+            .waited_ms
+            .fetch_add(d.as_millis() as u64, Ordering::Relaxed);
+        gate.pause(d).await;
+    }
+}
+
+/// Without `Retry-After`: 1, 2, 4 ... 32 seconds.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_secs(1 << attempt.saturating_sub(1).min(5))
+}
+
+/// `Retry-After` in seconds, which Graph may send with a fraction
+/// ("Retry-After: 2.128", throttling guidance); an HTTP date is not used
+/// by Graph.
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    let secs: f64 = v.trim().parse().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(3600.0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_whole_and_fractional_seconds() {
+        assert_eq!(parse_retry_after("10"), Some(Duration::from_secs(10)));
+        assert_eq!(
+            parse_retry_after(" 2.128"),
+            Some(Duration::from_millis(2128))
+        );
+        assert_eq!(parse_retry_after("-1"), None);
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+    }
+}

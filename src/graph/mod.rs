@@ -1,0 +1,234 @@
+//! Stage 2 into Microsoft Graph: the contacts, events and tasks stored
+//! beside each mailbox's mail go into its contact folders, calendars and
+//! To Do lists, exactly once (the items' ledger, store/item_ledger.rs).
+//!
+//! Per account: the items that need work (never sent, changed since,
+//! left pending by a crash, failed before) are read from the ledger; each
+//! collection's container is found or made once; then each item is sent
+//! by [`send`], at most 4 at a time per mailbox ([`client`]). No source
+//! connection is needed; a run with nothing to do sends nothing.
+
+pub mod calendar;
+pub mod client;
+pub mod contact;
+mod containers;
+mod send;
+mod zones;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use anyhow::Result;
+use futures::StreamExt as _;
+use serde::Serialize;
+
+use crate::config::Account;
+use crate::outcome::error_chain;
+use crate::progress::Progress;
+use crate::store::Store;
+use crate::store::item_ledger::{ItemState, ItemToSend};
+use crate::store::items::ItemKind;
+use client::{GraphClient, MailboxGate};
+
+/// Microsoft Graph's v1.0 root.
+pub const GRAPH_URL: &str = "https://graph.microsoft.com/v1.0";
+
+/// Knobs of an items upload.
+pub struct ItemOptions {
+    pub client: Arc<GraphClient>,
+    /// Add attendees to events, which makes Graph send them invitations
+    /// (it cannot be told not to): off unless asked for by name.
+    pub invite_attendees: bool,
+    pub accounts_at_once: usize,
+}
+
+/// What one account's items upload did.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct AccountItems {
+    pub account: String,
+    pub target: String,
+    pub created: u64,
+    pub updated: u64,
+    /// Found at the target from an earlier run that was cut short.
+    pub reconciled: u64,
+    pub unchanged: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    /// Items the target took without all of their fields.
+    pub with_losses: u64,
+    /// Why the account stopped early, if it did.
+    pub error: Option<String>,
+}
+
+impl AccountItems {
+    pub fn is_clean(&self) -> bool {
+        self.failed == 0 && self.error.is_none()
+    }
+}
+
+/// What an items upload did, with the requests it cost.
+#[derive(Debug, Default, Serialize)]
+pub struct ItemsUploaded {
+    pub accounts: Vec<AccountItems>,
+    pub requests: u64,
+    pub throttled: u64,
+}
+
+impl ItemsUploaded {
+    pub fn is_clean(&self) -> bool {
+        self.accounts.iter().all(AccountItems::is_clean)
+    }
+}
+
+impl std::fmt::Display for ItemsUploaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for a in &self.accounts {
+            write!(
+                f,
+                "{}: contacts, events and tasks: {} created, {} updated, {} found from an \
+                 earlier run, {} unchanged",
+                a.account, a.created, a.updated, a.reconciled, a.unchanged
+            )?;
+            if a.skipped > 0 {
+                write!(f, ", {} not uploadable (see status)", a.skipped)?;
+            }
+            if a.failed > 0 {
+                write!(f, ", {} FAILED (run upload again)", a.failed)?;
+            }
+            if a.with_losses > 0 {
+                write!(f, "; {} without some of their fields", a.with_losses)?;
+            }
+            writeln!(f)?;
+            if let Some(e) = &a.error {
+                writeln!(f, "  stopped: {e}")?;
+            }
+        }
+        writeln!(
+            f,
+            "Microsoft Graph: {} requests, {} throttled",
+            self.requests, self.throttled
+        )
+    }
+}
+
+/// Does this item need a request? Never sent, changed since, cut short,
+/// or failed before; skipped items wait until they change.
+fn needs_work(item: &ItemToSend) -> bool {
+    match &item.sent {
+        None => true,
+        Some(s) => match s.state {
+            ItemState::Pending | ItemState::Failed => true,
+            ItemState::Done | ItemState::Skipped => s.blob != item.blob,
+        },
+    }
+}
+
+/// Uploads the items of every account that has any.
+pub async fn upload_items(
+    store: Arc<Store>,
+    accounts: &[Account],
+    options: Arc<ItemOptions>,
+    progress: Arc<dyn Progress>,
+) -> Result<ItemsUploaded> {
+    let results: Vec<AccountItems> = futures::stream::iter(accounts.iter().cloned())
+        .map(|account| {
+            let (store, options, progress) = (store.clone(), options.clone(), progress.clone());
+            async move {
+                let mut done = AccountItems {
+                    account: account.name.clone(),
+                    target: account.target.clone(),
+                    ..AccountItems::default()
+                };
+                if let Err(e) = upload_account(&store, &account, &options, &mut done).await {
+                    let words = error_chain(&e);
+                    progress.warn(&account.name, &words);
+                    done.error = Some(words);
+                }
+                done
+            }
+        })
+        .buffer_unordered(options.accounts_at_once.max(1))
+        .collect()
+        .await;
+    let mut results: Vec<AccountItems> = results
+        .into_iter()
+        .filter(|a| {
+            a.error.is_some()
+                || a.created + a.updated + a.reconciled + a.unchanged + a.skipped + a.failed > 0
+        })
+        .collect();
+    results.sort_by(|a, b| a.account.cmp(&b.account));
+    Ok(ItemsUploaded {
+        accounts: results,
+        requests: options.client.counts.requests.load(Ordering::Relaxed),
+        throttled: options.client.counts.throttled.load(Ordering::Relaxed),
+    })
+}
+
+async fn upload_account(
+    store: &Arc<Store>,
+    account: &Account,
+    options: &ItemOptions,
+    done: &mut AccountItems,
+) -> Result<()> {
+    let items = store
+        .index()
+        .item_ledger()
+        .items_to_send(&account.name, &account.target)?;
+    let (work, unchanged): (Vec<ItemToSend>, Vec<ItemToSend>) =
+        items.into_iter().partition(needs_work);
+    done.unchanged = unchanged.len() as u64;
+    if work.is_empty() {
+        return Ok(());
+    }
+    let gate = MailboxGate::default();
+    let mailbox = containers::Mailbox {
+        client: &options.client,
+        gate: &gate,
+        user: &account.target,
+    };
+    // One lookup per collection with work; a lookup that fails stops
+    // only that collection's items.
+    let mut found: HashMap<(ItemKind, String), Result<containers::Container, String>> =
+        HashMap::new();
+    for item in &work {
+        let key = (item.kind, item.collection.clone());
+        if let std::collections::hash_map::Entry::Vacant(slot) = found.entry(key) {
+            let c = mailbox
+                .container(item.kind, &item.collection)
+                .await
+                .map_err(|e| error_chain(&e));
+            slot.insert(c);
+        }
+    }
+    let ctx = send::Context {
+        store,
+        mailbox: &mailbox,
+        invite_attendees: options.invite_attendees,
+    };
+    let outcomes: Vec<Result<send::Sent>> = futures::stream::iter(work.iter())
+        .map(|item| {
+            let container = &found[&(item.kind, item.collection.clone())];
+            ctx.send(item, container)
+        })
+        .buffer_unordered(client::IN_FLIGHT_PER_MAILBOX)
+        .collect()
+        .await;
+    for o in outcomes {
+        match o? {
+            send::Sent::Created { lossy } => {
+                done.created += 1;
+                done.with_losses += lossy as u64;
+            }
+            send::Sent::Updated { lossy } => {
+                done.updated += 1;
+                done.with_losses += lossy as u64;
+            }
+            send::Sent::Reconciled => done.reconciled += 1,
+            send::Sent::Skipped => done.skipped += 1,
+            send::Sent::Failed => done.failed += 1,
+        }
+    }
+    Ok(())
+}

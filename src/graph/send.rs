@@ -1,0 +1,478 @@
+//! One item to its target, exactly once: a create cut short by a crash is
+//! looked up by its tag before anything is created again; a changed item
+//! is updated in place; what Graph refuses or cannot hold is recorded.
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::calendar::{self, Exception};
+use super::client::{Body, Reply};
+use super::contact;
+use super::containers::{Container, Mailbox, quote, urlencode};
+use crate::store::Store;
+use crate::store::item_ledger::{ItemReason, ItemState, ItemToSend};
+use crate::store::items::ItemKind;
+
+/// The named extended property that carries an item's tag on contacts and
+/// events ("Outlook extended properties overview": a named string
+/// property in a GUID namespace of our own).
+pub const TAG_PROPERTY: &str = "String {6E1C4D2A-8B1F-4C57-9D3E-2A7B5F0C9E14} Name MailferryItem";
+
+pub struct Context<'a> {
+    pub store: &'a Arc<Store>,
+    pub mailbox: &'a Mailbox<'a>,
+    pub invite_attendees: bool,
+}
+
+/// What became of one item.
+pub enum Sent {
+    Created {
+        lossy: bool,
+    },
+    Updated {
+        lossy: bool,
+    },
+    /// An earlier run's create was found at the target; nothing was sent again.
+    Reconciled,
+    Skipped,
+    Failed,
+}
+
+/// An item as Graph takes it.
+struct Built {
+    json: Value,
+    photo: Option<(String, Vec<u8>)>,
+    exceptions: Vec<Exception>,
+    losses: Vec<String>,
+}
+
+fn build(kind: ItemKind, text: &str, invite_attendees: bool) -> Result<Built, String> {
+    match kind {
+        ItemKind::Contact => {
+            let card = contact::parse(text).ok_or("the stored vCard cannot be read")?;
+            let b = contact::contact(&card);
+            Ok(Built {
+                json: b.json,
+                photo: b.photo,
+                exceptions: Vec::new(),
+                losses: b.losses,
+            })
+        }
+        ItemKind::Event => {
+            let cal = calendar::parse(text).ok_or("the stored iCalendar cannot be read")?;
+            let b = calendar::event(&cal, invite_attendees)?;
+            Ok(Built {
+                json: b.json,
+                photo: None,
+                exceptions: b.exceptions,
+                losses: b.losses,
+            })
+        }
+        ItemKind::Task => {
+            let cal = calendar::parse(text).ok_or("the stored iCalendar cannot be read")?;
+            let b = calendar::task(&cal)?;
+            Ok(Built {
+                json: b.json,
+                photo: None,
+                exceptions: Vec::new(),
+                losses: b.losses,
+            })
+        }
+    }
+}
+
+/// What a lookup by tag found.
+enum Lookup {
+    Found(String),
+    Absent,
+    Unknown(String),
+}
+
+/// How a refusal is recorded.
+fn reason_of(status: u16) -> ItemReason {
+    match status {
+        400 | 413 | 422 => ItemReason::Refused,
+        401 | 403 | 404 => ItemReason::AccessDenied,
+        _ => ItemReason::Unavailable,
+    }
+}
+
+impl Context<'_> {
+    fn user(&self) -> &str {
+        self.mailbox.user
+    }
+
+    pub async fn send(
+        &self,
+        item: &ItemToSend,
+        container: &Result<Container, String>,
+    ) -> Result<Sent> {
+        let tag = item.blob.to_hex();
+        let refuse = |reason: ItemReason, words: &str| -> Result<Sent> {
+            self.store.index().item_ledger().mark_refused(
+                item.id,
+                self.user(),
+                &item.blob,
+                &tag,
+                reason,
+                words,
+            )?;
+            Ok(match reason.state() {
+                ItemState::Skipped => Sent::Skipped,
+                _ => Sent::Failed,
+            })
+        };
+        let container = match container {
+            Ok(c) => c,
+            Err(words) => return refuse(ItemReason::Unavailable, words),
+        };
+        let text = match self.store.read_blob(&item.blob) {
+            Ok(raw) => String::from_utf8_lossy(&raw).into_owned(),
+            Err(e) => return refuse(ItemReason::Unavailable, &e.to_string()),
+        };
+        let built = match build(item.kind, &text, self.invite_attendees) {
+            Ok(b) => b,
+            Err(words) => return refuse(ItemReason::CannotRepresent, &words),
+        };
+
+        // A create an earlier run may have made: look before making it again.
+        let mut graph_id = item.sent.as_ref().and_then(|s| s.graph_id.clone());
+        if let Some(s) = &item.sent
+            && s.graph_id.is_none()
+            && matches!(s.state, ItemState::Pending | ItemState::Failed)
+        {
+            match self.find(item.kind, container, &s.tag).await? {
+                Lookup::Found(id) => {
+                    if s.blob == item.blob {
+                        let lossy = self.finish(item, container, &id, &built).await?;
+                        return Ok(match lossy {
+                            Some(_) => Sent::Reconciled,
+                            None => Sent::Failed,
+                        });
+                    }
+                    graph_id = Some(id);
+                    self.store.index().item_ledger().mark_pending(
+                        item.id,
+                        self.user(),
+                        &s.blob,
+                        &s.tag,
+                        &container.id,
+                    )?;
+                    self.store.index().item_ledger().mark_done(
+                        item.id,
+                        self.user(),
+                        &s.blob,
+                        graph_id.as_deref().expect("found"),
+                        &[],
+                    )?;
+                }
+                Lookup::Absent => {}
+                Lookup::Unknown(words) => return refuse(ItemReason::Unavailable, &words),
+            }
+        }
+
+        if let Some(id) = graph_id {
+            self.store.index().item_ledger().mark_pending(
+                item.id,
+                self.user(),
+                &item.blob,
+                &tag,
+                &container.id,
+            )?;
+            let reply = self
+                .mailbox
+                .send(
+                    Method::PATCH,
+                    &self.item_path(item.kind, container, &id),
+                    &[],
+                    Body::Json(&built.json),
+                )
+                .await?;
+            match reply {
+                Reply::Answered { status: 200, .. } => {
+                    return Ok(match self.finish(item, container, &id, &built).await? {
+                        Some(lossy) => Sent::Updated { lossy },
+                        None => Sent::Failed,
+                    });
+                }
+                // Deleted at the target since: made again below.
+                Reply::Answered { status: 404, .. } => {
+                    self.store
+                        .index()
+                        .item_ledger()
+                        .forget_graph_id(item.id, self.user())?;
+                }
+                Reply::Answered { status, .. } => {
+                    return refuse(reason_of(status), &reply.error_words());
+                }
+                Reply::Unknown(words) => return refuse(ItemReason::Unavailable, &words),
+            }
+        }
+
+        self.store.index().item_ledger().mark_pending(
+            item.id,
+            self.user(),
+            &item.blob,
+            &tag,
+            &container.id,
+        )?;
+        let body = tagged(item.kind, &built.json, &tag, &item.name);
+        let reply = self
+            .mailbox
+            .send(Method::POST, &container.items_path, &[], Body::Json(&body))
+            .await?;
+        let id = match reply {
+            Reply::Answered {
+                status: 200 | 201,
+                body,
+            } => match body["id"].as_str() {
+                Some(id) => id.to_string(),
+                None => return refuse(ItemReason::Unavailable, "Graph sent no id"),
+            },
+            Reply::Answered { status, .. } => {
+                return refuse(reason_of(status), &reply.error_words());
+            }
+            // It may have been made: the next run looks it up first.
+            Reply::Unknown(words) => match self.find(item.kind, container, &tag).await? {
+                Lookup::Found(id) => id,
+                Lookup::Absent | Lookup::Unknown(_) => {
+                    return refuse(ItemReason::Unavailable, &words);
+                }
+            },
+        };
+        Ok(match self.finish(item, container, &id, &built).await? {
+            Some(lossy) => Sent::Created { lossy },
+            None => Sent::Failed,
+        })
+    }
+
+    /// After the item itself is at the target: its photo and its series'
+    /// exceptions, then the ledger says done. `None` when a step failed for
+    /// now (the row is failed with the Graph id; the next run updates it).
+    async fn finish(
+        &self,
+        item: &ItemToSend,
+        container: &Container,
+        id: &str,
+        built: &Built,
+    ) -> Result<Option<bool>> {
+        let mut losses = built.losses.clone();
+        if let Some((kind, bytes)) = &built.photo {
+            let reply = self
+                .mailbox
+                .send(
+                    Method::PUT,
+                    &format!("{}/photo/$value", self.item_path(item.kind, container, id)),
+                    &[],
+                    Body::Bytes(kind, bytes),
+                )
+                .await?;
+            if !matches!(
+                reply,
+                Reply::Answered {
+                    status: 200..=204,
+                    ..
+                }
+            ) {
+                losses.push(format!("the photo was not taken: {}", reply.error_words()));
+            }
+        }
+        for e in &built.exceptions {
+            if let Err(words) = self.apply(id, e).await? {
+                // Recorded against the item with its Graph id: tried again.
+                self.store.index().item_ledger().mark_done(
+                    item.id,
+                    self.user(),
+                    &item.blob,
+                    id,
+                    &losses,
+                )?;
+                self.store.index().item_ledger().mark_refused(
+                    item.id,
+                    self.user(),
+                    &item.blob,
+                    "",
+                    ItemReason::Unavailable,
+                    &words,
+                )?;
+                return Ok(None);
+            }
+        }
+        self.store.index().item_ledger().mark_done(
+            item.id,
+            self.user(),
+            &item.blob,
+            id,
+            &losses,
+        )?;
+        Ok(Some(!losses.is_empty()))
+    }
+
+    /// Cancels or changes one instance of series `id` (MS "List
+    /// instances", "Delete event", "Update event"). Idempotent: an instance
+    /// already cancelled is not listed, one already changed is changed again.
+    async fn apply(&self, id: &str, e: &Exception) -> Result<Result<(), String>> {
+        let original = e.original();
+        let moved_to = match e {
+            Exception::Changed { json, .. } => json["start"]["dateTime"]
+                .as_str()
+                .and_then(|s| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S").ok())
+                .map(|t| t.and_utc()),
+            Exception::Cancelled { .. } => None,
+        };
+        let from = original.min(moved_to.unwrap_or(original)) - chrono::Duration::days(1);
+        let to = original.max(moved_to.unwrap_or(original)) + chrono::Duration::days(2);
+        let (from, to) = (iso(from), iso(to));
+        let listed = self
+            .mailbox
+            .send(
+                Method::GET,
+                &format!("/events/{}/instances", urlencode(id)),
+                &[
+                    ("startDateTime", from.as_str()),
+                    ("endDateTime", to.as_str()),
+                    ("$select", "id,originalStart"),
+                ],
+                Body::Empty,
+            )
+            .await?;
+        let body = match listed {
+            Reply::Answered { status: 200, body } => body,
+            other => return Ok(Err(other.error_words())),
+        };
+        let instance = body["value"].as_array().into_iter().flatten().find(|i| {
+            i["originalStart"]
+                .as_str()
+                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                .is_some_and(|t| t.with_timezone(&Utc) == original)
+        });
+        let Some(instance) = instance.and_then(|i| i["id"].as_str()) else {
+            // Not an instance of the rule (or cancelled already): nothing to do.
+            return Ok(Ok(()));
+        };
+        let path = format!("/events/{}", urlencode(instance));
+        let reply = match e {
+            Exception::Cancelled { .. } => {
+                self.mailbox
+                    .send(Method::DELETE, &path, &[], Body::Empty)
+                    .await?
+            }
+            Exception::Changed { json, .. } => {
+                self.mailbox
+                    .send(Method::PATCH, &path, &[], Body::Json(json))
+                    .await?
+            }
+        };
+        Ok(match reply {
+            Reply::Answered {
+                status: 200..=204 | 404,
+                ..
+            } => Ok(()),
+            other => Err(other.error_words()),
+        })
+    }
+
+    fn item_path(&self, kind: ItemKind, container: &Container, id: &str) -> String {
+        match kind {
+            ItemKind::Contact => format!("/contacts/{}", urlencode(id)),
+            ItemKind::Event => format!("/events/{}", urlencode(id)),
+            ItemKind::Task => format!("{}/{}", container.items_path, urlencode(id)),
+        }
+    }
+
+    /// Looks an item up by the tag its create carried.
+    async fn find(&self, kind: ItemKind, container: &Container, tag: &str) -> Result<Lookup> {
+        match kind {
+            ItemKind::Contact | ItemKind::Event => {
+                let filter = format!(
+                    "singleValueExtendedProperties/Any(ep: ep/id eq '{}' and ep/value eq '{}')",
+                    quote(TAG_PROPERTY),
+                    quote(tag)
+                );
+                let reply = self
+                    .mailbox
+                    .send(
+                        Method::GET,
+                        &container.items_path,
+                        &[("$filter", filter.as_str()), ("$select", "id")],
+                        Body::Empty,
+                    )
+                    .await?;
+                Ok(match reply {
+                    Reply::Answered { status: 200, body } => {
+                        match body["value"][0]["id"].as_str() {
+                            Some(id) => Lookup::Found(id.to_string()),
+                            None => Lookup::Absent,
+                        }
+                    }
+                    other => Lookup::Unknown(other.error_words()),
+                })
+            }
+            ItemKind::Task => {
+                // To Do has no filter on linked resources: read the list.
+                let mut page = match self
+                    .mailbox
+                    .send(
+                        Method::GET,
+                        &container.items_path,
+                        &[("$expand", "linkedResources"), ("$top", "100")],
+                        Body::Empty,
+                    )
+                    .await?
+                {
+                    Reply::Answered { status: 200, body } => body,
+                    other => return Ok(Lookup::Unknown(other.error_words())),
+                };
+                loop {
+                    for t in page["value"].as_array().into_iter().flatten() {
+                        let ours = t["linkedResources"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .any(|l| l["externalId"] == tag);
+                        if ours && let Some(id) = t["id"].as_str() {
+                            return Ok(Lookup::Found(id.to_string()));
+                        }
+                    }
+                    match page["@odata.nextLink"].as_str() {
+                        Some(link) => match self.mailbox.follow(link).await {
+                            Ok(p) => page = p,
+                            Err(e) => return Ok(Lookup::Unknown(e.to_string())),
+                        },
+                        None => return Ok(Lookup::Absent),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A create's body with the item's tag: an extended property on contacts
+/// and events (and `transactionId` on events), a linked resource on tasks.
+fn tagged(kind: ItemKind, json: &Value, tag: &str, name: &str) -> Value {
+    let mut body = json.clone();
+    match kind {
+        ItemKind::Contact | ItemKind::Event => {
+            body["singleValueExtendedProperties"] = json!([{ "id": TAG_PROPERTY, "value": tag }]);
+            if kind == ItemKind::Event {
+                body["transactionId"] = json!(tag);
+            }
+        }
+        ItemKind::Task => {
+            body["linkedResources"] = json!([{
+                "applicationName": "mailferry",
+                "displayName": name,
+                "externalId": tag,
+            }]);
+        }
+    }
+    body
+}
+
+fn iso(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
