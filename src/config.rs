@@ -404,6 +404,7 @@ struct TomlTarget {
     max_message_mib: Option<u64>,
     quota: Option<String>,
     oauth: Option<TomlOAuth>,
+    graph_url: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -615,6 +616,7 @@ fn toml_target(t: TomlTarget, base: &Path, file: &str, secrets: Secrets) -> Resu
         max_message_bytes: t.max_message_mib.map(|m| m << 20),
         quota_bytes,
         oauth,
+        graph_url: t.graph_url,
     })
 }
 

@@ -238,6 +238,11 @@ pub struct TargetArgs {
     #[arg(long, value_name = "MIB")]
     pub max_message_mib: Option<u64>,
 
+    /// Microsoft Graph's root, where contacts, events and tasks go
+    /// [default: https://graph.microsoft.com/v1.0 for m365, none for imap].
+    #[arg(long, value_name = "URL")]
+    pub graph_url: Option<String>,
+
     /// Azure AD tenant (id or domain) for OAuth.
     #[arg(long)]
     pub tenant: Option<String>,
@@ -299,6 +304,21 @@ pub struct UploadOnlyArgs {
     /// Without it such messages are skipped and reported.
     #[arg(long)]
     pub send_nul_bytes: bool,
+
+    /// Add the attendees of imported events to them. Microsoft Graph then
+    /// SENDS EVERY ATTENDEE AN INVITATION (it cannot be told not to).
+    /// Without it, events are created without attendees and name them in
+    /// their description.
+    #[arg(long)]
+    pub invite_attendees: bool,
+
+    /// Upload mail only, not the imported contacts, events and tasks.
+    #[arg(long, conflicts_with = "items_only")]
+    pub mail_only: bool,
+
+    /// Upload the imported contacts, events and tasks only, not mail.
+    #[arg(long)]
+    pub items_only: bool,
 }
 
 #[derive(Debug, Args)]

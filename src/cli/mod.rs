@@ -210,6 +210,7 @@ pub fn target_layer(args: &TargetArgs) -> Result<TargetLayer> {
         max_message_bytes: args.max_message_mib.map(|m| m << 20),
         quota_bytes: None,
         oauth: names_oauth.then_some(oauth),
+        graph_url: args.graph_url.clone(),
     })
 }
 

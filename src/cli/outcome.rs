@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::{EXIT_INCOMPLETE, EXIT_OK, exit_code};
 use mailferry::cutover::CutoverRun;
+use mailferry::graph::ItemsUploaded;
 use mailferry::mirror::MirrorSummary;
 use mailferry::preflight::Preflight;
 use mailferry::store::verify::Verified;
@@ -59,11 +60,45 @@ impl Outcome for MirrorSummary {
     }
 }
 
-impl Outcome for UploadSummary {
+/// An upload: the mail, then the contacts, events and tasks.
+#[derive(Serialize)]
+pub struct Uploaded {
+    /// None with `--items-only`.
+    #[serde(flatten)]
+    pub mail: Option<UploadSummary>,
+    /// None when none were sent (none imported, `--mail-only`, a dry run).
+    pub items: Option<ItemsUploaded>,
+}
+
+impl Uploaded {
+    fn complete(&self) -> bool {
+        self.mail.as_ref().is_none_or(UploadSummary::all_complete)
+            && self.items.as_ref().is_none_or(ItemsUploaded::is_clean)
+    }
+}
+
+impl Display for Uploaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(mail) = &self.mail {
+            write!(f, "{mail}")?;
+        }
+        if let Some(items) = &self.items {
+            write!(f, "{items}")?;
+        }
+        if self.mail.is_none() && self.items.is_none() {
+            writeln!(f, "No contacts, events or tasks to upload.")?;
+        }
+        Ok(())
+    }
+}
+
+impl Outcome for Uploaded {
     fn exit_code(&self) -> i32 {
         exit_code(
-            self.all_complete(),
-            self.accounts.iter().map(|a| a.error_kind),
+            self.complete(),
+            self.mail
+                .iter()
+                .flat_map(|m| m.accounts.iter().map(|a| a.error_kind)),
         )
     }
 }
@@ -90,7 +125,7 @@ impl Outcome for Verified {
 #[derive(Serialize)]
 pub struct Synced {
     pub mirror: MirrorSummary,
-    pub upload: UploadSummary,
+    pub upload: Uploaded,
 }
 
 impl Display for Synced {
@@ -102,12 +137,13 @@ impl Display for Synced {
 impl Outcome for Synced {
     fn exit_code(&self) -> i32 {
         exit_code(
-            self.mirror.all_complete() && self.upload.all_complete(),
-            self.mirror
-                .accounts
-                .iter()
-                .map(|a| a.error_kind)
-                .chain(self.upload.accounts.iter().map(|a| a.error_kind)),
+            self.mirror.all_complete() && self.upload.complete(),
+            self.mirror.accounts.iter().map(|a| a.error_kind).chain(
+                self.upload
+                    .mail
+                    .iter()
+                    .flat_map(|m| m.accounts.iter().map(|a| a.error_kind)),
+            ),
         )
     }
 }

@@ -5,13 +5,14 @@ use std::sync::Arc;
 use anyhow::Result;
 
 use crate::cli::args::{Cli, UploadArgs, UploadOnlyArgs};
-use crate::cli::outcome::{Form, emit};
+use crate::cli::outcome::{Form, Uploaded, emit};
 use crate::cli::{load_accounts, open_store, target_layer, ui};
 use mailferry::config::{AuthMethod, Config};
+use mailferry::graph::{self, ItemOptions, ItemsUploaded};
 use mailferry::oauth::TokenProvider;
 use mailferry::store::Creation;
 use mailferry::store::Store;
-use mailferry::upload::{self, MapFile, UploadOptions, UploadSummary};
+use mailferry::upload::{self, MapFile, UploadOptions};
 
 pub fn run(cli: &Cli, args: &UploadArgs) -> Result<i32> {
     let mut config = load_accounts(&args.accounts)?;
@@ -43,13 +44,14 @@ pub fn upload_options(config: &Config, args: &UploadOnlyArgs) -> Result<Arc<Uplo
     }))
 }
 
-/// Runs an upload with the command line's knobs (shared with `sync`).
+/// Runs an upload with the command line's knobs (shared with `sync`):
+/// the mail, then the contacts, events and tasks imported for the accounts.
 pub fn upload_with(
     cli: &Cli,
     config: &Config,
     args: &UploadOnlyArgs,
     store: Arc<Store>,
-) -> Result<UploadSummary> {
+) -> Result<Uploaded> {
     let runtime = crate::cli::runtime()?;
     let options = upload_options(config, args)?;
     let progress = if args.dry_run {
@@ -57,7 +59,78 @@ pub fn upload_with(
     } else {
         ui::progress(cli.quiet, config.accounts.len())
     };
-    runtime.block_on(upload::upload(store, config, options, progress))
+    let mail = if args.items_only {
+        None
+    } else {
+        Some(runtime.block_on(upload::upload(
+            store.clone(),
+            config,
+            options,
+            progress.clone(),
+        ))?)
+    };
+    let items = if args.dry_run || args.mail_only {
+        None
+    } else {
+        upload_items(config, args, store, progress, &runtime)?
+    };
+    Ok(Uploaded { mail, items })
+}
+
+/// The contacts, events and tasks of the batch's accounts, through
+/// Microsoft Graph; None when the store holds none for them.
+fn upload_items(
+    config: &Config,
+    args: &UploadOnlyArgs,
+    store: Arc<Store>,
+    progress: Arc<dyn mailferry::progress::Progress>,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<Option<ItemsUploaded>> {
+    let with_items: Vec<String> = store
+        .index()
+        .item_counts()?
+        .into_iter()
+        .filter(|(_, c)| c.contacts + c.events + c.tasks > 0)
+        .map(|(name, _)| name)
+        .collect();
+    let accounts: Vec<_> = config
+        .accounts
+        .iter()
+        .filter(|a| with_items.iter().any(|n| n.eq_ignore_ascii_case(&a.name)))
+        .cloned()
+        .collect();
+    if accounts.is_empty() {
+        return Ok(None);
+    }
+    let Some(url) = &config.target.graph_url else {
+        anyhow::bail!(
+            "{} accounts have imported contacts, events or tasks, which go through Microsoft \
+             Graph, but this target ({}) names no Graph (--graph-url, or --mail-only to leave them)",
+            accounts.len(),
+            config.target.server.host
+        );
+    };
+    let Some(oauth) = &config.target.oauth else {
+        anyhow::bail!(
+            "contacts, events and tasks go through Microsoft Graph, which needs the app's OAuth \
+             settings (--tenant, --client-id and a secret or certificate; or --mail-only)"
+        );
+    };
+    let tls = mailferry::imap::tls::client_config(None, false)?;
+    let tokens = Arc::new(TokenProvider::new(
+        graph::token_settings(oauth),
+        tls.clone(),
+        Box::new(|message| eprintln!("{message}")),
+    )?);
+    let client = Arc::new(graph::client::GraphClient::new(url, tokens, tls)?);
+    let options = Arc::new(ItemOptions {
+        client,
+        invite_attendees: args.invite_attendees,
+        accounts_at_once: config.accounts_at_once,
+    });
+    Ok(Some(runtime.block_on(graph::upload_items(
+        store, &accounts, options, progress,
+    ))?))
 }
 
 /// The OAuth token source for an XOAUTH2 target, if it is one.

@@ -205,7 +205,13 @@ pub struct TargetSettings {
     /// default ([`TargetSettings::quota_limit`]).
     pub quota_bytes: Option<u64>,
     pub oauth: Option<OAuthSettings>,
+    /// Where contacts, events and tasks go (Microsoft Graph's root): Graph
+    /// for Microsoft 365, nowhere for an IMAP target unless named.
+    pub graph_url: Option<String>,
 }
+
+/// Microsoft Graph's v1.0 root.
+pub const GRAPH_URL: &str = "https://graph.microsoft.com/v1.0";
 
 /// Exchange Online's default mailbox quota.
 pub const DEFAULT_QUOTA_BYTES: u64 = 50 << 30;
@@ -234,6 +240,7 @@ impl Default for TargetSettings {
             max_message_bytes: Some(35 << 20),
             quota_bytes: None,
             oauth: None,
+            graph_url: Some(GRAPH_URL.to_string()),
         }
     }
 }
@@ -262,6 +269,7 @@ pub struct TargetLayer {
     pub quota_bytes: Option<u64>,
     /// Set when the layer names any OAuth setting.
     pub oauth: Option<OAuthLayer>,
+    pub graph_url: Option<String>,
 }
 
 /// What one layer says of OAuth.
@@ -326,6 +334,7 @@ impl TargetSettings {
                     ..TargetSettings::default().server
                 },
                 max_message_bytes: None,
+                graph_url: None,
                 ..TargetSettings::default()
             },
         };
@@ -336,6 +345,7 @@ impl TargetSettings {
             server: ServerSettings::resolve_over(defaults.server, &servers),
             max_message_bytes: last(layers, |l| l.max_message_bytes).or(defaults.max_message_bytes),
             quota_bytes: last(layers, |l| l.quota_bytes),
+            graph_url: last(layers, |l| l.graph_url.clone()).or(defaults.graph_url),
             oauth: (!oauths.is_empty()).then(|| OAuthSettings {
                 authority: last(&oauths, |o| o.authority.clone())
                     .unwrap_or_else(|| M365_AUTHORITY.to_string()),

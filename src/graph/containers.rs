@@ -3,12 +3,40 @@
 //! named like the mailbox's own default ("Contacts", "Calendar", "Tasks")
 //! goes into that default rather than a second folder of the same name.
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, anyhow};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::client::{Body, GraphClient, MailboxGate, Reply};
+use crate::store::item_ledger::ItemReason;
 use crate::store::items::ItemKind;
+
+/// Graph's refusal to find or make a container, typed for the ledger.
+#[derive(Debug)]
+pub struct Refusal {
+    pub reason: ItemReason,
+    pub words: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.words)
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+fn refusal(user: &str, what: &str, reply: &Reply) -> anyhow::Error {
+    let reason = match reply {
+        Reply::Answered { status, .. } => super::send::reason_of(*status),
+        Reply::Unknown(_) => ItemReason::Unavailable,
+    };
+    Refusal {
+        reason,
+        words: format!("{user}: {what}: {}", reply.error_words()),
+    }
+    .into()
+}
 
 /// One target mailbox and its share of the limits.
 pub struct Mailbox<'a> {
@@ -49,7 +77,7 @@ impl Mailbox<'_> {
     async fn get(&self, rest: &str, query: &[(&str, &str)]) -> Result<Value> {
         match self.send(Method::GET, rest, query, Body::Empty).await? {
             Reply::Answered { status: 200, body } => Ok(body),
-            other => bail!("{} at {}: {}", self.user, rest, other.error_words()),
+            other => Err(refusal(self.user, rest, &other)),
         }
     }
 
@@ -66,12 +94,7 @@ impl Mailbox<'_> {
                 .as_str()
                 .map(str::to_string)
                 .ok_or_else(|| anyhow!("Graph made {rest} for {} but sent no id", self.user)),
-            other => bail!(
-                "{}: cannot make {}: {}",
-                self.user,
-                rest,
-                other.error_words()
-            ),
+            other => Err(refusal(self.user, &format!("cannot make {rest}"), &other)),
         }
     }
 
@@ -173,7 +196,7 @@ impl Mailbox<'_> {
             .await?
         {
             Reply::Answered { status: 200, body } => Ok(body),
-            other => bail!("{}: {}", self.user, other.error_words()),
+            other => Err(refusal(self.user, "the next page", &other)),
         }
     }
 }

@@ -23,16 +23,36 @@ use anyhow::Result;
 use futures::StreamExt as _;
 use serde::Serialize;
 
-use crate::config::Account;
+use crate::config::{Account, OAuthFlow, OAuthSettings};
 use crate::outcome::error_chain;
 use crate::progress::Progress;
 use crate::store::Store;
-use crate::store::item_ledger::{ItemState, ItemToSend};
+use crate::store::item_ledger::{ItemReason, ItemState, ItemToSend};
 use crate::store::items::ItemKind;
 use client::{GraphClient, MailboxGate};
 
-/// Microsoft Graph's v1.0 root.
-pub const GRAPH_URL: &str = "https://graph.microsoft.com/v1.0";
+pub use crate::config::GRAPH_URL;
+
+/// The OAuth settings for Graph from the target's: the same app
+/// registration, Graph's resource. App-only: `https://graph.microsoft.com/.default`
+/// (every application permission consented for Graph; docs/research/graph.md §8).
+/// Delegated: the three permissions by name, with their own token cache.
+pub fn token_settings(target: &OAuthSettings) -> OAuthSettings {
+    let mut s = target.clone();
+    s.scope = Some(match s.flow {
+        OAuthFlow::ClientCredentials => "https://graph.microsoft.com/.default".into(),
+        OAuthFlow::DeviceCode => "https://graph.microsoft.com/Contacts.ReadWrite \
+                                  https://graph.microsoft.com/Calendars.ReadWrite \
+                                  https://graph.microsoft.com/Tasks.ReadWrite offline_access"
+            .into(),
+    });
+    s.token_cache = s.token_cache.map(|p| {
+        let mut name = p.into_os_string();
+        name.push(".graph");
+        name.into()
+    });
+    s
+}
 
 /// Knobs of an items upload.
 pub struct ItemOptions {
@@ -189,8 +209,8 @@ async fn upload_account(
         user: &account.target,
     };
     // One lookup per collection with work; a lookup that fails stops
-    // only that collection's items.
-    let mut found: HashMap<(ItemKind, String), Result<containers::Container, String>> =
+    // only that collection's items (and is said once for the account).
+    let mut found: HashMap<(ItemKind, String), Result<containers::Container, containers::Refusal>> =
         HashMap::new();
     for item in &work {
         let key = (item.kind, item.collection.clone());
@@ -198,7 +218,18 @@ async fn upload_account(
             let c = mailbox
                 .container(item.kind, &item.collection)
                 .await
-                .map_err(|e| error_chain(&e));
+                .map_err(|e| match e.downcast::<containers::Refusal>() {
+                    Ok(r) => r,
+                    Err(e) => containers::Refusal {
+                        reason: ItemReason::Unavailable,
+                        words: error_chain(&e),
+                    },
+                });
+            if let Err(r) = &c
+                && done.error.is_none()
+            {
+                done.error = Some(r.words.clone());
+            }
             slot.insert(c);
         }
     }

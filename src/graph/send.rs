@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::calendar::{self, Exception};
 use super::client::{Body, Reply};
 use super::contact;
-use super::containers::{Container, Mailbox, quote, urlencode};
+use super::containers::{Container, Mailbox, Refusal, quote, urlencode};
 use crate::store::Store;
 use crate::store::item_ledger::{ItemReason, ItemState, ItemToSend};
 use crate::store::items::ItemKind;
@@ -93,7 +93,7 @@ enum Lookup {
 }
 
 /// How a refusal is recorded.
-fn reason_of(status: u16) -> ItemReason {
+pub(super) fn reason_of(status: u16) -> ItemReason {
     match status {
         400 | 413 | 422 => ItemReason::Refused,
         401 | 403 | 404 => ItemReason::AccessDenied,
@@ -109,7 +109,7 @@ impl Context<'_> {
     pub async fn send(
         &self,
         item: &ItemToSend,
-        container: &Result<Container, String>,
+        container: &Result<Container, Refusal>,
     ) -> Result<Sent> {
         let tag = item.blob.to_hex();
         let refuse = |reason: ItemReason, words: &str| -> Result<Sent> {
@@ -128,7 +128,7 @@ impl Context<'_> {
         };
         let container = match container {
             Ok(c) => c,
-            Err(words) => return refuse(ItemReason::Unavailable, words),
+            Err(r) => return refuse(r.reason, &r.words),
         };
         let text = match self.store.read_blob(&item.blob) {
             Ok(raw) => String::from_utf8_lossy(&raw).into_owned(),

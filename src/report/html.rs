@@ -665,9 +665,27 @@ fn account_section(out: &mut String, snap: &Snapshot, i: usize, a: &AccountStatu
                 if n == 1 { one } else { many }
             )
         };
+        let u = &a.items_uploaded;
+        let mut at_target = vec![field("items_done", u.done, "uploaded", "uploaded")];
+        for (name, n, what) in [
+            ("items_outdated", u.outdated, "changed since"),
+            ("items_pending", u.pending, "pending"),
+            ("items_failed", u.failed, "failed"),
+            ("items_skipped", u.skipped, "not uploadable"),
+            ("items_untried", u.untried, "not uploaded yet"),
+            (
+                "items_with_losses",
+                u.with_losses,
+                "uploaded without some fields",
+            ),
+        ] {
+            if n > 0 {
+                at_target.push(field(name, n, what, what));
+            }
+        }
         let _ = write!(
             out,
-            r#"<p class="sub">Also stored for this mailbox, to go through Microsoft Graph (not uploaded yet: that part of mailferry is not built): {}, {}, {}{}.</p>"#,
+            r#"<p class="sub">Also stored for this mailbox, for Microsoft Graph: {}, {}, {}{}. At the target: {}.</p>"#,
             field("contacts", a.items.contacts, "contact", "contacts"),
             field("events", a.items.events, "event", "events"),
             field("tasks", a.items.tasks, "task", "tasks"),
@@ -678,8 +696,16 @@ fn account_section(out: &mut String, snap: &Snapshot, i: usize, a: &AccountStatu
                 )
             } else {
                 String::new()
-            }
+            },
+            at_target.join(", ")
         );
+        if !a.item_notices.is_empty() {
+            out.push_str(r#"<ul class="sub item-notices">"#);
+            for n in &a.item_notices {
+                let _ = write!(out, "<li>{}</li>", escape(&crate::report::notice_line(n)));
+            }
+            out.push_str("</ul>");
+        }
     }
     out.push_str("<h3>Folders</h3>");
     out.push_str(&legend());

@@ -156,20 +156,10 @@ pub fn status_table(snap: &Snapshot) -> String {
             let _ = writeln!(out, "  {line}");
         }
         if !a.items.is_empty() {
-            let i = &a.items;
-            let _ = writeln!(
-                out,
-                "  stored for Microsoft Graph (not uploaded: that part is not built yet): {} \
-                 contacts, {} events, {} tasks{}",
-                i.contacts,
-                i.events,
-                i.tasks,
-                if i.problems > 0 {
-                    format!("; {} could not be read from their files", i.problems)
-                } else {
-                    String::new()
-                }
-            );
+            let _ = writeln!(out, "  {}", items_line(a));
+            for n in &a.item_notices {
+                let _ = writeln!(out, "    {}", notice_line(n));
+            }
         }
         let _ = writeln!(
             out,
@@ -262,4 +252,59 @@ pub fn target_table(
         }
     }
     out
+}
+
+/// One line on an account's contacts, events and tasks: stored, and where
+/// they stand at the target.
+pub fn items_line(a: &AccountStatus) -> String {
+    let (i, u) = (&a.items, &a.items_uploaded);
+    let mut line = format!(
+        "contacts, events and tasks: {} contacts, {} events, {} tasks stored",
+        i.contacts, i.events, i.tasks
+    );
+    let mut parts = vec![format!("{} uploaded", u.done)];
+    for (n, what) in [
+        (u.outdated, "changed since (the next upload updates them)"),
+        (u.pending, "pending"),
+        (u.failed, "FAILED"),
+        (u.skipped, "not uploadable"),
+        (u.untried, "not uploaded yet"),
+    ] {
+        if n > 0 {
+            parts.push(format!("{n} {what}"));
+        }
+    }
+    line.push_str("; ");
+    line.push_str(&parts.join(", "));
+    if u.with_losses > 0 {
+        line.push_str(&format!(
+            "; {} uploaded without some of their fields",
+            u.with_losses
+        ));
+    }
+    if i.problems > 0 {
+        line.push_str(&format!(
+            "; {} could not be read from their files",
+            i.problems
+        ));
+    }
+    line
+}
+
+/// One item that is not at the target as stored, with why.
+pub fn notice_line(n: &crate::store::item_ledger::ItemNotice) -> String {
+    use crate::store::item_ledger::ItemState;
+    let state = match n.state {
+        ItemState::Done => "uploaded without some fields",
+        ItemState::Pending => "pending",
+        ItemState::Skipped => "not uploadable",
+        ItemState::Failed => "failed",
+    };
+    let detail = n.detail.replace('\n', "; ");
+    format!(
+        "{} {:?} ({}): {state}: {detail}",
+        n.kind.as_str(),
+        n.name,
+        n.collection
+    )
 }

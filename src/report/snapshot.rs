@@ -1,6 +1,7 @@
 //! What the store says of a batch, gathered once for `status`, `status
 //! --json` and the HTML report, so that all three show the same numbers.
 
+use crate::store::item_ledger::{ItemNotice, ItemUploadCounts};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -67,6 +68,10 @@ pub struct AccountStatus {
     pub upload: Option<AccountRun>,
     /// Contacts, events and tasks imported for the mailbox.
     pub items: crate::store::items::ItemCounts,
+    /// Where they stand at the target (through Microsoft Graph).
+    pub items_uploaded: ItemUploadCounts,
+    /// Items not uploaded (and why), or uploaded without some fields.
+    pub item_notices: Vec<ItemNotice>,
 }
 
 impl AccountStatus {
@@ -115,6 +120,7 @@ impl AccountStatus {
         } else if self.upload.as_ref().is_some_and(|u| u.last_ok_at.is_some())
             && self.pending == 0
             && self.failed == 0
+            && self.items_uploaded.settled()
         {
             AccountState::Complete
         } else {
@@ -173,6 +179,7 @@ impl Snapshot {
         let mut accounts = account_totals(&folders_all);
         let runs = index.account_runs()?;
         let items = index.item_counts()?;
+        let items_uploaded = index.item_ledger().counts()?;
         // Accounts that never reached the store but have a run (a refused
         // login on the first mirror), or only contacts and calendars.
         for name in runs
@@ -211,6 +218,13 @@ impl Snapshot {
                 .find(|(name, _)| name.eq_ignore_ascii_case(&a.account))
             {
                 a.items = counts.clone();
+            }
+            if let Some((_, counts)) = items_uploaded
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(&a.account))
+            {
+                a.items_uploaded = counts.clone();
+                a.item_notices = index.item_ledger().notices(&a.account)?;
             }
             for r in runs
                 .iter()

@@ -114,8 +114,9 @@ pub struct ItemToSend {
     pub sent: Option<ItemSent>,
 }
 
-/// One item's not-uploaded or partly-uploaded account, for status and report.
-#[derive(Debug, Clone, serde::Serialize)]
+/// An item that is not at the target, or is there without some of its
+/// fields, for status and report.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ItemNotice {
     pub kind: ItemKind,
     pub collection: String,
@@ -126,15 +127,30 @@ pub struct ItemNotice {
     pub detail: String,
 }
 
-/// How many items of each state one target holds.
+/// Where an account's items stand at its target (each item counted once,
+/// by its latest ledger row).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ItemUploadCounts {
+    /// At the target as the store holds them.
     pub done: u64,
+    /// At the target, but changed in the store since (the next upload updates them).
+    pub outdated: u64,
     pub pending: u64,
+    /// Not uploadable (refused for good, or nothing at the target can hold them).
     pub skipped: u64,
     pub failed: u64,
+    /// Never sent.
+    pub untried: u64,
     /// Done, but with something the target could not hold.
     pub with_losses: u64,
+}
+
+impl ItemUploadCounts {
+    /// Nothing is left to send: every item is at the target as stored, or
+    /// known not to be uploadable.
+    pub fn settled(&self) -> bool {
+        self.outdated + self.pending + self.failed + self.untried == 0
+    }
 }
 
 pub struct ItemLedger<'a> {
@@ -322,38 +338,43 @@ impl ItemLedger<'_> {
         Ok(())
     }
 
-    /// Per account: how many of its items each state holds at its target
-    /// (items never tried are not counted here).
+    /// Per account that has items: where they stand at its target.
     pub fn counts(&self) -> Result<BTreeMap<String, ItemUploadCounts>> {
         let mut stmt = self.index.connection().prepare(
-            "SELECT a.name, u.state, (u.losses IS NOT NULL), COUNT(*)
-             FROM item_uploads u JOIN items i ON i.id = u.item_id
-             JOIN accounts a ON a.id = i.account_id
-             GROUP BY a.name, u.state, (u.losses IS NOT NULL)",
+            "SELECT a.name, u.state, u.blob_hash = i.blob_hash, (u.losses IS NOT NULL), COUNT(*)
+             FROM items i JOIN accounts a ON a.id = i.account_id
+             LEFT JOIN item_uploads u ON u.id = (SELECT id FROM item_uploads
+                                                 WHERE item_id = i.id
+                                                 ORDER BY updated_at DESC, id DESC LIMIT 1)
+             GROUP BY 1, 2, 3, 4",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, bool>(2)?,
-                r.get::<_, i64>(3)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, Option<bool>>(2)?,
+                r.get::<_, Option<bool>>(3)?,
+                r.get::<_, i64>(4)?,
             ))
         })?;
         let mut out: BTreeMap<String, ItemUploadCounts> = BTreeMap::new();
         for row in rows {
-            let (account, state, lossy, n) = row?;
+            let (account, state, current, lossy, n) = row?;
             let n = n.max(0) as u64;
             let c = out.entry(account).or_default();
-            match ItemState::parse(&state)? {
-                ItemState::Done => {
+            let state = state.as_deref().map(ItemState::parse).transpose()?;
+            match (state, current.unwrap_or(false)) {
+                (None, _) => c.untried += n,
+                (Some(ItemState::Done), true) => {
                     c.done += n;
-                    if lossy {
+                    if lossy.unwrap_or(false) {
                         c.with_losses += n;
                     }
                 }
-                ItemState::Pending => c.pending += n,
-                ItemState::Skipped => c.skipped += n,
-                ItemState::Failed => c.failed += n,
+                (Some(ItemState::Done | ItemState::Skipped), false) => c.outdated += n,
+                (Some(ItemState::Skipped), true) => c.skipped += n,
+                (Some(ItemState::Pending), _) => c.pending += n,
+                (Some(ItemState::Failed), _) => c.failed += n,
             }
         }
         Ok(out)

@@ -75,7 +75,7 @@ fn contacts_calendars_and_tasks_are_imported_once_and_what_cannot_be_read_is_nam
     assert_eq!(series.collection, "Calendar");
 
     // status counts them beside the mailbox's mail (none yet), and says
-    // they are not uploaded.
+    // none is uploaded yet.
     let status = mailferry(&["--store", s, "status", "--json", "-"]);
     let json: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
     let alice = json["accounts"]
@@ -89,10 +89,12 @@ fn contacts_calendars_and_tasks_are_imported_once_and_what_cannot_be_read_is_nam
     assert_eq!(alice["items"]["tasks"], 2, "{alice}");
     // broken.vcf 2, broken.ics 4, outlook.csv 1.
     assert_eq!(alice["items"]["problems"], 2 + 4 + 1, "{alice}");
+    assert_eq!(alice["items_uploaded"]["untried"], 14, "{alice}");
+    assert_eq!(alice["items_uploaded"]["done"], 0, "{alice}");
     let text = mailferry(&["--store", s, "status"]);
     assert!(
         text.stdout
-            .contains("not uploaded: that part is not built yet): 9 contacts, 3 events"),
+            .contains("9 contacts, 3 events, 2 tasks stored; 0 uploaded, 14 not uploaded yet"),
         "{}",
         text.stdout
     );
