@@ -73,6 +73,10 @@ pub struct AccountPreflight {
     pub too_large: Vec<TooLarge>,
     pub source_ok: bool,
     pub target_ok: bool,
+    /// Contacts, events and tasks stored for the mailbox, and whether the
+    /// app may write them there (checked when there are any).
+    pub items: crate::store::items::ItemCounts,
+    pub graph: Option<crate::graph::GraphAccess>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -95,6 +99,10 @@ pub struct PreflightOptions {
     /// Bytes the store's ledger already placed in each target mailbox: they
     /// are in what the target says it uses, and must not count twice.
     pub already_uploaded: std::collections::HashMap<String, u64>,
+    /// Where contacts, events and tasks go, and what the store holds of
+    /// them per account (lower-case name): only those accounts are probed.
+    pub graph: Option<Arc<crate::graph::client::GraphClient>>,
+    pub items: std::collections::HashMap<String, crate::store::items::ItemCounts>,
 }
 
 pub async fn preflight(
@@ -151,8 +159,60 @@ async fn check_account(
     let counted = count_source(config, account, source_tls).await;
     note_source(&mut out, counted, account, target, options, &namespace);
     judge(&mut out, account, target, options);
+    check_graph(&mut out, account, options).await;
     out.go = out.no_go.is_empty();
     out
+}
+
+/// Probes Graph for a mailbox that has contacts, events or tasks to go:
+/// a kind of item the app may not write there is a NO-GO.
+async fn check_graph(out: &mut AccountPreflight, account: &Account, options: &PreflightOptions) {
+    let Some(items) = options.items.get(&account.name.to_lowercase()) else {
+        return;
+    };
+    out.items = items.clone();
+    let Some(client) = &options.graph else {
+        out.no_go.push(
+            "contacts, events or tasks are stored for this mailbox, and the target names no \
+             Microsoft Graph to take them (--graph-url), or no OAuth settings"
+                .into(),
+        );
+        return;
+    };
+    let access = crate::graph::probe(client, &account.target).await;
+    for (n, what, permission, a) in [
+        (
+            items.contacts,
+            "contacts",
+            "Contacts.ReadWrite",
+            &access.contacts,
+        ),
+        (
+            items.events,
+            "events",
+            "Calendars.ReadWrite",
+            &access.calendars,
+        ),
+        (items.tasks, "tasks", "Tasks.ReadWrite.All", &access.tasks),
+    ] {
+        if n == 0 {
+            continue;
+        }
+        match a {
+            crate::graph::Access::Granted => {}
+            crate::graph::Access::Refused(words) => out.no_go.push(format!(
+                "Microsoft Graph refuses to let the app write {what} in {} ({words}); grant the \
+                 application permission {permission} with admin consent, and check that no \
+                 application access policy or RBAC scope leaves this mailbox out",
+                account.target
+            )),
+            crate::graph::Access::Unknown(words) => out.no_go.push(format!(
+                "could not ask Microsoft Graph whether the app may write {what} in {}: {words}",
+                account.target
+            )),
+        }
+    }
+    out.graph = Some(access);
 }
 
 /// An account's preflight before anything is checked: the quota it
@@ -183,6 +243,8 @@ fn unchecked(config: &Config, account: &Account) -> AccountPreflight {
         too_large: Vec::new(),
         source_ok: false,
         target_ok: false,
+        items: Default::default(),
+        graph: None,
     }
 }
 
@@ -503,6 +565,20 @@ impl std::fmt::Display for Preflight {
                     a.target_used_bytes
                         .map(|u| format!(", {} already used there", bytes(u)))
                         .unwrap_or_default()
+                );
+            }
+            if !a.items.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "  stored for Microsoft Graph: {} contacts, {} events, {} tasks{}",
+                    a.items.contacts,
+                    a.items.events,
+                    a.items.tasks,
+                    if a.graph.is_some() {
+                        "; Graph checked"
+                    } else {
+                        ""
+                    }
                 );
             }
             for w in &a.warnings {

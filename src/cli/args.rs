@@ -545,6 +545,11 @@ pub struct VerifyArgs {
     #[arg(long, requires = "target")]
     pub requeue_missing: bool,
 
+    /// With --target: read back only the contacts, events and tasks
+    /// (through Microsoft Graph), not the mail.
+    #[arg(long, requires = "target")]
+    pub items_only: bool,
+
     /// Accounts file (needed with --target); its `store` is the store.
     #[arg(long, short = 'a', value_name = "FILE")]
     pub accounts: Option<PathBuf>,

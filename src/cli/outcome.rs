@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::{EXIT_INCOMPLETE, EXIT_OK, exit_code};
 use mailferry::cutover::CutoverRun;
 use mailferry::graph::ItemsUploaded;
+use mailferry::graph::check::ItemsChecked;
 use mailferry::mirror::MirrorSummary;
 use mailferry::preflight::Preflight;
 use mailferry::store::verify::Verified;
@@ -103,9 +104,36 @@ impl Outcome for Uploaded {
     }
 }
 
-impl Outcome for TargetCheck {
+/// `verify --target`: the mail read back, then the contacts, events and tasks.
+#[derive(Serialize)]
+pub struct TargetsChecked {
+    /// None with `--items-only`.
+    #[serde(flatten)]
+    pub mail: Option<TargetCheck>,
+    pub items: Option<ItemsChecked>,
+}
+
+impl Display for TargetsChecked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(mail) = &self.mail {
+            write!(f, "{mail}")?;
+        }
+        if let Some(items) = &self.items {
+            write!(f, "{items}")?;
+        }
+        if self.mail.is_none() && self.items.is_none() {
+            writeln!(f, "No contacts, events or tasks to read back.")?;
+        }
+        Ok(())
+    }
+}
+
+impl Outcome for TargetsChecked {
     fn exit_code(&self) -> i32 {
-        complete_or_not(self.all_present())
+        complete_or_not(
+            self.mail.as_ref().is_none_or(TargetCheck::all_present)
+                && self.items.as_ref().is_none_or(ItemsChecked::all_present),
+        )
     }
 }
 

@@ -24,6 +24,8 @@ pub fn run(cli: &Cli, args: &PreflightArgs) -> Result<i32> {
             .transpose()?,
         merge_folders: args.merge_folders,
         already_uploaded: already_uploaded(cli, &config),
+        items: stored_items(cli, &config),
+        graph: crate::cli::upload::graph_client(&config)?,
     };
     let progress = ui::progress(cli.quiet || args.json, config.accounts.len());
     let result = crate::cli::runtime()?.block_on(preflight(&config, &options, progress))?;
@@ -66,4 +68,24 @@ fn already_uploaded(cli: &Cli, config: &mailferry::config::Config) -> HashMap<St
         out.insert(a.target.clone(), bytes);
     }
     out
+}
+
+/// What the store holds of contacts, events and tasks per account (by
+/// lower-case name; nothing when there is no store yet).
+fn stored_items(
+    cli: &Cli,
+    config: &mailferry::config::Config,
+) -> HashMap<String, mailferry::store::items::ItemCounts> {
+    let root = crate::cli::store_path(cli, Some(config));
+    let Ok(store) = mailferry::store::Store::open_read_only(&root) else {
+        return HashMap::new();
+    };
+    store
+        .index()
+        .item_counts()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(_, c)| c.contacts + c.events + c.tasks > 0)
+        .map(|(name, c)| (name.to_lowercase(), c))
+        .collect()
 }

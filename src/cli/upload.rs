@@ -102,27 +102,29 @@ fn upload_items(
     if accounts.is_empty() {
         return Ok(None);
     }
-    let Some(url) = &config.target.graph_url else {
-        anyhow::bail!(
-            "{} accounts have imported contacts, events or tasks, which go through Microsoft \
-             Graph, but this target ({}) names no Graph (--graph-url, or --mail-only to leave them)",
-            accounts.len(),
+    let Some(client) = graph_client(config)? else {
+        // Said per account, after the mail's summary, not instead of it.
+        let why = format!(
+            "its contacts, events and tasks go through Microsoft Graph, and this target ({}) \
+             names no Graph (--graph-url) or no OAuth settings (--tenant, --client-id and a \
+             secret or certificate); --mail-only leaves them",
             config.target.server.host
         );
+        return Ok(Some(ItemsUploaded {
+            accounts: accounts
+                .iter()
+                .map(|a| graph::AccountItems {
+                    account: a.name.clone(),
+                    target: a.target.clone(),
+                    error: Some(why.clone()),
+                    ..graph::AccountItems::default()
+                })
+                .collect(),
+            requests: 0,
+            graph_requests: 0,
+            throttled: 0,
+        }));
     };
-    let Some(oauth) = &config.target.oauth else {
-        anyhow::bail!(
-            "contacts, events and tasks go through Microsoft Graph, which needs the app's OAuth \
-             settings (--tenant, --client-id and a secret or certificate; or --mail-only)"
-        );
-    };
-    let tls = mailferry::imap::tls::client_config(None, false)?;
-    let tokens = Arc::new(TokenProvider::new(
-        graph::token_settings(oauth),
-        tls.clone(),
-        Box::new(|message| eprintln!("{message}")),
-    )?);
-    let client = Arc::new(graph::client::GraphClient::new(url, tokens, tls)?);
     let options = Arc::new(ItemOptions {
         client,
         invite_attendees: args.invite_attendees,
@@ -131,6 +133,23 @@ fn upload_items(
     Ok(Some(runtime.block_on(graph::upload_items(
         store, &accounts, options, progress,
     ))?))
+}
+
+/// The Graph client for contacts, events and tasks, when the target
+/// names a Graph and OAuth settings.
+pub fn graph_client(config: &Config) -> Result<Option<Arc<graph::client::GraphClient>>> {
+    let (Some(url), Some(oauth)) = (&config.target.graph_url, &config.target.oauth) else {
+        return Ok(None);
+    };
+    let tls = mailferry::imap::tls::client_config(None, false)?;
+    let tokens = Arc::new(TokenProvider::new(
+        graph::token_settings(oauth),
+        tls.clone(),
+        Box::new(|message| eprintln!("{message}")),
+    )?);
+    Ok(Some(Arc::new(graph::client::GraphClient::new(
+        url, tokens, tls,
+    )?)))
 }
 
 /// The OAuth token source for an XOAUTH2 target, if it is one.

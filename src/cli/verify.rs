@@ -5,8 +5,9 @@
 use anyhow::Result;
 
 use crate::cli::args::{Cli, VerifyArgs};
-use crate::cli::outcome::{Form, emit};
+use crate::cli::outcome::{Form, TargetsChecked, emit};
 use crate::cli::{load_accounts, open_store, target_layer};
+use mailferry::graph::check::ItemsChecked;
 use mailferry::store::Creation;
 use mailferry::store::verify::verify;
 
@@ -40,6 +41,49 @@ fn run_target(cli: &Cli, args: &VerifyArgs) -> Result<i32> {
         &target_layer(&args.target_settings)?,
     );
     let store = open_store(cli, Some(&config), Creation::Refused)?;
-    let checked = crate::cli::upload::check_with(cli, &config, store, args.requeue_missing)?;
-    emit(&checked, Form::json(args.json))
+    let mail = if args.items_only {
+        None
+    } else {
+        Some(crate::cli::upload::check_with(
+            cli,
+            &config,
+            store.clone(),
+            args.requeue_missing,
+        )?)
+    };
+    let items = check_items(&config, store, args.requeue_missing)?;
+    emit(&TargetsChecked { mail, items }, Form::json(args.json))
+}
+
+/// Reads back the contacts, events and tasks of the accounts that have
+/// any, when the target names a Graph.
+fn check_items(
+    config: &mailferry::config::Config,
+    store: std::sync::Arc<mailferry::store::Store>,
+    requeue: bool,
+) -> Result<Option<ItemsChecked>> {
+    let with_items = store.index().item_counts()?;
+    let accounts: Vec<_> = config
+        .accounts
+        .iter()
+        .filter(|a| {
+            with_items.iter().any(|(n, c)| {
+                n.eq_ignore_ascii_case(&a.name) && c.contacts + c.events + c.tasks > 0
+            })
+        })
+        .cloned()
+        .collect();
+    if accounts.is_empty() {
+        return Ok(None);
+    }
+    let Some(client) = crate::cli::upload::graph_client(config)? else {
+        anyhow::bail!(
+            "{} accounts have contacts, events or tasks, and this target names no Microsoft \
+             Graph to read them back from (--graph-url, and the OAuth settings)",
+            accounts.len()
+        );
+    };
+    Ok(Some(crate::cli::runtime()?.block_on(
+        mailferry::graph::check::check_items(store, &accounts, client, requeue),
+    )?))
 }

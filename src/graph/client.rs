@@ -20,6 +20,9 @@ pub const IN_FLIGHT_PER_MAILBOX: usize = 4;
 pub const REQUESTS_PER_WINDOW: usize = 10_000;
 pub const WINDOW: Duration = Duration::from_secs(600);
 
+/// Requests in one `$batch` (JSON batching: "up to 20").
+pub const BATCH: usize = 20;
+
 /// How often one request is tried when Graph keeps saying "later".
 const PATIENCE: u32 = 8;
 
@@ -118,7 +121,10 @@ impl MailboxGate {
 /// Counts of a run's requests, for the summary and the benchmark.
 #[derive(Debug, Default)]
 pub struct RequestCounts {
+    /// HTTP requests sent (a `$batch` is one).
     pub requests: AtomicU64,
+    /// Requests Graph counts: each one inside a `$batch` too.
+    pub graph_requests: AtomicU64,
     pub throttled: AtomicU64,
     pub waited_ms: AtomicU64,
 }
@@ -194,6 +200,7 @@ impl GraphClient {
                 }
             }
             self.counts.requests.fetch_add(1, Ordering::Relaxed);
+            self.counts.graph_requests.fetch_add(1, Ordering::Relaxed);
             let response = request.send().await;
             drop(permit);
             let response = match response {
@@ -246,6 +253,161 @@ impl GraphClient {
                 _ => return Ok(Reply::Answered { status, body }),
             }
         }
+    }
+
+    /// Sends up to [`BATCH`] JSON requests (paths under the root) as one
+    /// `$batch` (MS "Combine multiple HTTP requests using JSON batching"),
+    /// holding all of the mailbox's 4 slots: Outlook runs up to 4 of a
+    /// batch's requests at once. Requests Graph throttled inside the batch
+    /// are sent again after the longest `Retry-After` they carry; the
+    /// replies come back in the order of `requests`.
+    pub async fn batch(
+        &self,
+        gate: &MailboxGate,
+        requests: &[(Method, String, Option<Value>)],
+    ) -> Result<Vec<Reply>> {
+        assert!(requests.len() <= BATCH, "a $batch holds at most {BATCH}");
+        let mut replies: Vec<Option<Reply>> = requests.iter().map(|_| None).collect();
+        let mut renewed = false;
+        let mut attempt = 0u32;
+        loop {
+            let open: Vec<usize> = (0..requests.len())
+                .filter(|i| replies[*i].is_none())
+                .collect();
+            if open.is_empty() {
+                break;
+            }
+            attempt += 1;
+            for _ in &open {
+                gate.admit().await;
+            }
+            let permit = gate
+                .in_flight
+                .acquire_many(IN_FLIGHT_PER_MAILBOX as u32)
+                .await
+                .expect("never closed");
+            let token = self.tokens.access_token().await?;
+            let body = serde_json::json!({
+                "requests": open.iter().map(|&i| {
+                    let (method, url, body) = &requests[i];
+                    let mut r = serde_json::json!({
+                        "id": i.to_string(), "method": method.as_str(), "url": url,
+                    });
+                    if let Some(b) = body {
+                        r["body"] = b.clone();
+                        r["headers"] = serde_json::json!({"Content-Type": "application/json"});
+                    }
+                    r
+                }).collect::<Vec<_>>()
+            });
+            self.counts.requests.fetch_add(1, Ordering::Relaxed);
+            self.counts
+                .graph_requests
+                .fetch_add(open.len() as u64, Ordering::Relaxed);
+            let response = self
+                .http
+                .post(format!("{}/$batch", self.base))
+                .bearer_auth(token.token.expose())
+                .header("Prefer", "IdType=\"ImmutableId\"")
+                .json(&body)
+                .send()
+                .await;
+            drop(permit);
+            let (status, text, retry_after) = match response {
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    let retry_after = r
+                        .headers()
+                        .get("Retry-After")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(parse_retry_after);
+                    (status, r.text().await.unwrap_or_default(), retry_after)
+                }
+                Err(e) => {
+                    let why = format!(
+                        "no answer from Microsoft Graph: {}",
+                        crate::outcome::error_chain(&anyhow::Error::new(e))
+                    );
+                    for &i in &open {
+                        replies[i] = Some(Reply::Unknown(why.clone()));
+                    }
+                    break;
+                }
+            };
+            let outer: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            match status {
+                // Either is a batch answered item by item (graph.md §5).
+                200 | 424 => {}
+                401 if !renewed => {
+                    renewed = true;
+                    self.tokens.forget(&token).await;
+                    continue;
+                }
+                429 if attempt < PATIENCE => {
+                    self.wait(gate, retry_after, attempt).await;
+                    continue;
+                }
+                _ => {
+                    let words = Reply::Answered {
+                        status,
+                        body: outer,
+                    }
+                    .error_words();
+                    for &i in &open {
+                        replies[i] = Some(Reply::Unknown(words.clone()));
+                    }
+                    break;
+                }
+            }
+            let mut again: Option<Duration> = None;
+            let mut throttled = 0;
+            for r in outer["responses"].as_array().into_iter().flatten() {
+                let Some(i) = r["id"].as_str().and_then(|id| id.parse::<usize>().ok()) else {
+                    continue;
+                };
+                if !open.contains(&i) {
+                    continue;
+                }
+                let status = r["status"].as_u64().unwrap_or(0) as u16;
+                let body = r["body"].clone();
+                match status {
+                    429 if attempt < PATIENCE => {
+                        throttled += 1;
+                        let d = r["headers"]["Retry-After"]
+                            .as_str()
+                            .map(str::to_string)
+                            .or_else(|| r["headers"]["Retry-After"].as_f64().map(|f| f.to_string()))
+                            .and_then(|v| parse_retry_after(&v))
+                            .unwrap_or_else(|| backoff(attempt));
+                        again = Some(again.map_or(d, |a| a.max(d)));
+                    }
+                    500..=599 => {
+                        replies[i] = Some(Reply::Unknown(
+                            Reply::Answered { status, body }.error_words(),
+                        ))
+                    }
+                    _ => replies[i] = Some(Reply::Answered { status, body }),
+                }
+            }
+            if let Some(d) = again {
+                self.counts
+                    .throttled
+                    .fetch_add(throttled, Ordering::Relaxed);
+                self.wait(gate, Some(d), attempt).await;
+                self.counts.throttled.fetch_sub(1, Ordering::Relaxed);
+            } else {
+                // A request the batch did not answer: nothing says it ran.
+                for &i in &open {
+                    if replies[i].is_none() {
+                        replies[i] = Some(Reply::Unknown("not answered in the $batch".into()));
+                    }
+                }
+            }
+        }
+        Ok(replies
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Reply::Unknown("not sent".into())))
+            .collect())
     }
 
     async fn wait(&self, gate: &MailboxGate, retry_after: Option<Duration>, attempt: u32) {

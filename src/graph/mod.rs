@@ -9,6 +9,7 @@
 //! connection is needed; a run with nothing to do sends nothing.
 
 pub mod calendar;
+pub mod check;
 pub mod client;
 pub mod contact;
 mod containers;
@@ -91,7 +92,10 @@ impl AccountItems {
 #[derive(Debug, Default, Serialize)]
 pub struct ItemsUploaded {
     pub accounts: Vec<AccountItems>,
+    /// HTTP requests sent (a `$batch` is one).
     pub requests: u64,
+    /// Requests as Graph counts them against its limits (each in a batch).
+    pub graph_requests: u64,
     pub throttled: u64,
 }
 
@@ -126,8 +130,8 @@ impl std::fmt::Display for ItemsUploaded {
         }
         writeln!(
             f,
-            "Microsoft Graph: {} requests, {} throttled",
-            self.requests, self.throttled
+            "Microsoft Graph: {} HTTP requests ({} as Graph counts them), {} throttled",
+            self.requests, self.graph_requests, self.throttled
         )
     }
 }
@@ -182,6 +186,7 @@ pub async fn upload_items(
     Ok(ItemsUploaded {
         accounts: results,
         requests: options.client.counts.requests.load(Ordering::Relaxed),
+        graph_requests: options.client.counts.graph_requests.load(Ordering::Relaxed),
         throttled: options.client.counts.throttled.load(Ordering::Relaxed),
     })
 }
@@ -238,14 +243,38 @@ async fn upload_account(
         mailbox: &mailbox,
         invite_attendees: options.invite_attendees,
     };
-    let outcomes: Vec<Result<send::Sent>> = futures::stream::iter(work.iter())
-        .map(|item| {
+    // In chunks of a batch's size: fresh creates go in one `$batch`, the
+    // rest (lookups, updates) one by one, 4 at a time.
+    let mut outcomes: Vec<Result<send::Sent>> = Vec::with_capacity(work.len());
+    for chunk in work.chunks(client::BATCH) {
+        let mut fresh = Vec::new();
+        let mut others = Vec::new();
+        for item in chunk {
             let container = &found[&(item.kind, item.collection.clone())];
-            ctx.send(item, container)
-        })
-        .buffer_unordered(client::IN_FLIGHT_PER_MAILBOX)
-        .collect()
-        .await;
+            match ctx.prepare(item, container)? {
+                Err(sent) => outcomes.push(Ok(sent)),
+                Ok(built) => {
+                    let container = container.as_ref().expect("prepared");
+                    if send::Context::is_fresh(item) {
+                        fresh.push((item, container, built));
+                    } else {
+                        others.push((item, container, built));
+                    }
+                }
+            }
+        }
+        if fresh.len() > 1 {
+            outcomes.extend(ctx.create_batch(&fresh).await?.into_iter().map(Ok));
+        } else {
+            others.extend(fresh);
+        }
+        let sent: Vec<Result<send::Sent>> = futures::stream::iter(others)
+            .map(|(item, container, built)| ctx.send(item, container, built))
+            .buffer_unordered(client::IN_FLIGHT_PER_MAILBOX)
+            .collect()
+            .await;
+        outcomes.extend(sent);
+    }
     for o in outcomes {
         match o? {
             send::Sent::Created { lossy } => {
@@ -262,4 +291,65 @@ async fn upload_account(
         }
     }
     Ok(())
+}
+
+/// Whether the app may write one kind of item in a mailbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "access", content = "detail")]
+pub enum Access {
+    Granted,
+    /// 403 (an application access policy or RBAC scope leaves the mailbox
+    /// out, or the permission is not consented), or 401, or 404 (no
+    /// Exchange Online mailbox): the words say which.
+    Refused(String),
+    /// No answer that says (Graph unavailable, no token).
+    Unknown(String),
+}
+
+/// What the app may do in one mailbox through Graph.
+#[derive(Debug, Clone, Serialize)]
+pub struct GraphAccess {
+    pub contacts: Access,
+    pub calendars: Access,
+    pub tasks: Access,
+}
+
+/// Probes each workload with one cheap read per mailbox (docs/research/
+/// graph.md §7): `contactFolders`, `calendars` and `todo/lists`, `$top=1`.
+pub async fn probe(client: &GraphClient, user: &str) -> GraphAccess {
+    let gate = MailboxGate::default();
+    let mailbox = containers::Mailbox {
+        client,
+        gate: &gate,
+        user,
+    };
+    let one = |rest: &'static str| {
+        let mailbox = &mailbox;
+        async move {
+            match mailbox
+                .send(
+                    reqwest::Method::GET,
+                    rest,
+                    &[("$top", "1")],
+                    client::Body::Empty,
+                )
+                .await
+            {
+                Ok(client::Reply::Answered { status: 200, .. }) => Access::Granted,
+                Ok(reply @ client::Reply::Answered { .. }) => Access::Refused(reply.error_words()),
+                Ok(reply @ client::Reply::Unknown(_)) => Access::Unknown(reply.error_words()),
+                Err(e) => Access::Unknown(error_chain(&e)),
+            }
+        }
+    };
+    let (contacts, calendars, tasks) = futures::join!(
+        one("/contactFolders"),
+        one("/calendars"),
+        one("/todo/lists")
+    );
+    GraphAccess {
+        contacts,
+        calendars,
+        tasks,
+    }
 }

@@ -43,11 +43,17 @@ pub enum Sent {
 }
 
 /// An item as Graph takes it.
-struct Built {
+pub struct Built {
     json: Value,
     photo: Option<(String, Vec<u8>)>,
     exceptions: Vec<Exception>,
     losses: Vec<String>,
+}
+
+/// The JSON an item is sent as (without its tag), for a read-back to
+/// compare with.
+pub fn build_json(kind: ItemKind, text: &str) -> Result<Value, String> {
+    build(kind, text, false).map(|b| b.json)
 }
 
 fn build(kind: ItemKind, text: &str, invite_attendees: bool) -> Result<Built, String> {
@@ -106,38 +112,142 @@ impl Context<'_> {
         self.mailbox.user
     }
 
-    pub async fn send(
+    /// Records `reason` for an item that was not sent or not taken.
+    fn refuse(&self, item: &ItemToSend, reason: ItemReason, words: &str) -> Result<Sent> {
+        self.store.index().item_ledger().mark_refused(
+            item.id,
+            self.user(),
+            &item.blob,
+            &item.blob.to_hex(),
+            reason,
+            words,
+        )?;
+        Ok(match reason.state() {
+            ItemState::Skipped => Sent::Skipped,
+            _ => Sent::Failed,
+        })
+    }
+
+    /// The item as Graph takes it, or what became of it when it cannot go
+    /// (its container refused, its text unreadable or not representable).
+    pub fn prepare(
         &self,
         item: &ItemToSend,
         container: &Result<Container, Refusal>,
-    ) -> Result<Sent> {
-        let tag = item.blob.to_hex();
-        let refuse = |reason: ItemReason, words: &str| -> Result<Sent> {
-            self.store.index().item_ledger().mark_refused(
+    ) -> Result<Result<Built, Sent>> {
+        if let Err(r) = container {
+            return Ok(Err(self.refuse(item, r.reason, &r.words)?));
+        }
+        let text = match self.store.read_blob(&item.blob) {
+            Ok(raw) => String::from_utf8_lossy(&raw).into_owned(),
+            Err(e) => {
+                return Ok(Err(self.refuse(
+                    item,
+                    ItemReason::Unavailable,
+                    &e.to_string(),
+                )?));
+            }
+        };
+        Ok(match build(item.kind, &text, self.invite_attendees) {
+            Ok(b) => Ok(b),
+            Err(words) => Err(self.refuse(item, ItemReason::CannotRepresent, &words)?),
+        })
+    }
+
+    /// Never sent, or refused for good before: nothing of it can be at the
+    /// target, so it is created with no lookup first (and may go in a batch).
+    pub fn is_fresh(item: &ItemToSend) -> bool {
+        item.sent
+            .as_ref()
+            .is_none_or(|s| s.state == ItemState::Skipped && s.graph_id.is_none())
+    }
+
+    /// Creates fresh items in one `$batch`, then sends their photos and
+    /// applies their exceptions.
+    pub async fn create_batch(
+        &self,
+        items: &[(&ItemToSend, &Container, Built)],
+    ) -> Result<Vec<Sent>> {
+        let mut requests = Vec::with_capacity(items.len());
+        for (item, container, built) in items {
+            let tag = item.blob.to_hex();
+            self.store.index().item_ledger().mark_pending(
                 item.id,
                 self.user(),
                 &item.blob,
                 &tag,
-                reason,
-                words,
+                &container.id,
             )?;
-            Ok(match reason.state() {
-                ItemState::Skipped => Sent::Skipped,
-                _ => Sent::Failed,
-            })
-        };
-        let container = match container {
-            Ok(c) => c,
-            Err(r) => return refuse(r.reason, &r.words),
-        };
-        let text = match self.store.read_blob(&item.blob) {
-            Ok(raw) => String::from_utf8_lossy(&raw).into_owned(),
-            Err(e) => return refuse(ItemReason::Unavailable, &e.to_string()),
-        };
-        let built = match build(item.kind, &text, self.invite_attendees) {
-            Ok(b) => b,
-            Err(words) => return refuse(ItemReason::CannotRepresent, &words),
-        };
+            requests.push((
+                Method::POST,
+                self.mailbox.path(&container.items_path),
+                Some(tagged(item.kind, &built.json, &tag, &item.name)),
+            ));
+        }
+        let replies = self
+            .mailbox
+            .client
+            .batch(self.mailbox.gate, &requests)
+            .await?;
+        let mut out = Vec::with_capacity(items.len());
+        for ((item, container, built), reply) in items.iter().zip(replies) {
+            let id = match self.created_id(item, container, reply).await? {
+                Ok(id) => id,
+                Err(sent) => {
+                    out.push(sent);
+                    continue;
+                }
+            };
+            out.push(match self.finish(item, container, &id, built).await? {
+                Some(lossy) => Sent::Created { lossy },
+                None => Sent::Failed,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The id a create's reply gives, looking the item up when the reply
+    /// does not say whether it was made.
+    async fn created_id(
+        &self,
+        item: &ItemToSend,
+        container: &Container,
+        reply: Reply,
+    ) -> Result<Result<String, Sent>> {
+        Ok(match reply {
+            Reply::Answered {
+                status: 200 | 201,
+                body,
+            } => match body["id"].as_str() {
+                Some(id) => Ok(id.to_string()),
+                None => Err(self.refuse(item, ItemReason::Unavailable, "Graph sent no id")?),
+            },
+            Reply::Answered { status, .. } => {
+                Err(self.refuse(item, reason_of(status), &reply.error_words())?)
+            }
+            // It may have been made: look; else the next run looks again.
+            Reply::Unknown(words) => {
+                match self.find(item.kind, container, &item.blob.to_hex()).await? {
+                    Lookup::Found(id) => Ok(id),
+                    Lookup::Absent | Lookup::Unknown(_) => {
+                        Err(self.refuse(item, ItemReason::Unavailable, &words)?)
+                    }
+                }
+            }
+        })
+    }
+
+    /// Sends one item: looks up a create an earlier run may have made,
+    /// updates what is there, or creates it.
+    pub async fn send(
+        &self,
+        item: &ItemToSend,
+        container: &Container,
+        built: Built,
+    ) -> Result<Sent> {
+        let tag = item.blob.to_hex();
+        let refuse = |reason: ItemReason, words: &str| self.refuse(item, reason, words);
+        let built = &built;
 
         // A create an earlier run may have made: look before making it again.
         let mut graph_id = item.sent.as_ref().and_then(|s| s.graph_id.clone());
@@ -148,7 +258,7 @@ impl Context<'_> {
             match self.find(item.kind, container, &s.tag).await? {
                 Lookup::Found(id) => {
                     if s.blob == item.blob {
-                        let lossy = self.finish(item, container, &id, &built).await?;
+                        let lossy = self.finish(item, container, &id, built).await?;
                         return Ok(match lossy {
                             Some(_) => Sent::Reconciled,
                             None => Sent::Failed,
@@ -194,7 +304,7 @@ impl Context<'_> {
                 .await?;
             match reply {
                 Reply::Answered { status: 200, .. } => {
-                    return Ok(match self.finish(item, container, &id, &built).await? {
+                    return Ok(match self.finish(item, container, &id, built).await? {
                         Some(lossy) => Sent::Updated { lossy },
                         None => Sent::Failed,
                     });
@@ -225,26 +335,11 @@ impl Context<'_> {
             .mailbox
             .send(Method::POST, &container.items_path, &[], Body::Json(&body))
             .await?;
-        let id = match reply {
-            Reply::Answered {
-                status: 200 | 201,
-                body,
-            } => match body["id"].as_str() {
-                Some(id) => id.to_string(),
-                None => return refuse(ItemReason::Unavailable, "Graph sent no id"),
-            },
-            Reply::Answered { status, .. } => {
-                return refuse(reason_of(status), &reply.error_words());
-            }
-            // It may have been made: the next run looks it up first.
-            Reply::Unknown(words) => match self.find(item.kind, container, &tag).await? {
-                Lookup::Found(id) => id,
-                Lookup::Absent | Lookup::Unknown(_) => {
-                    return refuse(ItemReason::Unavailable, &words);
-                }
-            },
+        let id = match self.created_id(item, container, reply).await? {
+            Ok(id) => id,
+            Err(sent) => return Ok(sent),
         };
-        Ok(match self.finish(item, container, &id, &built).await? {
+        Ok(match self.finish(item, container, &id, built).await? {
             Some(lossy) => Sent::Created { lossy },
             None => Sent::Failed,
         })

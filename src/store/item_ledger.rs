@@ -56,6 +56,9 @@ pub enum ItemReason {
     AccessDenied,
     /// Failed: busy, throttled or unavailable past the run's patience.
     Unavailable,
+    /// Failed: a read-back (`verify --target --requeue-missing`) did not
+    /// find it at the target; the next upload creates it again.
+    MissingAtTarget,
 }
 
 impl ItemReason {
@@ -65,6 +68,7 @@ impl ItemReason {
             ItemReason::Refused => "refused",
             ItemReason::AccessDenied => "access-denied",
             ItemReason::Unavailable => "unavailable",
+            ItemReason::MissingAtTarget => "missing-at-target",
         }
     }
 
@@ -74,6 +78,7 @@ impl ItemReason {
             ItemReason::Refused,
             ItemReason::AccessDenied,
             ItemReason::Unavailable,
+            ItemReason::MissingAtTarget,
         ]
         .into_iter()
         .find(|r| r.as_str() == s)
@@ -85,7 +90,9 @@ impl ItemReason {
     pub fn state(self) -> ItemState {
         match self {
             ItemReason::CannotRepresent | ItemReason::Refused => ItemState::Skipped,
-            ItemReason::AccessDenied | ItemReason::Unavailable => ItemState::Failed,
+            ItemReason::AccessDenied | ItemReason::Unavailable | ItemReason::MissingAtTarget => {
+                ItemState::Failed
+            }
         }
     }
 }
@@ -324,6 +331,19 @@ impl ItemLedger<'_> {
                 words,
                 now()
             ],
+        )?;
+        Ok(())
+    }
+
+    /// A read-back did not find the item: it is created again by the next
+    /// upload (the Graph id is dropped, so no update is tried).
+    pub fn mark_missing(&self, item_id: i64, target: &str) -> Result<()> {
+        self.index.connection().execute(
+            "UPDATE item_uploads SET state = 'failed', graph_id = NULL,
+                    reason_kind = 'missing-at-target',
+                    reason = 'not found at the target by a read-back', updated_at = ?3
+             WHERE item_id = ?1 AND target = ?2",
+            params![item_id, target, now()],
         )?;
         Ok(())
     }
