@@ -23,8 +23,11 @@ pub const WINDOW: Duration = Duration::from_secs(600);
 /// Requests in one `$batch` (JSON batching: "up to 20").
 pub const BATCH: usize = 20;
 
-/// How often one request is tried when Graph keeps saying "later".
+/// How often a read is tried when Graph answers 5xx or nothing.
 const PATIENCE: u32 = 8;
+/// How often a request is tried when Graph answers 429: it was not
+/// applied, so waiting is always safe, and Graph says how long.
+const PATIENCE_THROTTLED: u32 = 30;
 
 /// A reply, or what made it unknowable.
 #[derive(Debug)]
@@ -202,7 +205,6 @@ impl GraphClient {
             self.counts.requests.fetch_add(1, Ordering::Relaxed);
             self.counts.graph_requests.fetch_add(1, Ordering::Relaxed);
             let response = request.send().await;
-            drop(permit);
             let response = match response {
                 Ok(r) => r,
                 Err(e) => {
@@ -224,6 +226,8 @@ impl GraphClient {
                 .and_then(|v| v.to_str().ok())
                 .and_then(parse_retry_after);
             let text = response.text().await.unwrap_or_default();
+            // Held until the reply is read: the request is in flight till then.
+            drop(permit);
             let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
             match status {
                 401 if !renewed => {
@@ -232,7 +236,7 @@ impl GraphClient {
                     continue;
                 }
                 // Throttled: not applied; wait as told and send again.
-                429 if attempt < PATIENCE => {
+                429 if attempt < PATIENCE_THROTTLED => {
                     self.wait(gate, retry_after, attempt).await;
                     continue;
                 }
@@ -257,9 +261,11 @@ impl GraphClient {
 
     /// Sends up to [`BATCH`] JSON requests (paths under the root) as one
     /// `$batch` (MS "Combine multiple HTTP requests using JSON batching"),
-    /// holding all of the mailbox's 4 slots: Outlook runs up to 4 of a
-    /// batch's requests at once. Requests Graph throttled inside the batch
-    /// are sent again after the longest `Retry-After` they carry; the
+    /// chained with `dependsOn` so that they run one after another: a batch
+    /// then holds one of the mailbox's 4 slots, never more (Outlook counts
+    /// a batch's parallel requests against the 4). A request the chain did
+    /// not reach (424, its predecessor failed) or Graph throttled is sent
+    /// again in the next round, after the `Retry-After` it carries; the
     /// replies come back in the order of `requests`.
     pub async fn batch(
         &self,
@@ -281,18 +287,17 @@ impl GraphClient {
             for _ in &open {
                 gate.admit().await;
             }
-            let permit = gate
-                .in_flight
-                .acquire_many(IN_FLIGHT_PER_MAILBOX as u32)
-                .await
-                .expect("never closed");
+            let permit = gate.in_flight.acquire().await.expect("never closed");
             let token = self.tokens.access_token().await?;
             let body = serde_json::json!({
-                "requests": open.iter().map(|&i| {
+                "requests": open.iter().enumerate().map(|(k, &i)| {
                     let (method, url, body) = &requests[i];
                     let mut r = serde_json::json!({
                         "id": i.to_string(), "method": method.as_str(), "url": url,
                     });
+                    if k > 0 {
+                        r["dependsOn"] = serde_json::json!([open[k - 1].to_string()]);
+                    }
                     if let Some(b) = body {
                         r["body"] = b.clone();
                         r["headers"] = serde_json::json!({"Content-Type": "application/json"});
@@ -312,7 +317,6 @@ impl GraphClient {
                 .json(&body)
                 .send()
                 .await;
-            drop(permit);
             let (status, text, retry_after) = match response {
                 Ok(r) => {
                     let status = r.status().as_u16();
@@ -334,6 +338,7 @@ impl GraphClient {
                     break;
                 }
             };
+            drop(permit);
             let outer: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
             match status {
                 // Either is a batch answered item by item (graph.md §5).
@@ -343,7 +348,7 @@ impl GraphClient {
                     self.tokens.forget(&token).await;
                     continue;
                 }
-                429 if attempt < PATIENCE => {
+                429 if attempt < PATIENCE_THROTTLED => {
                     self.wait(gate, retry_after, attempt).await;
                     continue;
                 }
@@ -361,6 +366,7 @@ impl GraphClient {
             }
             let mut again: Option<Duration> = None;
             let mut throttled = 0;
+            let mut chained_out = false;
             for r in outer["responses"].as_array().into_iter().flatten() {
                 let Some(i) = r["id"].as_str().and_then(|id| id.parse::<usize>().ok()) else {
                     continue;
@@ -371,7 +377,7 @@ impl GraphClient {
                 let status = r["status"].as_u64().unwrap_or(0) as u16;
                 let body = r["body"].clone();
                 match status {
-                    429 if attempt < PATIENCE => {
+                    429 if attempt < PATIENCE_THROTTLED => {
                         throttled += 1;
                         let d = r["headers"]["Retry-After"]
                             .as_str()
@@ -381,6 +387,8 @@ impl GraphClient {
                             .unwrap_or_else(|| backoff(attempt));
                         again = Some(again.map_or(d, |a| a.max(d)));
                     }
+                    // Not reached: its predecessor in the chain failed.
+                    424 => chained_out = true,
                     500..=599 => {
                         replies[i] = Some(Reply::Unknown(
                             Reply::Answered { status, body }.error_words(),
@@ -395,7 +403,7 @@ impl GraphClient {
                     .fetch_add(throttled, Ordering::Relaxed);
                 self.wait(gate, Some(d), attempt).await;
                 self.counts.throttled.fetch_sub(1, Ordering::Relaxed);
-            } else {
+            } else if !chained_out || attempt >= PATIENCE_THROTTLED + BATCH as u32 {
                 // A request the batch did not answer: nothing says it ran.
                 for &i in &open {
                     if replies[i].is_none() {

@@ -243,37 +243,17 @@ async fn upload_account(
         mailbox: &mailbox,
         invite_attendees: options.invite_attendees,
     };
-    // In chunks of a batch's size: fresh creates go in one `$batch`, the
-    // rest (lookups, updates) one by one, 4 at a time.
-    let mut outcomes: Vec<Result<send::Sent>> = Vec::with_capacity(work.len());
-    for chunk in work.chunks(client::BATCH) {
-        let mut fresh = Vec::new();
-        let mut others = Vec::new();
-        for item in chunk {
-            let container = &found[&(item.kind, item.collection.clone())];
-            match ctx.prepare(item, container)? {
-                Err(sent) => outcomes.push(Ok(sent)),
-                Ok(built) => {
-                    let container = container.as_ref().expect("prepared");
-                    if send::Context::is_fresh(item) {
-                        fresh.push((item, container, built));
-                    } else {
-                        others.push((item, container, built));
-                    }
-                }
-            }
-        }
-        if fresh.len() > 1 {
-            outcomes.extend(ctx.create_batch(&fresh).await?.into_iter().map(Ok));
-        } else {
-            others.extend(fresh);
-        }
-        let sent: Vec<Result<send::Sent>> = futures::stream::iter(others)
-            .map(|(item, container, built)| ctx.send(item, container, built))
-            .buffer_unordered(client::IN_FLIGHT_PER_MAILBOX)
-            .collect()
-            .await;
-        outcomes.extend(sent);
+    // In chunks of a batch's size, 4 chunks at a time (a chained batch
+    // holds one of the mailbox's 4 slots): fresh creates go in one
+    // `$batch`, the rest (lookups, updates) one by one.
+    let chunks: Vec<Result<Vec<send::Sent>>> = futures::stream::iter(work.chunks(client::BATCH))
+        .map(|chunk| send_chunk(&ctx, chunk, &found))
+        .buffer_unordered(client::IN_FLIGHT_PER_MAILBOX)
+        .collect()
+        .await;
+    let mut outcomes = Vec::with_capacity(work.len());
+    for c in chunks {
+        outcomes.extend(c?.into_iter().map(Ok::<_, anyhow::Error>));
     }
     for o in outcomes {
         match o? {
@@ -291,6 +271,41 @@ async fn upload_account(
         }
     }
     Ok(())
+}
+
+/// One chunk of an account's work: prepared, fresh creates batched, the
+/// rest sent one after another.
+async fn send_chunk(
+    ctx: &send::Context<'_>,
+    chunk: &[ItemToSend],
+    found: &HashMap<(ItemKind, String), Result<containers::Container, containers::Refusal>>,
+) -> Result<Vec<send::Sent>> {
+    let mut out = Vec::with_capacity(chunk.len());
+    let mut fresh = Vec::new();
+    let mut others = Vec::new();
+    for item in chunk {
+        let container = &found[&(item.kind, item.collection.clone())];
+        match ctx.prepare(item, container)? {
+            Err(sent) => out.push(sent),
+            Ok(built) => {
+                let container = container.as_ref().expect("prepared");
+                if send::Context::is_fresh(item) {
+                    fresh.push((item, container, built));
+                } else {
+                    others.push((item, container, built));
+                }
+            }
+        }
+    }
+    if fresh.len() > 1 {
+        out.extend(ctx.create_batch(&fresh).await?);
+    } else {
+        others.extend(fresh);
+    }
+    for (item, container, built) in others {
+        out.push(ctx.send(item, container, built).await?);
+    }
+    Ok(out)
 }
 
 /// Whether the app may write one kind of item in a mailbox.

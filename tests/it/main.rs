@@ -9,6 +9,8 @@ mod dns;
 mod exchange;
 mod export;
 mod faults;
+mod graph;
+mod graph_emulator;
 mod hostile;
 mod integrity;
 mod items;

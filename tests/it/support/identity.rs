@@ -19,10 +19,17 @@ struct State {
     certificate: Option<(Vec<u8>, String)>,
     /// access token → when it stops working
     tokens: HashMap<String, Instant>,
+    /// access token → the `scope` it was issued for (what the identity
+    /// platform writes into the token's audience)
+    scopes: HashMap<String, String>,
     refresh_tokens: Vec<String>,
+    /// refresh token → the scope of the grant it continues
+    refresh_scopes: HashMap<String, String>,
     issued: u64,
     /// device codes → polls left before the user "signs in"
     device_codes: HashMap<String, u32>,
+    /// device codes → the scope asked for in the devicecode request
+    device_scopes: HashMap<String, String>,
     /// Every request: path and form, for assertions.
     requests: Vec<(String, HashMap<String, String>)>,
 }
@@ -100,6 +107,26 @@ impl Identity {
         token
     }
 
+    /// A token for the tests' own client issued for `scope` (e.g.
+    /// "https://graph.microsoft.com/.default"), not counted as issued.
+    pub fn mint_token_for(&self, scope: &str) -> String {
+        let token = self.mint_token();
+        self.state
+            .lock()
+            .unwrap()
+            .scopes
+            .insert(token.clone(), scope.to_string());
+        token
+    }
+
+    /// A checker of the access tokens this endpoint issued, for a resource
+    /// server (the Graph emulator) to accept or refuse bearer tokens.
+    pub fn token_check(&self) -> TokenCheck {
+        TokenCheck {
+            state: self.state.clone(),
+        }
+    }
+
     /// Access tokens issued so far.
     pub fn issued(&self) -> u64 {
         self.state.lock().unwrap().issued
@@ -117,6 +144,24 @@ impl Identity {
 
     pub fn requests(&self) -> Vec<(String, HashMap<String, String>)> {
         self.state.lock().unwrap().requests.clone()
+    }
+}
+
+/// What a resource server asks of the identity platform's tokens: issued,
+/// not expired, and for its own resource (the `.default` scope the client
+/// asked for; MS "Get access without a user": the scope names the resource).
+#[derive(Clone)]
+pub struct TokenCheck {
+    state: Arc<Mutex<State>>,
+}
+
+impl TokenCheck {
+    /// True when `token` was issued, has not expired, and was issued for
+    /// exactly `scope`.
+    pub fn check(&self, token: &str, scope: &str) -> bool {
+        let s = self.state.lock().unwrap();
+        s.tokens.get(token).is_some_and(|exp| Instant::now() < *exp)
+            && s.scopes.get(token).is_some_and(|sc| sc == scope)
     }
 }
 
@@ -177,6 +222,8 @@ fn serve(
     } else if path == device_path {
         let code = format!("dc-{}", uuid_like());
         s.device_codes.insert(code.clone(), 2);
+        let scope = form.get("scope").cloned().unwrap_or_default();
+        s.device_scopes.insert(code.clone(), scope);
         (
             200,
             format!(
@@ -195,7 +242,8 @@ fn serve(
                     if form.get("client_secret").map(String::as_str) == Some(secret)
                         || assertion_ok(&s, &form, client_id, &audience)
                     {
-                        issue(&mut s, lifetime, false)
+                        let scope = form.get("scope").cloned().unwrap_or_default();
+                        issue(&mut s, lifetime, false, &scope)
                     } else {
                         (401, r#"{"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided."}"#.to_string())
                     }
@@ -205,7 +253,8 @@ fn serve(
                     match s.device_codes.get_mut(&code) {
                         Some(0) => {
                             s.device_codes.remove(&code);
-                            issue(&mut s, lifetime, true)
+                            let scope = s.device_scopes.remove(&code).unwrap_or_default();
+                            issue(&mut s, lifetime, true, &scope)
                         }
                         Some(n) => {
                             *n -= 1;
@@ -219,7 +268,14 @@ fn serve(
                         .get("refresh_token")
                         .is_some_and(|r| s.refresh_tokens.contains(r));
                     if known {
-                        issue(&mut s, lifetime, true)
+                        // The scope asked for now, else the grant's own.
+                        let scope = form.get("scope").cloned().unwrap_or_else(|| {
+                            form.get("refresh_token")
+                                .and_then(|r| s.refresh_scopes.get(r))
+                                .cloned()
+                                .unwrap_or_default()
+                        });
+                        issue(&mut s, lifetime, true, &scope)
                     } else {
                         (400, r#"{"error": "invalid_grant", "error_description": "AADSTS70000: The provided grant is not valid."}"#.to_string())
                     }
@@ -276,13 +332,15 @@ fn assertion_ok(
     jsonwebtoken::decode::<serde_json::Value>(jwt, &key, &validation).is_ok()
 }
 
-fn issue(s: &mut State, lifetime: Duration, refresh: bool) -> (u16, String) {
+fn issue(s: &mut State, lifetime: Duration, refresh: bool, scope: &str) -> (u16, String) {
     s.issued += 1;
     let token = format!("at-{}-{}", s.issued, uuid_like());
     s.tokens.insert(token.clone(), Instant::now() + lifetime);
+    s.scopes.insert(token.clone(), scope.to_string());
     let refresh_part = if refresh {
         let r = format!("rt-{}-{}", s.issued, uuid_like());
         s.refresh_tokens.push(r.clone());
+        s.refresh_scopes.insert(r.clone(), scope.to_string());
         format!(r#", "refresh_token": "{r}""#)
     } else {
         String::new()

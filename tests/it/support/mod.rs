@@ -9,6 +9,7 @@ pub mod courier;
 pub mod cyrus;
 pub mod dns;
 pub mod exchange;
+pub mod graph;
 pub mod hostile;
 pub mod identity;
 

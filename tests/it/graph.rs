@@ -1,0 +1,549 @@
+//! `mailferry upload` of imported contacts, events and tasks into Microsoft
+//! 365 through the Graph emulator (support/graph.rs), with app-only tokens
+//! from the identity stand-in: every field where it belongs, exactly once
+//! across re-runs, failures Graph may have applied, throttling and kills.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::support::graph::Graph;
+use crate::support::identity::Identity;
+use crate::support::*;
+
+const ALICE: &str = "alice@example.com";
+const BOB: &str = "bob@example.com";
+const SECRET_VAR: &str = "MAILFERRY_TEST_CLIENT_SECRET";
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/items")
+        .join(name)
+}
+
+/// A tenant with its token endpoint and Graph, for `mailboxes`.
+struct Tenant {
+    identity: Identity,
+    graph: Graph,
+    dir: tempfile::TempDir,
+}
+
+impl Tenant {
+    fn start(mailboxes: &[&str]) -> Tenant {
+        let identity = Identity::start("example.com", Duration::from_secs(3600));
+        let graph = Graph::start(identity.token_check(), mailboxes);
+        let dir = tempfile::tempdir().unwrap();
+        let accounts = dir.path().join("accounts.csv");
+        let mut csv = String::from("EmailAddress,UserName,Password\n");
+        for m in mailboxes {
+            csv.push_str(&format!("{m},{m},unused\n"));
+        }
+        std::fs::write(&accounts, csv).unwrap();
+        Tenant {
+            identity,
+            graph,
+            dir,
+        }
+    }
+
+    fn store(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    fn import(&self, mailbox: &str, files: &[&Path]) {
+        let store = self.store();
+        let mut args = vec![
+            "--store",
+            store.to_str().unwrap(),
+            "import",
+            "--account",
+            mailbox,
+        ];
+        args.extend(files.iter().map(|f| f.to_str().unwrap()));
+        let run = mailferry(&args);
+        assert!(run.code == 0 || run.code == 1, "{}", run.stderr);
+    }
+
+    /// `upload --items-only` against this tenant's Graph.
+    fn upload_command(&self, extra: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailferry"));
+        cmd.env_remove("MAILFERRY_STORE")
+            .env(SECRET_VAR, &self.identity.client_secret)
+            .args(["--store", self.store().to_str().unwrap(), "upload"])
+            .args([
+                "--accounts",
+                self.dir.path().join("accounts.csv").to_str().unwrap(),
+                "--items-only",
+                "--graph-url",
+                &self.graph.url(),
+                "--tenant",
+                &self.identity.tenant,
+                "--client-id",
+                &self.identity.client_id,
+                "--client-secret-env",
+                SECRET_VAR,
+                "--oauth-authority",
+                &self.identity.authority(),
+                "--json",
+            ])
+            .args(extra);
+        cmd
+    }
+
+    fn upload(&self, extra: &[&str]) -> (Run, serde_json::Value) {
+        let run = Run::of(&mut self.upload_command(extra));
+        let json = serde_json::from_str(&run.stdout)
+            .unwrap_or_else(|e| panic!("{e}: stdout {} stderr {}", run.stdout, run.stderr));
+        (run, json)
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let run = mailferry(&[
+            "--store",
+            self.store().to_str().unwrap(),
+            "status",
+            "--json",
+            "-",
+        ]);
+        serde_json::from_str(&run.stdout).unwrap()
+    }
+}
+
+fn account(json: &serde_json::Value, name: &str) -> serde_json::Value {
+    find_in(&json["items"]["accounts"], "account", name)
+}
+
+fn names(list: &[(String, serde_json::Value)], field: &str) -> Vec<String> {
+    let mut v: Vec<String> = list
+        .iter()
+        .map(|(c, j)| format!("{c}/{}", j[field].as_str().unwrap_or("?")))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn contacts_events_and_tasks_land_once_with_their_fields_and_a_rerun_sends_nothing() {
+    let t = Tenant::start(&[ALICE]);
+    let files = [
+        fixture("outlook-2.1.vcf"),
+        fixture("apple-3.0.vcf"),
+        fixture("outlook.csv"),
+        fixture("outlook.ics"),
+        fixture("google.ics"),
+        fixture("tasks.ics"),
+    ];
+    t.import(
+        ALICE,
+        &files.iter().map(PathBuf::as_path).collect::<Vec<_>>(),
+    );
+
+    let (run, json) = t.upload(&[]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let a = account(&json, ALICE);
+    assert_eq!(a["created"], 12, "{a}");
+    assert_eq!(a["failed"], 0, "{a}");
+
+    // Contacts in a folder per address book, fields where Outlook shows them.
+    let contacts = t.graph.contacts(ALICE);
+    assert_eq!(contacts.len(), 6, "{contacts:?}");
+    let contacts = contacts.clone();
+    let johnny = contacts
+        .iter()
+        .find(|(_, c)| c["displayName"] == "Johnny Appleseed")
+        .expect("Johnny");
+    assert_eq!(johnny.0, "apple-3.0");
+    assert!(
+        johnny.1["emailAddresses"][0]["address"].is_string(),
+        "{}",
+        johnny.1
+    );
+    let id = johnny.1["id"].as_str().unwrap();
+    let photo = t.graph.photo(ALICE, id).expect("the photo was uploaded");
+    assert_eq!(&photo[..3], &[0xFF, 0xD8, 0xFF]);
+
+    // Events: the series with its zone, rule and exceptions; no invitations.
+    let events = t.graph.events(ALICE);
+    assert_eq!(
+        names(&events, "subject"),
+        [
+            "Calendar/Labour Day",
+            "Calendar/Weekly sync",
+            "Family/Dentist",
+            "Family/Family dinner"
+        ]
+    );
+    let sync = &events
+        .iter()
+        .find(|(_, e)| e["subject"] == "Weekly sync")
+        .unwrap()
+        .1;
+    assert_eq!(sync["start"]["timeZone"], "W. Europe Standard Time");
+    assert_eq!(sync["recurrence"]["pattern"]["type"], "weekly");
+    assert!(t.graph.invitations(ALICE).is_empty());
+    let instances = t.graph.instances(
+        ALICE,
+        sync["id"].as_str().unwrap(),
+        "2025-01-01T00:00:00Z".parse().unwrap(),
+        "2025-04-01T00:00:00Z".parse().unwrap(),
+    );
+    let originals: Vec<&str> = instances
+        .iter()
+        .map(|i| i["originalStart"].as_str().unwrap())
+        .collect();
+    // Ten Mondays from 6 Jan 10:00 Berlin, less the cancelled 13 Jan.
+    assert_eq!(originals.len(), 9, "{originals:?}");
+    assert!(
+        !originals.iter().any(|o| o.starts_with("2025-01-13")),
+        "{originals:?}"
+    );
+    let moved = instances
+        .iter()
+        .find(|i| {
+            i["originalStart"]
+                .as_str()
+                .unwrap()
+                .starts_with("2025-01-20")
+        })
+        .expect("the 20 Jan instance");
+    assert_eq!(moved["subject"], "Weekly sync (moved)", "{moved}");
+    assert_eq!(moved["type"], "exception");
+
+    // Tasks in the default To Do list.
+    let tasks = t.graph.tasks(ALICE);
+    assert_eq!(
+        names(&tasks, "title"),
+        ["Tasks/File taxes", "Tasks/Renew passport"]
+    );
+    let passport = &tasks
+        .iter()
+        .find(|(_, x)| x["title"] == "Renew passport")
+        .unwrap()
+        .1;
+    assert_eq!(passport["status"], "completed");
+
+    // status says where they stand.
+    let status = t.status();
+    let alice = find_in(&status["accounts"], "account", ALICE);
+    assert_eq!(alice["items_uploaded"]["done"], 12, "{alice}");
+    assert_eq!(alice["items_uploaded"]["untried"], 0, "{alice}");
+
+    // Read back field by field: everything as stored.
+    let verify = |extra: &[&str]| {
+        let mut cmd = t.upload_command(&[]);
+        // Same settings, another command.
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let mut v = Command::new(env!("CARGO_BIN_EXE_mailferry"));
+        v.env(SECRET_VAR, &t.identity.client_secret);
+        let at = args.iter().position(|a| a == "upload").unwrap();
+        v.args(&args[..at]).arg("verify").arg("--target");
+        v.args(args[at + 1..].iter().filter(|a| *a != "--items-only"));
+        v.arg("--items-only").args(extra);
+        cmd = v;
+        let run = Run::of(&mut cmd);
+        let json: serde_json::Value = serde_json::from_str(&run.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {} {}", run.stdout, run.stderr));
+        (run, json)
+    };
+    let (run, checked) = verify(&[]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    let a = find_in(&checked["items"]["accounts"], "account", ALICE);
+    assert_eq!(a["checked"], 12, "{a}");
+    assert_eq!(a["matching"], 12, "{a}");
+
+    // A user changes one contact and deletes another: both are named.
+    let help_desk = contacts
+        .iter()
+        .find(|(_, c)| c["displayName"] == "Contoso Help Desk")
+        .unwrap();
+    t.graph
+        .user_edits_contact(ALICE, id, "surname", Some("Seed".into()));
+    t.graph
+        .user_edits_contact(ALICE, help_desk.1["id"].as_str().unwrap(), "", None);
+    let (run, checked) = verify(&["--requeue-missing"]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    let a = find_in(&checked["items"]["accounts"], "account", ALICE);
+    assert_eq!(
+        a["missing"],
+        serde_json::json!(["contact \"Contoso Help Desk\""]),
+        "{a}"
+    );
+    assert_eq!(a["differing"][0]["field"], "surname", "{a}");
+    assert_eq!(a["differing"][0]["at_target"], "Seed", "{a}");
+    // The deleted one goes again with the next upload; the edited one is
+    // the user's to keep.
+    let (run, json) = t.upload(&[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(account(&json, ALICE)["created"], 1, "{json}");
+    assert_eq!(t.graph.contacts(ALICE).len(), 6);
+
+    // A re-run has nothing to do and asks Graph nothing.
+    let before = t.graph.requests();
+    let (run, json) = t.upload(&[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(account(&json, ALICE)["unchanged"], 12, "{json}");
+    assert_eq!(t.graph.requests(), before, "a no-op run sent requests");
+
+    // A changed card is updated in place, not added.
+    let edited = t.dir.path().join("apple-3.0.vcf");
+    let text = std::fs::read_to_string(fixture("apple-3.0.vcf")).unwrap();
+    std::fs::write(
+        &edited,
+        text.replacen(
+            "FN:Johnny Appleseed\r\n",
+            "FN:Johnny Appleseed\r\nTITLE:Chief Seed Officer\r\n",
+            1,
+        ),
+    )
+    .unwrap();
+    t.import(ALICE, &[&edited]);
+    let (run, json) = t.upload(&[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(account(&json, ALICE)["updated"], 1, "{json}");
+    let contacts = t.graph.contacts(ALICE);
+    assert_eq!(contacts.len(), 6);
+    let johnny = contacts
+        .iter()
+        .find(|(_, c)| c["displayName"] == "Johnny Appleseed")
+        .unwrap();
+    assert!(
+        johnny.1["jobTitle"].as_str().unwrap().starts_with("Chief "),
+        "{}",
+        johnny.1
+    );
+}
+
+#[test]
+fn creates_graph_answered_503_or_never_answered_are_found_not_made_twice() {
+    let t = Tenant::start(&[ALICE]);
+    t.import(
+        ALICE,
+        &[
+            &fixture("outlook-2.1.vcf"),
+            &fixture("apple-3.0.vcf"),
+            &fixture("google.ics"),
+            &fixture("tasks.ics"),
+        ],
+    );
+    // Applied, then 503 (MS Q&A: 503s that were still applied); applied,
+    // then the connection closed with no reply.
+    t.graph.fail_after_applying(2);
+    t.graph.drop_after_applying(2);
+    let (first, _) = t.upload(&[]);
+    let (second, json) = t.upload(&[]);
+    assert_eq!(second.code, 0, "{}\n{}", first.stdout, second.stderr);
+    let a = account(&json, ALICE);
+    assert_eq!(a["failed"], 0, "{a}");
+    assert_eq!(t.graph.contacts(ALICE).len(), 4);
+    assert_eq!(t.graph.events(ALICE).len(), 2);
+    assert_eq!(t.graph.tasks(ALICE).len(), 2);
+    let status = t.status();
+    let alice = find_in(&status["accounts"], "account", ALICE);
+    assert_eq!(alice["items_uploaded"]["done"], 8, "{alice}");
+}
+
+#[test]
+fn throttled_runs_wait_as_told_and_keep_to_four_requests_in_flight() {
+    let t = Tenant::start(&[ALICE]);
+    let cards = t.dir.path().join("many.vcf");
+    std::fs::write(&cards, generated_cards(120)).unwrap();
+    t.import(ALICE, &[&cards]);
+    t.graph.set_window(40, Duration::from_secs(1));
+    t.graph.set_retry_after(0.3);
+    let (run, json) = t.upload(&[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(account(&json, ALICE)["created"], 120, "{json}");
+    assert_eq!(t.graph.contacts(ALICE).len(), 120);
+    assert!(t.graph.throttled() > 0, "the window was never reached");
+    assert!(json["items"]["throttled"].as_u64().unwrap() > 0, "{json}");
+    assert!(
+        t.graph.max_in_flight(ALICE) <= 4,
+        "{}",
+        t.graph.max_in_flight(ALICE)
+    );
+}
+
+#[test]
+fn a_mailbox_out_of_the_apps_scope_fails_alone_and_status_says_why() {
+    let t = Tenant::start(&[ALICE, BOB]);
+    t.import(ALICE, &[&fixture("apple-3.0.vcf")]);
+    t.import(BOB, &[&fixture("apple-3.0.vcf")]);
+    t.graph.deny(BOB);
+    let (run, json) = t.upload(&[]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert_eq!(account(&json, ALICE)["created"], 2);
+    let bob = account(&json, BOB);
+    assert!(
+        bob["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Access to OData is disabled")
+            || bob["failed"] == 2,
+        "{bob}"
+    );
+    assert!(t.graph.contacts(BOB).is_empty());
+    let status = t.status();
+    let bob = find_in(&status["accounts"], "account", BOB);
+    assert_ne!(bob["items_uploaded"]["done"], 2, "{bob}");
+    assert_ne!(bob["state"], "complete", "{bob}");
+}
+
+#[test]
+fn killed_uploads_lose_nothing_and_double_nothing() {
+    let t = Tenant::start(&[ALICE]);
+    let cards = t.dir.path().join("many.vcf");
+    std::fs::write(&cards, generated_cards(200)).unwrap();
+    let events = t.dir.path().join("many.ics");
+    std::fs::write(&events, generated_events(100)).unwrap();
+    t.import(ALICE, &[&cards, &events]);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let mut killed = 0;
+    for round in 0..8u64 {
+        let mut child = t
+            .upload_command(&[])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // 50–400 ms in: token, containers, or anywhere among the items.
+        let after = Duration::from_millis(50 + (seed.rotate_left(round as u32 * 7) % 350));
+        std::thread::sleep(after);
+        if child.try_wait().unwrap().is_none() {
+            killed += 1;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let (run, json) = t.upload(&[]);
+    assert_eq!(run.code, 0, "seed {seed}: {}", run.stderr);
+    assert!(killed > 0, "seed {seed}: no run was killed mid-way");
+    let contacts = t.graph.contacts(ALICE);
+    let mut names: Vec<String> = contacts
+        .iter()
+        .map(|(_, c)| c["displayName"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(contacts.len(), 200, "seed {seed}: duplicates or losses");
+    assert_eq!(names.len(), 200, "seed {seed}");
+    assert_eq!(t.graph.events(ALICE).len(), 100, "seed {seed}");
+    let a = account(&json, ALICE);
+    assert_eq!(a["failed"], 0, "{a}");
+    let status = t.status();
+    let alice = find_in(&status["accounts"], "account", ALICE);
+    assert_eq!(alice["items_uploaded"]["done"], 300, "seed {seed}: {alice}");
+}
+
+fn generated_cards(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:gen-{i}\r\nN:Person{i};Test;;;\r\n\
+                 FN:Test Person{i}\r\nEMAIL;TYPE=INTERNET:p{i}@contoso.example\r\n\
+                 TEL;TYPE=WORK:+1 555 {i:04}\r\nEND:VCARD\r\n"
+            )
+        })
+        .collect()
+}
+
+fn generated_events(n: usize) -> String {
+    let mut s = String::from("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\n");
+    for i in 0..n {
+        let day = 1 + i % 28;
+        s.push_str(&format!(
+            "BEGIN:VEVENT\r\nUID:ev-{i}\r\nDTSTART;TZID=Europe/Berlin:202503{day:02}T090000\r\n\
+             DTEND;TZID=Europe/Berlin:202503{day:02}T100000\r\nSUMMARY:Meeting {i}\r\n{}END:VEVENT\r\n",
+            if i % 10 == 0 {
+                "RRULE:FREQ=WEEKLY;COUNT=5\r\n"
+            } else {
+                ""
+            }
+        ));
+    }
+    s.push_str("END:VCALENDAR\r\n");
+    s
+}
+
+/// The issue's benchmark (run by scripts/bench-graph.sh, not by the test
+/// suite): 10 mailboxes, 10,000 contacts and 10,000 events (1,000 of them
+/// recurring, 100 with a cancelled instance), imported then uploaded
+/// against the emulator at Graph's documented limits.
+#[test]
+#[ignore = "a benchmark: scripts/bench-graph.sh runs it"]
+fn benchmark_ten_thousand_contacts_and_events_for_ten_mailboxes() {
+    let mailboxes: Vec<String> = (0..10).map(|i| format!("user{i}@example.com")).collect();
+    let names: Vec<&str> = mailboxes.iter().map(String::as_str).collect();
+    let t = Tenant::start(&names);
+    let started = std::time::Instant::now();
+    for m in &mailboxes {
+        let cards = t.dir.path().join(format!("{m}.vcf"));
+        std::fs::write(&cards, generated_cards(1000)).unwrap();
+        let events = t.dir.path().join(format!("{m}.ics"));
+        std::fs::write(&events, generated_series(1000)).unwrap();
+        t.import(m, &[&cards, &events]);
+    }
+    let import = started.elapsed();
+    let tokens_before = t.identity.issued();
+    let started = std::time::Instant::now();
+    let (run, json) = t.upload(&["--accounts-at-once", "10"]);
+    let upload = started.elapsed();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let items = 20_000.0;
+    let http = t.graph.requests() as f64;
+    let graph_counted = json["items"]["graph_requests"].as_f64().unwrap();
+    let tokens = (t.identity.issued() - tokens_before) as f64;
+    let before = t.graph.requests();
+    let (again, _) = t.upload(&[]);
+    assert_eq!(again.code, 0);
+    println!(
+        "BENCH graph: import {:.1} s, upload {:.1} s ({:.0} items/s), HTTP requests {} \
+         ({:.3}/item incl. {} token), Graph-counted requests {} ({:.3}/item), throttled {}, \
+         no-op re-run requests {}",
+        import.as_secs_f64(),
+        upload.as_secs_f64(),
+        items / upload.as_secs_f64(),
+        http,
+        (http + tokens) / items,
+        tokens,
+        graph_counted,
+        (graph_counted + tokens) / items,
+        t.graph.throttled(),
+        t.graph.requests() - before
+    );
+    for m in &mailboxes {
+        assert_eq!(t.graph.contacts(m).len(), 1000);
+        assert_eq!(t.graph.events(m).len(), 1000);
+    }
+}
+
+/// `n` events, every tenth a weekly series, every hundredth with a
+/// cancelled instance.
+fn generated_series(n: usize) -> String {
+    let mut s = String::from("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\n");
+    for i in 0..n {
+        let day = 1 + i % 28;
+        let rule = match i % 100 {
+            0 => "RRULE:FREQ=WEEKLY;COUNT=8\r\nEXDATE;TZID=Europe/Berlin:20250310T090000\r\n"
+                .to_string(),
+            r if r % 10 == 0 => "RRULE:FREQ=WEEKLY;COUNT=8\r\n".to_string(),
+            _ => String::new(),
+        };
+        let start = if i % 100 == 0 {
+            "20250303T090000".to_string()
+        } else {
+            format!("202503{day:02}T090000")
+        };
+        s.push_str(&format!(
+            "BEGIN:VEVENT\r\nUID:series-{i}\r\nDTSTART;TZID=Europe/Berlin:{start}\r\n\
+             DURATION:PT1H\r\nSUMMARY:Meeting {i}\r\n{rule}END:VEVENT\r\n"
+        ));
+    }
+    s.push_str("END:VCALENDAR\r\n");
+    s
+}
