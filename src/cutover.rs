@@ -16,6 +16,8 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::dns::MxCheck;
+use crate::graph::check::ItemsChecked;
+use crate::graph::{ItemOptions, ItemsUploaded};
 use crate::mirror::{MirrorOptions, MirrorSummary};
 use crate::progress::Progress;
 use crate::report::{AccountStatus, Selection, Snapshot};
@@ -96,6 +98,8 @@ pub struct CutoverOptions {
     /// What the MX check found before the pass, if it ran.
     pub mx: Vec<DomainMx>,
     pub started_at: i64,
+    /// Where contacts, events and tasks go, when the target names a Graph.
+    pub items: Option<Arc<ItemOptions>>,
 }
 
 /// The final pass and its verdict: the text shows every step, the JSON is
@@ -108,6 +112,10 @@ pub struct CutoverRun {
     pub uploaded: UploadSummary,
     #[serde(skip)]
     pub checked: TargetCheck,
+    #[serde(skip)]
+    pub items_uploaded: Option<ItemsUploaded>,
+    #[serde(skip)]
+    pub items_checked: Option<ItemsChecked>,
     #[serde(flatten)]
     pub verdict: Cutover,
 }
@@ -116,9 +124,16 @@ impl std::fmt::Display for CutoverRun {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{}\n{}\n{}\n{}",
-            self.mirrored, self.uploaded, self.checked, self.verdict
-        )
+            "{}\n{}\n{}\n",
+            self.mirrored, self.uploaded, self.checked
+        )?;
+        if let Some(i) = &self.items_uploaded {
+            writeln!(f, "{i}")?;
+        }
+        if let Some(i) = &self.items_checked {
+            writeln!(f, "{i}")?;
+        }
+        write!(f, "{}", self.verdict)
     }
 }
 
@@ -146,6 +161,36 @@ pub async fn cutover(
         before_go_live,
     )
     .await?;
+    // Contacts, events and tasks, for the accounts that have any.
+    let with_items: Vec<crate::config::Account> = {
+        let counts = store.index().item_counts()?;
+        config
+            .accounts
+            .iter()
+            .filter(|a| {
+                counts.iter().any(|(n, c)| {
+                    n.eq_ignore_ascii_case(&a.name) && c.contacts + c.events + c.tasks > 0
+                })
+            })
+            .cloned()
+            .collect()
+    };
+    let (items_uploaded, items_checked) = match (&options.items, with_items.is_empty()) {
+        (Some(items), false) => {
+            let up =
+                crate::graph::upload_items(store.clone(), &with_items, items.clone(), progress())
+                    .await?;
+            let back = crate::graph::check::check_items(
+                store.clone(),
+                &with_items,
+                items.client.clone(),
+                before_go_live,
+            )
+            .await?;
+            (Some(up), Some(back))
+        }
+        _ => (None, None),
+    };
     let snapshot = Snapshot::gather(
         store.root(),
         &store.index(),
@@ -161,6 +206,8 @@ pub async fn cutover(
         mirrored: &mirrored,
         uploaded: &uploaded,
         checked: &checked,
+        items_uploaded: items_uploaded.as_ref(),
+        items_checked: items_checked.as_ref(),
         snapshot: &snapshot,
         before_go_live,
     };
@@ -170,6 +217,8 @@ pub async fn cutover(
         mirrored,
         uploaded,
         checked,
+        items_uploaded,
+        items_checked,
         verdict: result,
     })
 }
@@ -224,6 +273,10 @@ pub struct FinalPass<'a> {
     pub mirrored: &'a MirrorSummary,
     pub uploaded: &'a UploadSummary,
     pub checked: &'a TargetCheck,
+    /// Contacts, events and tasks sent and read back (None: none to send,
+    /// or no Graph named).
+    pub items_uploaded: Option<&'a ItemsUploaded>,
+    pub items_checked: Option<&'a ItemsChecked>,
     /// The store after it.
     pub snapshot: &'a Snapshot,
     /// No cutover was complete before this one: what is missing at the
@@ -315,6 +368,7 @@ fn account_verdict(name: &str, pass: &FinalPass) -> AccountCutover {
             totals.failed
         ));
     }
+    open.extend(items_verdict(name, pass, &totals));
     AccountCutover {
         account: name.to_string(),
         complete: open.is_empty(),
@@ -323,6 +377,60 @@ fn account_verdict(name: &str, pass: &FinalPass) -> AccountCutover {
         missing_at_target: check.map_or(0, |c| c.missing),
         extras_at_target: check.map_or(0, |c| c.extras),
     }
+}
+
+/// What keeps an account's contacts, events and tasks from being complete.
+fn items_verdict(name: &str, pass: &FinalPass, totals: &AccountStatus) -> Vec<String> {
+    let mut open = Vec::new();
+    let i = &totals.items;
+    if i.contacts + i.events + i.tasks == 0 {
+        return open;
+    }
+    if pass.items_uploaded.is_none() {
+        open.push(format!(
+            "{} contacts, {} events and {} tasks are stored, and this target names no Microsoft \
+             Graph to take them",
+            i.contacts, i.events, i.tasks
+        ));
+        return open;
+    }
+    if let Some(a) = pass
+        .items_uploaded
+        .and_then(|u| u.accounts.iter().find(|a| a.account == name))
+        && let Some(e) = &a.error
+    {
+        open.push(format!("contacts, events and tasks: {e}"));
+    }
+    if let Some(c) = pass
+        .items_checked
+        .and_then(|c| c.accounts.iter().find(|a| a.account == name))
+    {
+        if let Some(e) = &c.error {
+            open.push(format!(
+                "contacts, events and tasks could not be read back ({e})"
+            ));
+        }
+        if pass.before_go_live && !c.missing.is_empty() {
+            open.push(format!(
+                "{} contacts, events or tasks were missing at the target (queued again); run \
+                 cutover again",
+                c.missing.len()
+            ));
+        }
+    }
+    let u = &totals.items_uploaded;
+    if !u.settled() {
+        open.push(format!(
+            "{} contacts, events or tasks are not at the target yet ({} failed, {} pending, {} \
+             changed since, {} never sent)",
+            u.failed + u.pending + u.outdated + u.untried,
+            u.failed,
+            u.pending,
+            u.outdated,
+            u.untried
+        ));
+    }
+    open
 }
 
 /// Records the cutover in the store (the last one decides go-live) and

@@ -46,6 +46,13 @@ pub fn run(cli: &Cli, args: &CutoverArgs) -> Result<i32> {
         accounts_file: args.accounts.accounts.clone(),
         mx,
         started_at,
+        items: crate::cli::upload::graph_client(&config)?.map(|client| {
+            std::sync::Arc::new(mailferry::graph::ItemOptions {
+                client,
+                invite_attendees: args.upload.invite_attendees,
+                accounts_at_once: config.accounts_at_once,
+            })
+        }),
     };
     let accounts = config.accounts.len();
     let quiet = cli.quiet;

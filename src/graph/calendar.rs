@@ -411,12 +411,16 @@ pub fn event(cal: &ICalendar, with_attendees: bool) -> Result<EventBody, String>
             _ => None,
         })
         .collect();
-    if master.has_property(&ICalendarProperty::Rdate) {
-        return Err("extra dates (RDATE), which Microsoft 365 cannot express".into());
-    }
     let mut exceptions = Vec::new();
+    // What Graph cannot express: the first occurrence goes, with the
+    // rule in its description, and the loss is recorded (never dropped).
+    let mut unexpressed: Option<String> = None;
+    if master.has_property(&ICalendarProperty::Rdate) {
+        unexpressed = Some("it also falls on extra dates (RDATE)".into());
+    }
     match rules[..] {
         [] => {}
+        [_] if unexpressed.is_some() => {}
         [rule] => {
             let until = match &rule.until {
                 Some(u) => {
@@ -425,7 +429,10 @@ pub fn event(cal: &ICalendar, with_attendees: bool) -> Result<EventBody, String>
                 }
                 None => None,
             };
-            json["recurrence"] = recurrence(rule, &start, until)?;
+            match recurrence(rule, &start, until) {
+                Ok(r) => json["recurrence"] = r,
+                Err(words) => unexpressed = Some(words),
+            }
             for e in master.properties(&ICalendarProperty::Exdate) {
                 for v in &e.values {
                     if let Some(d) = v.as_partial_date_time()
@@ -459,7 +466,43 @@ pub fn event(cal: &ICalendar, with_attendees: bool) -> Result<EventBody, String>
                 });
             }
         }
-        _ => return Err("several recurrence rules, which Microsoft 365 cannot express".into()),
+        _ => unexpressed = Some("it has several recurrence rules".into()),
+    }
+    if let Some(why) = unexpressed {
+        json.as_object_mut()
+            .expect("an object")
+            .remove("recurrence");
+        exceptions.clear();
+        let said: Vec<String> = master
+            .entries
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e.name,
+                    ICalendarProperty::Rrule | ICalendarProperty::Rdate | ICalendarProperty::Exdate
+                )
+            })
+            .filter_map(|e| {
+                let values: Vec<String> = e
+                    .values
+                    .iter()
+                    .filter_map(|v| v.clone().into_text().map(|t| t.into_owned()))
+                    .collect();
+                (!values.is_empty()).then(|| format!("{}:{}", e.name.as_str(), values.join(",")))
+            })
+            .collect();
+        let note = format!(
+            "This event repeats by a rule Microsoft 365 cannot express; only its first \
+             occurrence was created. The rule as exported: {}",
+            said.join(" ")
+        );
+        let body = json["body"]["content"].as_str().unwrap_or("").to_string();
+        json["body"] = json!({"contentType": "text",
+            "content": if body.is_empty() { note } else { format!("{body}\n\n{note}") }});
+        r.losses.push(format!(
+            "only the first occurrence was created: {why}, which Microsoft 365 cannot express \
+             (the rule is in the description)"
+        ));
     }
     Ok(EventBody {
         json,
@@ -802,16 +845,19 @@ mod tests {
     }
 
     #[test]
-    fn rules_graph_cannot_express_are_named() {
+    fn rules_graph_cannot_express_keep_the_first_occurrence_and_name_the_loss() {
         let cal = parse(
             "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:h\r\n\
              DTSTART:20250101T090000Z\r\nRRULE:FREQ=HOURLY;COUNT=3\r\nSUMMARY:x\r\n\
              END:VEVENT\r\nEND:VCALENDAR\r\n",
         )
         .unwrap();
-        let why = event(&cal, false).err().unwrap();
-        assert!(why.contains("FREQ=HOURLY"), "{why}");
-        assert!(why.contains("cannot express"), "{why}");
+        let b = event(&cal, false).unwrap();
+        assert!(b.json.get("recurrence").is_none(), "{}", b.json);
+        let body = b.json["body"]["content"].as_str().unwrap();
+        assert!(body.contains("FREQ=HOURLY"), "{body}");
+        assert_eq!(b.losses.len(), 1, "{:?}", b.losses);
+        assert!(b.losses[0].contains("cannot express"), "{:?}", b.losses);
     }
 
     #[test]

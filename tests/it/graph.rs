@@ -547,3 +547,147 @@ fn generated_series(n: usize) -> String {
     s.push_str("END:VCALENDAR\r\n");
     s
 }
+
+/// The cutover counts contacts, events and tasks beside mail: complete
+/// only when they are at the target too, and it says why not.
+#[test]
+fn cutover_is_complete_only_with_the_items_at_the_target() {
+    let server = Dovecot::start();
+    let mut a = server.client("alice", "alice-pw");
+    a.append(
+        "INBOX",
+        "\\Seen",
+        "03-Mar-2025 10:00:00 +0100",
+        &message("hello", "hello@x", "body"),
+    );
+    let accounts = server.migration_csv(&[("alice", "alice-pw", "alice-365", "alice-365-pw")]);
+    let identity = Identity::start("example.com", Duration::from_secs(3600));
+    let graph = Graph::start(identity.token_check(), &["alice-365"]);
+    let store = tempfile::tempdir().unwrap();
+    let s = store.path().to_str().unwrap();
+    let imported = mailferry(&[
+        "--store",
+        s,
+        "import",
+        "--account",
+        ALICE,
+        fixture("apple-3.0.vcf").to_str().unwrap(),
+        fixture("tasks.ics").to_str().unwrap(),
+    ]);
+    assert_eq!(imported.code, 0, "{}", imported.stderr);
+    // Graph refuses the mailbox: mail is there, the batch is not complete.
+    graph.deny("alice-365");
+    let cutover = |graph: &Graph| cutover_with(&server, &accounts, s, &identity, graph);
+    let (run, c) = cutover(&graph);
+    assert_eq!(run.code, 1, "{c:#}");
+    assert_eq!(c["complete"], false, "{c:#}");
+    let open = c["accounts"][0]["open"].to_string();
+    assert!(open.contains("Access to OData is disabled"), "{open}");
+    assert!(open.contains("not at the target yet"), "{open}");
+    assert_eq!(c["accounts"][0]["totals"]["uploaded"], 1, "{c:#}");
+
+    // Allowed again: the next cutover puts them there and is complete.
+    graph.allow("alice-365");
+    let (run, c) = cutover(&graph);
+    assert_eq!(run.code, 0, "{c:#}\n{}", run.stderr);
+    assert_eq!(c["complete"], true, "{c:#}");
+    let totals = &c["accounts"][0]["totals"];
+    assert_eq!(totals["items_uploaded"]["done"], 4, "{totals:#}");
+    assert_eq!(graph.contacts("alice-365").len(), 2);
+    assert_eq!(graph.tasks("alice-365").len(), 2);
+}
+
+/// `cutover --json` with `server` at both ends and `graph` for items.
+fn cutover_with(
+    server: &Dovecot,
+    accounts: &Path,
+    store: &str,
+    identity: &Identity,
+    graph: &Graph,
+) -> (Run, serde_json::Value) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailferry"));
+    cmd.env_remove("MAILFERRY_STORE")
+        .env(SECRET_VAR, &identity.client_secret)
+        .args(["--store", store, "cutover", "--json", "--accounts"])
+        .arg(accounts)
+        .args(source_flags(server))
+        .args(target_flags(server))
+        .args([
+            "--graph-url",
+            &graph.url(),
+            "--tenant",
+            &identity.tenant,
+            "--client-id",
+            &identity.client_id,
+            "--client-secret-env",
+            SECRET_VAR,
+            "--oauth-authority",
+            &identity.authority(),
+        ]);
+    let run = Run::of(&mut cmd);
+    let json = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {} {}", run.stdout, run.stderr));
+    (run, json)
+}
+
+/// preflight asks Graph, per mailbox with items, whether the app may write
+/// each kind it holds, and says NO-GO naming the permission when not.
+#[test]
+fn preflight_names_the_graph_permission_a_mailbox_lacks() {
+    let server = Dovecot::start();
+    let accounts = server.migration_csv(&[
+        ("alice", "alice-pw", "alice-365", "alice-365-pw"),
+        ("bob", "bob-pw", "bob-365", "bob-365-pw"),
+    ]);
+    let identity = Identity::start("example.com", Duration::from_secs(3600));
+    let graph = Graph::start(identity.token_check(), &["alice-365", "bob-365"]);
+    let store = tempfile::tempdir().unwrap();
+    let s = store.path().to_str().unwrap();
+    for (who, file) in [(ALICE, "apple-3.0.vcf"), (BOB, "tasks.ics")] {
+        let run = mailferry(&[
+            "--store",
+            s,
+            "import",
+            "--account",
+            who,
+            fixture(file).to_str().unwrap(),
+        ]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+    }
+    graph.deny("bob-365");
+    let before = graph.requests();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailferry"));
+    cmd.env_remove("MAILFERRY_STORE")
+        .env(SECRET_VAR, &identity.client_secret)
+        .args(["--store", s, "preflight", "--json", "--accounts"])
+        .arg(&accounts)
+        .args(source_flags(&server))
+        .args(target_flags(&server))
+        .args([
+            "--graph-url",
+            &graph.url(),
+            "--tenant",
+            &identity.tenant,
+            "--client-id",
+            &identity.client_id,
+            "--client-secret-env",
+            SECRET_VAR,
+            "--oauth-authority",
+            &identity.authority(),
+        ]);
+    let run = Run::of(&mut cmd);
+    let json: serde_json::Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {} {}", run.stdout, run.stderr));
+    assert_eq!(run.code, 1, "{json:#}");
+    let alice = find_in(&json["accounts"], "account", ALICE);
+    assert_eq!(alice["go"], true, "{alice:#}");
+    assert_eq!(alice["graph"]["contacts"]["access"], "granted", "{alice:#}");
+    let bob = find_in(&json["accounts"], "account", BOB);
+    assert_eq!(bob["go"], false, "{bob:#}");
+    let no_go = bob["no_go"].to_string();
+    assert!(no_go.contains("Tasks.ReadWrite.All"), "{no_go}");
+    assert!(no_go.contains("Access to OData is disabled"), "{no_go}");
+    // Three reads per mailbox, nothing written.
+    assert_eq!(graph.requests() - before, 6);
+    assert!(graph.contacts("alice-365").is_empty());
+}

@@ -493,6 +493,11 @@ impl Graph {
         self.shared.with_mailbox(mailbox, |m| m.denied = true);
     }
 
+    /// The admin puts the mailbox back in the app's scope.
+    pub fn allow(&self, mailbox: &str) {
+        self.shared.with_mailbox(mailbox, |m| m.denied = false);
+    }
+
     /// Contacts of a mailbox: (folder display name, "Contacts" for the
     /// default folder; the contact JSON as stored, without extended
     /// properties).
