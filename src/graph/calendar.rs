@@ -416,7 +416,8 @@ pub fn event(cal: &ICalendar, with_attendees: bool) -> Result<EventBody, String>
     // rule in its description, and the loss is recorded (never dropped).
     let mut unexpressed: Option<String> = None;
     if master.has_property(&ICalendarProperty::Rdate) {
-        unexpressed = Some("it also falls on extra dates (RDATE)".into());
+        unexpressed =
+            Some("it also falls on extra dates (RDATE), which Microsoft 365 cannot express".into());
     }
     match rules[..] {
         [] => {}
@@ -466,7 +467,10 @@ pub fn event(cal: &ICalendar, with_attendees: bool) -> Result<EventBody, String>
                 });
             }
         }
-        _ => unexpressed = Some("it has several recurrence rules".into()),
+        _ => {
+            unexpressed =
+                Some("several recurrence rules, which Microsoft 365 cannot express".into())
+        }
     }
     if let Some(why) = unexpressed {
         json.as_object_mut()
@@ -500,8 +504,7 @@ pub fn event(cal: &ICalendar, with_attendees: bool) -> Result<EventBody, String>
         json["body"] = json!({"contentType": "text",
             "content": if body.is_empty() { note } else { format!("{body}\n\n{note}") }});
         r.losses.push(format!(
-            "only the first occurrence was created: {why}, which Microsoft 365 cannot express \
-             (the rule is in the description)"
+            "only the first occurrence was created: {why} (the rule is in the description)"
         ));
     }
     Ok(EventBody {

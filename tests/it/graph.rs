@@ -30,7 +30,12 @@ struct Tenant {
 
 impl Tenant {
     fn start(mailboxes: &[&str]) -> Tenant {
-        let identity = Identity::start("example.com", Duration::from_secs(3600));
+        Tenant::start_with(mailboxes, Duration::from_secs(3600))
+    }
+
+    /// With tokens that last `lifetime`.
+    fn start_with(mailboxes: &[&str], lifetime: Duration) -> Tenant {
+        let identity = Identity::start("example.com", lifetime);
         let graph = Graph::start(identity.token_check(), mailboxes);
         let dir = tempfile::tempdir().unwrap();
         let accounts = dir.path().join("accounts.csv");
@@ -142,6 +147,18 @@ fn contacts_events_and_tasks_land_once_with_their_fields_and_a_rerun_sends_nothi
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     let a = account(&json, ALICE);
     assert_eq!(a["created"], 12, "{a}");
+    // No secret or token in what it says or keeps.
+    let index = std::fs::read(t.store().join("index.sqlite")).unwrap();
+    let index = String::from_utf8_lossy(&index);
+    for secret in t
+        .identity
+        .all_tokens()
+        .into_iter()
+        .chain([t.identity.client_secret.clone()])
+    {
+        assert!(!run.stdout.contains(&secret) && !run.stderr.contains(&secret));
+        assert!(!index.contains(&secret), "a secret in the index");
+    }
     assert_eq!(a["failed"], 0, "{a}");
 
     // Contacts in a folder per address book, fields where Outlook shows them.
@@ -347,7 +364,8 @@ fn creates_graph_answered_503_or_never_answered_are_found_not_made_twice() {
 
 #[test]
 fn throttled_runs_wait_as_told_and_keep_to_four_requests_in_flight() {
-    let t = Tenant::start(&[ALICE]);
+    // Tokens of 2 s: a run longer than that renews its token and goes on.
+    let t = Tenant::start_with(&[ALICE], Duration::from_secs(2));
     let cards = t.dir.path().join("many.vcf");
     std::fs::write(&cards, generated_cards(120)).unwrap();
     t.import(ALICE, &[&cards]);
@@ -359,6 +377,7 @@ fn throttled_runs_wait_as_told_and_keep_to_four_requests_in_flight() {
     assert_eq!(t.graph.contacts(ALICE).len(), 120);
     assert!(t.graph.throttled() > 0, "the window was never reached");
     assert!(json["items"]["throttled"].as_u64().unwrap() > 0, "{json}");
+    assert!(t.identity.issued() >= 2, "the token was never renewed");
     assert!(
         t.graph.max_in_flight(ALICE) <= 4,
         "{}",
@@ -690,4 +709,85 @@ fn preflight_names_the_graph_permission_a_mailbox_lacks() {
     // Three reads per mailbox, nothing written.
     assert_eq!(graph.requests() - before, 6);
     assert!(graph.contacts("alice-365").is_empty());
+}
+
+/// What the target cannot hold is named per item by status and the
+/// report: a fifth address kept in the notes, a PNG photo, an hourly rule
+/// kept as its first occurrence; what Graph refuses outright is skipped
+/// with its words.
+#[test]
+fn what_graph_cannot_hold_is_named_by_status_and_the_report() {
+    let t = Tenant::start(&[ALICE]);
+    let cards = t.dir.path().join("Contacts.vcf");
+    std::fs::write(
+        &cards,
+        "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:many\r\nFN:Many Addresses\r\n\
+         EMAIL:a@x.example\r\nEMAIL:b@x.example\r\nEMAIL:c@x.example\r\nEMAIL:d@x.example\r\n\
+         END:VCARD\r\n",
+    )
+    .unwrap();
+    let calendar = t.dir.path().join("Calendar.ics");
+    std::fs::write(
+        &calendar,
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\nUID:hourly\r\n\
+         DTSTART:20250301T090000Z\r\nDTEND:20250301T091500Z\r\nRRULE:FREQ=HOURLY;COUNT=4\r\n\
+         SUMMARY:Hourly check\r\nEND:VEVENT\r\nBEGIN:VEVENT\r\nUID:backwards\r\n\
+         DTSTART:20250302T100000Z\r\nDTEND:20250302T090000Z\r\nSUMMARY:Ends before it starts\r\n\
+         END:VEVENT\r\nEND:VCALENDAR\r\n",
+    )
+    .unwrap();
+    t.import(ALICE, &[&cards, &calendar, &fixture("thunderbird-4.0.vcf")]);
+    let (run, json) = t.upload(&[]);
+    let a = account(&json, ALICE);
+    assert_eq!(run.code, 0, "{a}");
+    assert_eq!(a["skipped"], 1, "{a}");
+    // Into the defaults: "Contacts" and "Calendar" are the mailbox's own.
+    let contacts = t.graph.contacts(ALICE);
+    let many = contacts
+        .iter()
+        .find(|(_, c)| c["displayName"] == "Many Addresses")
+        .unwrap();
+    assert_eq!(many.0, "Contacts");
+    assert!(
+        many.1["personalNotes"]
+            .as_str()
+            .unwrap()
+            .contains("d@x.example")
+    );
+    let events = t.graph.events(ALICE);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].0, "Calendar");
+
+    let text = mailferry(&["--store", t.store().to_str().unwrap(), "status"]).stdout;
+    if std::env::var_os("MAILFERRY_SHOW").is_some() {
+        eprintln!("{text}");
+    }
+    assert!(text.contains("1 not uploadable"), "{text}");
+    assert!(
+        text.contains("uploaded without some of their fields"),
+        "{text}"
+    );
+    assert!(
+        text.contains("kept in the notes") && text.contains("d@x.example"),
+        "{text}"
+    );
+    assert!(text.contains("image/png"), "{text}");
+    assert!(text.contains("FREQ=HOURLY"), "{text}");
+    assert_eq!(text.matches("cannot express").count(), 1, "{text}");
+    assert!(text.contains("Ends before it starts"), "{text}");
+    let page = t.dir.path().join("report.html");
+    let report = mailferry(&[
+        "--store",
+        t.store().to_str().unwrap(),
+        "report",
+        "--html",
+        page.to_str().unwrap(),
+    ]);
+    assert_eq!(report.code, 0, "{}", report.stderr);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        html.contains(r#"data-field="items_skipped" data-value="1""#),
+        "the report counts the skipped item"
+    );
+    assert!(html.contains("Ends before it starts"));
 }
