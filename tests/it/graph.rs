@@ -423,6 +423,8 @@ fn killed_uploads_lose_nothing_and_double_nothing() {
         .unwrap()
         .as_nanos() as u64;
     let mut killed = 0;
+    // Some kill must land while items are going: some there, some not.
+    let mut partial = false;
     for round in 0..8u64 {
         let mut child = t
             .upload_command(&[])
@@ -430,18 +432,32 @@ fn killed_uploads_lose_nothing_and_double_nothing() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        // 50–400 ms in: token, containers, or anywhere among the items.
-        let after = Duration::from_millis(50 + (seed.rotate_left(round as u32 * 7) % 350));
-        std::thread::sleep(after);
+        // After a random number of requests reached Graph (so on any
+        // machine the kill lands among the items), or when it ends.
+        let before = t.graph.requests();
+        let wait_for = 1 + seed.rotate_left(round as u32 * 7) % 12;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while t.graph.requests() < before + wait_for
+            && child.try_wait().unwrap().is_none()
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         if child.try_wait().unwrap().is_none() {
             killed += 1;
         }
         let _ = child.kill();
         let _ = child.wait();
+        let there = t.graph.contacts(ALICE).len() + t.graph.events(ALICE).len();
+        partial |= there > 0 && there < 300;
     }
     let (run, json) = t.upload(&[]);
     assert_eq!(run.code, 0, "seed {seed}: {}", run.stderr);
     assert!(killed > 0, "seed {seed}: no run was killed mid-way");
+    assert!(
+        partial,
+        "seed {seed}: no kill landed while items were going"
+    );
     let contacts = t.graph.contacts(ALICE);
     let mut names: Vec<String> = contacts
         .iter()
