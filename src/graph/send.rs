@@ -112,6 +112,17 @@ impl Context<'_> {
         self.mailbox.user
     }
 
+    /// The ledger's row before a create or update of `item` goes out.
+    fn pending(&self, item: &ItemToSend, container: &Container) -> Result<()> {
+        self.store.index().item_ledger().mark_pending(
+            item.id,
+            self.user(),
+            &item.blob,
+            &item.blob.to_hex(),
+            &container.id,
+        )
+    }
+
     /// Records `reason` for an item that was not sent or not taken.
     fn refuse(&self, item: &ItemToSend, reason: ItemReason, words: &str) -> Result<Sent> {
         self.store.index().item_ledger().mark_refused(
@@ -171,13 +182,7 @@ impl Context<'_> {
         let mut requests = Vec::with_capacity(items.len());
         for (item, container, built) in items {
             let tag = item.blob.to_hex();
-            self.store.index().item_ledger().mark_pending(
-                item.id,
-                self.user(),
-                &item.blob,
-                &tag,
-                &container.id,
-            )?;
+            self.pending(item, container)?;
             requests.push((
                 Method::POST,
                 self.mailbox.path(&container.items_path),
@@ -286,13 +291,7 @@ impl Context<'_> {
         }
 
         if let Some(id) = graph_id {
-            self.store.index().item_ledger().mark_pending(
-                item.id,
-                self.user(),
-                &item.blob,
-                &tag,
-                &container.id,
-            )?;
+            self.pending(item, container)?;
             let reply = self
                 .mailbox
                 .send(
@@ -323,13 +322,7 @@ impl Context<'_> {
             }
         }
 
-        self.store.index().item_ledger().mark_pending(
-            item.id,
-            self.user(),
-            &item.blob,
-            &tag,
-            &container.id,
-        )?;
+        self.pending(item, container)?;
         let body = tagged(item.kind, &built.json, &tag, &item.name);
         let reply = self
             .mailbox

@@ -79,18 +79,9 @@ impl Tenant {
                 "--accounts",
                 self.dir.path().join("accounts.csv").to_str().unwrap(),
                 "--items-only",
-                "--graph-url",
-                &self.graph.url(),
-                "--tenant",
-                &self.identity.tenant,
-                "--client-id",
-                &self.identity.client_id,
-                "--client-secret-env",
-                SECRET_VAR,
-                "--oauth-authority",
-                &self.identity.authority(),
                 "--json",
             ])
+            .args(graph_flags(&self.identity, &self.graph))
             .args(extra);
         cmd
     }
@@ -647,18 +638,7 @@ fn cutover_with(
         .arg(accounts)
         .args(source_flags(server))
         .args(target_flags(server))
-        .args([
-            "--graph-url",
-            &graph.url(),
-            "--tenant",
-            &identity.tenant,
-            "--client-id",
-            &identity.client_id,
-            "--client-secret-env",
-            SECRET_VAR,
-            "--oauth-authority",
-            &identity.authority(),
-        ]);
+        .args(graph_flags(identity, graph));
     let run = Run::of(&mut cmd);
     let json = serde_json::from_str(&run.stdout)
         .unwrap_or_else(|e| panic!("{e}: {} {}", run.stdout, run.stderr));
@@ -698,18 +678,7 @@ fn preflight_names_the_graph_permission_a_mailbox_lacks() {
         .arg(&accounts)
         .args(source_flags(&server))
         .args(target_flags(&server))
-        .args([
-            "--graph-url",
-            &graph.url(),
-            "--tenant",
-            &identity.tenant,
-            "--client-id",
-            &identity.client_id,
-            "--client-secret-env",
-            SECRET_VAR,
-            "--oauth-authority",
-            &identity.authority(),
-        ]);
+        .args(graph_flags(&identity, &graph));
     let run = Run::of(&mut cmd);
     let json: serde_json::Value = serde_json::from_str(&run.stdout)
         .unwrap_or_else(|e| panic!("{e}: {} {}", run.stdout, run.stderr));
@@ -806,4 +775,23 @@ fn what_graph_cannot_hold_is_named_by_status_and_the_report() {
         "the report counts the skipped item"
     );
     assert!(html.contains("Ends before it starts"));
+}
+
+/// The target's Graph and the app's credentials (the secret from the
+/// environment, as an admin would give it).
+fn graph_flags(identity: &Identity, graph: &Graph) -> Vec<String> {
+    [
+        "--graph-url",
+        &graph.url(),
+        "--tenant",
+        &identity.tenant,
+        "--client-id",
+        &identity.client_id,
+        "--client-secret-env",
+        SECRET_VAR,
+        "--oauth-authority",
+        &identity.authority(),
+    ]
+    .map(String::from)
+    .to_vec()
 }
