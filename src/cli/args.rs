@@ -89,7 +89,9 @@ pub enum Command {
     /// Print each account's folder map (source folder to target folder).
     Plan(PlanArgs),
     /// Read a Maildir tree, .eml files or mbox files into the store as an
-    /// account of its own (to upload an old local export).
+    /// account of its own (to upload an old local export); a user's
+    /// contacts, calendars and tasks (.vcf, .csv, .ics) for their mailbox;
+    /// an Outlook data file (.pst): both.
     Import(ImportArgs),
     /// Write the store out as Maildir, mbox or .eml files.
     Export(ExportArgs),
@@ -632,14 +634,17 @@ pub struct ExportArgs {
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     /// A Maildir tree, a directory of .eml files or of mbox files (mail);
-    /// or files of contacts (.vcf, or .csv in Outlook's columns) and of
-    /// calendars and tasks (.ics).
+    /// files of contacts (.vcf, or .csv in Outlook's columns) and of
+    /// calendars and tasks (.ics); Outlook data files (.pst: mail,
+    /// contacts, calendars and tasks; of a mailbox the store mirrors, only
+    /// the contacts, calendars and tasks).
     #[arg(required_unless_present = "accounts", value_name = "PATH")]
     pub paths: Vec<PathBuf>,
 
     /// An accounts file whose ExportFolder column (TOML: `exports`) names
     /// each user's folder of contacts, calendars and tasks: every such
-    /// file in it is imported for that mailbox.
+    /// file in it (.vcf, .csv, .ics, and the items of a .pst) is imported
+    /// for that mailbox.
     #[arg(long, short = 'a', value_name = "FILE", conflicts_with = "account")]
     pub accounts: Option<PathBuf>,
 

@@ -1,7 +1,8 @@
 //! `mailferry import PATH...`: Maildir, .eml or mbox files into the store
 //! as an account of their own ([`mailferry::mailfiles::import`]); vCard
 //! and iCalendar files as the contacts, calendars and tasks of a mailbox
-//! ([`mailferry::mailfiles::items`]).
+//! ([`mailferry::mailfiles::items`]); Outlook data files (.pst) as both
+//! ([`mailferry::mailfiles::pst`]).
 
 use anyhow::{Result, bail};
 
@@ -9,14 +10,20 @@ use crate::cli::args::{Cli, ImportArgs};
 use crate::cli::{EXIT_INCOMPLETE, EXIT_OK};
 use mailferry::mailfiles::import::{default_account, import, scan};
 use mailferry::mailfiles::items::{import_items, is_item_file};
+use mailferry::mailfiles::pst::{self, PstParts, is_pst_file};
 
 pub fn run(cli: &Cli, args: &ImportArgs) -> Result<i32> {
     if let Some(file) = &args.accounts {
         return from_export_folders(cli, file, &args.only);
     }
     let items: Vec<_> = args.paths.iter().filter(|p| is_item_file(p)).collect();
-    let mail: Vec<_> = args.paths.iter().filter(|p| !is_item_file(p)).collect();
-    let owner = match (&args.account, items.first()) {
+    let psts: Vec<_> = args.paths.iter().filter(|p| is_pst_file(p)).collect();
+    let mail: Vec<_> = args
+        .paths
+        .iter()
+        .filter(|p| !is_item_file(p) && !is_pst_file(p))
+        .collect();
+    let owner = match (&args.account, items.first().or(psts.first())) {
         (Some(a), _) => Some(a.clone()),
         (None, Some(first)) => bail!(
             "{} holds contacts or calendars: say whose mailbox they belong to with --account \
@@ -25,11 +32,16 @@ pub fn run(cli: &Cli, args: &ImportArgs) -> Result<i32> {
         ),
         (None, None) => None,
     };
-    // Read every mail tree before the store is touched: a wrong path is
-    // an error with nothing half done.
+    // Read every mail tree, and open every Outlook data file, before the
+    // store is touched: a wrong path or a protected file is an error with
+    // nothing half done.
     let mut trees = Vec::new();
     for dir in &mail {
         trees.push((dir, scan(dir)?));
+    }
+    let mut outlook_files = Vec::new();
+    for path in &psts {
+        outlook_files.push(pst::open(path)?);
     }
     let store = crate::cli::open_store(cli, None, mailferry::store::Creation::Allowed)?;
     let mut complete = true;
@@ -39,6 +51,11 @@ pub fn run(cli: &Cli, args: &ImportArgs) -> Result<i32> {
         eprint!("{imported}");
     }
     if let Some(owner) = owner {
+        for file in outlook_files {
+            let imported = pst::import_pst(&store, &owner, file, PstParts::Everything)?;
+            complete &= imported.problems.is_empty();
+            eprint!("{imported}");
+        }
         for path in items {
             let imported = import_items(&store, &owner, path)?;
             complete &= imported.problems.is_empty();
@@ -49,8 +66,10 @@ pub fn run(cli: &Cli, args: &ImportArgs) -> Result<i32> {
 }
 
 /// `import --accounts FILE`: every contacts, calendar or tasks file in
-/// each account's export folder, for that account's mailbox. A folder
-/// that cannot be read is named and the other accounts go on.
+/// each account's export folder, for that account's mailbox; of an
+/// Outlook data file there, its contacts, calendars and tasks (the
+/// mailbox's mail comes from its mirror). A folder that cannot be read is
+/// named and the other accounts go on.
 fn from_export_folders(cli: &Cli, file: &std::path::Path, only: &[String]) -> Result<i32> {
     // Passwords are not needed to import files.
     let mut config = mailferry::config::load_without_secrets(file)?;
@@ -80,13 +99,23 @@ fn from_export_folders(cli: &Cli, file: &std::path::Path, only: &[String]) -> Re
             }
         };
         if files.is_empty() {
-            eprintln!("  no .vcf, .csv or .ics file there");
+            eprintln!("  no .vcf, .csv, .ics or .pst file there");
         }
         for path in files {
-            match import_items(&store, &account.name, &path) {
-                Ok(imported) => {
-                    complete &= imported.problems.is_empty();
-                    eprint!("{imported}");
+            let imported = if is_pst_file(&path) {
+                pst::open(&path)
+                    .and_then(|file| {
+                        pst::import_pst(&store, &account.name, file, PstParts::ItemsOnly)
+                    })
+                    .map(|done| (done.problems.is_empty(), done.to_string()))
+            } else {
+                import_items(&store, &account.name, &path)
+                    .map(|done| (done.problems.is_empty(), done.to_string()))
+            };
+            match imported {
+                Ok((clean, said)) => {
+                    complete &= clean;
+                    eprint!("{said}");
                 }
                 Err(e) => {
                     complete = false;
@@ -98,7 +127,8 @@ fn from_export_folders(cli: &Cli, file: &std::path::Path, only: &[String]) -> Re
     Ok(if complete { EXIT_OK } else { EXIT_INCOMPLETE })
 }
 
-/// The contacts, calendar and tasks files in `dir` and below, in name order.
+/// The contacts, calendar, tasks and Outlook data files in `dir` and
+/// below, in name order.
 fn export_files(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
     if !dir.is_dir() {
         bail!("the export folder {} does not exist", dir.display());
@@ -112,7 +142,7 @@ fn export_files(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
             let path = entry?.path();
             if path.is_dir() {
                 stack.push(path);
-            } else if is_item_file(&path) {
+            } else if is_item_file(&path) || is_pst_file(&path) {
                 files.push(path);
             }
         }

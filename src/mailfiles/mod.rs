@@ -7,6 +7,7 @@ pub mod contacts_csv;
 pub mod export;
 pub mod import;
 pub mod items;
+pub mod pst;
 
 /// A file format of mail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
