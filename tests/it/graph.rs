@@ -795,3 +795,43 @@ fn graph_flags(identity: &Identity, graph: &Graph) -> Vec<String> {
     .map(String::from)
     .to_vec()
 }
+
+/// From an Outlook data file to Microsoft 365: the contacts, the
+/// distribution list (as a contact naming its members) and the recurring
+/// series with its cancelled and moved instances.
+#[test]
+fn a_pst_s_contacts_and_series_arrive_through_graph() {
+    let t = Tenant::start(&[ALICE]);
+    let pst = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/pst/dist-list.pst");
+    t.import(ALICE, &[&pst]);
+    let (run, json) = t.upload(&[]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let a = account(&json, ALICE);
+    assert_eq!(a["created"], 3, "{a}");
+    let contacts = t.graph.contacts(ALICE);
+    assert_eq!(contacts.len(), 2, "{contacts:?}");
+    assert!(
+        contacts.iter().any(|(_, c)| c["personalNotes"]
+            .as_str()
+            .is_some_and(|n| n.matches('@').count() >= 3)),
+        "the list's members are in its notes: {contacts:?}"
+    );
+    let events = t.graph.events(ALICE);
+    assert_eq!(events.len(), 1, "{events:?}");
+    let series = &events[0].1;
+    assert_eq!(
+        series["recurrence"]["pattern"]["type"], "weekly",
+        "{series}"
+    );
+    let instances = t.graph.instances(
+        ALICE,
+        series["id"].as_str().unwrap(),
+        "2000-01-01T00:00:00Z".parse().unwrap(),
+        "2100-01-01T00:00:00Z".parse().unwrap(),
+    );
+    let moved = instances
+        .iter()
+        .filter(|i| i["type"] == "exception")
+        .count();
+    assert_eq!(moved, 2, "{instances:#?}");
+}
