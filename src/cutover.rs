@@ -410,6 +410,16 @@ fn items_verdict(name: &str, pass: &FinalPass, totals: &AccountStatus) -> Vec<St
                 "contacts, events and tasks could not be read back ({e})"
             ));
         }
+        if pass.before_go_live && !c.differing.is_empty() {
+            let items: std::collections::BTreeSet<&str> =
+                c.differing.iter().map(|d| d.item.as_str()).collect();
+            open.push(format!(
+                "{} contacts, events or tasks differ at the target from the store ({}); \
+                 `verify --target` names the fields",
+                items.len(),
+                items.into_iter().take(3).collect::<Vec<_>>().join(", ")
+            ));
+        }
         if pass.before_go_live && !c.missing.is_empty() {
             open.push(format!(
                 "{} contacts, events or tasks were missing at the target (queued again); run \

@@ -12,6 +12,8 @@ use calcard::icalendar::{
     ICalendarRecurrenceRule, ICalendarValue, ICalendarWeekday,
 };
 use calcard::{Entry, Parser};
+use std::str::FromStr as _;
+
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{Map, Value, json};
 
@@ -57,6 +59,8 @@ struct When {
     zone: String,
     all_day: bool,
     utc: Option<DateTime<Utc>>,
+    /// The zone the local time is in, where it is a real one.
+    tz: Option<Tz>,
 }
 
 impl When {
@@ -86,27 +90,50 @@ impl Reader<'_> {
                 zone: "UTC".into(),
                 all_day,
                 utc: Some(utc),
+                tz: Some(Tz::UTC),
             });
         }
         let Some(name) = e.tz_id() else {
-            // Floating (and all-day dates): the same clock time wherever.
+            // Floating (and all-day dates): the same clock time wherever,
+            // which Graph cannot say; the calendar's own zone
+            // (X-WR-TIMEZONE) is the user's, else UTC.
+            let (zone, tz) = self.calendar_zone();
             return Some(When {
                 local: naive.date_time,
-                zone: "UTC".into(),
+                utc: tz
+                    .and_then(|t| d.to_date_time_with_tz(t))
+                    .map(|t| t.with_timezone(&Utc)),
+                zone,
                 all_day,
-                utc: None,
+                tz,
             });
         };
         let resolver = self.cal.build_tz_resolver();
         match resolver.resolve(name) {
             Some(tz @ Tz::Tz(_)) => {
                 let utc = d.to_date_time_with_tz(tz).map(|t| t.with_timezone(&Utc));
-                let zone = windows_name(name, &tz);
+                let Some(zone) = windows_name(name, &tz) else {
+                    // Sent as the same instants in UTC: exact for one
+                    // event, an hour off across daylight saving for a series.
+                    let utc = utc?;
+                    self.losses.push(format!(
+                        "time zone {name:?} has no Windows name known to mailferry; its times \
+                         went as UTC (a series keeps its UTC time across daylight saving)"
+                    ));
+                    return Some(When {
+                        local: utc.naive_utc(),
+                        zone: "UTC".into(),
+                        all_day,
+                        utc: Some(utc),
+                        tz: Some(Tz::UTC),
+                    });
+                };
                 Some(When {
                     local: naive.date_time,
                     zone,
                     all_day,
                     utc,
+                    tz: Some(tz),
                 })
             }
             Some(tz @ Tz::Fixed(_)) => {
@@ -116,6 +143,7 @@ impl Reader<'_> {
                     zone: "UTC".into(),
                     all_day,
                     utc: Some(utc),
+                    tz: Some(Tz::UTC),
                 })
             }
             _ => {
@@ -127,8 +155,31 @@ impl Reader<'_> {
                     zone: "UTC".into(),
                     all_day,
                     utc: Some(naive.date_time.and_utc()),
+                    tz: Some(Tz::UTC),
                 })
             }
+        }
+    }
+
+    /// The calendar's own zone (X-WR-TIMEZONE, as Google and Apple write
+    /// it) by the name Graph takes, else UTC.
+    fn calendar_zone(&self) -> (String, Option<Tz>) {
+        let named = self
+            .cal
+            .components
+            .iter()
+            .filter(|c| c.component_type == ICalendarComponentType::VCalendar)
+            .flat_map(|c| c.entries.iter())
+            .find(|e| e.name.as_str().eq_ignore_ascii_case("X-WR-TIMEZONE"))
+            .and_then(|e| e.values.first())
+            .and_then(|v| v.as_text())
+            .map(str::trim);
+        match named.and_then(|n| Some((n, Tz::from_str(n).ok()?))) {
+            Some((n, tz @ Tz::Tz(_))) => match windows_name(n, &tz) {
+                Some(w) => (w, Some(tz)),
+                None => ("UTC".into(), Some(Tz::UTC)),
+            },
+            _ => ("UTC".into(), Some(Tz::UTC)),
         }
     }
 
@@ -255,6 +306,9 @@ fn recurrence(
     if rule.bymonthday.len() > 1 || rule.bymonth.len() > 1 || rule.bysetpos.len() > 1 {
         return cannot("a rule with several days of the month, months or positions");
     }
+    if !rule.bymonth.is_empty() && rule.freq != ICalendarFrequency::Yearly {
+        return cannot("a rule limited to some months");
+    }
     let interval = rule.interval.unwrap_or(1).max(1);
     let plain_days: Vec<&str> = rule
         .byday
@@ -362,15 +416,16 @@ fn recurrence(
         (Some(n), _) => json!({"type": "numbered", "startDate": start_date,
                                "numberOfOccurrences": n.max(1)}),
         (None, Some(u)) => {
-            // endDate is a date in the series' zone: the day of the last start.
-            let end = if start.zone == "UTC" {
-                u.date_naive()
+            // endDate is a date in the series' zone: the day of the last
+            // start at or before UNTIL (RFC 5545 §3.3.10 includes UNTIL).
+            let local = match start.tz {
+                Some(tz) => u.with_timezone(&tz).naive_local(),
+                None => u.naive_utc(),
+            };
+            let end = if local.time() < start.local.time() {
+                local.date() - chrono::Duration::days(1)
             } else {
-                let offset = start
-                    .utc
-                    .map(|s| start.local - s.naive_utc())
-                    .unwrap_or_default();
-                (u.naive_utc() + offset).date()
+                local.date()
             };
             json!({"type": "endDate", "startDate": start_date,
                    "endDate": end.format("%Y-%m-%d").to_string()})
@@ -555,6 +610,7 @@ fn body_of(r: &mut Reader, c: &ICalendarComponent, with_attendees: bool) -> Resu
                 zone: start.zone.clone(),
                 all_day: start.all_day,
                 utc: start.utc.map(|u| u + length),
+                tz: start.tz,
             }
         }
     };
@@ -737,7 +793,11 @@ pub fn task(cal: &ICalendar) -> Result<TaskBody, String> {
             .property(&ICalendarProperty::Due)
             .or(c.property(&ICalendarProperty::Dtstart))
             .and_then(|e| r.when(e));
-        match anchor.map(|a| recurrence(&rule, &a, None)) {
+        let until = match (&rule.until, c.property(&ICalendarProperty::Due)) {
+            (Some(u), Some(e)) => r.instant(e, u),
+            _ => None,
+        };
+        match anchor.map(|a| recurrence(&rule, &a, until)) {
             Some(Ok(rec)) if j.contains_key("dueDateTime") => {
                 j.insert("recurrence".into(), rec);
             }
@@ -861,6 +921,52 @@ mod tests {
         assert!(body.contains("FREQ=HOURLY"), "{body}");
         assert_eq!(b.losses.len(), 1, "{:?}", b.losses);
         assert!(b.losses[0].contains("cannot express"), "{:?}", b.losses);
+    }
+
+    fn one(text: &str) -> ICalendar {
+        parse(&format!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\n{text}END:VCALENDAR\r\n"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn until_ends_on_the_last_start_in_the_series_zone() {
+        // 23:59:59 Berlin on 31 Dec is the last day; 08:00 Berlin on 31 Jan
+        // is before the 09:00 start, so 30 Jan is the last one.
+        for (until, end) in [
+            ("20251231T225959Z", "2025-12-31"),
+            ("20250131T070000Z", "2025-01-30"),
+        ] {
+            let cal = one(&format!(
+                "BEGIN:VEVENT\r\nUID:u\r\nDTSTART;TZID=Europe/Berlin:20250106T090000\r\n\
+                 RRULE:FREQ=DAILY;UNTIL={until}\r\nEND:VEVENT\r\n"
+            ));
+            let j = event(&cal, false).unwrap().json;
+            assert_eq!(j["recurrence"]["range"]["endDate"], end, "{until}");
+        }
+    }
+
+    #[test]
+    fn a_rule_limited_to_some_months_is_not_taken_for_every_month() {
+        let cal = one("BEGIN:VEVENT\r\nUID:m\r\nDTSTART:20251201T090000Z\r\n\
+             RRULE:FREQ=DAILY;BYMONTH=12\r\nEND:VEVENT\r\n");
+        let b = event(&cal, false).unwrap();
+        assert!(b.json.get("recurrence").is_none(), "{}", b.json);
+        assert!(b.losses[0].contains("some months"), "{:?}", b.losses);
+    }
+
+    #[test]
+    fn floating_times_and_all_day_dates_take_the_calendars_own_zone() {
+        let cal = parse(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nX-WR-TIMEZONE:Europe/Berlin\r\n\
+             BEGIN:VEVENT\r\nUID:f\r\nDTSTART;VALUE=DATE:20250601\r\nEND:VEVENT\r\n\
+             END:VCALENDAR\r\n",
+        )
+        .unwrap();
+        let j = event(&cal, false).unwrap().json;
+        assert_eq!(j["start"]["timeZone"], "W. Europe Standard Time");
+        assert_eq!(j["end"]["timeZone"], "W. Europe Standard Time");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use reqwest::Method;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::client::{Body, GraphClient, MailboxGate, Reply};
+use super::client::{Body, GraphClient, Reply};
 use super::containers::{Mailbox, urlencode};
 use super::send::build_json;
 use crate::config::Account;
@@ -158,7 +158,7 @@ async fn check_account(
     items: &[ItemToSend],
     out: &mut AccountItemsCheck,
 ) -> Result<()> {
-    let gate = MailboxGate::default();
+    let gate = client.gate(&account.target);
     let mailbox = Mailbox {
         client,
         gate: &gate,

@@ -137,6 +137,9 @@ pub struct GraphClient {
     base: String,
     tokens: Arc<TokenProvider>,
     pub counts: RequestCounts,
+    /// One gate per target mailbox (lower case): two accounts going into
+    /// one mailbox share its 4 slots.
+    gates: std::sync::Mutex<std::collections::HashMap<String, Arc<MailboxGate>>>,
 }
 
 impl GraphClient {
@@ -157,7 +160,18 @@ impl GraphClient {
             base: base.trim_end_matches('/').to_string(),
             tokens,
             counts: RequestCounts::default(),
+            gates: Default::default(),
         })
+    }
+
+    /// The gate of a target mailbox, shared by everything sent to it.
+    pub fn gate(&self, mailbox: &str) -> Arc<MailboxGate> {
+        self.gates
+            .lock()
+            .expect("not poisoned")
+            .entry(mailbox.to_lowercase())
+            .or_default()
+            .clone()
     }
 
     /// A link Graph gave (`@odata.nextLink`) as a path under the root.
@@ -210,6 +224,7 @@ impl GraphClient {
                 Err(e) => {
                     // Nothing says whether a write got through.
                     if method == Method::GET && attempt < PATIENCE {
+                        drop(permit);
                         tokio::time::sleep(backoff(attempt)).await;
                         continue;
                     }
@@ -298,9 +313,12 @@ impl GraphClient {
                     if k > 0 {
                         r["dependsOn"] = serde_json::json!([open[k - 1].to_string()]);
                     }
+                    // A batch's own headers do not reach its requests: each
+                    // asks for immutable ids itself (outlook-immutable-id).
+                    r["headers"] = serde_json::json!({"Prefer": "IdType=\"ImmutableId\""});
                     if let Some(b) = body {
                         r["body"] = b.clone();
-                        r["headers"] = serde_json::json!({"Content-Type": "application/json"});
+                        r["headers"]["Content-Type"] = serde_json::json!("application/json");
                     }
                     r
                 }).collect::<Vec<_>>()

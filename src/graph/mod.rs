@@ -30,7 +30,7 @@ use crate::progress::Progress;
 use crate::store::Store;
 use crate::store::item_ledger::{ItemReason, ItemState, ItemToSend};
 use crate::store::items::ItemKind;
-use client::{GraphClient, MailboxGate};
+use client::GraphClient;
 
 pub use crate::config::GRAPH_URL;
 
@@ -207,7 +207,7 @@ async fn upload_account(
     if work.is_empty() {
         return Ok(());
     }
-    let gate = MailboxGate::default();
+    let gate = options.client.gate(&account.target);
     let mailbox = containers::Mailbox {
         client: &options.client,
         gate: &gate,
@@ -332,7 +332,7 @@ pub struct GraphAccess {
 /// Probes each workload with one cheap read per mailbox (docs/research/
 /// graph.md §7): `contactFolders`, `calendars` and `todo/lists`, `$top=1`.
 pub async fn probe(client: &GraphClient, user: &str) -> GraphAccess {
-    let gate = MailboxGate::default();
+    let gate = client.gate(user);
     let mailbox = containers::Mailbox {
         client,
         gate: &gate,

@@ -91,6 +91,15 @@ fn build(kind: ItemKind, text: &str, invite_attendees: bool) -> Result<Built, St
     }
 }
 
+/// What applying one exception did.
+enum Applied {
+    Done,
+    /// The target's series has no such instance: named as a loss.
+    NotAnInstance(String),
+    /// Failed for now, in Graph's words.
+    Failed(String),
+}
+
 /// What a lookup by tag found.
 enum Lookup {
     Found(String),
@@ -118,9 +127,56 @@ impl Context<'_> {
             item.id,
             self.user(),
             &item.blob,
-            &item.blob.to_hex(),
+            &self.tag(item),
             &container.id,
         )
+    }
+
+    /// The tag a create of this version of `item` carries: its content
+    /// hash, bound to the target, kind, collection and UID, so the same
+    /// text in two calendars (or two accounts into one mailbox) is two
+    /// items at the target, never one taken for the other.
+    fn tag(&self, item: &ItemToSend) -> String {
+        crate::store::BlobHash::of(
+            format!(
+                "mailferry item\0{}\0{}\0{}\0{}\0{}",
+                self.user().to_lowercase(),
+                item.kind.as_str(),
+                item.collection,
+                item.uid,
+                item.blob.to_hex()
+            )
+            .as_bytes(),
+        )
+        .to_hex()
+    }
+
+    /// An update's body: the new fields, and those the version the target
+    /// holds had and this one has not, cleared (a PATCH leaves what it
+    /// does not name).
+    fn cleared(&self, item: &ItemToSend, json: &Value) -> Value {
+        let mut patch = json.clone();
+        let Some(sent) = item.sent.as_ref().filter(|s| s.blob != item.blob) else {
+            return patch;
+        };
+        let Ok(raw) = self.store.read_blob(&sent.blob) else {
+            return patch;
+        };
+        let Ok(before) = build_json(item.kind, &String::from_utf8_lossy(&raw)) else {
+            return patch;
+        };
+        if let (Some(before), Some(now)) = (before.as_object(), patch.as_object_mut()) {
+            for (k, v) in before {
+                if !now.contains_key(k) {
+                    let empty = match v {
+                        Value::Array(_) => json!([]),
+                        _ => Value::Null,
+                    };
+                    now.insert(k.clone(), empty);
+                }
+            }
+        }
+        patch
     }
 
     /// Records `reason` for an item that was not sent or not taken.
@@ -129,7 +185,7 @@ impl Context<'_> {
             item.id,
             self.user(),
             &item.blob,
-            &item.blob.to_hex(),
+            &self.tag(item),
             reason,
             words,
         )?;
@@ -147,7 +203,13 @@ impl Context<'_> {
         container: &Result<Container, Refusal>,
     ) -> Result<Result<Built, Sent>> {
         if let Err(r) = container {
-            return Ok(Err(self.refuse(item, r.reason, &r.words)?));
+            // A folder that cannot be found or made is a failure to try
+            // again, never a reason to settle its items as not uploadable.
+            let reason = match r.reason.state() {
+                ItemState::Skipped => ItemReason::Unavailable,
+                _ => r.reason,
+            };
+            return Ok(Err(self.refuse(item, reason, &r.words)?));
         }
         let text = match self.store.read_blob(&item.blob) {
             Ok(raw) => String::from_utf8_lossy(&raw).into_owned(),
@@ -165,12 +227,18 @@ impl Context<'_> {
         })
     }
 
-    /// Never sent, or refused for good before: nothing of it can be at the
-    /// target, so it is created with no lookup first (and may go in a batch).
+    /// Never sent, or its create refused outright (a 400 creates nothing):
+    /// nothing of it can be at the target, so it is created with no lookup
+    /// first (and may go in a batch). A row skipped for another reason may
+    /// sit over a create an earlier run cut short: it is looked up first.
     pub fn is_fresh(item: &ItemToSend) -> bool {
-        item.sent
-            .as_ref()
-            .is_none_or(|s| s.state == ItemState::Skipped && s.graph_id.is_none())
+        item.sent.as_ref().is_none_or(|s| {
+            s.state == ItemState::Skipped
+                && s.graph_id.is_none()
+                && s.reason
+                    .as_ref()
+                    .is_some_and(|(r, _)| *r == ItemReason::Refused)
+        })
     }
 
     /// Creates fresh items in one `$batch`, then sends their photos and
@@ -181,7 +249,7 @@ impl Context<'_> {
     ) -> Result<Vec<Sent>> {
         let mut requests = Vec::with_capacity(items.len());
         for (item, container, built) in items {
-            let tag = item.blob.to_hex();
+            let tag = self.tag(item);
             self.pending(item, container)?;
             requests.push((
                 Method::POST,
@@ -232,7 +300,7 @@ impl Context<'_> {
             }
             // It may have been made: look; else the next run looks again.
             Reply::Unknown(words) => {
-                match self.find(item.kind, container, &item.blob.to_hex()).await? {
+                match self.find(item.kind, container, &self.tag(item)).await? {
                     Lookup::Found(id) => Ok(id),
                     Lookup::Absent | Lookup::Unknown(_) => {
                         Err(self.refuse(item, ItemReason::Unavailable, &words)?)
@@ -250,7 +318,7 @@ impl Context<'_> {
         container: &Container,
         built: Built,
     ) -> Result<Sent> {
-        let tag = item.blob.to_hex();
+        let tag = self.tag(item);
         let refuse = |reason: ItemReason, words: &str| self.refuse(item, reason, words);
         let built = &built;
 
@@ -258,7 +326,8 @@ impl Context<'_> {
         let mut graph_id = item.sent.as_ref().and_then(|s| s.graph_id.clone());
         if let Some(s) = &item.sent
             && s.graph_id.is_none()
-            && matches!(s.state, ItemState::Pending | ItemState::Failed)
+            && s.state != ItemState::Done
+            && !Self::is_fresh(item)
         {
             match self.find(item.kind, container, &s.tag).await? {
                 Lookup::Found(id) => {
@@ -291,6 +360,7 @@ impl Context<'_> {
         }
 
         if let Some(id) = graph_id {
+            let patch = self.cleared(item, &built.json);
             self.pending(item, container)?;
             let reply = self
                 .mailbox
@@ -298,7 +368,7 @@ impl Context<'_> {
                     Method::PATCH,
                     &self.item_path(item.kind, container, &id),
                     &[],
-                    Body::Json(&built.json),
+                    Body::Json(&patch),
                 )
                 .await?;
             match reply {
@@ -370,24 +440,21 @@ impl Context<'_> {
             }
         }
         for e in &built.exceptions {
-            if let Err(words) = self.apply(id, e).await? {
-                // Recorded against the item with its Graph id: tried again.
-                self.store.index().item_ledger().mark_done(
-                    item.id,
-                    self.user(),
-                    &item.blob,
-                    id,
-                    &losses,
-                )?;
-                self.store.index().item_ledger().mark_refused(
-                    item.id,
-                    self.user(),
-                    &item.blob,
-                    "",
-                    ItemReason::Unavailable,
-                    &words,
-                )?;
-                return Ok(None);
+            match self.apply(id, e).await? {
+                Applied::Done => {}
+                Applied::NotAnInstance(loss) => losses.push(loss),
+                Applied::Failed(words) => {
+                    // Failed with its Graph id, in one write: the next run
+                    // updates the series and applies its exceptions again.
+                    self.store.index().item_ledger().mark_failed_at(
+                        item.id,
+                        self.user(),
+                        &item.blob,
+                        id,
+                        &words,
+                    )?;
+                    return Ok(None);
+                }
             }
         }
         self.store.index().item_ledger().mark_done(
@@ -403,7 +470,7 @@ impl Context<'_> {
     /// Cancels or changes one instance of series `id` (MS "List
     /// instances", "Delete event", "Update event"). Idempotent: an instance
     /// already cancelled is not listed, one already changed is changed again.
-    async fn apply(&self, id: &str, e: &Exception) -> Result<Result<(), String>> {
+    async fn apply(&self, id: &str, e: &Exception) -> Result<Applied> {
         let original = e.original();
         let moved_to = match e {
             Exception::Changed { json, .. } => json["start"]["dateTime"]
@@ -412,37 +479,71 @@ impl Context<'_> {
                 .map(|t| t.and_utc()),
             Exception::Cancelled { .. } => None,
         };
-        let from = original.min(moved_to.unwrap_or(original)) - chrono::Duration::days(1);
-        let to = original.max(moved_to.unwrap_or(original)) + chrono::Duration::days(2);
-        let (from, to) = (iso(from), iso(to));
-        let listed = self
-            .mailbox
-            .send(
-                Method::GET,
-                &format!("/events/{}/instances", urlencode(id)),
-                &[
-                    ("startDateTime", from.as_str()),
-                    ("endDateTime", to.as_str()),
-                    ("$select", "id,originalStart"),
-                ],
-                Body::Empty,
-            )
-            .await?;
-        let body = match listed {
-            Reply::Answered { status: 200, body } => body,
-            other => return Ok(Err(other.error_words())),
+        // Where the instance is now: at its original start, or (changed by
+        // an earlier run) at its new one; a day either side for zones.
+        let mut windows = vec![original];
+        windows.extend(moved_to.filter(|m| (*m - original).abs() > chrono::Duration::days(1)));
+        let mut instance = None;
+        for at in windows {
+            let (from, to) = (
+                iso(at - chrono::Duration::days(1)),
+                iso(at + chrono::Duration::days(2)),
+            );
+            let mut page = match self
+                .mailbox
+                .send(
+                    Method::GET,
+                    &format!("/events/{}/instances", urlencode(id)),
+                    &[
+                        ("startDateTime", from.as_str()),
+                        ("endDateTime", to.as_str()),
+                        ("$select", "id,originalStart"),
+                        ("$top", "100"),
+                    ],
+                    Body::Empty,
+                )
+                .await?
+            {
+                Reply::Answered { status: 200, body } => body,
+                other => return Ok(Applied::Failed(other.error_words())),
+            };
+            loop {
+                instance = page["value"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|i| {
+                        i["originalStart"]
+                            .as_str()
+                            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                            .is_some_and(|t| t.with_timezone(&Utc) == original)
+                    })
+                    .and_then(|i| i["id"].as_str())
+                    .map(str::to_string);
+                match (&instance, page["@odata.nextLink"].as_str()) {
+                    (None, Some(link)) => match self.mailbox.follow(link).await {
+                        Ok(p) => page = p,
+                        Err(e) => return Ok(Applied::Failed(e.to_string())),
+                    },
+                    _ => break,
+                }
+            }
+            if instance.is_some() {
+                break;
+            }
+        }
+        let Some(instance) = instance else {
+            return Ok(match e {
+                // Cancelled already, or never an instance: nothing to do.
+                Exception::Cancelled { .. } => Applied::Done,
+                Exception::Changed { .. } => Applied::NotAnInstance(format!(
+                    "the changed instance of {} is not an instance of the rule at the target; \
+                     not applied",
+                    iso(original)
+                )),
+            });
         };
-        let instance = body["value"].as_array().into_iter().flatten().find(|i| {
-            i["originalStart"]
-                .as_str()
-                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-                .is_some_and(|t| t.with_timezone(&Utc) == original)
-        });
-        let Some(instance) = instance.and_then(|i| i["id"].as_str()) else {
-            // Not an instance of the rule (or cancelled already): nothing to do.
-            return Ok(Ok(()));
-        };
-        let path = format!("/events/{}", urlencode(instance));
+        let path = format!("/events/{}", urlencode(&instance));
         let reply = match e {
             Exception::Cancelled { .. } => {
                 self.mailbox
@@ -459,8 +560,8 @@ impl Context<'_> {
             Reply::Answered {
                 status: 200..=204 | 404,
                 ..
-            } => Ok(()),
-            other => Err(other.error_words()),
+            } => Applied::Done,
+            other => Applied::Failed(other.error_words()),
         })
     }
 

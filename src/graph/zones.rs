@@ -90,22 +90,23 @@ const WINDOWS: &[(&str, &str)] = &[
     ("America/Buenos_Aires", "Argentina Standard Time"),
 ];
 
-/// The name to send for a time given with `tzid`, which resolves to `tz`.
-pub fn windows_name(tzid: &str, tz: &Tz) -> String {
+/// The name to send for a time given with `tzid`, which resolves to `tz`;
+/// None when no Windows name is known (Graph refuses many IANA names).
+pub fn windows_name(tzid: &str, tz: &Tz) -> Option<String> {
     let tzid = tzid.trim();
     // Outlook writes Windows names as TZIDs: they are what Graph wants.
     if WINDOWS.iter().any(|(_, w)| w.eq_ignore_ascii_case(tzid)) || tzid.ends_with("Standard Time")
     {
-        return tzid.to_string();
+        return Some(tzid.to_string());
     }
     let iana = tz.name().map(|n| n.into_owned());
     for name in [Some(tzid.to_string()), iana.clone()].into_iter().flatten() {
         let bare = name.trim_start_matches('/');
         if let Some((_, w)) = WINDOWS.iter().find(|(i, _)| i.eq_ignore_ascii_case(bare)) {
-            return w.to_string();
+            return Some(w.to_string());
         }
     }
-    iana.unwrap_or_else(|| "UTC".into())
+    tz.is_utc().then(|| "UTC".to_string())
 }
 
 #[cfg(test)]
@@ -116,20 +117,15 @@ mod tests {
     #[test]
     fn iana_and_windows_names_become_windows_names() {
         let berlin = Tz::from_str("Europe/Berlin").unwrap();
-        assert_eq!(
-            windows_name("Europe/Berlin", &berlin),
-            "W. Europe Standard Time"
-        );
-        assert_eq!(
-            windows_name("W. Europe Standard Time", &berlin),
-            "W. Europe Standard Time"
-        );
+        let w = Some("W. Europe Standard Time".to_string());
+        assert_eq!(windows_name("Europe/Berlin", &berlin), w);
+        assert_eq!(windows_name("W. Europe Standard Time", &berlin), w);
         // A zone Outlook named in its own words, resolved by its rules.
         assert_eq!(
             windows_name("(UTC+01:00) Amsterdam, Berlin, Bern", &berlin),
-            "W. Europe Standard Time"
+            w
         );
         let other = Tz::from_str("Asia/Kathmandu").unwrap();
-        assert_eq!(windows_name("Asia/Kathmandu", &other), "Asia/Kathmandu");
+        assert_eq!(windows_name("Asia/Kathmandu", &other), None);
     }
 }

@@ -257,6 +257,8 @@ impl ItemLedger<'_> {
         tag: &str,
         container_id: &str,
     ) -> Result<()> {
+        // One mailbox, whatever case the accounts file gives it in.
+        let target = &target.to_lowercase();
         self.index.connection().execute(
             "INSERT INTO item_uploads (item_id, target, state, blob_hash, tag, container_id,
                                        attempts, updated_at)
@@ -283,6 +285,8 @@ impl ItemLedger<'_> {
         graph_id: &str,
         losses: &[String],
     ) -> Result<()> {
+        // One mailbox, whatever case the accounts file gives it in.
+        let target = &target.to_lowercase();
         let changed = self.index.connection().execute(
             "UPDATE item_uploads SET state = 'done', blob_hash = ?3, graph_id = ?4,
                     losses = ?5, reason_kind = NULL, reason = NULL, updated_at = ?6
@@ -313,6 +317,8 @@ impl ItemLedger<'_> {
         reason: ItemReason,
         words: &str,
     ) -> Result<()> {
+        // One mailbox, whatever case the accounts file gives it in.
+        let target = &target.to_lowercase();
         self.index.connection().execute(
             "INSERT INTO item_uploads (item_id, target, state, blob_hash, tag, reason_kind,
                                        reason, attempts, updated_at)
@@ -335,9 +341,36 @@ impl ItemLedger<'_> {
         Ok(())
     }
 
+    /// The item is at the target under `graph_id`, but a step after its
+    /// create or update (an exception of its series) failed for now: failed,
+    /// with its Graph id, so the next run updates it (one write).
+    pub fn mark_failed_at(
+        &self,
+        item_id: i64,
+        target: &str,
+        blob: &BlobHash,
+        graph_id: &str,
+        words: &str,
+    ) -> Result<()> {
+        // One mailbox, whatever case the accounts file gives it in.
+        let target = &target.to_lowercase();
+        let changed = self.index.connection().execute(
+            "UPDATE item_uploads SET state = 'failed', blob_hash = ?3, graph_id = ?4,
+                    reason_kind = 'unavailable', reason = ?5, updated_at = ?6
+             WHERE item_id = ?1 AND target = ?2",
+            params![item_id, target, blob.to_hex(), graph_id, words, now()],
+        )?;
+        if changed != 1 {
+            bail!("no ledger row for item {item_id} at {target}");
+        }
+        Ok(())
+    }
+
     /// A read-back did not find the item: it is created again by the next
     /// upload (the Graph id is dropped, so no update is tried).
     pub fn mark_missing(&self, item_id: i64, target: &str) -> Result<()> {
+        // One mailbox, whatever case the accounts file gives it in.
+        let target = &target.to_lowercase();
         self.index.connection().execute(
             "UPDATE item_uploads SET state = 'failed', graph_id = NULL,
                     reason_kind = 'missing-at-target',
@@ -351,6 +384,8 @@ impl ItemLedger<'_> {
     /// A pending create the target turned out not to hold: forget the
     /// attempt's Graph id so the next create starts clean.
     pub fn forget_graph_id(&self, item_id: i64, target: &str) -> Result<()> {
+        // One mailbox, whatever case the accounts file gives it in.
+        let target = &target.to_lowercase();
         self.index.connection().execute(
             "UPDATE item_uploads SET graph_id = NULL WHERE item_id = ?1 AND target = ?2",
             params![item_id, target],

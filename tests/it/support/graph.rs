@@ -340,6 +340,10 @@ enum Override {
 struct Mailbox {
     upn: String,
     denied: bool,
+    /// Repeated transactionIds create anew: what a client may meet where
+    /// Graph's undocumented dedupe does not hold (another payload, a
+    /// retention window), so only its own lookup keeps it exact.
+    transaction_ids_ignored: bool,
     in_flight: usize,
     max_in_flight: usize,
     /// When each request counted against the window arrived.
@@ -410,6 +414,7 @@ impl Graph {
             let mailbox = Mailbox {
                 upn: upn.to_string(),
                 denied: false,
+                transaction_ids_ignored: false,
                 in_flight: 0,
                 max_in_flight: 0,
                 window: VecDeque::new(),
@@ -491,6 +496,13 @@ impl Graph {
     /// (an application access policy that leaves it out).
     pub fn deny(&self, mailbox: &str) {
         self.shared.with_mailbox(mailbox, |m| m.denied = true);
+    }
+
+    /// Repeated transactionIds create a second event in this mailbox (the
+    /// docs do not say what a repeat does; a client must not rely on it).
+    pub fn ignore_transaction_ids(&self, mailbox: &str) {
+        self.shared
+            .with_mailbox(mailbox, |m| m.transaction_ids_ignored = true);
     }
 
     /// The admin puts the mailbox back in the app's scope.
@@ -2946,6 +2958,7 @@ impl Shared {
         }
         let prefer = req.prefer_zone();
         if let Some(t) = body.get("transactionId").and_then(Value::as_str)
+            && !m.transaction_ids_ignored
             && let Some(existing) = m
                 .events
                 .iter()
