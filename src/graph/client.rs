@@ -164,6 +164,26 @@ impl GraphClient {
         })
     }
 
+    /// The application permissions (`roles`) the app's token carries, when
+    /// it is a JWT that says (Microsoft's are; None otherwise). A read
+    /// probe cannot tell Contacts.Read from Contacts.ReadWrite; this can.
+    pub async fn token_roles(&self) -> Option<Vec<String>> {
+        use base64::Engine as _;
+        let token = self.tokens.access_token().await.ok()?;
+        let payload = token.token.expose().split('.').nth(1)?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload.trim_end_matches('='))
+            .ok()?;
+        let claims: Value = serde_json::from_slice(&bytes).ok()?;
+        Some(
+            claims["roles"]
+                .as_array()?
+                .iter()
+                .filter_map(|r| r.as_str().map(str::to_string))
+                .collect(),
+        )
+    }
+
     /// The gate of a target mailbox, shared by everything sent to it.
     pub fn gate(&self, mailbox: &str) -> Arc<MailboxGate> {
         self.gates

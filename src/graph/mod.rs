@@ -362,9 +362,73 @@ pub async fn probe(client: &GraphClient, user: &str) -> GraphAccess {
         one("/calendars"),
         one("/todo/lists")
     );
-    GraphAccess {
+    let mut access = GraphAccess {
         contacts,
         calendars,
         tasks,
+    };
+    if let Some(roles) = client.token_roles().await {
+        writable(&mut access, &roles);
+    }
+    access
+}
+
+/// A read that went through says nothing of writing: where the token
+/// names its permissions, one without the ReadWrite permission (granted
+/// in Entra; Exchange RBAC grants do not show here) is refused.
+fn writable(access: &mut GraphAccess, roles: &[String]) {
+    let has = |p: &str| roles.iter().any(|r| r.eq_ignore_ascii_case(p));
+    for (a, write, all) in [
+        (&mut access.contacts, "Contacts.ReadWrite", None),
+        (&mut access.calendars, "Calendars.ReadWrite", None),
+        (
+            &mut access.tasks,
+            "Tasks.ReadWrite.All",
+            Some("Tasks.ReadWrite"),
+        ),
+    ] {
+        let names_this_kind = roles.iter().any(|r| {
+            let r = r.to_ascii_lowercase();
+            r.starts_with(&write.split('.').next().unwrap_or("").to_ascii_lowercase())
+        });
+        if *a == Access::Granted && names_this_kind && !has(write) && !all.is_some_and(has) {
+            *a = Access::Refused(format!(
+                "the app's token carries {} but not {write}",
+                roles.join(", ")
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_only_grant_is_not_taken_for_a_write() {
+        let mut a = GraphAccess {
+            contacts: Access::Granted,
+            calendars: Access::Granted,
+            tasks: Access::Granted,
+        };
+        let roles = [
+            "Contacts.Read",
+            "Calendars.ReadWrite",
+            "Tasks.ReadWrite.All",
+        ]
+        .map(String::from);
+        writable(&mut a, &roles);
+        assert!(matches!(&a.contacts, Access::Refused(w) if w.contains("Contacts.ReadWrite")));
+        assert_eq!(a.calendars, Access::Granted);
+        assert_eq!(a.tasks, Access::Granted);
+        // A token that names no permission of a kind (granted through
+        // Exchange RBAC) is left to the probe.
+        let mut b = GraphAccess {
+            contacts: Access::Granted,
+            calendars: Access::Granted,
+            tasks: Access::Granted,
+        };
+        writable(&mut b, &["User.Read.All".to_string()]);
+        assert_eq!(b.contacts, Access::Granted);
     }
 }

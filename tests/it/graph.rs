@@ -846,3 +846,27 @@ fn a_pst_s_contacts_and_series_arrive_through_graph() {
         .count();
     assert_eq!(moved, 2, "{instances:#?}");
 }
+
+/// The same event exported in two calendars is two events at the target:
+/// its tag (and transactionId) is bound to the calendar, not to the text alone.
+#[test]
+fn the_same_event_in_two_calendars_is_two_events() {
+    let t = Tenant::start(&[ALICE]);
+    let event = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\n\
+                 UID:shared@x\r\nDTSTART:20250301T090000Z\r\nDTEND:20250301T100000Z\r\n\
+                 SUMMARY:Shared\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+    let (family, work) = (
+        t.dir.path().join("Family.ics"),
+        t.dir.path().join("Work.ics"),
+    );
+    std::fs::write(&family, event).unwrap();
+    std::fs::write(&work, event).unwrap();
+    t.import(ALICE, &[&family, &work]);
+    let (run, json) = t.upload(&[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(account(&json, ALICE)["created"], 2, "{json}");
+    assert_eq!(
+        names(&t.graph.events(ALICE), "subject"),
+        ["Family/Shared", "Work/Shared"]
+    );
+}
