@@ -486,7 +486,18 @@ pub fn event(cal: &ICalendar, with_attendees: bool) -> Result<EventBody, String>
                 None => None,
             };
             match recurrence(rule, &start, until) {
-                Ok(r) => json["recurrence"] = r,
+                Ok(rec) => {
+                    if rec["pattern"]["type"] == "absoluteMonthly"
+                        && rec["pattern"]["dayOfMonth"].as_u64().unwrap_or(0) > 28
+                    {
+                        r.losses.push(format!(
+                            "it repeats on day {} of the month: Outlook puts it on the last day \
+                             of shorter months, which the source skips",
+                            rec["pattern"]["dayOfMonth"]
+                        ));
+                    }
+                    json["recurrence"] = rec;
+                }
                 Err(words) => unexpressed = Some(words),
             }
             for e in master.properties(&ICalendarProperty::Exdate) {
