@@ -1,7 +1,8 @@
 //! Contacts as CSV, in the columns Outlook's "Comma Separated Values"
 //! export writes (English names; Rackspace Webmail's export for Outlook
-//! writes the same), comma, semicolon or tab separated, in UTF-8, UTF-16
-//! or Windows-1252. Each row becomes a vCard 3.0 text, so contacts from
+//! writes the same), or Thunderbird's, Google's or a plain Name/Email
+//! list's, comma, semicolon or tab separated, in UTF-8, UTF-16 or
+//! Windows-1252. Each row becomes a vCard 3.0 text, so contacts from
 //! CSV and from vCard files travel the same way from here on.
 
 use std::collections::{HashMap, HashSet};
@@ -13,6 +14,35 @@ use crate::store::items::ProblemKind;
 
 /// Columns of Outlook's export that name a contact.
 const IDENTITY: &[&str] = &["First Name", "Last Name", "E-mail Address", "Company"];
+
+/// Other exports' names for Outlook's columns: Thunderbird's CSV, Google's
+/// "Google CSV", and the plain Name/Email lists webmails (Roundcube and
+/// others) write; Rackspace Webmail offers exports for several clients.
+const ALIASES: &[(&str, &str)] = &[
+    ("Given Name", "First Name"),
+    ("Additional Name", "Middle Name"),
+    ("Family Name", "Last Name"),
+    ("Primary Email", "E-mail Address"),
+    ("Email", "E-mail Address"),
+    ("E-mail", "E-mail Address"),
+    ("Email Address", "E-mail Address"),
+    ("E-mail 1 - Value", "E-mail Address"),
+    ("Secondary Email", "E-mail 2 Address"),
+    ("E-mail 2 - Value", "E-mail 2 Address"),
+    ("E-mail 3 - Value", "E-mail 3 Address"),
+    ("Organization", "Company"),
+    ("Organization 1 - Name", "Company"),
+    ("Organization 1 - Title", "Job Title"),
+    ("Organization 1 - Department", "Department"),
+    ("Work Phone", "Business Phone"),
+    ("Mobile Number", "Mobile Phone"),
+    ("Fax Number", "Business Fax"),
+    ("Pager Number", "Pager"),
+    ("Web Page 1", "Web Page"),
+    ("Website 1 - Value", "Web Page"),
+    ("Note", "Notes"),
+    ("Display Name", "Name"),
+];
 
 /// Reads every contact of an Outlook-style CSV; `file` names it in
 /// problems. A row that names no one is skipped and named.
@@ -52,8 +82,17 @@ pub fn read_contacts_csv(bytes: &[u8], file: &str) -> (Vec<Card>, Vec<ItemProble
             );
         }
     };
+    // Another export's column names become Outlook's, where Outlook's
+    // own is not there.
+    let mut headers = headers;
+    for h in headers.iter_mut() {
+        if let Some((_, outlook)) = ALIASES.iter().find(|(a, _)| a.eq_ignore_ascii_case(h)) {
+            *h = outlook.to_string();
+        }
+    }
     if !IDENTITY
         .iter()
+        .chain(&["Name"])
         .any(|c| headers.iter().any(|h| h.eq_ignore_ascii_case(c)))
     {
         return (
@@ -106,7 +145,10 @@ pub fn read_contacts_csv(bytes: &[u8], file: &str) -> (Vec<Card>, Vec<ItemProble
             .into_iter()
             .filter(|s| !s.is_empty())
             .collect();
-        let name = if !full.is_empty() {
+        let display = get("Name");
+        let name = if !display.is_empty() {
+            display
+        } else if !full.is_empty() {
             full.join(" ")
         } else if !company.is_empty() {
             company.clone()
@@ -321,5 +363,38 @@ mod tests {
             problems[0].problem.contains("not a contacts export"),
             "{problems:?}"
         );
+    }
+
+    #[test]
+    fn thunderbird_google_and_plain_webmail_columns_are_read_too() {
+        let thunderbird = "First Name,Last Name,Display Name,Nickname,Primary Email,\
+                           Secondary Email,Work Phone,Mobile Number,Organization\r\n\
+                           Anne,Smith,Anne S.,,anne@x.example,anne2@x.example,+1 555 1,+1 555 2,Contoso\r\n";
+        let (cards, problems) = read_contacts_csv(thunderbird.as_bytes(), "tb.csv");
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(cards[0].name, "Anne S.");
+        for expected in [
+            "EMAIL;TYPE=INTERNET:anne@x.example",
+            "EMAIL;TYPE=INTERNET:anne2@x.example",
+            "TEL;TYPE=WORK,VOICE:+1 555 1",
+            "TEL;TYPE=CELL:+1 555 2",
+            "ORG:Contoso;",
+        ] {
+            assert!(
+                cards[0].text.contains(expected),
+                "{expected} in {}",
+                cards[0].text
+            );
+        }
+        let google = "Name,Given Name,Family Name,E-mail 1 - Value,Organization 1 - Name\r\n\
+                      Ben Ode,Ben,Ode,ben@x.example,Fabrikam\r\n";
+        let (cards, problems) = read_contacts_csv(google.as_bytes(), "google.csv");
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(cards[0].name, "Ben Ode");
+        assert!(cards[0].text.contains("N:Ode;Ben;"), "{}", cards[0].text);
+        let plain = "Name,Email\r\nMr Smith,jsmith@x.example\r\n";
+        let (cards, problems) = read_contacts_csv(plain.as_bytes(), "plain.csv");
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(cards[0].name, "Mr Smith");
     }
 }
