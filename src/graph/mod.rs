@@ -285,7 +285,7 @@ async fn send_chunk(
     let mut others = Vec::new();
     for item in chunk {
         let container = &found[&(item.kind, item.collection.clone())];
-        match ctx.prepare(item, container)? {
+        match ctx.shape(item, container)? {
             Err(sent) => out.push(sent),
             Ok(built) => {
                 let container = container.as_ref().expect("prepared");

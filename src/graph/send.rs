@@ -197,7 +197,7 @@ impl Context<'_> {
 
     /// The item as Graph takes it, or what became of it when it cannot go
     /// (its container refused, its text unreadable or not representable).
-    pub fn prepare(
+    pub fn shape(
         &self,
         item: &ItemToSend,
         container: &Result<Container, Refusal>,
