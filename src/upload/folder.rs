@@ -20,6 +20,9 @@ use crate::store::ledger::{self, FailReason, LedgerEntry, Outgoing, SentAs, Skip
 
 /// How often one message is tried while the server keeps throttling.
 const THROTTLE_RETRIES: u32 = 30;
+/// How often a message refused for a passing fault is tried again in the
+/// same run (after 250 ms, then 500 ms).
+const PASSING_RETRIES: u32 = 2;
 
 /// Whether an entry (or its absence) calls for an APPEND.
 pub(crate) fn wants_append(
@@ -299,6 +302,7 @@ async fn send(
     let flags = flags_for_target(&o.flags, kind);
     let date = o.internal_date.map(|(t, off)| internal_date(t, off));
     let mut throttled = 0;
+    let mut passing = 0u32;
     let mut created = false;
     loop {
         let sent = sent_as.map(|how| (how, BlobHash::of(&body)));
@@ -390,6 +394,14 @@ async fn send(
                         created = true;
                         continue;
                     }
+                    // A NO is not applied: a passing fault is worth a
+                    // moment's wait and another try before the next run.
+                    Refusal::Temporary if passing < PASSING_RETRIES => {
+                        passing += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(250 * passing as u64))
+                            .await;
+                        continue;
+                    }
                     Refusal::BareNewlines
                         if sent_as.is_none() && refusal::has_bare_line_ends(&body) =>
                     {
@@ -410,7 +422,10 @@ async fn send(
                             .ledger()
                             .mark_skipped(tf, &o.blob, &reason, o.copies)?;
                     }
-                    Refusal::Throttled(_) | Refusal::NoFolder | Refusal::Temporary => {
+                    Refusal::Throttled(_)
+                    | Refusal::NoFolder
+                    | Refusal::OverQuota
+                    | Refusal::Temporary => {
                         let reason = FailReason::Refused(text);
                         index.ledger().mark_failed(tf, &o.blob, &reason, o.copies)?;
                     }

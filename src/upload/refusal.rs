@@ -21,7 +21,11 @@ pub enum Refusal {
     BareNewlines,
     /// Never, as these bytes are.
     Permanent,
-    /// Perhaps on a later run.
+    /// The mailbox is full: when someone deletes mail, on a later run.
+    OverQuota,
+    /// Perhaps in a moment (a server's passing fault, such as Cyrus's
+    /// "System I/O error" on a mailbox another connection just made), else
+    /// on a later run.
     Temporary,
 }
 
@@ -58,7 +62,7 @@ pub fn classify(text: &str) -> Refusal {
     }
     // Quota frees up when someone deletes mail: not the message's fault.
     if text.contains("[OVERQUOTA]") || lower.contains("quota") {
-        return Refusal::Temporary;
+        return Refusal::OverQuota;
     }
     if lower.contains("bare newline") || lower.contains("bare lf") || lower.contains("bare cr") {
         return Refusal::BareNewlines;
@@ -165,9 +169,9 @@ mod tests {
         );
         assert_eq!(
             classify("[OVERQUOTA] Quota exceeded (mailbox for user is full)"),
-            Refusal::Temporary
+            Refusal::OverQuota
         );
-        assert_eq!(classify("Over quota"), Refusal::Temporary);
+        assert_eq!(classify("Over quota"), Refusal::OverQuota);
         assert_eq!(classify("[SERVERBUG] Internal error"), Refusal::Temporary);
         assert!(matches!(
             classify("[UNAVAILABLE] Request is throttled. Suggested Backoff Time: 10 milliseconds"),

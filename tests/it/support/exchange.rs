@@ -43,7 +43,9 @@ pub struct ExchangeFaults {
     pub bye_at_append: Option<usize>,
     /// Drop the connection halfway through the literal of the Nth APPEND.
     pub reset_at_append: Option<usize>,
-    /// Refuse the Nth APPEND with a server error (it fails, for --retry-failed).
+    /// Refuse the Nth APPEND with a server error, and the same message the
+    /// next two times it comes (a client's retries within its run): it
+    /// fails, for --retry-failed, and goes through on the fourth try.
     pub refuse_at_append: Option<usize>,
     /// Refuse APPENDs larger than this.
     pub max_message: Option<usize>,
@@ -97,6 +99,8 @@ struct Shared {
     client_pid: Arc<AtomicU32>,
     upstream: u16,
     ca: Vec<u8>,
+    /// The message `refuse_at_append` refused, and refusals of it left.
+    refused: Mutex<Option<(Vec<u8>, usize)>>,
 }
 
 impl ExchangeProxy {
@@ -119,6 +123,7 @@ impl ExchangeProxy {
             client_pid: client_pid.clone(),
             upstream: server.port,
             ca: std::fs::read(&server.ca_file).unwrap(),
+            refused: Mutex::new(None),
         });
         let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -472,7 +477,22 @@ async fn relay(
                     .await?;
                     continue;
                 }
-                if f.refuse_at_append == Some(n) {
+                let refuse = {
+                    let mut refused = shared.refused.lock().unwrap();
+                    if f.refuse_at_append == Some(n) {
+                        *refused = Some((body.to_vec(), 2));
+                        true
+                    } else if let Some((b, left)) = refused.as_mut()
+                        && *left > 0
+                        && b.as_slice() == body
+                    {
+                        *left -= 1;
+                        true
+                    } else {
+                        false
+                    }
+                };
+                if refuse {
                     reply(format!("{tag} NO [SERVERBUG] Internal error occurred.\r\n")).await?;
                     continue;
                 }
