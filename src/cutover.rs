@@ -162,19 +162,7 @@ pub async fn cutover(
     )
     .await?;
     // Contacts, events and tasks, for the accounts that have any.
-    let with_items: Vec<crate::config::Account> = {
-        let counts = store.index().item_counts()?;
-        config
-            .accounts
-            .iter()
-            .filter(|a| {
-                counts.iter().any(|(n, c)| {
-                    n.eq_ignore_ascii_case(&a.name) && c.contacts + c.events + c.tasks > 0
-                })
-            })
-            .cloned()
-            .collect()
-    };
+    let with_items = crate::graph::accounts_with_items(&store, &config.accounts)?;
     let (items_uploaded, items_checked) = match (&options.items, with_items.is_empty()) {
         (Some(items), false) => {
             let up =
@@ -383,7 +371,7 @@ fn account_verdict(name: &str, pass: &FinalPass) -> AccountCutover {
 fn items_verdict(name: &str, pass: &FinalPass, totals: &AccountStatus) -> Vec<String> {
     let mut open = Vec::new();
     let i = &totals.items;
-    if i.contacts + i.events + i.tasks == 0 {
+    if !i.has_items() {
         return open;
     }
     if pass.items_uploaded.is_none() {

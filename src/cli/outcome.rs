@@ -61,6 +61,25 @@ impl Outcome for MirrorSummary {
     }
 }
 
+/// The mail's part, then the items' part; `neither` when there is none.
+fn mail_then_items(
+    f: &mut std::fmt::Formatter<'_>,
+    mail: Option<&impl Display>,
+    items: Option<&impl Display>,
+    neither: &str,
+) -> std::fmt::Result {
+    if let Some(mail) = mail {
+        write!(f, "{mail}")?;
+    }
+    if let Some(items) = items {
+        write!(f, "{items}")?;
+    }
+    if mail.is_none() && items.is_none() {
+        writeln!(f, "{neither}")?;
+    }
+    Ok(())
+}
+
 /// An upload: the mail, then the contacts, events and tasks.
 #[derive(Serialize)]
 pub struct Uploaded {
@@ -80,16 +99,12 @@ impl Uploaded {
 
 impl Display for Uploaded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if let Some(mail) = &self.mail {
-            write!(f, "{mail}")?;
-        }
-        if let Some(items) = &self.items {
-            write!(f, "{items}")?;
-        }
-        if self.mail.is_none() && self.items.is_none() {
-            writeln!(f, "No contacts, events or tasks to upload.")?;
-        }
-        Ok(())
+        mail_then_items(
+            f,
+            self.mail.as_ref(),
+            self.items.as_ref(),
+            "No contacts, events or tasks to upload.",
+        )
     }
 }
 
@@ -115,16 +130,12 @@ pub struct TargetsChecked {
 
 impl Display for TargetsChecked {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if let Some(mail) = &self.mail {
-            write!(f, "{mail}")?;
-        }
-        if let Some(items) = &self.items {
-            write!(f, "{items}")?;
-        }
-        if self.mail.is_none() && self.items.is_none() {
-            writeln!(f, "No contacts, events or tasks to read back.")?;
-        }
-        Ok(())
+        mail_then_items(
+            f,
+            self.mail.as_ref(),
+            self.items.as_ref(),
+            "No contacts, events or tasks to read back.",
+        )
     }
 }
 

@@ -85,7 +85,7 @@ fn stored_items(
         .item_counts()
         .unwrap_or_default()
         .into_iter()
-        .filter(|(_, c)| c.contacts + c.events + c.tasks > 0)
+        .filter(|(_, c)| c.has_items())
         .map(|(name, c)| (name.to_lowercase(), c))
         .collect()
 }

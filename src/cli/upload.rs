@@ -86,19 +86,7 @@ fn upload_items(
     progress: Arc<dyn mailferry::progress::Progress>,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<Option<ItemsUploaded>> {
-    let with_items: Vec<String> = store
-        .index()
-        .item_counts()?
-        .into_iter()
-        .filter(|(_, c)| c.contacts + c.events + c.tasks > 0)
-        .map(|(name, _)| name)
-        .collect();
-    let accounts: Vec<_> = config
-        .accounts
-        .iter()
-        .filter(|a| with_items.iter().any(|n| n.eq_ignore_ascii_case(&a.name)))
-        .cloned()
-        .collect();
+    let accounts = graph::accounts_with_items(&store, &config.accounts)?;
     if accounts.is_empty() {
         return Ok(None);
     }

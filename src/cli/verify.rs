@@ -62,17 +62,7 @@ fn check_items(
     store: std::sync::Arc<mailferry::store::Store>,
     requeue: bool,
 ) -> Result<Option<ItemsChecked>> {
-    let with_items = store.index().item_counts()?;
-    let accounts: Vec<_> = config
-        .accounts
-        .iter()
-        .filter(|a| {
-            with_items.iter().any(|(n, c)| {
-                n.eq_ignore_ascii_case(&a.name) && c.contacts + c.events + c.tasks > 0
-            })
-        })
-        .cloned()
-        .collect();
+    let accounts = mailferry::graph::accounts_with_items(&store, &config.accounts)?;
     if accounts.is_empty() {
         return Ok(None);
     }

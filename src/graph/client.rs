@@ -129,7 +129,6 @@ pub struct RequestCounts {
     /// Requests Graph counts: each one inside a `$batch` too.
     pub graph_requests: AtomicU64,
     pub throttled: AtomicU64,
-    pub waited_ms: AtomicU64,
 }
 
 pub struct GraphClient {
@@ -458,11 +457,8 @@ impl GraphClient {
 
     async fn wait(&self, gate: &MailboxGate, retry_after: Option<Duration>, attempt: u32) {
         self.counts.throttled.fetch_add(1, Ordering::Relaxed);
-        let d = retry_after.unwrap_or_else(|| backoff(attempt));
-        self.counts
-            .waited_ms
-            .fetch_add(d.as_millis() as u64, Ordering::Relaxed);
-        gate.pause(d).await;
+        gate.pause(retry_after.unwrap_or_else(|| backoff(attempt)))
+            .await;
     }
 }
 

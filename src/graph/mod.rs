@@ -136,6 +136,20 @@ impl std::fmt::Display for ItemsUploaded {
     }
 }
 
+/// The batch's accounts that hold contacts, events or tasks in the store.
+pub fn accounts_with_items(store: &Store, accounts: &[Account]) -> Result<Vec<Account>> {
+    let counts = store.index().item_counts()?;
+    Ok(accounts
+        .iter()
+        .filter(|a| {
+            counts
+                .iter()
+                .any(|(n, c)| n.eq_ignore_ascii_case(&a.name) && c.has_items())
+        })
+        .cloned()
+        .collect())
+}
+
 /// Does this item need a request? Never sent, changed since, cut short,
 /// or failed before; skipped items wait until they change.
 fn needs_work(item: &ItemToSend) -> bool {

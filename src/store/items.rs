@@ -116,6 +116,11 @@ impl ItemCounts {
     pub fn is_empty(&self) -> bool {
         *self == ItemCounts::default()
     }
+
+    /// Holds contacts, events or tasks to upload (not only problems).
+    pub fn has_items(&self) -> bool {
+        self.contacts + self.events + self.tasks > 0
+    }
 }
 
 impl Index {

@@ -193,14 +193,7 @@ fn contacts_without_a_mailbox_named_are_refused_naming_the_file() {
 
 #[test]
 fn a_mailbox_whose_contacts_came_first_still_mirrors() {
-    let server = Dovecot::start();
-    let mut alice = server.client("alice", "alice-pw");
-    alice.append(
-        "INBOX",
-        "",
-        "03-Mar-2025 10:00:00 +0100",
-        &message("hi", "hi@x", "hello"),
-    );
+    let server = alice_with_one_message();
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let s = store.to_str().unwrap();

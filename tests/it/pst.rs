@@ -507,14 +507,7 @@ fn an_export_folder_brings_the_contacts_and_calendars_of_a_pst_not_its_mail() {
 /// summary says so; the mailbox still mirrors afterwards.
 #[test]
 fn a_pst_of_a_mirrored_mailbox_brings_its_items_and_leaves_its_mail() {
-    let server = Dovecot::start();
-    let mut alice = server.client("alice", "alice-pw");
-    alice.append(
-        "INBOX",
-        "",
-        "03-Mar-2025 10:00:00 +0100",
-        &message("hi", "hi@x", "hello"),
-    );
+    let server = alice_with_one_message();
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let s = store.to_str().unwrap();

@@ -966,6 +966,18 @@ pub fn mailferry(args: &[&str]) -> Run {
     )
 }
 
+/// A Dovecot whose alice has one message in INBOX.
+pub fn alice_with_one_message() -> Dovecot {
+    let server = Dovecot::start();
+    server.client("alice", "alice-pw").append(
+        "INBOX",
+        "",
+        "03-Mar-2025 10:00:00 +0100",
+        &message("hi", "hi@x", "hello"),
+    );
+    server
+}
+
 /// The element of a JSON array whose `key` is `value`; panics naming both.
 pub fn find_in(array: &serde_json::Value, key: &str, value: &str) -> serde_json::Value {
     array
