@@ -7,8 +7,9 @@ pub mod tls;
 mod wire;
 
 pub use session::{
-    Capabilities, FetchStream, FetchedMessage, FlagListing, ImapError, ImapSession, ListedFolder,
-    LoginRefused, MailboxStatus, Namespace, Selected, StorageQuota, parse_internal_date, quote,
+    AppendAhead, Appended, Capabilities, FetchStream, FetchedMessage, FlagListing, ImapError,
+    ImapSession, ListedFolder, LoginRefused, MailboxStatus, Namespace, Selected, StorageQuota,
+    parse_internal_date, quote,
 };
 pub use wire::{MAX_LINE, Spill, Spilled, WireStats};
 

@@ -255,6 +255,20 @@ pub struct Appended {
     pub uid: Option<(u32, u32)>,
 }
 
+/// Whether `tag` is one this session gave a command written ahead
+/// (`P1`, `P2`, ... up to `written`).
+fn ours(tag: &str, written: u64) -> bool {
+    tag.strip_prefix('P')
+        .and_then(|n| n.parse::<u64>().ok())
+        .is_some_and(|n| n >= 1 && n <= written)
+}
+
+/// An APPEND written ahead of its answer.
+#[must_use = "its answer must be read"]
+pub struct AppendAhead {
+    tag: async_imap::imap_proto::RequestId,
+}
+
 /// What a tagged OK carried that callers need.
 #[derive(Debug, Default)]
 struct TaggedOk {
@@ -294,6 +308,8 @@ fn tagged_outcome(
 
 enum Step {
     Done(std::result::Result<TaggedOk, ImapError>),
+    /// The tagged answer to an APPEND written ahead, before the one awaited.
+    Early(String, std::result::Result<TaggedOk, ImapError>),
     Bye(String),
     Continue,
     More,
@@ -380,6 +396,8 @@ pub struct ImapSession {
     selected_uidnext: Option<u32>,
     /// Tags given to pipelined commands so far.
     pipelined: u64,
+    /// Answers that came before the one awaited, by tag.
+    early: HashMap<String, std::result::Result<TaggedOk, ImapError>>,
 }
 
 /// UIDs per `UID SEARCH` in a large folder: an answer line of at most a
@@ -532,6 +550,7 @@ impl ImapSession {
             abandoned: false,
             selected_uidnext: None,
             pipelined: 0,
+            early: HashMap::new(),
         };
         imap.caps = match caps {
             Some(c) if c.iter().count() > 1 => capabilities_from(&c),
@@ -795,8 +814,12 @@ impl ImapSession {
     where
         F: FnMut(&Response<'_>) -> Result<()>,
     {
+        if let Some(answer) = self.early.remove(&tag.0) {
+            return Ok(answer?);
+        }
         let mut callback_error = None;
         loop {
+            let written = self.pipelined;
             let step = self
                 .next_response(&verb, |r| match r {
                     Response::Done {
@@ -804,6 +827,15 @@ impl ImapSession {
                         status,
                         outcome,
                     } if t == tag => Step::Done(tagged_outcome(&verb, status, outcome)),
+                    // A server may answer commands written together out of
+                    // order (RFC 3501 5.5), or a proxy in front of it may.
+                    Response::Done {
+                        tag: t,
+                        status,
+                        outcome,
+                    } if ours(&t.0, written) => {
+                        Step::Early(t.0.clone(), tagged_outcome(&verb, status, outcome))
+                    }
                     Response::Data {
                         status: Status::Bye,
                         outcome,
@@ -827,10 +859,140 @@ impl ImapSession {
                     };
                 }
                 Step::Done(Err(e)) => return Err(e.into()),
+                Step::Early(t, outcome) => {
+                    self.early.insert(t, outcome);
+                }
                 Step::Bye(text) => return Err(ImapError::Bye(text).into()),
                 Step::Continue | Step::More => {}
             }
         }
+    }
+
+    /// The APPEND command line for `body`, up to its literal: a BINARY
+    /// literal for bytes a plain literal cannot carry (NUL), or with
+    /// `plain_nul` a plain one where the server lacks BINARY.
+    fn append_line(
+        &self,
+        folder: &str,
+        flags: &str,
+        internal_date: Option<&str>,
+        body: &[u8],
+        plain_nul: bool,
+        non_sync: bool,
+    ) -> Result<String> {
+        let has_nul = body.contains(&0);
+        let binary = has_nul && self.caps.has("BINARY");
+        if has_nul && !binary && !plain_nul {
+            bail!(
+                "the message holds NUL bytes, which this server cannot take \
+                 (no BINARY extension)"
+            );
+        }
+        let date = internal_date
+            .map(|d| format!("\"{d}\" "))
+            .unwrap_or_default();
+        Ok(format!(
+            "APPEND {} ({flags}) {date}{}{{{}{}}}",
+            quote(folder),
+            if binary { "~" } else { "" },
+            body.len(),
+            if non_sync { "+" } else { "" }
+        ))
+    }
+
+    /// Leaves the connection unused from now on (answers owed to it, or a
+    /// command cut short); it is closed, not logged out.
+    pub fn abandon(&mut self) {
+        self.abandoned = true;
+    }
+
+    /// Whether APPENDs can be written ahead of their answers: the server
+    /// takes non-synchronising literals (LITERAL+, RFC 7888), so no
+    /// go-ahead is awaited per message.
+    pub fn appends_ahead(&self) -> bool {
+        self.caps.has("LITERAL+")
+    }
+
+    /// Writes an APPEND (command and message) without reading its answer;
+    /// [`ImapSession::append_answer`] reads the answers in the order they
+    /// were written. Only where [`ImapSession::appends_ahead`].
+    pub async fn append_ahead(
+        &mut self,
+        folder: &str,
+        flags: &str,
+        internal_date: Option<&str>,
+        body: &[u8],
+        plain_nul: bool,
+    ) -> Result<AppendAhead> {
+        use tokio::io::AsyncWriteExt as _;
+        if self.abandoned {
+            return Err(anyhow::Error::from(ImapError::ConnectionLost)
+                .context("not sending APPEND: an earlier FETCH was left unread"));
+        }
+        let line = self.append_line(folder, flags, internal_date, body, plain_nul, true)?;
+        if line.contains(['\r', '\n', '\0']) {
+            bail!("refusing to send APPEND: an argument holds a line break or NUL");
+        }
+        self.pipelined += 1;
+        let tag = format!("P{}", self.pipelined);
+        tracing::debug!(target: "mailferry::imap", "C: {tag} {line}");
+        let head = format!("{tag} {line}\r\n");
+        // Small messages go in one write with their command line (one TLS
+        // record where they fit); large ones in chunks, each given
+        // `io_timeout`, so that only silence times out on a slow link.
+        let mut parts: Vec<&[u8]> = Vec::new();
+        let small;
+        if body.len() <= 16 * 1024 {
+            let mut one = Vec::with_capacity(head.len() + body.len() + 2);
+            one.extend_from_slice(head.as_bytes());
+            one.extend_from_slice(body);
+            one.extend_from_slice(b"\r\n");
+            small = one;
+            parts.push(&small);
+        } else {
+            parts.push(head.as_bytes());
+            parts.extend(body.chunks(64 * 1024));
+            parts.push(b"\r\n");
+        }
+        let timeout = self.io_timeout;
+        let wire = self.session.get_mut();
+        for part in parts {
+            tokio::time::timeout(timeout, wire.write_all(part))
+                .await
+                .map_err(|_| ImapError::Timeout(timeout))?
+                .context("sending a message")?;
+        }
+        tokio::time::timeout(timeout, wire.flush())
+            .await
+            .map_err(|_| ImapError::Timeout(timeout))?
+            .context("sending a message")?;
+        Ok(AppendAhead {
+            tag: async_imap::imap_proto::RequestId(tag),
+        })
+    }
+
+    /// Reads the answer to an APPEND written ahead; answers come in the
+    /// order the APPENDs were written. `waited` counts a round trip: the
+    /// caller says when this read is the first after a window was written.
+    pub async fn append_answer(&mut self, ahead: &AppendAhead, waited: bool) -> Result<Appended> {
+        if waited {
+            self.commands += 1;
+        }
+        let ok = self
+            .read_until_tagged(&ahead.tag, "APPEND".to_string(), |_| Ok(()))
+            .await?;
+        Ok(Appended { uid: ok.append_uid })
+    }
+
+    /// The answer to an APPEND written ahead if it has already come, so
+    /// that a throttle is heard before more is written; `None` without
+    /// waiting if not. Giving up at the first wait loses nothing: the
+    /// stream keeps what it has read, and an answer to another APPEND
+    /// read on the way is kept for its turn.
+    pub async fn append_answer_now(&mut self, ahead: &AppendAhead) -> Option<Result<Appended>> {
+        let read = self.read_until_tagged(&ahead.tag, "APPEND".to_string(), |_| Ok(()));
+        let ok = tokio::time::timeout(Duration::ZERO, read).await.ok()?;
+        Some(ok.map(|ok| Appended { uid: ok.append_uid }))
     }
 
     /// APPENDs a message with its flags and INTERNALDATE, bytes unchanged.
@@ -846,24 +1008,7 @@ impl ImapSession {
         plain_nul: bool,
     ) -> Result<Appended> {
         let non_sync = self.caps.has("LITERAL+");
-        let has_nul = body.contains(&0);
-        let binary = has_nul && self.caps.has("BINARY");
-        if has_nul && !binary && !plain_nul {
-            bail!(
-                "the message holds NUL bytes, which this server cannot take \
-                 (no BINARY extension)"
-            );
-        }
-        let date = internal_date
-            .map(|d| format!("\"{d}\" "))
-            .unwrap_or_default();
-        let command = format!(
-            "APPEND {} ({flags}) {date}{}{{{}{}}}",
-            quote(folder),
-            if binary { "~" } else { "" },
-            body.len(),
-            if non_sync { "+" } else { "" }
-        );
+        let command = self.append_line(folder, flags, internal_date, body, plain_nul, non_sync)?;
         let (tag, verb) = self.send(&command).await?;
         if !non_sync {
             // The server says go ahead, or refuses at once (too big, ...).
@@ -1394,6 +1539,10 @@ impl ImapSession {
     }
 
     pub async fn logout(mut self) {
+        if self.abandoned {
+            // Owed answers or cut mid-command: LOGOUT would not be read as one.
+            return;
+        }
         let _ = tokio::time::timeout(Duration::from_secs(5), self.session.logout()).await;
     }
 }

@@ -23,6 +23,9 @@ const THROTTLE_RETRIES: u32 = 30;
 /// How often a message refused for a passing fault is tried again in the
 /// same run (after 250 ms, then 500 ms).
 const PASSING_RETRIES: u32 = 2;
+/// How often messages written ahead and refused for a passing reason are
+/// written ahead again before they go one by one.
+const AHEAD_ROUNDS: u32 = 3;
 
 /// Whether an entry (or its absence) calls for an APPEND.
 pub(crate) fn wants_append(
@@ -181,30 +184,58 @@ pub(crate) async fn run(
         uidnext,
         limit,
     };
+    let token_stale = || token.as_ref().is_some_and(|t| t.is_stale());
+    if imap.appends_ahead() {
+        // Written ahead. A message refused for a passing fault goes one
+        // by one with the tries it has left; of those throttled or sent
+        // before their folder existed, the first goes alone (waiting out
+        // the backoff, creating the folder) and the rest ahead again, a
+        // few times at most.
+        let mut rounds = 0;
+        loop {
+            let again =
+                super::ahead::append(ctx, imap, job, &mut dest, &token_stale, appends).await?;
+            let (mut ahead, one_by_one): (Vec<_>, Vec<_>) =
+                again.into_iter().partition(|a| a.passing == 0);
+            for a in one_by_one {
+                append_one(ctx, imap, job, &mut dest, a.o, a.passing).await?;
+            }
+            if ahead.is_empty() {
+                return Ok(());
+            }
+            let first = ahead.remove(0);
+            append_one(ctx, imap, job, &mut dest, first.o, 0).await?;
+            appends = ahead.into_iter().map(|a| a.o).collect();
+            rounds += 1;
+            if rounds == AHEAD_ROUNDS {
+                break;
+            }
+        }
+    }
     for o in appends {
         if crate::stop::requested().is_some() {
             return Err(crate::outcome::Interrupted.into());
         }
-        if token.as_ref().is_some_and(|t| t.is_stale()) {
+        if token_stale() {
             return Err(ImapError::Bye(
                 "the access token is about to expire; logging in again".into(),
             )
             .into());
         }
-        append_one(ctx, imap, job, &mut dest, o).await?;
+        append_one(ctx, imap, job, &mut dest, o, 0).await?;
     }
     Ok(())
 }
 
 /// Where a folder's messages are appended.
-struct Destination {
+pub(super) struct Destination {
     /// The folder's name on the wire (the one the target gave it).
-    wire: String,
-    uidvalidity: u32,
+    pub wire: String,
+    pub uidvalidity: u32,
     /// Where the next message will be, for a pending entry to say.
-    uidnext: u32,
+    pub uidnext: u32,
     /// The largest message the target takes.
-    limit: Option<u64>,
+    pub limit: Option<u64>,
 }
 
 /// Appends one message, or records why not.
@@ -214,17 +245,18 @@ async fn append_one(
     job: &FolderJob,
     dest: &mut Destination,
     o: &Outgoing,
+    passing: u32,
 ) -> Result<()> {
-    let Some((body, sent_as)) = prepare(ctx, imap, job, dest, o).await? else {
+    let Some(prepared) = prepare(ctx, imap, job, dest, o).await? else {
         return Ok(());
     };
-    send(ctx, imap, job, dest, o, body, sent_as).await
+    send(ctx, imap, job, dest, o, prepared, passing).await
 }
 
 /// The bytes to send for `o`, and how they differ from the stored blob;
 /// `None` when the message cannot go (too large, damaged, NUL bytes the
 /// target cannot take), recorded in the ledger.
-async fn prepare(
+pub(super) async fn prepare(
     ctx: &UploadContext,
     imap: &ImapSession,
     job: &FolderJob,
@@ -294,15 +326,14 @@ async fn send(
     job: &FolderJob,
     dest: &mut Destination,
     o: &Outgoing,
-    mut body: Vec<u8>,
-    mut sent_as: Option<SentAs>,
+    (mut body, mut sent_as): (Vec<u8>, Option<SentAs>),
+    mut passing: u32,
 ) -> Result<()> {
     let tf = job.target_folder_id;
     let kind = ctx.options.target.kind;
     let flags = flags_for_target(&o.flags, kind);
     let date = o.internal_date.map(|(t, off)| internal_date(t, off));
     let mut throttled = 0;
-    let mut passing = 0u32;
     let mut created = false;
     loop {
         let sent = sent_as.map(|how| (how, BlobHash::of(&body)));
@@ -342,31 +373,11 @@ async fn send(
                         None
                     }
                 };
-                ctx.store.index().ledger().mark_done(
-                    tf,
-                    &o.blob,
-                    State::Done,
-                    Some(dest.uidvalidity),
-                    uid,
-                    &flags,
-                )?;
-                ctx.shared.appended.fetch_add(1, Ordering::Relaxed);
-                ctx.shared
-                    .bytes_appended
-                    .fetch_add(body.len() as u64, Ordering::Relaxed);
-                ctx.progress.moved(&ctx.account.name, 1, body.len() as u64);
-                if let Some(how) = sent_as {
-                    ctx.progress.warn(
-                        &ctx.account.name,
-                        &format!(
-                            "folder {}: a message of {} was sent with {}",
-                            job.display_name,
-                            crate::format::bytes(o.size),
-                            SentAs::describe(how.as_str())
-                        ),
-                    );
-                }
-                return Ok(());
+                let sent = Sent {
+                    bytes: body.len() as u64,
+                    sent_as,
+                };
+                return record_appended(ctx, job, dest, o, &flags, uid, sent);
             }
             Err(e) => {
                 let refused = match e.downcast_ref::<ImapError>() {
@@ -414,26 +425,77 @@ async fn send(
                     _ => {}
                 }
                 // The server will not take this message: say why, go on.
-                let index = ctx.store.index();
-                match refusal {
-                    Refusal::BareNewlines | Refusal::Permanent => {
-                        let reason = refusal::skip_reason(&text, o.size);
-                        index
-                            .ledger()
-                            .mark_skipped(tf, &o.blob, &reason, o.copies)?;
-                    }
-                    Refusal::Throttled(_)
-                    | Refusal::NoFolder
-                    | Refusal::OverQuota
-                    | Refusal::Temporary => {
-                        let reason = FailReason::Refused(text);
-                        index.ledger().mark_failed(tf, &o.blob, &reason, o.copies)?;
-                    }
-                }
-                return Ok(());
+                return record_refused(ctx, tf, o, refusal, text);
             }
         }
     }
+}
+
+/// What went out for a message: its size and how it differs from the blob.
+pub(super) struct Sent {
+    pub bytes: u64,
+    pub sent_as: Option<SentAs>,
+}
+
+/// Records a message the target took (at `uid` where the target said).
+pub(super) fn record_appended(
+    ctx: &UploadContext,
+    job: &FolderJob,
+    dest: &Destination,
+    o: &Outgoing,
+    flags: &str,
+    uid: Option<u32>,
+    sent: Sent,
+) -> Result<()> {
+    ctx.store.index().ledger().mark_done(
+        job.target_folder_id,
+        &o.blob,
+        State::Done,
+        Some(dest.uidvalidity),
+        uid,
+        flags,
+    )?;
+    ctx.shared.appended.fetch_add(1, Ordering::Relaxed);
+    ctx.shared
+        .bytes_appended
+        .fetch_add(sent.bytes, Ordering::Relaxed);
+    ctx.progress.moved(&ctx.account.name, 1, sent.bytes);
+    if let Some(how) = sent.sent_as {
+        ctx.progress.warn(
+            &ctx.account.name,
+            &format!(
+                "folder {}: a message of {} was sent with {}",
+                job.display_name,
+                crate::format::bytes(o.size),
+                SentAs::describe(how.as_str())
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// Records a refusal that trying again in this run will not change.
+pub(super) fn record_refused(
+    ctx: &UploadContext,
+    tf: i64,
+    o: &Outgoing,
+    refusal: Refusal,
+    text: String,
+) -> Result<()> {
+    let index = ctx.store.index();
+    match refusal {
+        Refusal::BareNewlines | Refusal::Permanent => {
+            let reason = refusal::skip_reason(&text, o.size);
+            index
+                .ledger()
+                .mark_skipped(tf, &o.blob, &reason, o.copies)?;
+        }
+        Refusal::Throttled(_) | Refusal::NoFolder | Refusal::OverQuota | Refusal::Temporary => {
+            let reason = FailReason::Refused(text);
+            index.ledger().mark_failed(tf, &o.blob, &reason, o.copies)?;
+        }
+    }
+    Ok(())
 }
 
 /// What the job must still append, by the ledger as it is now.
@@ -536,7 +598,7 @@ fn appendlimit(caps: &crate::imap::Capabilities) -> Option<u64> {
 }
 
 /// `dd-Mon-yyyy hh:mm:ss +zzzz` for the instant in its original offset.
-fn internal_date(instant: i64, offset_minutes: i32) -> String {
+pub(super) fn internal_date(instant: i64, offset_minutes: i32) -> String {
     let offset = FixedOffset::east_opt(offset_minutes * 60)
         .unwrap_or(FixedOffset::east_opt(0).expect("UTC"));
     let t: DateTime<FixedOffset> = DateTime::from_timestamp(instant, 0)
@@ -569,6 +631,7 @@ async fn reconcile(
         return Ok(0);
     }
     let from = same.iter().filter_map(|e| e.uidnext).min().unwrap_or(1);
+    settle_down(imap, wire).await?;
     imap.examine(wire, None).await?;
     let mut candidates: Vec<FetchedMessage> = Vec::new();
     imap.uid_fetch(
@@ -663,6 +726,26 @@ async fn reconcile(
     }
     imap.unselect().await?;
     Ok(found)
+}
+
+/// Waits until the folder's UIDNEXT holds still for a moment. A connection
+/// of a run that died (or dropped) with APPENDs written ahead may still be
+/// delivering them: the server reads what reached its socket after the
+/// client is gone. Read back before they land, they would be missed and
+/// sent a second time.
+async fn settle_down(imap: &mut ImapSession, wire: &str) -> Result<()> {
+    const STILL: std::time::Duration = std::time::Duration::from_millis(500);
+    const AT_MOST: u32 = 20;
+    let mut last = imap.status(wire).await?.uidnext;
+    for _ in 0..AT_MOST {
+        tokio::time::sleep(STILL).await;
+        let now = imap.status(wire).await?.uidnext;
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    Ok(())
 }
 
 /// Reads back the messages of the target folder that the ledger gives to

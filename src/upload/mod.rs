@@ -7,6 +7,7 @@
 //! changes, and appends what is missing ([`folder`]). All connections of a
 //! mailbox share one [`throttle::Throttle`]. No source connection is needed.
 
+mod ahead;
 pub mod check;
 mod folder;
 pub mod mapping;

@@ -77,7 +77,13 @@ fn exchange_faults_lose_nothing_duplicate_nothing_and_the_backoff_is_obeyed() {
         &upload_args(&["--target-connections", "2"]),
     );
     assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
-    assert_eq!(total(&summary, "appended"), 24, "{summary}");
+    // Written ahead, what was under way when a connection dropped is
+    // settled by reading the target back: each message counted once.
+    assert_eq!(
+        total(&summary, "appended") + total(&summary, "reconciled"),
+        24,
+        "{summary}"
+    );
     assert_eq!(
         summary["totals"]["skipped_by_reason"]["too large"], 1,
         "{summary}"
@@ -99,9 +105,11 @@ fn exchange_faults_lose_nothing_duplicate_nothing_and_the_backoff_is_obeyed() {
         want
     );
 
-    // After each throttle reply, the throttled connection sent nothing
-    // before the suggested time, and every other connection of the mailbox
-    // at most the one APPEND it may already have had under way.
+    // After each throttle reply, the throttled connection sent no APPEND
+    // before the suggested time but for those already under way when the
+    // reply went out (written ahead, they arrive at once), and every other
+    // connection of the mailbox at most the one it may have had under way
+    // before it heard.
     let events = proxy.events();
     let throttles: Vec<_> = events
         .iter()
@@ -111,23 +119,24 @@ fn exchange_faults_lose_nothing_duplicate_nothing_and_the_backoff_is_obeyed() {
         })
         .collect();
     assert!(!throttles.is_empty());
+    let under_way = Duration::from_millis(100);
     for (at, throttled_conn, backoff) in &throttles {
         let until = *at + *backoff - Duration::from_millis(20);
-        let mut early: std::collections::HashMap<usize, Vec<usize>> = Default::default();
+        let mut late: std::collections::HashMap<usize, Vec<usize>> = Default::default();
         for (t, e) in &events {
             if let Event::Append(conn, n) = e
-                && *t > *at
+                && *t > *at + under_way
                 && *t < until
             {
-                early.entry(*conn).or_default().push(*n);
+                late.entry(*conn).or_default().push(*n);
             }
         }
         assert!(
-            !early.contains_key(throttled_conn),
+            !late.contains_key(throttled_conn),
             "connection {throttled_conn} sent APPEND {:?} within its {backoff:?} backoff",
-            early[throttled_conn]
+            late[throttled_conn]
         );
-        for (conn, appends) in &early {
+        for (conn, appends) in &late {
             assert!(
                 appends.len() <= 1,
                 "connection {conn} sent APPENDs {appends:?} within another connection's \
@@ -221,7 +230,8 @@ fn killed_at_any_point_of_an_append_the_next_run_leaves_every_message_exactly_on
         );
         assert_eq!(run.code, 0, "{point:?}: {}", run.stdout);
         if point == KillPoint::AfterOk {
-            assert_eq!(total(&summary, "reconciled"), 1, "{point:?}: {summary}");
+            // Written ahead, more than the one killed may be pending.
+            assert!(total(&summary, "reconciled") >= 1, "{point:?}: {summary}");
         }
         let mut want = contents(&server, "alice", "alice-pw");
         let files = want.remove("Files").unwrap();
