@@ -5,9 +5,15 @@
 #   dovecot_start DIR PORT                       starts it and waits for the port
 #   dovecot_stop DIR                             stops it and waits for the exit
 #   dovecot_mail_owner                           uid:gid that owns the Maildirs
-#   bench_dovecot BENCH DIR PORT MESSAGES USERS  the benchmarks' corpus served
+#   bench_dovecot BENCH DIR PORT MESSAGES USERS [SHAPE]
+#                                                the benchmarks' corpus served
 #                                                by a fresh, warmed-up Dovecot
 #   measure LABEL COMMAND...                     wall time and peak RSS
+#   release_path NAME                            absolute path of a release build
+#                                                (honours CARGO_TARGET_DIR)
+#   trash PATH... / trash_empty                  delete later, when nothing is timed
+#   accounts_csv FILE N                          mailferry's CSV for user1..userN (pwI)
+#   mbsync_rc FILE PORT CA MAILDIR N             an mbsyncrc, one channel userI per user
 
 ensure_packages() {
     local need=()
@@ -92,11 +98,29 @@ protocol imap {
   mail_plugins = \$mail_plugins imap_zlib
   mail_max_userip_connections = 50
 }
+# Room for the scale benchmark (hundreds of accounts, a few connections
+# each): one login and one imap process per connection, as by default.
+default_process_limit = 1000
+default_client_limit = 4000
+service imap-login {
+  process_limit = 1000
+}
+service imap {
+  process_limit = 1000
+}
+service auth {
+  client_limit = 5000
+}
+service anvil {
+  client_limit = 5000
+}
 CONF
 }
 
 dovecot_start() {
     local dir=$1 port=$2
+    # A file descriptor or two per connection, for up to 1,000 of them.
+    ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
     dovecot -F -c "$dir/dovecot.conf" </dev/null >"$dir/dovecot.out" 2>&1 &
     echo $! > "$dir/dovecot.pid"
     for _ in $(seq 1 200); do
@@ -128,43 +152,154 @@ free_port() {
     echo 29993
 }
 
-# The benchmark corpus (generated once into BENCH/corpus, kept between runs)
+# The benchmark corpus (generated once into BENCH, kept between runs)
 # served by a fresh Dovecot in DIR, indexes built and files in the page
-# cache, so every tool timed after this starts from the same state. The
-# corpus holds user1..user3; USERS lists every login the server needs.
+# cache, so every tool timed after this starts from the same state. SHAPE
+# (default $CORPUS_SHAPE, else none) is extra gen-corpus options, e.g.
+# "--accounts 50 --folders 20 --small"; without it the corpus is the
+# original one (user1..user3) in BENCH/corpus, with it BENCH/corpus-<shape>,
+# so shapes do not replace each other. USERS lists every login the server
+# needs; every user that has a Maildir in the corpus is warmed up. Sets
+# bench_corpus_txt to the corpus's one-line summary file.
 bench_dovecot() {
-    local bench=$1 dir=$2 port=$3 messages=$4 users=$5
-    dovecot_stop "$dir" 2>/dev/null || true
-    rm -rf "$dir"
-    mkdir -p "$dir"
-    dovecot_setup "$dir" "$port" "$users"
-    if [ ! -f "$bench/corpus.done.$messages" ]; then
-        rm -rf "$bench/corpus" "$bench"/corpus.done.*
-        echo "generating $messages messages..." >&2
-        target/release/examples/gen-corpus "$bench/corpus" "$messages" > "$bench/corpus.txt"
-        touch "$bench/corpus.done.$messages"
+    local bench=$1 dir=$2 port=$3 messages=$4 users=$5 shape=${6:-${CORPUS_SHAPE:-}}
+    local name=corpus slug
+    if [ -n "$shape" ]; then
+        slug=$(printf '%s' "$shape" | tr -s ' ' '_' | tr -cd 'A-Za-z0-9_.')
+        name="corpus-$slug"
     fi
-    cat "$bench/corpus.txt" >&2
+    dovecot_stop "$dir" 2>/dev/null || true
+    # What an earlier run left to delete (not this run's: trash below),
+    # with a sync so that ext4 forgets the deletions sooner; then the last
+    # server is set aside.
+    local t
+    for t in "$(dirname "$dir")"/.trash.* "$bench"/.trash.*; do
+        case $t in *".$$."*) ;; *) rm -rf "$t" ;; esac
+    done
+    sync
+    trash "$dir"
+    mkdir -p "$dir" "$bench"
+    dovecot_setup "$dir" "$port" "$users"
+    if [ ! -f "$bench/$name.done.$messages" ]; then
+        trash "$bench/$name"
+        rm -f "$bench/$name".done.*
+        echo "generating $messages messages${shape:+ ($shape)}..." >&2
+        # shellcheck disable=SC2086 # the shape is options, split on purpose
+        "$(release_path examples/gen-corpus)" "$bench/$name" "$messages" $shape > "$bench/$name.txt"
+        touch "$bench/$name.done.$messages"
+    fi
+    bench_corpus_txt=$bench/$name.txt
+    cat "$bench_corpus_txt" >&2
     rm -rf "$dir/mail"
-    cp -al "$bench/corpus" "$dir/mail" 2>/dev/null || cp -a "$bench/corpus" "$dir/mail"
+    cp -al "$bench/$name" "$dir/mail" 2>/dev/null || cp -a "$bench/$name" "$dir/mail"
     chown -R "$(dovecot_mail_owner)" "$dir/mail"
     chmod 755 "$dir/mail"
     dovecot_start "$dir" "$port"
-    for u in user1 user2 user3; do
-        doveadm -c "$dir/dovecot.conf" mailbox status -u "$u" "messages vsize" '*' >/dev/null
-    done
+    find "$dir/mail" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort > "$dir/corpus-users"
+    if [ -s "$dir/corpus-users" ]; then
+        # (-F logs an auth error, "userdbs don't support" iterating: harmless)
+        doveadm -c "$dir/dovecot.conf" mailbox status -F "$dir/corpus-users" "messages vsize" '*' >/dev/null
+    fi
     find "$dir/mail" -type f -path '*/cur/*' -exec cat {} + >/dev/null
 }
 
+# Sets paths aside to be deleted by trash_empty once nothing is timed any
+# more (an EXIT trap). A rename frees no inode; a deletion would slow the
+# next timed run: on an ext4 without a journal (this machine's), creating a
+# file within a minute (six, until written back) of many deletions scans
+# past every recently deleted inode (ext4's recently_deleted()), so the
+# files an earlier run deleted would cost the next tool, seconds per
+# 10,000 files. bench_dovecot deletes what an earlier run left.
+trashed=()
+trash() {
+    local p t
+    for p; do
+        [ -e "$p" ] || continue
+        t="$(dirname "$p")/.trash.$(basename "$p").$$.$RANDOM"
+        mv "$p" "$t" && trashed+=("$t")
+    done
+}
+trash_empty() {
+    [ ${#trashed[@]} -eq 0 ] || rm -rf "${trashed[@]}"
+    trashed=()
+}
+
+# A release build's absolute path (NAME: mailferry, examples/gen-corpus, ...)
+# in $CARGO_TARGET_DIR, else ./target; call from the repository's root.
+release_path() {
+    local target=${CARGO_TARGET_DIR:-target}
+    case $target in /*) ;; *) target=$PWD/$target ;; esac
+    echo "$target/release/$1"
+}
+
+# mailferry's accounts CSV (and the plain fetcher's) for user1..userN,
+# password pwI.
+accounts_csv() {
+    local file=$1 n=$2 i
+    {
+        printf 'EmailAddress,UserName,Password\n'
+        for ((i = 1; i <= n; i++)); do printf 'user%s@example.com,user%s,pw%s\n' $i $i $i; done
+    } > "$file"
+}
+
+# An mbsyncrc pulling user1..userN over IMAPS into Maildirs under MAILDIR
+# (one channel userI each; `Sync Pull`, `Create Near`, its default FSync),
+# as scripts/bench-mirror.sh does for three.
+mbsync_rc() {
+    local file=$1 port=$2 ca=$3 maildir=$4 n=$5 i
+    : > "$file"
+    for ((i = 1; i <= n; i++)); do
+        mkdir -p "$maildir/user$i"
+        cat >> "$file" <<RC
+IMAPAccount user$i
+Host localhost
+Port $port
+User user$i
+Pass pw$i
+SSLType IMAPS
+CertificateFile $ca
+
+IMAPStore user$i-far
+Account user$i
+
+MaildirStore user$i-near
+Path $maildir/user$i/
+Inbox $maildir/user$i/INBOX
+SubFolders Verbatim
+
+Channel user$i
+Far :user$i-far:
+Near :user$i-near:
+Patterns *
+Create Near
+Sync Pull
+SyncState *
+
+RC
+    done
+}
+
 # Runs a command under GNU time; sets secs_LABEL and rss_LABEL (KiB) and
-# keeps its output in $bench/out.LABEL and $bench/err.LABEL.
+# keeps its output in $bench/out.LABEL and $bench/err.LABEL. An exit status
+# above MEASURE_OK (default 0) stops the script (`MEASURE_OK=1 measure ...`
+# for mailferry status, whose 1 means "not everything uploaded yet").
 measure() {
-    local label=$1; shift
-    /usr/bin/time -f "%e %M" -o "$bench/time.$label" "$@" > "$bench/out.$label" 2> "$bench/err.$label" || {
-        echo "$label failed:" >&2; tail -20 "$bench/err.$label" >&2; exit 1; }
-    read -r secs rss < "$bench/time.$label"
+    local label=$1 status=0; shift
+    /usr/bin/time -f "%e %M" -o "$bench/time.$label" "$@" > "$bench/out.$label" 2> "$bench/err.$label" || status=$?
+    if [ "$status" -gt "${MEASURE_OK:-0}" ]; then
+        echo "$label failed (exit status $status):" >&2; tail -20 "$bench/err.$label" >&2; exit 1
+    fi
+    # (GNU time puts "Command exited with non-zero status N" first)
+    read -r secs rss < <(tail -1 "$bench/time.$label")
     echo "$label $secs $rss" >&2
     eval "secs_$label=$secs rss_$label=$rss"
 }
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) printf "n/a"; else printf "%.2f", a / b }'; }
+
+# "met" or "not met": met VALUE <=|>= TARGET
+met() { awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN { ok = op == "<=" ? v <= t : v >= t; printf "%s", ok ? "met" : "not met" }'; }
+
+# A number from mailferry's --json output: the last "KEY": N in FILE (the
+# totals come last).
+json_number() { grep -o "\"$2\": [0-9.]*" "$1" | tail -1 | grep -o '[0-9.]*$'; }
