@@ -45,36 +45,7 @@ measure mf_noop "${mf[@]}"
 
 trash "$bench/mbsync"
 mkdir -p "$bench/mbsync"
-: > "$bench/mbsyncrc"
-for i in 1 2 3; do
-    mkdir -p "$bench/mbsync/user$i"
-    cat >> "$bench/mbsyncrc" <<RC
-IMAPAccount user$i
-Host localhost
-Port $port
-User user$i
-Pass pw$i
-SSLType IMAPS
-CertificateFile $bench/dovecot/ca.pem
-
-IMAPStore user$i-far
-Account user$i
-
-MaildirStore user$i-near
-Path $bench/mbsync/user$i/
-Inbox $bench/mbsync/user$i/INBOX
-SubFolders Verbatim
-
-Channel user$i
-Far :user$i-far:
-Near :user$i-near:
-Patterns *
-Create Near
-Sync Pull
-SyncState *
-
-RC
-done
+mbsync_rc "$bench/mbsyncrc" "$port" "$bench/dovecot/ca.pem" "$bench/mbsync" 3
 measure mbsync_first mbsync -q -c "$bench/mbsyncrc" -a
 measure mbsync_noop mbsync -q -c "$bench/mbsyncrc" -a
 

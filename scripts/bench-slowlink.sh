@@ -282,26 +282,7 @@ stop_link mf-mirror-z
 
 rm -rf "$bench/mbsync"
 start_link mb-mirror --to "127.0.0.1:$port" --delay-ms "$delay" --rate "$rate"
-: > "$bench/mbsyncrc"
-for i in 1 2 3; do
-    mkdir -p "$bench/mbsync/user$i"
-    mbsyncrc_account "user$i-far" "user$i" "pw$i" "$link_port" >> "$bench/mbsyncrc"
-    cat >> "$bench/mbsyncrc" <<RC
-MaildirStore user$i-near
-Path $bench/mbsync/user$i/
-Inbox $bench/mbsync/user$i/INBOX
-SubFolders Verbatim
-
-Channel user$i
-Far :user$i-far:
-Near :user$i-near:
-Patterns *
-Create Near
-Sync Pull
-SyncState *
-
-RC
-done
+mbsync_rc "$bench/mbsyncrc" "$link_port" "$ca" "$bench/mbsync" 3
 measure mb_mirror mbsync -q -c "$bench/mbsyncrc" -a
 stop_link mb-mirror
 
