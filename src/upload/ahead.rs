@@ -15,7 +15,7 @@ use super::folder::{self, Destination, Sent};
 use super::refusal::{self, Refusal};
 use super::{FolderJob, UploadContext, flags_for_target};
 use crate::imap::{AppendAhead, ImapError, ImapSession};
-use crate::store::ledger::{self, Outgoing, SentAs};
+use crate::store::ledger::{Outgoing, SentAs};
 
 /// A window closes at this many bytes or messages; the next one is written
 /// while the answers to the last come back. 4 MiB covers a 100 ms round
@@ -50,7 +50,6 @@ pub(super) async fn append<'a>(
     token_stale: &(dyn Fn() -> bool + Sync),
     appends: Vec<&'a Outgoing>,
 ) -> Result<Vec<Again<'a>>> {
-    let tf = job.target_folder_id;
     let kind = ctx.options.target.kind;
     let mut flight: VecDeque<InFlight> = VecDeque::new();
     let mut again = Vec::new();
@@ -81,17 +80,7 @@ pub(super) async fn append<'a>(
         let date = o
             .internal_date
             .map(|(t, off)| folder::internal_date(t, off));
-        ctx.store.index().ledger().mark_pending(
-            tf,
-            &o.blob,
-            &ledger::Attempt {
-                uidvalidity: dest.uidvalidity,
-                uidnext: dest.uidnext,
-                copies: o.copies,
-                account: &ctx.account.name,
-                sent: sent_as.map(|how| (how, crate::store::BlobHash::of(&body))),
-            },
-        )?;
+        folder::mark_pending(ctx, job, dest, o, sent_as, &body)?;
         // Answers already back are read first: a throttle one of them
         // carries must hold this message back.
         while let Some(front) = flight.front() {

@@ -336,18 +336,7 @@ async fn send(
     let mut throttled = 0;
     let mut created = false;
     loop {
-        let sent = sent_as.map(|how| (how, BlobHash::of(&body)));
-        ctx.store.index().ledger().mark_pending(
-            tf,
-            &o.blob,
-            &ledger::Attempt {
-                uidvalidity: dest.uidvalidity,
-                uidnext: dest.uidnext,
-                copies: o.copies,
-                account: &ctx.account.name,
-                sent,
-            },
-        )?;
+        mark_pending(ctx, job, dest, o, sent_as, &body)?;
         // Wait as late as possible: a throttle another connection was just
         // told about must hold this APPEND back too.
         ctx.throttle.wait().await;
@@ -429,6 +418,30 @@ async fn send(
             }
         }
     }
+}
+
+/// Records that `body` is about to go to `dest` for `o`: where the next
+/// UID will be, for reconciliation after a crash, and what was sent where it
+/// is not the blob.
+pub(super) fn mark_pending(
+    ctx: &UploadContext,
+    job: &FolderJob,
+    dest: &Destination,
+    o: &Outgoing,
+    sent_as: Option<SentAs>,
+    body: &[u8],
+) -> Result<()> {
+    ctx.store.index().ledger().mark_pending(
+        job.target_folder_id,
+        &o.blob,
+        &ledger::Attempt {
+            uidvalidity: dest.uidvalidity,
+            uidnext: dest.uidnext,
+            copies: o.copies,
+            account: &ctx.account.name,
+            sent: sent_as.map(|how| (how, BlobHash::of(body))),
+        },
+    )
 }
 
 /// What went out for a message: its size and how it differs from the blob.
