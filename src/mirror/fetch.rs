@@ -17,6 +17,7 @@ use super::folder::normalize_flags;
 use super::{MirrorContext, SharedCounts, permits};
 use crate::imap::{FetchedMessage, ImapSession, MailboxStatus, mutf7, uid_set};
 use crate::store::index::{BlobMeta, NewBlob, NewMessage};
+use crate::store::{BlobHash, Source};
 
 const BODY_ITEMS: &str = "UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[]";
 
@@ -720,14 +721,11 @@ fn store_messages(
     let (mut already, mut written, mut repaired) = (0, 0, 0);
     let mut undated = Vec::new();
     let mut hashes = Vec::with_capacity(messages.len());
-    for m in messages {
-        // In memory, or spilled to a file while it arrived (large ones).
-        let (write, size, meta) = match (&m.body, &m.spilled) {
-            (Some(body), _) => (
-                ctx.store.write_blob(body),
-                body.len() as u64,
-                BlobMeta::parse(body),
-            ),
+    // In memory, or spilled to a file while it arrived (large ones).
+    let mut srcs = Vec::with_capacity(messages.len());
+    for m in &messages {
+        srcs.push(match (&m.body, &m.spilled) {
+            (Some(body), _) => (Source::Bytes(body), BlobHash::of(body)),
             (None, Some(s)) => {
                 // The file must hold every byte its hash was computed over.
                 let path = s.file.path();
@@ -740,16 +738,22 @@ fn store_messages(
                         s.len
                     );
                 }
-                let write = ctx
-                    .store
-                    .write_blob_file(path, crate::store::BlobHash::from_digest(s.sha256));
-                let meta = BlobMeta::parse(&head_of(path));
-                (write, s.len, meta)
+                (Source::File(path), BlobHash::from_digest(s.sha256))
             }
             (None, None) => unreachable!("only messages with a body are stored"),
+        });
+    }
+    // The worker names the folder and account around this.
+    let writes = ctx.store.write_blobs(&srcs).with_context(|| {
+        let uids: Vec<u32> = messages.iter().map(|m| m.uid).collect();
+        format!("cannot store UID {}", uid_set(&uids))
+    })?;
+    for (m, write) in messages.iter().zip(writes) {
+        let (size, meta) = match (&m.body, &m.spilled) {
+            (Some(body), _) => (body.len() as u64, BlobMeta::parse(body)),
+            (_, Some(s)) => (s.len, BlobMeta::parse(&head_of(s.file.path()))),
+            (None, None) => unreachable!("only messages with a body are stored"),
         };
-        // The worker names the folder and account around this.
-        let write = write.with_context(|| format!("cannot store UID {}", m.uid))?;
         if write.repaired {
             repaired += 1;
         } else if write.created {

@@ -187,32 +187,36 @@ impl Store {
     }
 
     fn write_blob_from(&self, src: Source<'_>, hash: BlobHash) -> Result<BlobWrite> {
-        let damaged = self.index().blob_damaged(&hash)?;
-        if damaged == Some(false) {
-            return Ok(BlobWrite {
+        self.write_blobs(&[(src, hash)]).map(|mut w| w.remove(0))
+    }
+
+    /// [`Store::write_blob`] for many messages at once: the new blobs are
+    /// made durable together (see [`Blobs::put_all`]), so that a batch of
+    /// small messages costs one flush. Each message's outcome, in order.
+    pub fn write_blobs(&self, srcs: &[(Source<'_>, BlobHash)]) -> Result<Vec<BlobWrite>> {
+        let mut out = Vec::with_capacity(srcs.len());
+        let (mut new, mut new_at) = (Vec::new(), Vec::new());
+        for &(src, hash) in srcs {
+            let damaged = self.index().blob_damaged(&hash)?;
+            if damaged == Some(true) {
+                let put = self.blobs.put(src, &hash, true)?;
+                self.index().blob_repaired(&hash, put.stored_size)?;
+            } else if damaged.is_none() {
+                new_at.push(out.len());
+                new.push((src, hash));
+            }
+            out.push(BlobWrite {
                 hash,
                 stored_size: None,
                 created: false,
-                repaired: false,
+                repaired: damaged == Some(true),
             });
         }
-        if damaged == Some(true) {
-            let put = self.blobs.put(src, &hash, true)?;
-            self.index().blob_repaired(&hash, put.stored_size)?;
-            return Ok(BlobWrite {
-                hash,
-                stored_size: None,
-                created: false,
-                repaired: true,
-            });
+        for (put, at) in self.blobs.put_all(&new)?.into_iter().zip(new_at) {
+            out[at].stored_size = Some(put.stored_size);
+            out[at].created = put.created;
         }
-        let put = self.blobs.put(src, &hash, false)?;
-        Ok(BlobWrite {
-            hash,
-            stored_size: Some(put.stored_size),
-            created: put.created,
-            repaired: false,
-        })
+        Ok(out)
     }
 
     /// Blob files that no index row names: left by a run stopped between

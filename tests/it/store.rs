@@ -118,6 +118,42 @@ fn connections_racing_to_store_the_same_message_create_it_once() {
     assert_eq!(leftovers, 0, "no staging files stay behind");
 }
 
+#[test]
+fn a_batch_of_blobs_is_stored_whole_and_heals_a_file_a_crash_left_short() {
+    use mailferry::store::{BlobHash, Source};
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        mailferry::store::Store::open(dir.path(), mailferry::store::Creation::Allowed).unwrap();
+    let bodies: Vec<Vec<u8>> = (0..50)
+        .map(|i| message(&format!("batch {i}"), &format!("b{i}@x"), "small"))
+        .collect();
+    // A machine that crashed before a batch's flush can leave a blob's
+    // name with no bytes behind it; the index never heard of it.
+    let short = BlobHash::of(&bodies[7]);
+    let hex = short.to_hex();
+    let at = dir.path().join("objects").join(&hex[..2]);
+    std::fs::create_dir_all(&at).unwrap();
+    std::fs::write(at.join(&hex[2..]), b"").unwrap();
+    let mut srcs: Vec<(Source<'_>, BlobHash)> = bodies
+        .iter()
+        .map(|b| (Source::Bytes(b), BlobHash::of(b)))
+        .collect();
+    // The same message twice in one batch (two UIDs, one content).
+    srcs.push((Source::Bytes(&bodies[3]), BlobHash::of(&bodies[3])));
+    let writes = store.write_blobs(&srcs).unwrap();
+    assert_eq!(writes.len(), 51);
+    assert_eq!(writes.iter().filter(|w| w.created).count(), 49);
+    assert!(!writes[7].created && !writes[50].created);
+    assert!(writes.iter().all(|w| w.stored_size.is_some()));
+    for body in &bodies {
+        assert_eq!(&blob(dir.path(), &sha256_hex(body)), body);
+        assert_eq!(&store.read_blob(&BlobHash::of(body)).unwrap(), body);
+    }
+    assert_eq!(blob_files(dir.path()).len(), 50);
+    let leftovers = std::fs::read_dir(dir.path().join("tmp")).unwrap().count();
+    assert_eq!(leftovers, 0, "no staging files stay behind");
+}
+
 fn user_version(index: &std::path::Path) -> u32 {
     let bytes = std::fs::read(index).unwrap();
     u32::from_be_bytes(bytes[60..64].try_into().unwrap())
