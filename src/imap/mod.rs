@@ -11,7 +11,7 @@ pub use session::{
     ImapSession, ListedFolder, LoginRefused, MailboxStatus, Namespace, Selected, StorageQuota,
     parse_internal_date, quote,
 };
-pub use wire::{MAX_LINE, Spill, Spilled, WireStats};
+pub use wire::{CutLiteral, MAX_LINE, Spill, SpillFile, Spilled, WireStats};
 
 /// What kind of failure `e` is: a refused login, a server that cannot be
 /// reached or a connection that broke (TLS refusals included), or else.

@@ -345,6 +345,8 @@ pub struct FetchedMessage {
     /// `BODY[]` that was too large to hold: it is in this file instead
     /// (and `body` is `None`); see [`ImapSession::spill_large_literals`].
     pub spilled: Option<Spilled>,
+    /// A partial `BODY[]<offset>` answer too large to hold, in its file.
+    pub spilled_partial: Option<(u32, Spilled)>,
 }
 
 impl FetchedMessage {
@@ -596,13 +598,28 @@ impl ImapSession {
         self.spill = Some(spill);
     }
 
-    /// Swaps a spill token in `m.body` for its file.
+    /// Where this connection's large literals go, for a caller that
+    /// continues one the connection was cut in the middle of.
+    pub fn spill(&self) -> Option<Spill> {
+        self.spill.clone()
+    }
+
+    /// Swaps a spill token in `m.body` (or in a partial answer) for its file.
     fn resolve_spill(&self, m: &mut FetchedMessage) {
-        if let (Some(spill), Some(body)) = (&self.spill, &m.body)
+        let Some(spill) = &self.spill else {
+            return;
+        };
+        if let Some(body) = &m.body
             && let Some(file) = spill.take(body)
         {
             m.body = None;
             m.spilled = Some(file);
+        }
+        if let Some(at) = m.partials.iter().position(|(_, b)| spill.is_token(b)) {
+            let (offset, token) = m.partials.remove(at);
+            if let Some(file) = spill.take(&token) {
+                m.spilled_partial = Some((offset, file));
+            }
         }
     }
 
@@ -904,6 +921,7 @@ impl ImapSession {
     /// command cut short); it is closed, not logged out.
     pub fn abandon(&mut self) {
         self.abandoned = true;
+        self.session.get_ref().reset_on_close();
     }
 
     /// Whether APPENDs can be written ahead of their answers: the server

@@ -53,6 +53,22 @@ impl SpillFile {
     pub fn path(&self) -> &std::path::Path {
         &self.0
     }
+
+    /// Takes charge of a file made elsewhere (a message assembled from
+    /// pieces): it goes when the handle does.
+    pub fn adopt(path: std::path::PathBuf) -> SpillFile {
+        SpillFile(path)
+    }
+}
+
+/// A large literal the connection broke in the middle of: the bytes that
+/// arrived, in their file, and the response line that announced it (as
+/// the server sent it), which says whose bytes they are.
+#[derive(Debug)]
+pub struct CutLiteral {
+    pub file: SpillFile,
+    pub arrived: u64,
+    pub head: Vec<u8>,
 }
 
 impl Drop for SpillFile {
@@ -70,6 +86,8 @@ pub struct Spill {
     pub dir: std::path::PathBuf,
     pub threshold: u64,
     files: Arc<std::sync::Mutex<std::collections::HashMap<Vec<u8>, Spilled>>>,
+    /// The last literal cut short, kept for whoever continues it.
+    cut: Arc<std::sync::Mutex<Option<CutLiteral>>>,
     nonce: u64,
 }
 
@@ -83,6 +101,7 @@ impl Spill {
             dir,
             threshold,
             files: Default::default(),
+            cut: Default::default(),
             nonce: h.finish(),
         }
     }
@@ -93,6 +112,17 @@ impl Spill {
             return None;
         }
         self.files.lock().unwrap().remove(token)
+    }
+
+    /// Whether `bytes` is one of this connection's tokens (not a message).
+    pub fn is_token(&self, bytes: &[u8]) -> bool {
+        bytes.starts_with(SPILL_PREFIX) && self.files.lock().unwrap().contains_key(bytes)
+    }
+
+    /// The literal the connection broke in the middle of, if it was
+    /// large enough to go to a file, handed over once.
+    pub fn take_cut(&self) -> Option<CutLiteral> {
+        self.cut.lock().unwrap().take()
     }
 
     fn token(&self, n: u64) -> Vec<u8> {
@@ -113,6 +143,8 @@ struct Spilling {
     hasher: sha2::Sha256,
     has_0x80: bool,
     token: Vec<u8>,
+    /// The response line up to the literal, as the server sent it.
+    head: Vec<u8>,
 }
 
 impl std::fmt::Debug for Spilling {
@@ -215,6 +247,18 @@ impl Wire {
         self.stats.clone()
     }
 
+    /// Closing will reset the connection (SO_LINGER 0) instead of ending
+    /// it: bytes still in our buffers (APPENDs written ahead) are dropped,
+    /// not delivered to the server after we have given up on them.
+    pub(crate) fn reset_on_close(&self) {
+        let counted = match &self.layer {
+            Layer::Plain(c) => c.as_ref(),
+            Layer::Deflate(d) => d.get_ref().get_ref().get_ref(),
+            Layer::Switching => return,
+        };
+        let _ = counted.inner.get_ref().0.set_zero_linger();
+    }
+
     /// Where the last `* NAMESPACE` answer goes (its text after the word).
     pub(crate) fn namespace_slot(&self) -> Arc<std::sync::Mutex<Option<String>>> {
         self.filter.namespace.clone()
@@ -282,10 +326,14 @@ impl AsyncRead for Wire {
             }
             let mut chunk = [0u8; 16 * 1024];
             let mut chunk_buf = ReadBuf::new(&mut chunk);
-            ready!(this.poll_layer_read(cx, &mut chunk_buf))?;
+            if let Err(e) = ready!(this.poll_layer_read(cx, &mut chunk_buf)) {
+                this.filter.cut_spill();
+                return Poll::Ready(Err(e));
+            }
             let data = chunk_buf.filled();
             if data.is_empty() {
                 // End of stream: hand out whatever partial line is left.
+                this.filter.cut_spill();
                 this.filter.finish();
                 this.filter.copy_out(buf);
                 return Poll::Ready(Ok(()));
@@ -407,6 +455,7 @@ impl Literal8Filter {
             return;
         }
         if let Some((mut brace, len)) = literal_at_end(&self.line) {
+            let head = self.line[..brace].to_vec();
             if brace > 0 && self.line[brace - 1] == b'~' {
                 self.line.remove(brace - 1);
                 brace -= 1;
@@ -455,6 +504,7 @@ impl Literal8Filter {
                             hasher: <sha2::Sha256 as sha2::Digest>::new(),
                             has_0x80: false,
                             token,
+                            head,
                         });
                     }
                     Err(e) => self.spill_error = Some(spill_failed(&path, e)),
@@ -512,6 +562,34 @@ impl Literal8Filter {
     fn finish(&mut self) {
         self.out.append(&mut self.line);
     }
+
+    /// The connection ended in the middle of a spilled literal: what
+    /// arrived is kept (see [`Spill::take_cut`]) rather than thrown away.
+    fn cut_spill(&mut self) {
+        use std::io::Write as _;
+        let Some(mut sp) = self.spilling.take() else {
+            return;
+        };
+        let flushed = sp.file.flush().is_ok() && self.spill_error.is_none();
+        let file = SpillFile(sp.path.clone());
+        match &self.spill {
+            Some(spill) if flushed => {
+                *spill.cut.lock().unwrap() = Some(CutLiteral {
+                    file,
+                    arrived: sp.len - sp.left,
+                    head: std::mem::take(&mut sp.head),
+                });
+            }
+            _ => drop(file),
+        }
+    }
+}
+
+impl Drop for Literal8Filter {
+    /// A connection dropped mid-literal (a timeout) leaves its cut too.
+    fn drop(&mut self) {
+        self.cut_spill();
+    }
 }
 
 fn spill_failed(path: &std::path::Path, source: io::Error) -> io::Error {
@@ -563,6 +641,27 @@ mod tests {
     }
 
     #[test]
+    fn a_large_literal_cut_short_keeps_what_arrived_and_whose_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let spill = Spill::new(dir.path().to_path_buf(), 1000);
+        let big: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        let mut input = b"* 1 FETCH (UID 7 BODY[]<2048> {5000}\r\n".to_vec();
+        input.extend_from_slice(&big[..3000]);
+        let mut f = Literal8Filter::default();
+        f.spill = Some(spill.clone());
+        f.push(&input);
+        drop(f);
+        let cut = spill.take_cut().expect("the cut is kept");
+        assert_eq!(cut.arrived, 3000);
+        assert_eq!(cut.head, b"* 1 FETCH (UID 7 BODY[]<2048> ");
+        assert_eq!(std::fs::read(cut.file.path()).unwrap(), &big[..3000]);
+        assert!(spill.take_cut().is_none(), "handed over once");
+        let path = cut.file.path().to_path_buf();
+        drop(cut);
+        assert!(!path.exists(), "its file goes with it");
+    }
+
+    #[test]
     fn large_literals_go_to_files_and_the_parser_sees_a_token() {
         use sha2::Digest as _;
         let dir = tempfile::tempdir().unwrap();
@@ -573,10 +672,8 @@ mod tests {
         input.extend_from_slice(b" BODY[HEADER] {3}\r\nabc)\r\nt OK done\r\n");
         // In pieces of every size, as a network delivers them.
         for step in [1, 7, 999, 4096, input.len()] {
-            let mut f = Literal8Filter {
-                spill: Some(spill.clone()),
-                ..Literal8Filter::default()
-            };
+            let mut f = Literal8Filter::default();
+            f.spill = Some(spill.clone());
             for chunk in input.chunks(step) {
                 f.push(chunk);
             }

@@ -151,6 +151,8 @@ pub(crate) struct FetchJob {
     /// UIDs stored from a first body and then sent again with other bytes:
     /// fetched alone, they must match what was stored.
     recheck: Mutex<HashMap<u32, crate::store::BlobHash>>,
+    /// A large message the link cut, continued in pieces.
+    pub(super) resume: super::pieces::Resume,
 }
 
 /// A message that broke the connection this many times is given up on.
@@ -166,6 +168,7 @@ impl FetchJob {
             strikes: Mutex::new(HashMap::new()),
             progress: AtomicU64::new(0),
             recheck: Mutex::new(HashMap::new()),
+            resume: Default::default(),
         }
     }
 
@@ -183,7 +186,12 @@ impl FetchJob {
         }
     }
 
-    fn remaining(&self) -> Vec<u32> {
+    /// Part of a message arrived: the worker keeps retrying.
+    pub(super) fn moved_on(&self) {
+        self.progress.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub(super) fn remaining(&self) -> Vec<u32> {
         self.uids.lock().unwrap().clone()
     }
 
@@ -220,6 +228,14 @@ pub(crate) async fn run(
         .await
         .context("memory budget closed")?;
 
+    // A large message the last connection broke in the middle of (or an
+    // earlier run) goes on from where it stopped, alone.
+    if super::pieces::absorb_cut(ctx, job).await? || super::pieces::resume_earlier(ctx, job).await?
+    {
+        job.one_by_one.store(true, Ordering::SeqCst);
+    }
+    job.resume.watch(session);
+
     // Why a UID was not delivered, for the report.
     let mut undelivered: Vec<(u32, String)> = Vec::new();
     if !job.one_by_one.load(Ordering::SeqCst) {
@@ -247,6 +263,11 @@ pub(crate) async fn run(
                 && *n >= STRIKES
             {
                 undelivered.push((uid, why.clone()));
+                continue;
+            }
+            if job.resume.continuing() == Some(uid)
+                && super::pieces::fetch_rest(ctx, session, job, shared, uid).await?
+            {
                 continue;
             }
             let wanted = HashSet::from([uid]);
@@ -427,7 +448,7 @@ async fn fetch_batch(
 }
 
 /// Stores delivered messages (after restoring NUL bytes) and counts them.
-async fn deliver(
+pub(super) async fn deliver(
     ctx: &Arc<MirrorContext>,
     session: &mut ImapSession,
     job: &FetchJob,

@@ -16,6 +16,7 @@
 
 mod fetch;
 mod folder;
+mod pieces;
 mod summary;
 
 use std::collections::{HashMap, VecDeque};

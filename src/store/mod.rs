@@ -18,10 +18,12 @@ pub mod index;
 pub mod item_ledger;
 pub mod items;
 pub mod ledger;
+mod partial;
 pub mod verify;
 
 pub use blob::{BlobDamaged, BlobFault, BlobHash, BlobWrite, Blobs, Listed, LocalBlobs, Source};
 pub use index::Index;
+pub use partial::{Assembled, Partial};
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
@@ -119,6 +121,7 @@ impl Store {
         lock.set_len(0).ok();
         let _ = writeln!(lock, "{}", std::process::id());
         clean_tmp(&root.join("tmp"));
+        partial::clean_stale(&root.join("partial"));
         let index_path = index_path(root);
         let no_index = std::fs::metadata(&index_path).map_or(true, |m| m.len() == 0);
         let lost_index = no_index && has_objects(&root.join("objects"));
@@ -247,6 +250,24 @@ impl Store {
     pub fn remove_leftovers(&self, leftovers: &[Leftover]) -> Result<()> {
         let hashes: Vec<BlobHash> = leftovers.iter().map(|l| l.hash).collect();
         self.blobs.remove(&hashes)
+    }
+
+    /// The pieces so far of a large message arriving in pieces (empty when
+    /// none came yet, or what came does not check out).
+    pub fn partial(&self, folder_id: i64, uidvalidity: u32, uid: u32) -> Result<Partial> {
+        Partial::open(
+            &self.root.join("partial"),
+            &partial_name(folder_id, uidvalidity, uid),
+        )
+    }
+
+    /// Whether an earlier run left pieces of that message.
+    pub fn has_partial(&self, folder_id: i64, uidvalidity: u32, uid: u32) -> bool {
+        let name = partial_name(folder_id, uidvalidity, uid);
+        self.root
+            .join("partial")
+            .join(format!("{name}.state"))
+            .exists()
     }
 
     /// Where large messages are spilled while they arrive (see
@@ -445,6 +466,10 @@ fn hold_for_reading(root: &Path) -> ReadHold {
             writer_active: false,
         },
     }
+}
+
+fn partial_name(folder_id: i64, uidvalidity: u32, uid: u32) -> String {
+    format!("{folder_id}-{uidvalidity}-{uid}")
 }
 
 /// Removes staging files left by a killed process: they were never renamed,

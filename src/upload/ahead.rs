@@ -64,7 +64,7 @@ pub(super) async fn append<'a>(
     let mut stopped: Option<anyhow::Error> = None;
     for o in appends {
         if crate::stop::requested().is_some() {
-            return Err(interrupted(imap));
+            return Err(stop(ctx, job, dest, imap, flight, &mut again).await);
         }
         if token_stale() {
             stopped = Some(
@@ -110,7 +110,7 @@ pub(super) async fn append<'a>(
         let plain_nul = sent_as == Some(SentAs::NulLiteral);
         let write = imap.append_ahead(&dest.wire, &flags, date.as_deref(), &body, plain_nul);
         let Some(ahead) = unless_stopped(write).await else {
-            return Err(interrupted(imap));
+            return Err(stop(ctx, job, dest, imap, flight, &mut again).await);
         };
         let ahead = ahead?;
         let len = body.len() as u64;
@@ -136,7 +136,8 @@ pub(super) async fn append<'a>(
                 let first = settled_window != Some(f.window);
                 settled_window = Some(f.window);
                 let Some(answer) = unless_stopped(imap.append_answer(&f.ahead, first)).await else {
-                    return Err(interrupted(imap));
+                    flight.push_front(f);
+                    return Err(stop(ctx, job, dest, imap, flight, &mut again).await);
                 };
                 let answer = settle(ctx, job, dest, f, answer, &mut again)?;
                 no_uidplus |= answer.no_uidplus;
@@ -148,7 +149,8 @@ pub(super) async fn append<'a>(
         let first = settled_window != Some(f.window);
         settled_window = Some(f.window);
         let Some(answer) = unless_stopped(imap.append_answer(&f.ahead, first)).await else {
-            return Err(interrupted(imap));
+            flight.push_front(f);
+            return Err(stop(ctx, job, dest, imap, flight, &mut again).await);
         };
         no_uidplus |= settle(ctx, job, dest, f, answer, &mut again)?.no_uidplus;
     }
@@ -173,10 +175,35 @@ async fn unless_stopped<T>(work: impl std::future::Future<Output = T>) -> Option
     }
 }
 
-/// A stop with APPENDs under way: their entries stay pending, for the next
-/// run to settle by reading the target back; the connection, owed answers
-/// or cut mid-message, is not used again.
-fn interrupted(imap: &mut ImapSession) -> anyhow::Error {
+/// How long a stop waits for the answers to APPENDs already written.
+const STOP_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A stop with APPENDs under way. Their answers are read for a moment:
+/// what the server took is recorded now rather than left for the next run
+/// to find (it may still be landing then). What is owed after that stays
+/// pending, for the next run to settle by reading the target back; the
+/// connection, owed answers or cut mid-message, is reset, not used again.
+async fn stop<'a>(
+    ctx: &UploadContext,
+    job: &FolderJob,
+    dest: &mut Destination,
+    imap: &mut ImapSession,
+    mut flight: VecDeque<InFlight<'a>>,
+    again: &mut Vec<Again<'a>>,
+) -> anyhow::Error {
+    let deadline = tokio::time::sleep(STOP_DRAIN);
+    tokio::pin!(deadline);
+    let mut first = true;
+    while let Some(f) = flight.pop_front() {
+        let answer = tokio::select! {
+            answer = imap.append_answer(&f.ahead, first) => answer,
+            _ = &mut deadline => break,
+        };
+        first = false;
+        if settle(ctx, job, dest, f, answer, again).is_err() {
+            break;
+        }
+    }
     imap.abandon();
     crate::outcome::Interrupted.into()
 }
