@@ -24,6 +24,47 @@ use crate::store::ledger::{Outgoing, SentAs};
 const WINDOW_BYTES: u64 = 4 << 20;
 const WINDOW_MESSAGES: usize = 200;
 
+/// Written and not yet answered: at most what the link carried in the
+/// last second and a half (at least this), so that a stop, which reads
+/// the answers to what was written for up to [`STOP_DRAIN`], hears them
+/// all, and nothing written is left to land after the run is gone (a slow
+/// link or a proxy can hold many seconds of messages).
+const MIN_AHEAD: u64 = 128 << 10;
+
+/// The pace of a connection's answers, to size what is written ahead.
+#[derive(Default)]
+struct Pace {
+    /// Bytes of the messages answered in the last second, with when.
+    recent: VecDeque<(std::time::Instant, u64)>,
+    in_flight: u64,
+}
+
+impl Pace {
+    fn wrote(&mut self, bytes: u64) {
+        self.in_flight += bytes;
+    }
+
+    fn answered(&mut self, bytes: u64) {
+        let now = std::time::Instant::now();
+        self.in_flight = self.in_flight.saturating_sub(bytes);
+        self.recent.push_back((now, bytes));
+        while self
+            .recent
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > std::time::Duration::from_secs(1))
+        {
+            self.recent.pop_front();
+        }
+    }
+
+    /// Whether `bytes` more may be written before an answer is read.
+    fn room_for(&self, bytes: u64) -> bool {
+        let per_second: u64 = self.recent.iter().map(|(_, b)| b).sum();
+        let cap = (per_second * 3 / 2).clamp(MIN_AHEAD, 2 * WINDOW_BYTES);
+        self.in_flight == 0 || self.in_flight + bytes <= cap
+    }
+}
+
 /// A message refused for a reason that may pass, to be tried one by one.
 pub(super) struct Again<'a> {
     pub o: &'a Outgoing,
@@ -62,9 +103,10 @@ pub(super) async fn append<'a>(
     // refused again.
     let mut throttled = false;
     let mut stopped: Option<anyhow::Error> = None;
+    let mut pace = Pace::default();
     for o in appends {
         if crate::stop::requested().is_some() {
-            return Err(stop(ctx, job, dest, imap, flight, &mut again).await);
+            return Err(stop(ctx, job, dest, imap, flight, &mut again, &mut pace).await);
         }
         if token_stale() {
             stopped = Some(
@@ -89,7 +131,7 @@ pub(super) async fn append<'a>(
             };
             let f = flight.pop_front().expect("checked");
             settled_window = Some(f.window);
-            let answer = settle(ctx, job, dest, f, answer, &mut again)?;
+            let answer = settle(ctx, job, dest, f, answer, &mut again, &mut pace)?;
             no_uidplus |= answer.no_uidplus;
             throttled |= answer.throttled;
         }
@@ -102,18 +144,32 @@ pub(super) async fn append<'a>(
             };
             let f = flight.pop_front().expect("checked");
             settled_window = Some(f.window);
-            let answer = settle(ctx, job, dest, f, answer, &mut again)?;
+            let answer = settle(ctx, job, dest, f, answer, &mut again, &mut pace)?;
             no_uidplus |= answer.no_uidplus;
             throttled |= answer.throttled;
         }
         ctx.throttle.wait().await;
+        // No further ahead of the answers than the link's pace allows.
+        while !pace.room_for(body.len() as u64) {
+            let f = flight.pop_front().expect("room when nothing is in flight");
+            let first = settled_window != Some(f.window);
+            settled_window = Some(f.window);
+            let Some(answer) = unless_stopped(imap.append_answer(&f.ahead, first)).await else {
+                flight.push_front(f);
+                return Err(stop(ctx, job, dest, imap, flight, &mut again, &mut pace).await);
+            };
+            let answer = settle(ctx, job, dest, f, answer, &mut again, &mut pace)?;
+            no_uidplus |= answer.no_uidplus;
+            throttled |= answer.throttled;
+        }
         let plain_nul = sent_as == Some(SentAs::NulLiteral);
         let write = imap.append_ahead(&dest.wire, &flags, date.as_deref(), &body, plain_nul);
         let Some(ahead) = unless_stopped(write).await else {
-            return Err(stop(ctx, job, dest, imap, flight, &mut again).await);
+            return Err(stop(ctx, job, dest, imap, flight, &mut again, &mut pace).await);
         };
         let ahead = ahead?;
         let len = body.len() as u64;
+        pace.wrote(len);
         drop(body);
         flight.push_back(InFlight {
             o,
@@ -137,9 +193,9 @@ pub(super) async fn append<'a>(
                 settled_window = Some(f.window);
                 let Some(answer) = unless_stopped(imap.append_answer(&f.ahead, first)).await else {
                     flight.push_front(f);
-                    return Err(stop(ctx, job, dest, imap, flight, &mut again).await);
+                    return Err(stop(ctx, job, dest, imap, flight, &mut again, &mut pace).await);
                 };
-                let answer = settle(ctx, job, dest, f, answer, &mut again)?;
+                let answer = settle(ctx, job, dest, f, answer, &mut again, &mut pace)?;
                 no_uidplus |= answer.no_uidplus;
                 throttled |= answer.throttled;
             }
@@ -150,9 +206,9 @@ pub(super) async fn append<'a>(
         settled_window = Some(f.window);
         let Some(answer) = unless_stopped(imap.append_answer(&f.ahead, first)).await else {
             flight.push_front(f);
-            return Err(stop(ctx, job, dest, imap, flight, &mut again).await);
+            return Err(stop(ctx, job, dest, imap, flight, &mut again, &mut pace).await);
         };
-        no_uidplus |= settle(ctx, job, dest, f, answer, &mut again)?.no_uidplus;
+        no_uidplus |= settle(ctx, job, dest, f, answer, &mut again, &mut pace)?.no_uidplus;
     }
     if no_uidplus {
         // No UIDPLUS: where the next one will go, asked once for the lot.
@@ -190,6 +246,7 @@ async fn stop<'a>(
     imap: &mut ImapSession,
     mut flight: VecDeque<InFlight<'a>>,
     again: &mut Vec<Again<'a>>,
+    pace: &mut Pace,
 ) -> anyhow::Error {
     let deadline = tokio::time::sleep(STOP_DRAIN);
     tokio::pin!(deadline);
@@ -200,7 +257,7 @@ async fn stop<'a>(
             _ = &mut deadline => break,
         };
         first = false;
-        if settle(ctx, job, dest, f, answer, again).is_err() {
+        if settle(ctx, job, dest, f, answer, again, pace).is_err() {
             break;
         }
     }
@@ -224,7 +281,9 @@ fn settle<'a>(
     f: InFlight<'a>,
     answer: Result<crate::imap::Appended>,
     again: &mut Vec<Again<'a>>,
+    pace: &mut Pace,
 ) -> Result<Answer> {
+    pace.answered(f.sent.bytes);
     match answer {
         Ok(appended) => {
             ctx.throttle.went_through();
