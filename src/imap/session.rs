@@ -558,14 +558,33 @@ impl ImapSession {
             Some(c) if c.iter().count() > 1 => capabilities_from(&c),
             _ => imap.capability().await?,
         };
+        // ID and ENABLE in one round trip: neither answer is needed
+        // before the other is sent.
+        let mut setup = Vec::new();
         if imap.caps.has("ID") {
             let version = env!("CARGO_PKG_VERSION");
-            imap.run(
-                &format!("ID (\"name\" \"mailferry\" \"version\" \"{version}\")"),
-                |_| Ok(()),
-            )
-            .await?;
+            setup.push(format!(
+                "ID (\"name\" \"mailferry\" \"version\" \"{version}\")"
+            ));
         }
+        let enable = if imap.caps.has("QRESYNC") {
+            Some("ENABLE QRESYNC")
+        } else if imap.caps.has("CONDSTORE") {
+            Some("ENABLE CONDSTORE")
+        } else {
+            None
+        };
+        setup.extend(enable.map(str::to_string));
+        let outcomes = imap.pipeline(&setup, |_, _| Ok(())).await?;
+        for (command, outcome) in setup.iter().zip(outcomes) {
+            // A refused ID or CONDSTORE costs nothing; QRESYNC was counted on.
+            if let Err(e) = outcome
+                && command == "ENABLE QRESYNC"
+            {
+                return Err(e.into());
+            }
+        }
+        imap.qresync = enable == Some("ENABLE QRESYNC");
         let compress = match server.compress {
             Compression::Always => true,
             Compression::Never => false,
@@ -574,12 +593,6 @@ impl ImapSession {
         if compress && imap.caps.has("COMPRESS=DEFLATE") {
             imap.run("COMPRESS DEFLATE", |_| Ok(())).await?;
             imap.session.get_mut().start_deflate();
-        }
-        if imap.caps.has("QRESYNC") {
-            imap.run("ENABLE QRESYNC", |_| Ok(())).await?;
-            imap.qresync = true;
-        } else if imap.caps.has("CONDSTORE") {
-            imap.run("ENABLE CONDSTORE", |_| Ok(())).await.ok();
         }
         Ok(imap)
     }
