@@ -92,6 +92,14 @@ impl Config {
         self.target = TargetSettings::resolve(&[&self.file_target, target]);
     }
 
+    /// One cap on bytes per second for the whole run (`--max-rate`):
+    /// every connection to the source and the target draws from it.
+    pub fn limit_rate(&mut self, per_second: Option<u64>) {
+        let cap = per_second.map(crate::imap::rate::RateCap::new);
+        self.source.max_rate = cap.clone();
+        self.target.server.max_rate = cap;
+    }
+
     /// Puts per-account results back in the accounts file's order (they
     /// finish in any order when accounts run in parallel).
     pub fn sort_in_file_order<T>(&self, items: &mut [T], name: impl Fn(&T) -> &str) {

@@ -191,9 +191,26 @@ pub struct MirrorArgs {
     #[command(flatten)]
     pub mirror: MirrorOnlyArgs,
 
+    #[command(flatten)]
+    pub link: LinkArgs,
+
     /// Print the run summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+/// How much of the line mailferry may take.
+#[derive(Debug, Args)]
+pub struct LinkArgs {
+    /// At most this many bytes per second over all IMAP connections of the
+    /// run together, both ways (a line shared with people at work): 2M is
+    /// 2 MB/s, 20Mbit is 2.5 MB/s [default: no cap].
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub max_rate: Option<u64>,
+}
+
+fn parse_rate(text: &str) -> Result<u64, String> {
+    mailferry::imap::rate::parse_rate(text).map_err(|e| e.to_string())
 }
 
 /// Where the upload goes and how to log in there.
@@ -334,6 +351,9 @@ pub struct UploadArgs {
     #[command(flatten)]
     pub upload: UploadOnlyArgs,
 
+    #[command(flatten)]
+    pub link: LinkArgs,
+
     /// Print the run summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -355,6 +375,9 @@ pub struct SyncArgs {
 
     #[command(flatten)]
     pub upload: UploadOnlyArgs,
+
+    #[command(flatten)]
+    pub link: LinkArgs,
 
     /// Keep running: start a new sync this long after the last one started
     /// (e.g. 24h, 6h, 30m), until stopped. The store is free between runs.

@@ -18,6 +18,7 @@ pub fn run(cli: &Cli, args: &MirrorArgs) -> Result<i32> {
         &source_layer(&args.source),
         &mailferry::config::TargetLayer::default(),
     );
+    config.limit_rate(args.link.max_rate);
     let store = open_store(cli, Some(&config), Creation::Allowed)?;
     let summary = mirror_with(cli, &config, &args.mirror, store)?;
     emit(&summary, Form::json(args.json))

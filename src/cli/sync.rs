@@ -13,6 +13,7 @@ use mailferry::store::Creation;
 pub fn run(cli: &Cli, args: &SyncArgs) -> Result<i32> {
     let mut config = load_accounts(&args.accounts)?;
     config.resolve(&source_layer(&args.source), &target_layer(&args.target)?);
+    config.limit_rate(args.link.max_rate);
     let Some(every) = args.every else {
         return once(cli, args, &config);
     };

@@ -20,6 +20,7 @@ pub fn run(cli: &Cli, args: &UploadArgs) -> Result<i32> {
         &mailferry::config::ServerLayer::default(),
         &target_layer(&args.target)?,
     );
+    config.limit_rate(args.link.max_rate);
     let store = open_store(cli, Some(&config), Creation::Refused)?;
     let summary = upload_with(cli, &config, &args.upload, store)?;
     emit(&summary, Form::json(args.json))

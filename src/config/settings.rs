@@ -98,6 +98,9 @@ pub struct ServerSettings {
     pub compress: Compression,
     /// How long a server may send nothing before its connection counts as dead.
     pub io_timeout: std::time::Duration,
+    /// The process's cap on bytes per second (`--max-rate`), shared by
+    /// every connection to the source and the target.
+    pub max_rate: Option<std::sync::Arc<crate::imap::rate::RateCap>>,
 }
 
 impl ServerSettings {
@@ -124,6 +127,7 @@ impl Default for ServerSettings {
             connections: 4,
             compress: Compression::Auto,
             io_timeout: std::time::Duration::from_secs(180),
+            max_rate: None,
         }
     }
 }
@@ -313,6 +317,7 @@ impl ServerSettings {
             io_timeout: last(layers, |l| l.io_timeout)
                 .unwrap_or(base.io_timeout)
                 .max(Duration::from_secs(1)),
+            max_rate: base.max_rate,
         }
     }
 }

@@ -462,7 +462,7 @@ impl ImapSession {
             _ => anyhow::Error::from(e),
         })
         .with_context(|| format!("TLS handshake with {address} failed"))?;
-        let wire = Wire::new(tls_stream);
+        let wire = Wire::new(tls_stream, server.max_rate.clone());
         let stats = wire.stats();
         let mut client = async_imap::Client::new(wire);
         let greeting = tokio::time::timeout(silence, client.read_response())

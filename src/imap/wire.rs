@@ -12,6 +12,7 @@
 //! a `~{n}` that ends a response line into `{n}`; literal contents pass
 //! through untouched.
 
+use std::future::Future as _;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -22,6 +23,8 @@ use async_compression::tokio::bufread::DeflateDecoder;
 use async_compression::tokio::write::DeflateEncoder;
 use tokio::io::{AsyncRead, AsyncWrite, BufReader, ReadBuf};
 use tokio::net::TcpStream;
+
+use super::rate::RateCap;
 
 pub(crate) type TlsStream = tokio_rustls::client::TlsStream<TcpStream>;
 
@@ -178,6 +181,33 @@ pub struct WireStats {
 pub(crate) struct CountingStream {
     inner: TlsStream,
     stats: Arc<WireStats>,
+    /// The process's `--max-rate`, with this stream's waits on it.
+    cap: Option<Arc<RateCap>>,
+    read_wait: Option<Pin<Box<tokio::time::Sleep>>>,
+    write_wait: Option<Pin<Box<tokio::time::Sleep>>>,
+    scratch: Vec<u8>,
+}
+
+/// Waits (returning Pending) while the cap is in debt; then how many bytes
+/// one read or write may move.
+fn allowance(
+    cap: &Option<Arc<RateCap>>,
+    wait: &mut Option<Pin<Box<tokio::time::Sleep>>>,
+    cx: &mut Context<'_>,
+) -> Poll<usize> {
+    let Some(cap) = cap else {
+        return Poll::Ready(usize::MAX);
+    };
+    loop {
+        if let Some(sleep) = wait.as_mut() {
+            ready!(sleep.as_mut().poll(cx));
+            *wait = None;
+        }
+        match cap.wait() {
+            None => return Poll::Ready(cap.burst()),
+            Some(d) => *wait = Some(Box::pin(tokio::time::sleep(d))),
+        }
+    }
 }
 
 impl AsyncRead for CountingStream {
@@ -186,10 +216,24 @@ impl AsyncRead for CountingStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
-        let n = buf.filled().len() - before;
-        self.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+        let this = &mut *self;
+        let limit = ready!(allowance(&this.cap, &mut this.read_wait, cx));
+        let n = if limit >= buf.remaining() {
+            let before = buf.filled().len();
+            ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+            buf.filled().len() - before
+        } else {
+            this.scratch.resize(limit, 0);
+            let mut small = ReadBuf::new(&mut this.scratch);
+            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut small))?;
+            let n = small.filled().len();
+            buf.put_slice(&this.scratch[..n]);
+            n
+        };
+        if let Some(cap) = &this.cap {
+            cap.charge(n);
+        }
+        this.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
         Poll::Ready(Ok(()))
     }
 }
@@ -200,8 +244,13 @@ impl AsyncWrite for CountingStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let n = ready!(Pin::new(&mut self.inner).poll_write(cx, buf))?;
-        self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+        let this = &mut *self;
+        let limit = ready!(allowance(&this.cap, &mut this.write_wait, cx));
+        let n = ready!(Pin::new(&mut this.inner).poll_write(cx, &buf[..buf.len().min(limit)]))?;
+        if let Some(cap) = &this.cap {
+            cap.charge(n);
+        }
+        this.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
         Poll::Ready(Ok(n))
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -231,12 +280,16 @@ pub struct Wire {
 }
 
 impl Wire {
-    pub(crate) fn new(tls: TlsStream) -> Wire {
+    pub(crate) fn new(tls: TlsStream, cap: Option<Arc<RateCap>>) -> Wire {
         let stats = Arc::new(WireStats::default());
         Wire {
             layer: Layer::Plain(Box::new(CountingStream {
                 inner: tls,
                 stats: stats.clone(),
+                cap,
+                read_wait: None,
+                write_wait: None,
+                scratch: Vec::new(),
             })),
             filter: Literal8Filter::default(),
             stats,

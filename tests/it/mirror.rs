@@ -752,6 +752,60 @@ fn a_large_message_half_fetched_by_a_killed_run_is_continued_by_the_next() {
 }
 
 #[test]
+fn max_rate_holds_mirror_and_upload_to_the_rate_asked_for() {
+    let server = Dovecot::start();
+    let mut alice = server.client("alice", "alice-pw");
+    let mut size = 0;
+    for i in 0..24 {
+        let mut body = message("paced", &format!("paced{i}@x"), "");
+        body.extend(noise(100_000, i + 21).iter().map(|b| b'a' + b % 26));
+        body.extend_from_slice(b"\r\n");
+        size += body.len();
+        alice.append("INBOX", "", DATE_1, &body);
+    }
+    drop(alice);
+    let store = tempfile::tempdir().unwrap();
+    let csv = server.migration_csv(&[("alice", "alice-pw", "alice-365", "alice-365-pw")]);
+    // 2.4 MB at 1 MB/s over four connections together: two seconds and
+    // more, however fast the machine (a lower bound only).
+    let started = std::time::Instant::now();
+    let (run, summary) = mirror(&server, store.path(), &csv, &["--max-rate", "1M"]);
+    let took = started.elapsed().as_secs_f64();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(summary["accounts"][0]["complete"], true, "{summary}");
+    assert_store_matches(&server, store.path(), "alice", "alice-pw");
+    let floor = size as f64 / 1e6 * 0.8;
+    assert!(
+        took >= floor,
+        "mirrored {size} bytes in {took:.2} s at 1 MB/s"
+    );
+    let started = std::time::Instant::now();
+    let (run, summary) = upload(
+        &server,
+        store.path(),
+        &csv,
+        &["--target-kind", "imap", "--max-rate", "1M"],
+    );
+    let took = started.elapsed().as_secs_f64();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(total(&summary, "appended"), 24, "{summary}");
+    assert!(
+        took >= floor,
+        "uploaded {size} bytes in {took:.2} s at 1 MB/s"
+    );
+    // A rate that is not one is refused, naming it.
+    let bad = Run::of(&mut mirror_command(
+        &server,
+        server.port,
+        store.path(),
+        &csv,
+        &["--max-rate", "fast"],
+    ));
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("\"fast\""), "{}", bad.stderr);
+}
+
+#[test]
 fn a_server_that_goes_away_mid_run_fails_the_account_cleanly_and_the_next_run_completes() {
     let server = Dovecot::start();
     let mut alice = server.client("alice", "alice-pw");
