@@ -493,6 +493,7 @@ async fn run_account(
     }
     let (candidates, repairing) = candidates(ctx, &listed, account_id, errors, &mut counts)?;
     let to_examine = changed(ctx, &mut session, shared, candidates, errors).await?;
+    let connections = connections_for(ctx.server.connections, &to_examine);
     let jobs: Vec<Job> = to_examine
         .into_iter()
         .map(|c| {
@@ -511,7 +512,7 @@ async fn run_account(
         session.logout().await;
         return Ok(counts);
     }
-    let result = work_through(ctx, session, jobs, shared, errors).await;
+    let result = work_through(ctx, session, jobs, connections, shared, errors).await;
     if !repairing.is_empty() {
         report_unrepaired(ctx, account_id, &repairing, errors)?;
     }
@@ -720,10 +721,11 @@ async fn work_through(
     ctx: &Arc<MirrorContext>,
     session: ImapSession,
     jobs: Vec<Job>,
+    connections: usize,
     shared: &Arc<SharedCounts>,
     errors: &Arc<Mutex<Vec<String>>>,
 ) -> Result<()> {
-    let workers = ctx.server.connections.max(1).min(jobs.len().max(1) * 4);
+    let workers = connections.max(1).min(jobs.len().max(1) * 4);
     let queue = Arc::new(JobQueue::new(jobs));
     let mut handles = Vec::new();
     let mut first = Some(session);
@@ -786,6 +788,31 @@ async fn work_through(
         );
     }
     Ok(())
+}
+
+/// New messages one connection is given before another is opened.
+const MESSAGES_PER_CONNECTION: u64 = 250;
+
+/// How many of `most` connections the folders to examine are worth: one
+/// per [`MESSAGES_PER_CONNECTION`] new messages, as far as STATUS tells
+/// (all of them where it does not). A small mailbox costs the server one
+/// login, not four.
+fn connections_for(most: usize, folders: &[Candidate]) -> usize {
+    let mut new = 0u64;
+    for c in folders {
+        let status = c.status.as_ref();
+        let since_last = match (status.and_then(|s| s.uidnext), &c.known) {
+            (Some(next), Some(k)) if k.uidvalidity == status.and_then(|s| s.uidvalidity) => {
+                u64::from(next.saturating_sub(k.uidnext.unwrap_or(1)))
+            }
+            _ => match status.and_then(|s| s.messages) {
+                Some(n) => u64::from(n),
+                None => return most,
+            },
+        };
+        new += since_last;
+    }
+    (new.div_ceil(MESSAGES_PER_CONNECTION) as usize).clamp(1, most.max(1))
 }
 
 /// Says so when a damaged copy could not be replaced (the server sends
