@@ -16,7 +16,8 @@
 #      its store (mirrored directly first, not timed) into up1..3; mbsync
 #      IMAP-to-IMAP into mb1..3, its source direct and only its target through
 #      the line; beside them mailferry's upload with no line at all (lo1..3)
-#      and the line's ceiling, one plain stream of as many bytes;
+#      and the line's ceiling, one plain stream of as many bytes; and
+#      mailferry's upload through a line capped at RATE too (cap1..3);
 #   c. one ~100 MB message through a line that drops every 20 MB (no delay):
 #      mailferry mirror re-run until the message is stored (at most 10 runs).
 # Prints Markdown tables with the ratios.
@@ -217,7 +218,7 @@ dir="$bench/dovecot"
 unset CORPUS_SHAPE # the corpus above, not one of another shape
 trap cleanup EXIT
 users="user1:pw1 user2:pw2 user3:pw3 big:pwb"
-for i in 1 2 3; do users+=" up$i:pw$i mb$i:pw$i lo$i:pw$i"; done
+for i in 1 2 3; do users+=" up$i:pw$i mb$i:pw$i lo$i:pw$i cap$i:pw$i"; done
 bench_dovecot "$bench" "$dir" "$port" "$messages" "$users"
 cp -al "$bench/bigmail" "$dir/mail/big" 2>/dev/null || cp -a "$bench/bigmail" "$dir/mail/big"
 chown -R "$(dovecot_mail_owner)" "$dir/mail/big"
@@ -229,10 +230,12 @@ ca="$dir/ca.pem"
 printf 'EmailAddress,UserName,Password\n' > "$bench/accounts.csv"
 printf 'EmailAddress,UserName,Password,TargetAddress,TargetPassword\n' > "$bench/upload.csv"
 printf 'EmailAddress,UserName,Password,TargetAddress,TargetPassword\n' > "$bench/upload-direct.csv"
+printf 'EmailAddress,UserName,Password,TargetAddress,TargetPassword\n' > "$bench/upload-capped.csv"
 for i in 1 2 3; do
     printf 'user%s@example.com,user%s,pw%s\n' $i $i $i >> "$bench/accounts.csv"
     printf 'user%s@example.com,user%s,pw%s,up%s,pw%s\n' $i $i $i $i $i >> "$bench/upload.csv"
     printf 'user%s@example.com,user%s,pw%s,lo%s,pw%s\n' $i $i $i $i $i >> "$bench/upload-direct.csv"
+    printf 'user%s@example.com,user%s,pw%s,cap%s,pw%s\n' $i $i $i $i $i >> "$bench/upload-capped.csv"
 done
 printf 'EmailAddress,UserName,Password\nbig@example.com,big,pwb\n' > "$bench/big.csv"
 
@@ -299,11 +302,12 @@ mb_count=$(find "$bench/mbsync" -type f \( -path '*/cur/*' -o -path '*/new/*' \)
 
 # ---- b. upload over 100 ms RTT, no cap -----------------------------------
 
-rm -rf "$bench/upload-store" "$bench/upload-store-direct"
+rm -rf "$bench/upload-store" "$bench/upload-store-direct" "$bench/upload-store-capped"
 "$bin" --store "$bench/upload-store" --quiet mirror --accounts "$bench/upload.csv" \
     --host localhost --port "$port" --ca-file "$ca" >/dev/null
 # The ledger is per store: a copy for the upload that takes no line.
 cp -a "$bench/upload-store" "$bench/upload-store-direct"
+cp -a "$bench/upload-store" "$bench/upload-store-capped"
 
 start_link mf-upload --to "127.0.0.1:$port" --delay-ms "$delay"
 measure mf_upload "$bin" --store "$bench/upload-store" --quiet upload --accounts "$bench/upload.csv" \
@@ -313,6 +317,14 @@ stop_link mf-upload
 measure mf_upload_direct "$bin" --store "$bench/upload-store-direct" --quiet upload \
     --accounts "$bench/upload-direct.csv" --target-kind imap --target-host localhost \
     --target-port "$port" --target-ca-file "$ca" --json
+
+# The same upload through a line capped at the rate of a: what share of a
+# line that bandwidth, not the round trip, bounds it takes.
+start_link mf-upload-capped --to "127.0.0.1:$port" --delay-ms "$delay" --rate "$rate"
+measure mf_upload_capped "$bin" --store "$bench/upload-store-capped" --quiet upload \
+    --accounts "$bench/upload-capped.csv" --target-kind imap --target-host localhost \
+    --target-port "$link_port" --target-ca-file "$ca" --json
+stop_link mf-upload-capped
 
 start_link mb-upload --to "127.0.0.1:$port" --delay-ms "$delay"
 : > "$bench/mbsyncrc-upload"
@@ -409,6 +421,7 @@ b. Upload over $((2 * delay)) ms RTT, no bandwidth cap
 | run | wall s | MB/s of mail | bytes up via the line | peak RSS MB | notes |
 | --- | ---: | ---: | ---: | ---: | --- |
 | mailferry upload (from its store), through the line | $secs_mf_upload | $(rate_of "$secs_mf_upload") | $(group "$mf_up_bytes") | $((rss_mf_upload / 1024)) | $appended appended, $up_trips round trips |
+| mailferry upload through the line capped at $(awk -v r="$rate" 'BEGIN { printf "%g", r * 8 / 1e6 }') Mbit/s | $secs_mf_upload_capped | $(rate_of "$secs_mf_upload_capped") | $(group "$(link_stat mf-upload-capped bytes_up)") | $((rss_mf_upload_capped / 1024)) | $(json_total "$bench/out.mf_upload_capped" appended) appended; link used $(pct "$(awk -v b="$(link_stat mf-upload-capped bytes_up)" -v r="$rate" 'BEGIN { printf "%.2f", b / r }')" "$secs_mf_upload_capped") (its bytes up / rate / wall) |
 | mailferry upload, no line (loopback) | $secs_mf_upload_direct | $(rate_of "$secs_mf_upload_direct") | – | $((rss_mf_upload_direct / 1024)) | $appended_direct appended |
 | mbsync IMAP to IMAP, target through the line, source direct | $secs_mb_upload | $(rate_of "$secs_mb_upload") | $(group "$(link_stat mb-upload bytes_up)") | $((rss_mb_upload / 1024)) | $mb_up_count messages at its target |
 | one plain TCP stream of as many bytes, through the line (its ceiling) | $ceiling_secs | $ceiling_mbs | $(group "$mf_up_bytes") | – | |

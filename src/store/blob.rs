@@ -183,10 +183,21 @@ impl Blobs for LocalBlobs {
         let mut dirs = std::collections::BTreeSet::new();
         for (src, hash) in items {
             let (tmp, dest) = (self.tmp_for(hash), self.location(hash));
-            // Closed at once: a batch may hold a thousand messages.
-            let (_, stored_size) =
-                stage(*src, &tmp, &dest).with_context(|| format!("cannot store blob {hash}"))?;
-            let created = place(&tmp, &dest)?;
+            // Files are closed at once: a batch may hold a thousand messages.
+            let unnamed = stage_unnamed(*src, &dest)
+                .and_then(|staged| match staged {
+                    Some((file, size)) => Ok(place_unnamed(&file, &tmp, &dest)?.map(|c| (size, c))),
+                    None => Ok(None),
+                })
+                .with_context(|| format!("cannot store blob {hash}"))?;
+            let (stored_size, created) = match unnamed {
+                Some(done) => done,
+                None => {
+                    let (_, stored_size) = stage(*src, &tmp, &dest)
+                        .with_context(|| format!("cannot store blob {hash}"))?;
+                    (stored_size, place(&tmp, &dest)?)
+                }
+            };
             puts.push(Put {
                 stored_size,
                 created,
@@ -365,6 +376,83 @@ fn compress(raw: &[u8]) -> Result<Vec<u8>> {
 fn stage(src: Source<'_>, tmp: &Path, dest: &Path) -> Result<(File, u64)> {
     let mut file = crate::files::create(tmp, crate::files::PRIVATE_FILE)
         .with_context(|| format!("cannot create {}", tmp.display()))?;
+    let stored_size = write_compressed(src, &mut file, tmp)?;
+    ensure_dir(dest)?;
+    Ok((file, stored_size))
+}
+
+/// The blob's directory, made (and made durable) the first time.
+fn ensure_dir(dest: &Path) -> Result<()> {
+    let dir = dest.parent().expect("blob path has a parent");
+    if !dir.exists() {
+        crate::files::create_dir_all(dir, crate::files::PRIVATE_DIR)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        sync_dir(dir.parent().expect("objects dir"))?;
+    }
+    Ok(())
+}
+
+/// [`stage`] into a file with no name yet (O_TMPFILE) in the blob's own
+/// directory: no staging name to make and remove, so a blob costs one
+/// directory entry, not three changes. `None` where the file system does
+/// not offer it.
+#[cfg(target_os = "linux")]
+fn stage_unnamed(src: Source<'_>, dest: &Path) -> Result<Option<(File, u64)>> {
+    use rustix::fs::{Mode, OFlags};
+    ensure_dir(dest)?;
+    let dir = dest.parent().expect("blob path has a parent");
+    let Ok(fd) = rustix::fs::open(
+        dir,
+        OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC,
+        Mode::from_bits_truncate(crate::files::PRIVATE_FILE),
+    ) else {
+        return Ok(None);
+    };
+    let mut file = File::from(fd);
+    let stored_size = write_compressed(src, &mut file, dir)?;
+    Ok(Some((file, stored_size)))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn stage_unnamed(_: Source<'_>, _: &Path) -> Result<Option<(File, u64)>> {
+    Ok(None)
+}
+
+/// [`place`] for an unnamed file: linked in as `dest` (through
+/// /proc/self/fd, which needs no privilege). Where `dest` exists, it gets
+/// a name in `tmp` first and replaces `dest` from there. `None` when it
+/// cannot be linked at all (no /proc): the caller stages a named copy.
+#[cfg(target_os = "linux")]
+fn place_unnamed(file: &File, tmp: &Path, dest: &Path) -> Result<Option<bool>> {
+    use rustix::fs::{AtFlags, CWD};
+    use std::os::fd::AsRawFd as _;
+    let me = format!("/proc/self/fd/{}", file.as_raw_fd());
+    let link = |to: &Path| rustix::fs::linkat(CWD, &me, CWD, to, AtFlags::SYMLINK_FOLLOW);
+    match link(dest) {
+        Ok(()) => Ok(Some(true)),
+        Err(rustix::io::Errno::EXIST) => {
+            if link(tmp).is_err() {
+                return Ok(None);
+            }
+            if let Err(e) = fs::rename(tmp, dest) {
+                let _ = fs::remove_file(tmp);
+                return Err(e).with_context(|| format!("cannot move blob into {}", dest.display()));
+            }
+            Ok(Some(false))
+        }
+        Err(_) => Ok(None),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn place_unnamed(_: &File, _: &Path, _: &Path) -> Result<Option<bool>> {
+    Ok(None)
+}
+
+/// Writes `src` compressed into `file` (named `what` in errors); returns
+/// the compressed size.
+fn write_compressed(src: Source<'_>, file: &mut File, what: &Path) -> Result<u64> {
+    let tmp = what;
     let stored_size = match src {
         Source::Bytes(raw) => {
             let compressed = compress(raw)?;
@@ -377,7 +465,7 @@ fn stage(src: Source<'_>, tmp: &Path, dest: &Path) -> Result<(File, u64)> {
                 File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
             zstd::stream::copy_encode(
                 std::io::BufReader::with_capacity(256 * 1024, input),
-                std::io::BufWriter::with_capacity(256 * 1024, &mut file),
+                std::io::BufWriter::with_capacity(256 * 1024, &mut *file),
                 ZSTD_LEVEL,
             )
             .with_context(|| format!("cannot write {}", tmp.display()))?;
@@ -386,13 +474,7 @@ fn stage(src: Source<'_>, tmp: &Path, dest: &Path) -> Result<(File, u64)> {
                 .len()
         }
     };
-    let dir = dest.parent().expect("blob path has a parent");
-    if !dir.exists() {
-        crate::files::create_dir_all(dir, crate::files::PRIVATE_DIR)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-        sync_dir(dir.parent().expect("objects dir"))?;
-    }
-    Ok((file, stored_size))
+    Ok(stored_size)
 }
 
 /// Replaces `dest` durably: for a blob found damaged, whose file holds the

@@ -286,6 +286,11 @@ impl Index {
         conn.pragma_update(None, "journal_mode", "WAL")
             .with_context(|| format!("cannot set WAL mode on {}", path.display()))?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // The WAL is copied back into the index every 64 MiB, not every
+        // 4 MiB: the pages a mirror changes batch after batch (the messages
+        // table's indexes) are written back once per checkpoint, and the
+        // checkpoints were 8 % of a small-mail mirror's time.
+        conn.pragma_update(None, "wal_autocheckpoint", 16_384)?;
         tune(&conn)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
