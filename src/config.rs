@@ -95,7 +95,7 @@ impl Config {
     /// One cap on bytes per second for the whole run (`--max-rate`):
     /// every connection to the source and the target draws from it.
     pub fn limit_rate(&mut self, per_second: Option<u64>) {
-        let cap = per_second.map(crate::imap::rate::RateCap::new);
+        let cap = per_second.map(crate::rate::RateCap::new);
         self.source.max_rate = cap.clone();
         self.target.server.max_rate = cap;
     }

@@ -24,6 +24,7 @@ pub mod oauth;
 pub mod outcome;
 pub mod preflight;
 pub mod progress;
+pub mod rate;
 pub mod report;
 pub mod stop;
 pub mod store;

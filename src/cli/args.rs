@@ -210,7 +210,7 @@ pub struct LinkArgs {
 }
 
 fn parse_rate(text: &str) -> Result<u64, String> {
-    mailferry::imap::rate::parse_rate(text).map_err(|e| e.to_string())
+    mailferry::rate::parse_rate(text).map_err(|e| e.to_string())
 }
 
 /// Where the upload goes and how to log in there.

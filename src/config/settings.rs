@@ -100,7 +100,7 @@ pub struct ServerSettings {
     pub io_timeout: std::time::Duration,
     /// The process's cap on bytes per second (`--max-rate`), shared by
     /// every connection to the source and the target.
-    pub max_rate: Option<std::sync::Arc<crate::imap::rate::RateCap>>,
+    pub max_rate: Option<std::sync::Arc<crate::rate::RateCap>>,
 }
 
 impl ServerSettings {

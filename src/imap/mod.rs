@@ -2,7 +2,6 @@
 //! COMPRESS=DEFLATE, CONDSTORE/QRESYNC, and modified UTF-7 folder names.
 
 pub mod mutf7;
-pub mod rate;
 mod session;
 pub mod tls;
 mod wire;

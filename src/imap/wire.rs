@@ -24,7 +24,7 @@ use async_compression::tokio::write::DeflateEncoder;
 use tokio::io::{AsyncRead, AsyncWrite, BufReader, ReadBuf};
 use tokio::net::TcpStream;
 
-use super::rate::RateCap;
+use crate::rate::RateCap;
 
 pub(crate) type TlsStream = tokio_rustls::client::TlsStream<TcpStream>;
 
