@@ -352,6 +352,8 @@ async fn fetch_batch(
     let binary = session.capabilities().has("BINARY");
     let mut got: HashMap<u32, FetchedMessage> = HashMap::new();
     let mut held = 0u64;
+    // Since when the oldest message held has waited to be stored.
+    let mut waiting_since: Option<std::time::Instant> = None;
     // What was stored mid-way, to catch a second, different body.
     let mut stored: HashMap<u32, crate::store::BlobHash> = HashMap::new();
     let mut out = Fetched::default();
@@ -390,7 +392,11 @@ async fn fetch_batch(
             }
             held += in_memory(&m);
             got.insert(m.uid, m);
-            if held > limit {
+            let waiting = *waiting_since.get_or_insert_with(std::time::Instant::now);
+            // Past the budget, or on a slow link every second: what came
+            // is kept even if the run stops before the batch ends.
+            if held > limit || waiting.elapsed() >= STORE_AT_LEAST_EVERY {
+                waiting_since = None;
                 // Two bodies for one UID: neither is stored; it is fetched alone.
                 for uid in &out.conflicting {
                     if let Some(m) = got.remove(uid) {
@@ -520,6 +526,10 @@ async fn store_delivered(
     ctx.progress.moved(&ctx.account.name, count, fetched_bytes);
     Ok(hashes)
 }
+
+/// On a slow link a batch takes long to arrive: what came is stored at
+/// least this often, not only when the batch ends.
+const STORE_AT_LEAST_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What one body FETCH brought besides the messages.
 #[derive(Default)]
