@@ -493,7 +493,6 @@ async fn run_account(
     }
     let (candidates, repairing) = candidates(ctx, &listed, account_id, errors, &mut counts)?;
     let to_examine = changed(ctx, &mut session, shared, candidates, errors).await?;
-    let connections = connections_for(ctx.server.connections, &to_examine);
     let jobs: Vec<Job> = to_examine
         .into_iter()
         .map(|c| {
@@ -512,7 +511,7 @@ async fn run_account(
         session.logout().await;
         return Ok(counts);
     }
-    let result = work_through(ctx, session, jobs, connections, shared, errors).await;
+    let result = work_through(ctx, session, jobs, shared, errors).await;
     if !repairing.is_empty() {
         report_unrepaired(ctx, account_id, &repairing, errors)?;
     }
@@ -721,15 +720,14 @@ async fn work_through(
     ctx: &Arc<MirrorContext>,
     session: ImapSession,
     jobs: Vec<Job>,
-    connections: usize,
     shared: &Arc<SharedCounts>,
     errors: &Arc<Mutex<Vec<String>>>,
 ) -> Result<()> {
-    let workers = connections.max(1).min(jobs.len().max(1) * 4);
+    let workers = ctx.server.connections.max(1).min(jobs.len().max(1) * 4);
     let queue = Arc::new(JobQueue::new(jobs));
     let mut handles = Vec::new();
     let mut first = Some(session);
-    for _ in 0..workers {
+    for i in 0..workers {
         let worker = Worker {
             ctx: ctx.clone(),
             queue: queue.clone(),
@@ -737,7 +735,13 @@ async fn work_through(
             errors: errors.clone(),
         };
         let session = first.take();
-        handles.push(tokio::spawn(async move { worker.run(session).await }));
+        handles.push(tokio::spawn(async move {
+            // Each further connection waits its turn: a mailbox the first
+            // one finishes by then (few new messages, a fast server) costs
+            // one login, not four; a slow one soon has them all.
+            tokio::time::sleep(EXTRA_CONNECTION_AFTER * i as u32).await;
+            worker.run(session).await
+        }));
     }
     let mut last_error = None;
     for h in handles {
@@ -790,30 +794,9 @@ async fn work_through(
     Ok(())
 }
 
-/// New messages one connection is given before another is opened.
-const MESSAGES_PER_CONNECTION: u64 = 250;
-
-/// How many of `most` connections the folders to examine are worth: one
-/// per [`MESSAGES_PER_CONNECTION`] new messages, as far as STATUS tells
-/// (all of them where it does not). A small mailbox costs the server one
-/// login, not four.
-fn connections_for(most: usize, folders: &[Candidate]) -> usize {
-    let mut new = 0u64;
-    for c in folders {
-        let status = c.status.as_ref();
-        let since_last = match (status.and_then(|s| s.uidnext), &c.known) {
-            (Some(next), Some(k)) if k.uidvalidity == status.and_then(|s| s.uidvalidity) => {
-                u64::from(next.saturating_sub(k.uidnext.unwrap_or(1)))
-            }
-            _ => match status.and_then(|s| s.messages) {
-                Some(n) => u64::from(n),
-                None => return most,
-            },
-        };
-        new += since_last;
-    }
-    (new.div_ceil(MESSAGES_PER_CONNECTION) as usize).clamp(1, most.max(1))
-}
+/// How long each further connection of an account waits before it
+/// takes work (the second this long, the third twice as long, ...).
+const EXTRA_CONNECTION_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Says so when a damaged copy could not be replaced (the server sends
 /// other bytes now, or did not send the message).
