@@ -370,6 +370,12 @@ impl JobQueue {
         self.planning.fetch_sub(1, Ordering::SeqCst);
         self.changed.notify_waiters();
     }
+
+    /// No job waits and none can come (no folder is being examined).
+    fn nothing_left(&self) -> bool {
+        let q = self.jobs.lock().unwrap();
+        q.is_empty() && self.planning.load(Ordering::SeqCst) == 0
+    }
 }
 
 async fn mirror_account(ctx: Arc<MirrorContext>) -> AccountOutcome {
@@ -739,7 +745,13 @@ async fn work_through(
             // Each further connection waits its turn: a mailbox the first
             // one finishes by then (few new messages, a fast server) costs
             // one login, not four; a slow one soon has them all.
-            tokio::time::sleep(EXTRA_CONNECTION_AFTER * i as u32).await;
+            let turn = Instant::now() + EXTRA_CONNECTION_AFTER * i as u32;
+            while Instant::now() < turn {
+                if worker.queue.nothing_left() {
+                    return Ok(());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
             worker.run(session).await
         }));
     }
