@@ -38,6 +38,14 @@ impl Resume {
         self.partial.lock().unwrap().as_ref().map(|(uid, _)| *uid)
     }
 
+    /// Bytes of `uid` kept so far (none when it is not the one assembled).
+    fn len_of(&self, uid: u32) -> u64 {
+        match &*self.partial.lock().unwrap() {
+            Some((u, p)) if *u == uid => p.len(),
+            _ => 0,
+        }
+    }
+
     fn take(&self, uid: u32) -> Option<Partial> {
         let mut slot = self.partial.lock().unwrap();
         match slot.take() {
@@ -119,11 +127,7 @@ pub(super) async fn fetch_rest(
 ) -> Result<bool> {
     let mut last: FetchedMessage;
     loop {
-        let offset = job.resume.take(uid).map_or(0, |p| {
-            let len = p.len();
-            job.resume.put(uid, p);
-            len
-        });
+        let offset = job.resume.len_of(uid);
         let want = job.bytes.saturating_sub(offset) + SLACK;
         job.resume.watch(session);
         let items = format!("UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[]<{offset}.{want}>");
