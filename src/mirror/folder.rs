@@ -139,7 +139,7 @@ pub(crate) async fn examine(
         if !missed.is_empty() {
             session
                 .uid_fetch(&uid_set(&missed), items, None, |m| {
-                    diff.new.push(m);
+                    diff.new.push(m.into());
                     Ok(())
                 })
                 .await?;
@@ -297,13 +297,42 @@ struct Look {
     old_flags: OldFlags,
 }
 
+/// One message as a listing showed it: what the diff and the re-pointing
+/// read, without the room a [`FetchedMessage`] keeps for bodies (288 bytes
+/// each: a first mirror listing four 7,000-message folders at once held
+/// 10 MB of them).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Listed {
+    pub uid: u32,
+    /// As the index keeps them (see [`normalize_flags`]); `None` when the
+    /// server sent no FLAGS.
+    pub flags: Option<Box<str>>,
+    pub internal_date: Option<chrono::DateTime<chrono::FixedOffset>>,
+    pub size: Option<u32>,
+    pub modseq: Option<u64>,
+    pub message_id: Option<Box<str>>,
+}
+
+impl From<FetchedMessage> for Listed {
+    fn from(m: FetchedMessage) -> Listed {
+        Listed {
+            uid: m.uid,
+            flags: m.flags.as_deref().map(|f| normalize_flags(f).into()),
+            internal_date: m.internal_date,
+            size: m.size,
+            modseq: m.modseq,
+            message_id: m.message_id().map(Into::into),
+        }
+    }
+}
+
 /// What the server showed of a folder this run.
 #[derive(Default)]
 pub(crate) struct Observed {
     /// Messages listed above the last synced UID.
-    pub listed: Vec<FetchedMessage>,
+    pub listed: Vec<Listed>,
     /// Flags of older messages that may have changed.
-    pub flags: Vec<FetchedMessage>,
+    pub flags: Vec<Listed>,
     /// UIDs the server says are gone (QRESYNC's VANISHED).
     pub vanished: Vec<u32>,
     /// Every older UID the server still has, when a full flag listing
@@ -332,7 +361,7 @@ async fn observe(
                 }
                 // `n:*` answers with the last message even when it is below n.
                 if m.uid > synced_uid {
-                    listed.push(m);
+                    listed.push(m.into());
                 }
                 Ok(())
             })
@@ -341,7 +370,7 @@ async fn observe(
     match look.old_flags {
         OldFlags::Unchanged => {}
         OldFlags::Qresync => {
-            seen.flags = qresync_changed;
+            seen.flags = qresync_changed.into_iter().map(Listed::from).collect();
             seen.vanished = qresync_vanished;
         }
         OldFlags::ChangedSince(since) => {
@@ -352,7 +381,7 @@ async fn observe(
                     "UID FLAGS",
                     Some(&format!("CHANGEDSINCE {since}")),
                     |m| {
-                        flags.push(m);
+                        flags.push(m.into());
                         Ok(())
                     },
                 )
@@ -364,7 +393,7 @@ async fn observe(
             session
                 .uid_fetch(&format!("1:{synced_uid}"), "UID FLAGS", None, |m| {
                     there.insert(m.uid);
-                    flags.push(m);
+                    flags.push(m.into());
                     Ok(())
                 })
                 .await?;
@@ -382,7 +411,7 @@ pub(crate) struct FolderDiff {
     /// Stored messages gone from the server.
     pub expunged: Vec<u32>,
     /// Messages the store does not hold yet.
-    pub new: Vec<FetchedMessage>,
+    pub new: Vec<Listed>,
 }
 
 /// The folder's diff, from the stored messages (`live`: UID → flags) and
@@ -393,12 +422,11 @@ pub(crate) fn diff(
     seen: Observed,
 ) -> FolderDiff {
     let mut d = FolderDiff::default();
-    let compare = |m: &FetchedMessage, changes: &mut Vec<(u32, String, Option<u64>)>| {
-        if let (Some(row), Some(flags)) = (live.get(&m.uid), &m.flags) {
-            let flags = normalize_flags(flags);
-            if row.flags != flags {
-                changes.push((m.uid, flags, m.modseq));
-            }
+    let compare = |m: &Listed, changes: &mut Vec<(u32, String, Option<u64>)>| {
+        if let (Some(row), Some(flags)) = (live.get(&m.uid), &m.flags)
+            && *row.flags != **flags
+        {
+            changes.push((m.uid, flags.to_string(), m.modseq));
         }
     };
     for m in &seen.flags {
@@ -499,19 +527,17 @@ async fn repoint(
     session: &mut ImapSession,
     folder_id: i64,
     uidvalidity: u32,
-    new: &[FetchedMessage],
+    new: &[Listed],
     want_ids: bool,
     to_fetch: &mut Vec<(u32, u64)>,
 ) -> Result<usize> {
-    let mut candidates: Vec<(&FetchedMessage, crate::store::BlobHash)> = Vec::new();
+    let mut candidates: Vec<(&Listed, crate::store::BlobHash)> = Vec::new();
     {
         let index = ctx.store.index();
         for m in new {
             let size = m.size.unwrap_or(0) as u64;
-            let found = match (want_ids, m.message_id(), m.internal_date) {
-                (true, Some(id), Some(date)) => {
-                    index.find_identical(&id, size, date.timestamp())?
-                }
+            let found = match (want_ids, &m.message_id, m.internal_date) {
+                (true, Some(id), Some(date)) => index.find_identical(id, size, date.timestamp())?,
                 _ => None,
             };
             match found {
@@ -528,7 +554,7 @@ async fn repoint(
             (true, Some(date)) => repointed.push(NewMessage {
                 uid: m.uid,
                 blob: *blob,
-                flags: normalize_flags(m.flags.as_deref().unwrap_or_default()),
+                flags: m.flags.as_deref().unwrap_or_default().to_string(),
                 modseq: m.modseq,
                 internal_date: Some((date.timestamp(), date.offset().local_minus_utc() / 60)),
                 size,
@@ -556,7 +582,7 @@ const SAMPLE_LEN: u32 = 512;
 async fn confirm_identical(
     ctx: &Arc<MirrorContext>,
     session: &mut ImapSession,
-    candidates: &[(&FetchedMessage, crate::store::BlobHash)],
+    candidates: &[(&Listed, crate::store::BlobHash)],
 ) -> Result<HashSet<u32>> {
     let mut confirmed = HashSet::new();
     if candidates.is_empty() {
@@ -667,16 +693,17 @@ mod tests {
             .collect()
     }
 
-    fn seen(uid: u32, flags: &[&str]) -> FetchedMessage {
+    fn seen(uid: u32, flags: &[&str]) -> Listed {
         FetchedMessage {
             uid,
             flags: Some(flags.iter().map(|f| f.to_string()).collect()),
             has_uid: true,
             ..Default::default()
         }
+        .into()
     }
 
-    fn uids(messages: &[FetchedMessage]) -> Vec<u32> {
+    fn uids(messages: &[Listed]) -> Vec<u32> {
         messages.iter().map(|m| m.uid).collect()
     }
 

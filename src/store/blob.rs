@@ -8,7 +8,7 @@ use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow};
 use sha2::{Digest, Sha256};
 
 /// zstd level 3: about the speed of the network and disk, a third of the size
@@ -349,24 +349,76 @@ fn make_durable(
     Ok(())
 }
 
-thread_local! {
-    /// One zstd context per thread, kept between messages: setting one up
-    /// costs about as much as compressing a small message.
-    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
-        const { std::cell::RefCell::new(None) };
+/// zstd contexts, kept between messages (setting one up costs about as
+/// much as compressing a small message) and at most one per core in use at
+/// once: compressing is CPU work, so more at once only wait for a core,
+/// and each context keeps 1-4 MB once it has seen a large message (one per
+/// thread, and one more per large message, held 16 MB at the peak of a
+/// 70,000-message mirror).
+struct Compressors {
+    /// Idle contexts, and how many exist.
+    pool: std::sync::Mutex<(Vec<zstd::zstd_safe::CCtx<'static>>, usize)>,
+    returned: std::sync::Condvar,
+    most: usize,
+}
+
+static COMPRESSORS: std::sync::LazyLock<Compressors> = std::sync::LazyLock::new(|| Compressors {
+    pool: Default::default(),
+    returned: std::sync::Condvar::new(),
+    most: std::thread::available_parallelism().map_or(2, |n| n.get()),
+});
+
+/// A context taken from [`COMPRESSORS`], given back when dropped.
+struct Compressor(Option<zstd::zstd_safe::CCtx<'static>>);
+
+impl Compressor {
+    /// Waits while every context is in use.
+    fn take() -> Result<Compressor> {
+        let all = &*COMPRESSORS;
+        let mut pool = all.pool.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(c) = pool.0.pop() {
+                return Ok(Compressor(Some(c)));
+            }
+            if pool.1 < all.most {
+                let mut c = zstd::zstd_safe::CCtx::try_create().context("zstd set-up failed")?;
+                c.set_parameter(zstd::zstd_safe::CParameter::CompressionLevel(ZSTD_LEVEL))
+                    .map_err(zstd_error)?;
+                pool.1 += 1;
+                return Ok(Compressor(Some(c)));
+            }
+            pool = all.returned.wait(pool).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn context(&mut self) -> &mut zstd::zstd_safe::CCtx<'static> {
+        self.0.as_mut().expect("held until dropped")
+    }
+}
+
+impl Drop for Compressor {
+    fn drop(&mut self) {
+        let all = &*COMPRESSORS;
+        if let Some(c) = self.0.take() {
+            all.pool.lock().unwrap_or_else(|e| e.into_inner()).0.push(c);
+            all.returned.notify_one();
+        }
+    }
+}
+
+fn zstd_error(code: usize) -> anyhow::Error {
+    anyhow!(
+        "zstd compression failed: {}",
+        zstd::zstd_safe::get_error_name(code)
+    )
 }
 
 fn compress(raw: &[u8]) -> Result<Vec<u8>> {
-    COMPRESSOR.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.is_none() {
-            *c = Some(zstd::bulk::Compressor::new(ZSTD_LEVEL).context("zstd set-up failed")?);
-        }
-        c.as_mut()
-            .expect("set above")
-            .compress(raw)
-            .context("zstd compression failed")
-    })
+    let mut c = Compressor::take()?;
+    let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(raw.len()));
+    // compress2 starts a new frame whatever the context did before.
+    c.context().compress2(&mut out, raw).map_err(zstd_error)?;
+    Ok(out)
 }
 
 /// Writes the compressed blob to `tmp` (not yet fsynced: see
@@ -463,11 +515,17 @@ fn write_compressed(src: Source<'_>, file: &mut File, what: &Path) -> Result<u64
         Source::File(path) => {
             let input =
                 File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-            zstd::stream::copy_encode(
-                std::io::BufReader::with_capacity(256 * 1024, input),
+            let mut c = Compressor::take()?;
+            let mut encoder = zstd::stream::write::Encoder::with_context(
                 std::io::BufWriter::with_capacity(256 * 1024, &mut *file),
-                ZSTD_LEVEL,
+                c.context(),
+            );
+            std::io::copy(
+                &mut std::io::BufReader::with_capacity(256 * 1024, input),
+                &mut encoder,
             )
+            .and_then(|_| encoder.finish())
+            .and_then(|mut out| out.flush())
             .with_context(|| format!("cannot write {}", tmp.display()))?;
             file.metadata()
                 .with_context(|| format!("cannot read {}", tmp.display()))?
