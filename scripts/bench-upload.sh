@@ -18,8 +18,9 @@ ensure_packages mbsync=isync /usr/bin/time=time
 messages=${1:-20000}
 connections=${CONNECTIONS:-4}
 bench=${BENCH_DIR:-/tmp/mailferry-bench}
-cargo build --release --locked --bin mailferry --example gen-corpus >/dev/null 2>&1
-bin=$PWD/target/release/mailferry
+cargo build --release --locked --bin mailferry --example gen-corpus >/dev/null 2>&1 || {
+    cargo build --release --locked --bin mailferry --example gen-corpus; exit 1; }
+bin=$(release_path mailferry)
 
 mkdir -p "$bench"
 port=$(free_port)

