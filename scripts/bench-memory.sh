@@ -30,8 +30,8 @@ bin=$(release_path mailferry)
 mkdir -p "$bench"
 # Runs a command and writes the peaks of its anonymous and file-backed
 # resident memory (RssAnon, RssFile in /proc, polled every 0.1 s) to FILE:
-# GNU time's peak RSS is their sum, and file-backed pages (the mmap'd SQLite
-# index, the binary) are not memory the process allocated.
+# GNU time's peak RSS is their sum, and file-backed pages (the binary, any
+# mapped file) are not memory the process allocated.
 cat > "$bench/sample-rss.sh" <<'SAMPLER'
 #!/usr/bin/env bash
 out=$1; shift
@@ -92,7 +92,7 @@ One account, gen-corpus's default mix; $(nproc) cores; mailferry at its default 
 | $small messages | $secs_mf_small | $(mb "$rss_mf_small") ($(split mf_small)) | $secs_mbsync_small | $(mb "$rss_mbsync_small") ($(split mbsync_small)) | **$(ratio "$rss_mf_small" "$rss_mbsync_small")** | $fetched_small bodies fetched; mbsync $mbcount_small messages |
 | $large messages | $secs_mf_large | $(mb "$rss_mf_large") ($(split mf_large)) | $secs_mbsync_large | $(mb "$rss_mbsync_large") ($(split mbsync_large)) | **$(ratio "$rss_mf_large" "$rss_mbsync_large")** | $fetched_large bodies fetched; mbsync $mbcount_large messages |
 
-anon / file: the peaks of anonymous and file-backed resident memory, sampled every 0.1 s (file-backed: the binary and, for mailferry, its mmap'd SQLite index).
+anon / file: the peaks of anonymous and file-backed resident memory, sampled every 0.1 s (file-backed: mostly the binary; mailferry's SQLite index is not mapped).
 
 | ratio | measured | target |
 | --- | ---: | ---: |

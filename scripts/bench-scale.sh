@@ -21,6 +21,8 @@
 #   - mbsync's first sync into Maildirs: one mbsync per account (channel),
 #     4 at once (`xargs -P4`), same mbsyncrc as scripts/bench-mirror.sh;
 #   - the no-op re-run of each (mailferry's round trips from its --json);
+#   - the floor of any no-op: the plain fetcher with `--login-only` (TLS,
+#     LOGIN and LOGOUT per account, 4 at once), whatever a tool then asks;
 #   - mailferry status, report --html, verify and export --format maildir.
 # Prints Markdown tables with the ratios to mbsync (also kept in
 # BENCH_DIR/results-SHAPE.md). SHAPES (default "50x20 500x5") picks the
@@ -75,6 +77,8 @@ run_corpus() {
 
     measure "${l}_mf_noop" "${mf[@]}"
     measure "${l}_mbsync_noop" "${mbsync[@]}"
+    measure "${l}_logins" "$plain" --host localhost --port "$port" --ca-file "$ca" \
+        --accounts "$csv" --at-once "$at_once" --login-only
 
     MEASURE_OK=1 measure "${l}_status" "$bin" --store "$store" --quiet status
     measure "${l}_report" "$bin" --store "$store" --quiet report --html "$bench/report-$l.html"
@@ -99,6 +103,7 @@ run_corpus() {
     eval "local s_mbf=\$secs_${l}_mbsync_first r_mbf=\$rss_${l}_mbsync_first"
     eval "local s_noop=\$secs_${l}_mf_noop r_noop=\$rss_${l}_mf_noop"
     eval "local s_mbn=\$secs_${l}_mbsync_noop r_mbn=\$rss_${l}_mbsync_noop"
+    eval "local s_logins=\$secs_${l}_logins"
     eval "local s_status=\$secs_${l}_status r_status=\$rss_${l}_status"
     eval "local s_report=\$secs_${l}_report r_report=\$rss_${l}_report"
     eval "local s_verify=\$secs_${l}_verify r_verify=\$rss_${l}_verify"
@@ -122,6 +127,7 @@ $(cat "$bench_corpus_txt"); $(nproc) cores; $at_once accounts at once for every 
 | mbsync first sync | $s_mbf | $(mb "$r_mbf") | $mb_count messages in its Maildirs; RSS of the largest of its processes |
 | mailferry no-op re-mirror | $s_noop | $(mb "$r_noop") | $noop_fetched bodies, $noop_trips round trips ($per_account per account) |
 | mbsync no-op re-run | $s_mbn | $(mb "$r_mbn") | |
+| bare logins, one per account (plain fetcher --login-only) | $s_logins | – | the floor of any no-op against this server |
 | mailferry status | $s_status | $(mb "$r_status") | |
 | mailferry report --html | $s_report | $(mb "$r_report") | $(du -k "$bench/report-$l.html" | cut -f1) KB page |
 | mailferry verify | $s_verify | $(mb "$r_verify") | |
@@ -132,6 +138,8 @@ $(cat "$bench_corpus_txt"); $(nproc) cores; $at_once accounts at once for every 
 | first mirror / mbsync first sync | **$r_first_mb** | <= 0.3 $(met "$r_first_mb" "<=" 0.3) |
 | fraction of the limit (plain fetch / first mirror) | **$r_limit** | >= 0.8 $(met "$r_limit" ">=" 0.8) |
 | no-op re-mirror / mbsync no-op | **$r_noop_mb** | <= 0.1 $(met "$r_noop_mb" "<=" 0.1) |
+| no-op re-mirror / bare logins | $(ratio "$s_noop" "$s_logins") | |
+| bare logins / mbsync no-op (the lowest ratio a no-op can reach here) | $(ratio "$s_logins" "$s_mbn") | |
 | no-op round trips per account | **$per_account** | <= 4 $(met "$per_account" "<=" 4) |
 | report --html wall s | **$s_report** | <= 1 $(met "$s_report" "<=" 1) |
 | first mirror peak RSS / mbsync's largest process | **$(ratio "$r_first" "$r_mbf")** | <= 2 $(met "$(ratio "$r_first" "$r_mbf")" "<=" 2) ($at_once mbsync processes ran at once) |
