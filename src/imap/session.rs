@@ -400,6 +400,9 @@ pub struct ImapSession {
     pipelined: u64,
     /// Answers that came before the one awaited, by tag.
     early: HashMap<String, std::result::Result<TaggedOk, ImapError>>,
+    /// Set-up commands (ID, ENABLE) written with the first command after
+    /// login rather than on their own: they cost no round trip.
+    setup: Vec<String>,
 }
 
 /// UIDs per `UID SEARCH` in a large folder: an answer line of at most a
@@ -553,13 +556,14 @@ impl ImapSession {
             selected_uidnext: None,
             pipelined: 0,
             early: HashMap::new(),
+            setup: Vec::new(),
         };
         imap.caps = match caps {
             Some(c) if c.iter().count() > 1 => capabilities_from(&c),
             _ => imap.capability().await?,
         };
-        // ID and ENABLE in one round trip: neither answer is needed
-        // before the other is sent.
+        // ID and ENABLE go with the next command (LIST, COMPRESS, SELECT):
+        // no answer of theirs is needed before it is sent.
         let mut setup = Vec::new();
         if imap.caps.has("ID") {
             let version = env!("CARGO_PKG_VERSION");
@@ -575,15 +579,8 @@ impl ImapSession {
             None
         };
         setup.extend(enable.map(str::to_string));
-        let outcomes = imap.pipeline(&setup, |_, _| Ok(())).await?;
-        for (command, outcome) in setup.iter().zip(outcomes) {
-            // A refused ID or CONDSTORE costs nothing; QRESYNC was counted on.
-            if let Err(e) = outcome
-                && command == "ENABLE QRESYNC"
-            {
-                return Err(e.into());
-            }
-        }
+        imap.setup = setup;
+        // A refused ENABLE QRESYNC fails the command it went with.
         imap.qresync = enable == Some("ENABLE QRESYNC");
         let compress = match server.compress {
             Compression::Always => true,
@@ -677,6 +674,7 @@ impl ImapSession {
             return Err(anyhow::Error::from(ImapError::ConnectionLost)
                 .context("not sending: an earlier FETCH was left unread"));
         }
+        let setup = self.write_setup().await?;
         // One write of every command line (with tags of our own, which
         // async-imap never gives), so that the window costs one packet
         // and one TLS record where it fits, not one per command.
@@ -706,6 +704,7 @@ impl ImapSession {
             .context("sending pipelined commands")?;
         }
         self.commands += 1;
+        self.setup_answers(setup).await?;
         let mut outcomes = Vec::with_capacity(commands.len());
         for (i, (tag, verb)) in sent.into_iter().enumerate() {
             match self.read_until_tagged(&tag, verb, |r| on_data(i, r)).await {
@@ -720,6 +719,56 @@ impl ImapSession {
             }
         }
         Ok(outcomes)
+    }
+
+    /// Writes the set-up commands still waiting (see `setup`), ahead of the
+    /// command about to go; their answers are read by [`Self::setup_answers`]
+    /// before that command's.
+    async fn write_setup(&mut self) -> Result<Vec<(async_imap::imap_proto::RequestId, String)>> {
+        use tokio::io::AsyncWriteExt as _;
+        let setup = std::mem::take(&mut self.setup);
+        let mut lines = Vec::new();
+        let mut sent = Vec::with_capacity(setup.len());
+        for command in setup {
+            self.pipelined += 1;
+            let tag = format!("P{}", self.pipelined);
+            tracing::debug!(target: "mailferry::imap", "C: {tag} {command}");
+            lines.extend_from_slice(format!("{tag} {command}\r\n").as_bytes());
+            sent.push((async_imap::imap_proto::RequestId(tag), command));
+        }
+        if !lines.is_empty() {
+            let timeout = self.io_timeout;
+            let wire = self.session.get_mut();
+            tokio::time::timeout(timeout, async {
+                wire.write_all(&lines).await?;
+                wire.flush().await
+            })
+            .await
+            .map_err(|_| ImapError::Timeout(timeout))?
+            .context("sending ID and ENABLE")?;
+        }
+        Ok(sent)
+    }
+
+    /// Reads the answers to set-up commands written by
+    /// [`Self::write_setup`]. A refused ID or ENABLE CONDSTORE costs
+    /// nothing; QRESYNC was counted on.
+    async fn setup_answers(
+        &mut self,
+        sent: Vec<(async_imap::imap_proto::RequestId, String)>,
+    ) -> Result<()> {
+        for (tag, command) in sent {
+            let verb = command_verb(&command);
+            if let Err(e) = self.read_until_tagged(&tag, verb, |_| Ok(())).await {
+                match e.downcast::<ImapError>() {
+                    Ok(ImapError::No { .. } | ImapError::Bad { .. })
+                        if command != "ENABLE QRESYNC" => {}
+                    Ok(other) => return Err(other.into()),
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Bytes received and sent on the wire so far.
@@ -773,6 +822,7 @@ impl ImapSession {
             bail!("refusing to send {verb}: an argument holds a line break or NUL");
         }
         self.commands += 1;
+        let setup = self.write_setup().await?;
         // Never LOGIN or AUTHENTICATE: those go through async-imap's own calls.
         tracing::debug!(target: "mailferry::imap", "C: {command}");
         let tag = self
@@ -785,6 +835,7 @@ impl ImapSession {
                 }
                 other => anyhow!("sending {verb}: {other}"),
             })?;
+        self.setup_answers(setup).await?;
         Ok((tag, verb))
     }
 
@@ -959,6 +1010,10 @@ impl ImapSession {
         if self.abandoned {
             return Err(anyhow::Error::from(ImapError::ConnectionLost)
                 .context("not sending APPEND: an earlier FETCH was left unread"));
+        }
+        if !self.setup.is_empty() {
+            let setup = self.write_setup().await?;
+            self.setup_answers(setup).await?;
         }
         let line = self.append_line(folder, flags, internal_date, body, plain_nul, true)?;
         if line.contains(['\r', '\n', '\0']) {
