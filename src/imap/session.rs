@@ -235,6 +235,28 @@ pub struct Selected {
     pub changed: Vec<FetchedMessage>,
 }
 
+impl Selected {
+    /// Takes in one response to SELECT or EXAMINE.
+    fn absorb(&mut self, r: &Response<'_>) {
+        match r {
+            Response::MailboxData(MailboxDatum::Exists(n)) => self.status.messages = Some(*n),
+            Response::Data { outcome, .. } => match &outcome.code {
+                Some(ResponseCode::UidValidity(v)) => self.status.uidvalidity = Some(*v),
+                Some(ResponseCode::UidNext(v)) => self.status.uidnext = Some(*v),
+                Some(ResponseCode::HighestModSeq(v)) => self.status.highestmodseq = Some(*v),
+                _ => {}
+            },
+            Response::Vanished { uids, .. } => {
+                for range in uids {
+                    self.vanished.extend(range.clone());
+                }
+            }
+            Response::Fetch(_, attrs) => self.changed.push(fetched_from(attrs)),
+            _ => {}
+        }
+    }
+}
+
 /// Folders per pipelined round trip: a few hundred short commands, so that
 /// neither side's socket buffers fill while the other is still writing.
 pub const PIPELINE_FOLDERS: usize = 100;
@@ -1449,12 +1471,7 @@ impl ImapSession {
         self.open(folder, "EXAMINE", qresync).await
     }
 
-    async fn open(
-        &mut self,
-        folder: &str,
-        verb: &str,
-        qresync: Option<(u32, u64)>,
-    ) -> Result<Selected> {
+    fn open_command(&self, folder: &str, verb: &str, qresync: Option<(u32, u64)>) -> String {
         let mut command = format!("{verb} {}", quote(folder));
         match qresync {
             Some((uidvalidity, modseq)) if self.qresync => {
@@ -1463,29 +1480,20 @@ impl ImapSession {
             _ if self.has_condstore() => command.push_str(" (CONDSTORE)"),
             _ => {}
         }
+        command
+    }
+
+    async fn open(
+        &mut self,
+        folder: &str,
+        verb: &str,
+        qresync: Option<(u32, u64)>,
+    ) -> Result<Selected> {
+        let command = self.open_command(folder, verb, qresync);
         let mut selected = Selected::default();
         self.selected = None;
         self.run(&command, |r| {
-            match r {
-                Response::MailboxData(MailboxDatum::Exists(n)) => {
-                    selected.status.messages = Some(*n)
-                }
-                Response::Data { outcome, .. } => match &outcome.code {
-                    Some(ResponseCode::UidValidity(v)) => selected.status.uidvalidity = Some(*v),
-                    Some(ResponseCode::UidNext(v)) => selected.status.uidnext = Some(*v),
-                    Some(ResponseCode::HighestModSeq(v)) => {
-                        selected.status.highestmodseq = Some(*v)
-                    }
-                    _ => {}
-                },
-                Response::Vanished { uids, .. } => {
-                    for range in uids {
-                        selected.vanished.extend(range.clone());
-                    }
-                }
-                Response::Fetch(_, attrs) => selected.changed.push(fetched_from(attrs)),
-                _ => {}
-            }
+            selected.absorb(r);
             Ok(())
         })
         .await
@@ -1493,6 +1501,57 @@ impl ImapSession {
         self.selected = Some(folder.to_string());
         self.selected_uidnext = selected.status.uidnext;
         Ok(selected)
+    }
+
+    /// [`Self::examine`] of a folder nothing is known of, with the listing
+    /// of all its messages (`UID FETCH 1:* (items)`) written behind it: one
+    /// round trip for both. The listing is `None` when the server refused
+    /// it (some refuse `1:*` in an empty folder): list after the EXAMINE.
+    /// A refused EXAMINE leaves no folder selected (RFC 3501 6.3.1), so the
+    /// listing behind it cannot answer for another folder.
+    pub async fn examine_and_list(
+        &mut self,
+        folder: &str,
+        items: &str,
+    ) -> Result<(Selected, Option<Vec<FetchedMessage>>)> {
+        let commands = [
+            self.open_command(folder, "EXAMINE", None),
+            format!("UID FETCH 1:* ({items})"),
+        ];
+        let mut selected = Selected::default();
+        let mut listed = Vec::new();
+        self.selected = None;
+        let outcomes = self
+            .pipeline(&commands, |i, r| {
+                match (i, r) {
+                    (0, r) => selected.absorb(r),
+                    (_, Response::Fetch(_, attrs)) => {
+                        let m = fetched_from(attrs);
+                        // Without UID: an unsolicited flag update.
+                        if m.has_uid {
+                            listed.push(m);
+                        }
+                    }
+                    _ => {}
+                }
+                Ok(())
+            })
+            .await
+            .with_context(|| format!("cannot open folder {}", super::mutf7::display(folder)))?;
+        let mut outcomes = outcomes.into_iter();
+        if let Some(Err(refused)) = outcomes.next() {
+            return Err(anyhow::Error::from(refused).context(format!(
+                "cannot open folder {}",
+                super::mutf7::display(folder)
+            )));
+        }
+        self.selected = Some(folder.to_string());
+        self.selected_uidnext = selected.status.uidnext;
+        let listing = match outcomes.next() {
+            Some(Ok(())) => Some(listed),
+            _ => None,
+        };
+        Ok((selected, listing))
     }
 
     /// `UID FETCH uid_set (items)` whose answers the caller reads one at a

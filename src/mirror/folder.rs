@@ -60,7 +60,30 @@ pub(crate) async fn examine(
     let qresync_state = known
         .and_then(|k| Some((k.uidvalidity?, k.highestmodseq?)))
         .filter(|_| session.has_qresync());
-    let selected = session.examine(&job.wire_name, qresync_state).await?;
+    // A folder the store has never seen is listed whole whatever EXAMINE
+    // says: the listing goes with it, in one round trip.
+    let fresh = known.and_then(|k| k.uidvalidity).is_none();
+    let fresh_ids = fresh && !job.skip_ids.load(Ordering::SeqCst) && !index_of().is_empty()?;
+    let (selected, prelisted) = if fresh {
+        let items = if fresh_ids {
+            LISTING_ITEMS_WITH_ID
+        } else {
+            LISTING_ITEMS
+        };
+        match session.examine_and_list(&job.wire_name, items).await {
+            Ok(both) => both,
+            Err(e) => {
+                // The listing may be what broke the connection (a header
+                // the server cannot send): the retry lists without IDs.
+                if fresh_ids {
+                    job.skip_ids.store(true, Ordering::SeqCst);
+                }
+                return Err(e);
+            }
+        }
+    } else {
+        (session.examine(&job.wire_name, qresync_state).await?, None)
+    };
     let mut status = selected.status;
     if status.uidnext.is_none() {
         // Courier's EXAMINE gives no UIDNEXT: STATUS does.
@@ -90,8 +113,11 @@ pub(crate) async fn examine(
     let live = index_of().live_messages(job.folder_id, uidvalidity)?;
     // Re-pointing needs the Message-ID; not worth asking for when the
     // store is empty (a first mirror).
-    let want_ids =
-        !same_validity && !job.skip_ids.load(Ordering::SeqCst) && !index_of().is_empty()?;
+    let want_ids = if fresh {
+        fresh_ids
+    } else {
+        !same_validity && !job.skip_ids.load(Ordering::SeqCst) && !index_of().is_empty()?
+    };
     let items = if want_ids {
         LISTING_ITEMS_WITH_ID
     } else {
@@ -119,7 +145,15 @@ pub(crate) async fn examine(
             OldFlags::Unchanged
         },
     };
-    let observed = match observe(session, &look, selected.changed, selected.vanished).await {
+    let observed = match observe(
+        session,
+        &look,
+        selected.changed,
+        selected.vanished,
+        prelisted,
+    )
+    .await
+    {
         Ok(o) => o,
         Err(e) => {
             if want_ids {
@@ -349,23 +383,33 @@ async fn observe(
     look: &Look,
     qresync_changed: Vec<FetchedMessage>,
     qresync_vanished: Vec<u32>,
+    prelisted: Option<Vec<FetchedMessage>>,
 ) -> Result<Observed> {
     let mut seen = Observed::default();
     let synced_uid = look.synced_uid;
     if look.exists > 0 && look.has_new {
         let (listed, zero_uid) = (&mut seen.listed, &mut seen.zero_uid);
-        session
-            .uid_fetch(&format!("{}:*", synced_uid + 1), look.items, None, |m| {
-                if m.uid == 0 {
-                    *zero_uid = true;
-                }
-                // `n:*` answers with the last message even when it is below n.
-                if m.uid > synced_uid {
-                    listed.push(m.into());
-                }
-                Ok(())
-            })
-            .await?;
+        let mut take = |m: FetchedMessage| {
+            if m.uid == 0 {
+                *zero_uid = true;
+            }
+            // `n:*` answers with the last message even when it is below n.
+            if m.uid > synced_uid {
+                listed.push(m.into());
+            }
+        };
+        match prelisted {
+            // Listed with the EXAMINE (from UID 1: nothing was synced).
+            Some(messages) => messages.into_iter().for_each(take),
+            None => {
+                session
+                    .uid_fetch(&format!("{}:*", synced_uid + 1), look.items, None, |m| {
+                        take(m);
+                        Ok(())
+                    })
+                    .await?;
+            }
+        }
     }
     match look.old_flags {
         OldFlags::Unchanged => {}
