@@ -696,35 +696,17 @@ impl ImapSession {
             return Err(anyhow::Error::from(ImapError::ConnectionLost)
                 .context("not sending: an earlier FETCH was left unread"));
         }
-        let setup = self.write_setup().await?;
-        // One write of every command line (with tags of our own, which
-        // async-imap never gives), so that the window costs one packet
-        // and one TLS record where it fits, not one per command.
-        let mut lines = Vec::new();
-        let mut sent = Vec::with_capacity(commands.len());
+        let mut verbs = Vec::with_capacity(commands.len());
         for c in commands {
             let verb = command_verb(c);
             if c.contains(['\r', '\n', '\0']) {
                 bail!("refusing to send {verb}: an argument holds a line break or NUL");
             }
-            self.pipelined += 1;
-            let tag = format!("P{}", self.pipelined);
-            tracing::debug!(target: "mailferry::imap", "C: {tag} {c}");
-            lines.extend_from_slice(format!("{tag} {c}\r\n").as_bytes());
-            sent.push((async_imap::imap_proto::RequestId(tag), verb));
+            verbs.push(verb);
         }
-        {
-            use tokio::io::AsyncWriteExt as _;
-            let timeout = self.io_timeout;
-            let wire = self.session.get_mut();
-            tokio::time::timeout(timeout, async {
-                wire.write_all(&lines).await?;
-                wire.flush().await
-            })
-            .await
-            .map_err(|_| ImapError::Timeout(timeout))?
-            .context("sending pipelined commands")?;
-        }
+        let setup = self.write_setup().await?;
+        let tags = self.write_tagged(commands, "pipelined commands").await?;
+        let sent: Vec<_> = tags.into_iter().zip(verbs).collect();
         self.commands += 1;
         self.setup_answers(setup).await?;
         let mut outcomes = Vec::with_capacity(commands.len());
@@ -747,29 +729,42 @@ impl ImapSession {
     /// command about to go; their answers are read by [`Self::setup_answers`]
     /// before that command's.
     async fn write_setup(&mut self) -> Result<Vec<(async_imap::imap_proto::RequestId, String)>> {
-        use tokio::io::AsyncWriteExt as _;
         let setup = std::mem::take(&mut self.setup);
+        let tags = self.write_tagged(&setup, "ID and ENABLE").await?;
+        Ok(tags.into_iter().zip(setup).collect())
+    }
+
+    /// Writes command lines with tags of our own (async-imap never gives
+    /// them) in one write: one packet and one TLS record where they fit,
+    /// not one per command. Returns their tags, in order.
+    async fn write_tagged(
+        &mut self,
+        commands: &[String],
+        what: &str,
+    ) -> Result<Vec<async_imap::imap_proto::RequestId>> {
+        use tokio::io::AsyncWriteExt as _;
         let mut lines = Vec::new();
-        let mut sent = Vec::with_capacity(setup.len());
-        for command in setup {
+        let mut tags = Vec::with_capacity(commands.len());
+        for c in commands {
             self.pipelined += 1;
             let tag = format!("P{}", self.pipelined);
-            tracing::debug!(target: "mailferry::imap", "C: {tag} {command}");
-            lines.extend_from_slice(format!("{tag} {command}\r\n").as_bytes());
-            sent.push((async_imap::imap_proto::RequestId(tag), command));
+            tracing::debug!(target: "mailferry::imap", "C: {tag} {c}");
+            lines.extend_from_slice(format!("{tag} {c}\r\n").as_bytes());
+            tags.push(async_imap::imap_proto::RequestId(tag));
         }
-        if !lines.is_empty() {
-            let timeout = self.io_timeout;
-            let wire = self.session.get_mut();
-            tokio::time::timeout(timeout, async {
-                wire.write_all(&lines).await?;
-                wire.flush().await
-            })
-            .await
-            .map_err(|_| ImapError::Timeout(timeout))?
-            .context("sending ID and ENABLE")?;
+        if lines.is_empty() {
+            return Ok(tags);
         }
-        Ok(sent)
+        let timeout = self.io_timeout;
+        let wire = self.session.get_mut();
+        tokio::time::timeout(timeout, async {
+            wire.write_all(&lines).await?;
+            wire.flush().await
+        })
+        .await
+        .map_err(|_| ImapError::Timeout(timeout))?
+        .with_context(|| format!("sending {what}"))?;
+        Ok(tags)
     }
 
     /// Reads the answers to set-up commands written by
