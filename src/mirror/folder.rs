@@ -28,6 +28,16 @@ use crate::store::index::{FolderRow, LiveMessage, NewMessage};
 const LISTING_ITEMS: &str = "UID FLAGS INTERNALDATE RFC822.SIZE";
 const LISTING_ITEMS_WITH_ID: &str =
     "UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]";
+
+/// What a folder's listing asks for, with or without the Message-ID.
+fn listing_items(with_ids: bool) -> &'static str {
+    if with_ids {
+        LISTING_ITEMS_WITH_ID
+    } else {
+        LISTING_ITEMS
+    }
+}
+
 /// At most this many messages in one FETCH batch, whatever their size.
 const BATCH_MESSAGES: usize = 1000;
 
@@ -60,17 +70,19 @@ pub(crate) async fn examine(
     let qresync_state = known
         .and_then(|k| Some((k.uidvalidity?, k.highestmodseq?)))
         .filter(|_| session.has_qresync());
+    // Re-pointing needs the Message-ID; not worth asking for when the
+    // store is empty (a first mirror).
+    let ids_worth_asking =
+        || -> Result<bool> { Ok(!job.skip_ids.load(Ordering::SeqCst) && !index_of().is_empty()?) };
     // A folder the store has never seen is listed whole whatever EXAMINE
     // says: the listing goes with it, in one round trip.
     let fresh = known.and_then(|k| k.uidvalidity).is_none();
-    let fresh_ids = fresh && !job.skip_ids.load(Ordering::SeqCst) && !index_of().is_empty()?;
+    let fresh_ids = fresh && ids_worth_asking()?;
     let (selected, prelisted) = if fresh {
-        let items = if fresh_ids {
-            LISTING_ITEMS_WITH_ID
-        } else {
-            LISTING_ITEMS
-        };
-        match session.examine_and_list(&job.wire_name, items).await {
+        match session
+            .examine_and_list(&job.wire_name, listing_items(fresh_ids))
+            .await
+        {
             Ok(both) => both,
             Err(e) => {
                 // The listing may be what broke the connection (a header
@@ -111,18 +123,12 @@ pub(crate) async fn examine(
         0
     };
     let live = index_of().live_messages(job.folder_id, uidvalidity)?;
-    // Re-pointing needs the Message-ID; not worth asking for when the
-    // store is empty (a first mirror).
     let want_ids = if fresh {
         fresh_ids
     } else {
-        !same_validity && !job.skip_ids.load(Ordering::SeqCst) && !index_of().is_empty()?
+        !same_validity && ids_worth_asking()?
     };
-    let items = if want_ids {
-        LISTING_ITEMS_WITH_ID
-    } else {
-        LISTING_ITEMS
-    };
+    let items = listing_items(want_ids);
     let look = Look {
         synced_uid,
         items,
