@@ -1,9 +1,10 @@
 //! A cap on the bytes per second the whole process moves over its IMAP
-//! connections (`--max-rate`), for a line shared with people at work: one
-//! token bucket that every connection, in both directions, draws from.
-//! A read or write is let through while the bucket is not in debt and is
-//! charged what it moved afterwards, so the cap holds on average over any
-//! second, with bursts of at most a tenth of a second's worth.
+//! connections and its requests to Microsoft Graph (`--max-rate`), for a
+//! line shared with people at work: one token bucket that every
+//! connection, in both directions, draws from. A read or write is let
+//! through while the bucket is not in debt and is charged what it moved
+//! afterwards, so the cap holds on average over any second, with bursts
+//! of at most a tenth of a second's worth (or one HTTP request's body).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -61,6 +62,16 @@ impl RateCap {
     /// Charges bytes that moved.
     pub(crate) fn charge(&self, bytes: usize) {
         self.bucket.lock().unwrap().tokens -= bytes as f64;
+    }
+
+    /// Waits out the bucket's debt, then charges `bytes`: for traffic seen
+    /// a request or a reply's chunk at a time (HTTP), where the bytes are
+    /// charged as they are let through and the next one waits for them.
+    pub(crate) async fn pace(&self, bytes: usize) {
+        while let Some(d) = self.wait() {
+            tokio::time::sleep(d).await;
+        }
+        self.charge(bytes);
     }
 }
 

@@ -137,7 +137,10 @@ pub fn graph_client(config: &Config) -> Result<Option<Arc<graph::client::GraphCl
         Box::new(|message| eprintln!("{message}")),
     )?);
     Ok(Some(Arc::new(graph::client::GraphClient::new(
-        url, tokens, tls,
+        url,
+        tokens,
+        tls,
+        config.target.server.max_rate.clone(),
     )?)))
 }
 

@@ -14,6 +14,7 @@ use serde_json::Value;
 use tokio::sync::{Mutex, Semaphore};
 
 use crate::oauth::TokenProvider;
+use crate::rate::RateCap;
 
 /// Outlook's limits per app and mailbox.
 pub const IN_FLIGHT_PER_MAILBOX: usize = 4;
@@ -28,6 +29,11 @@ const PATIENCE: u32 = 8;
 /// How often a request is tried when Graph answers 429: it was not
 /// applied, so waiting is always safe, and Graph says how long.
 const PATIENCE_THROTTLED: u32 = 30;
+
+/// What a request line and its headers (a bearer token among them) or a
+/// reply's status line and headers weigh beyond what is counted, near
+/// enough for `--max-rate`.
+const HEAD_BYTES: usize = 512;
 
 /// A reply, or what made it unknowable.
 #[derive(Debug)]
@@ -139,6 +145,8 @@ pub struct GraphClient {
     /// One gate per target mailbox (lower case): two accounts going into
     /// one mailbox share its 4 slots.
     gates: std::sync::Mutex<std::collections::HashMap<String, Arc<MailboxGate>>>,
+    /// The process's `--max-rate`, which Graph's requests draw from too.
+    cap: Option<Arc<RateCap>>,
 }
 
 impl GraphClient {
@@ -146,6 +154,7 @@ impl GraphClient {
         base: &str,
         tokens: Arc<TokenProvider>,
         tls: Arc<rustls::ClientConfig>,
+        cap: Option<Arc<RateCap>>,
     ) -> Result<GraphClient> {
         let http = reqwest::Client::builder()
             .use_preconfigured_tls((*tls).clone())
@@ -160,6 +169,7 @@ impl GraphClient {
             tokens,
             counts: RequestCounts::default(),
             gates: Default::default(),
+            cap,
         })
     }
 
@@ -228,13 +238,22 @@ impl GraphClient {
             if !query.is_empty() {
                 request = request.query(query);
             }
+            let mut weight = HEAD_BYTES + path.len() + token.token.expose().len();
             match body {
                 Body::Empty => {}
-                Body::Json(b) => request = request.json(b),
+                Body::Json(b) => {
+                    let json = serde_json::to_vec(b).context("a Graph request as JSON")?;
+                    weight += json.len();
+                    request = request
+                        .header("Content-Type", "application/json")
+                        .body(json);
+                }
                 Body::Bytes(kind, bytes) => {
+                    weight += bytes.len();
                     request = request.header("Content-Type", kind).body(bytes.to_vec());
                 }
             }
+            self.pace(weight).await;
             self.counts.requests.fetch_add(1, Ordering::Relaxed);
             self.counts.graph_requests.fetch_add(1, Ordering::Relaxed);
             let response = request.send().await;
@@ -259,7 +278,7 @@ impl GraphClient {
                 .get("Retry-After")
                 .and_then(|v| v.to_str().ok())
                 .and_then(parse_retry_after);
-            let text = response.text().await.unwrap_or_default();
+            let text = self.read_text(response).await;
             // Held until the reply is read: the request is in flight till then.
             drop(permit);
             let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
@@ -342,6 +361,9 @@ impl GraphClient {
                     r
                 }).collect::<Vec<_>>()
             });
+            let body = serde_json::to_vec(&body).context("a Graph $batch as JSON")?;
+            self.pace(HEAD_BYTES + token.token.expose().len() + body.len())
+                .await;
             self.counts.requests.fetch_add(1, Ordering::Relaxed);
             self.counts
                 .graph_requests
@@ -351,7 +373,8 @@ impl GraphClient {
                 .post(format!("{}/$batch", self.base))
                 .bearer_auth(token.token.expose())
                 .header("Prefer", "IdType=\"ImmutableId\"")
-                .json(&body)
+                .header("Content-Type", "application/json")
+                .body(body)
                 .send()
                 .await;
             let (status, text, retry_after) = match response {
@@ -362,7 +385,7 @@ impl GraphClient {
                         .get("Retry-After")
                         .and_then(|v| v.to_str().ok())
                         .and_then(parse_retry_after);
-                    (status, r.text().await.unwrap_or_default(), retry_after)
+                    (status, self.read_text(r).await, retry_after)
                 }
                 Err(e) => {
                     let why = format!(
@@ -453,6 +476,32 @@ impl GraphClient {
             .into_iter()
             .map(|r| r.unwrap_or_else(|| Reply::Unknown("not sent".into())))
             .collect())
+    }
+
+    /// Waits while `--max-rate` is in debt, then charges `bytes` to it.
+    async fn pace(&self, bytes: usize) {
+        if let Some(cap) = &self.cap {
+            cap.pace(bytes).await;
+        }
+    }
+
+    /// A reply's body as text, each chunk charged to `--max-rate` as it
+    /// comes; empty when the reply breaks off (as unreadable as none).
+    async fn read_text(&self, mut response: reqwest::Response) -> String {
+        self.pace(HEAD_BYTES).await;
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    self.pace(chunk.len()).await;
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(_) => return String::new(),
+            }
+        }
+        String::from_utf8(body)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 
     async fn wait(&self, gate: &MailboxGate, retry_after: Option<Duration>, attempt: u32) {

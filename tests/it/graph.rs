@@ -388,6 +388,31 @@ fn throttled_runs_wait_as_told_and_keep_to_four_requests_in_flight() {
 }
 
 #[test]
+fn max_rate_holds_graph_requests_to_the_rate_asked_for() {
+    let t = Tenant::start(&[ALICE]);
+    let cards = t.dir.path().join("many.vcf");
+    std::fs::write(&cards, generated_cards(150)).unwrap();
+    t.import(ALICE, &[&cards, &fixture("apple-3.0.vcf")]);
+    let rate = 20_000.0;
+    let started = std::time::Instant::now();
+    let (run, json) = t.upload(&["--max-rate", "20k"]);
+    let took = started.elapsed().as_secs_f64();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let a = account(&json, ALICE);
+    assert_eq!(a["failed"], 0, "{a}");
+    assert_eq!(a["created"], t.graph.contacts(ALICE).len(), "{a}");
+    // Bodies alone, both ways; less the last reply, which is charged but
+    // not waited for, and a burst (a lower bound only).
+    let bytes = t.graph.body_bytes() as f64;
+    let floor = (bytes - 10_000.0) / rate;
+    assert!(floor >= 2.0, "too few bytes to tell: {bytes}");
+    assert!(
+        took >= floor,
+        "{bytes} bytes of Graph bodies in {took:.2} s at 20 KB/s"
+    );
+}
+
+#[test]
 fn a_mailbox_out_of_the_apps_scope_fails_alone_and_status_says_why() {
     let t = Tenant::start(&[ALICE, BOB]);
     t.import(ALICE, &[&fixture("apple-3.0.vcf")]);

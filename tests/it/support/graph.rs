@@ -370,6 +370,8 @@ struct State {
     drop_after_applying: usize,
     requests: u64,
     throttled: u64,
+    /// Bytes of request and reply bodies, both ways.
+    body_bytes: u64,
     log: Vec<(String, String)>,
 }
 
@@ -407,6 +409,7 @@ impl Graph {
                 drop_after_applying: 0,
                 requests: 0,
                 throttled: 0,
+                body_bytes: 0,
                 log: Vec::new(),
             }),
         });
@@ -609,6 +612,12 @@ impl Graph {
     /// Every HTTP request received (a $batch counts 1 here).
     pub fn requests(&self) -> u64 {
         self.shared.lock().requests
+    }
+
+    /// Bytes of every request's and reply's body, both ways (headers not
+    /// counted).
+    pub fn body_bytes(&self) -> u64 {
+        self.shared.lock().body_bytes
     }
 
     /// Requests answered 429, those inside a $batch included.
@@ -895,19 +904,22 @@ fn serve(conn: TcpStream, shared: &Shared) -> std::io::Result<()> {
         let close = headers
             .iter()
             .any(|(n, v)| n == "connection" && v.eq_ignore_ascii_case("close"));
+        shared.lock().body_bytes += length as u64;
         let reply = shared.top(&method, &target, headers, body);
         if reply.drop {
             let _ = out.shutdown(Shutdown::Both);
             return Ok(());
         }
-        write_reply(&mut out, reply, close)?;
+        let sent = write_reply(&mut out, reply, close)?;
+        shared.lock().body_bytes += sent as u64;
         if close {
             return Ok(());
         }
     }
 }
 
-fn write_reply(out: &mut TcpStream, reply: Reply, close: bool) -> std::io::Result<()> {
+/// Writes a reply; how many bytes its body held.
+fn write_reply(out: &mut TcpStream, reply: Reply, close: bool) -> std::io::Result<usize> {
     let (content_type, body) = match reply.payload {
         Payload::Empty => (None, Vec::new()),
         Payload::Json(v) => (
@@ -934,7 +946,8 @@ fn write_reply(out: &mut TcpStream, reply: Reply, close: bool) -> std::io::Resul
     let mut bytes = head.into_bytes();
     bytes.extend_from_slice(&body);
     out.write_all(&bytes)?;
-    out.flush()
+    out.flush()?;
+    Ok(body.len())
 }
 
 /// %XX decoding (a path segment: `+` stays itself).
