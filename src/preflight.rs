@@ -479,11 +479,11 @@ async fn count_source(
 ) -> Result<(FolderCounts, Vec<TooLarge>, String)> {
     let mut s =
         ImapSession::connect(&config.source, tls, &account.username, &account.password).await?;
-    let prefix = s.personal_namespace().await?.prefix;
-    let listed = s
-        .list(account.user_root.as_deref())
+    let (listed, namespace) = s
+        .list_and_namespace(account.user_root.as_deref())
         .await
         .context("cannot list folders")?;
+    let prefix = namespace?.prefix;
     let limit = config.target.max_message_bytes;
     let mut out = Vec::new();
     let mut too_large = Vec::new();

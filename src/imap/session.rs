@@ -128,6 +128,37 @@ pub struct Namespace {
     pub delimiter: Option<String>,
 }
 
+/// A LIST answer as it comes: folders, and their STATUS with LIST-STATUS.
+#[derive(Default)]
+struct Listing {
+    folders: Vec<ListedFolder>,
+    statuses: HashMap<String, MailboxStatus>,
+}
+
+impl Listing {
+    fn absorb(&mut self, r: &Response<'_>) {
+        match r {
+            Response::MailboxData(MailboxDatum::List(l)) => self.folders.push(ListedFolder {
+                wire_name: unescape(&l.name),
+                delimiter: l.delimiter.as_ref().map(|d| unescape(d)),
+                attributes: l.name_attributes.iter().map(attribute_name).collect(),
+                status: None,
+            }),
+            Response::MailboxData(MailboxDatum::Status { mailbox, status }) => {
+                self.statuses.insert(unescape(mailbox), status_from(status));
+            }
+            _ => {}
+        }
+    }
+
+    fn folders(mut self) -> Vec<ListedFolder> {
+        for f in &mut self.folders {
+            f.status = self.statuses.remove(&f.wire_name);
+        }
+        self.folders
+    }
+}
+
 /// The first personal namespace of a `NAMESPACE` answer (the text after
 /// the word): `(("INBOX." ".")) NIL NIL` gives "INBOX." and ".".
 fn parse_personal_namespace(text: &str) -> Option<Namespace> {
@@ -704,8 +735,9 @@ impl ImapSession {
             }
             verbs.push(verb);
         }
-        let setup = self.write_setup().await?;
-        let tags = self.write_tagged(commands, "pipelined commands").await?;
+        let (setup, tags) = self
+            .write_with_setup(commands, "pipelined commands")
+            .await?;
         let sent: Vec<_> = tags.into_iter().zip(verbs).collect();
         self.commands += 1;
         self.setup_answers(setup).await?;
@@ -725,13 +757,26 @@ impl ImapSession {
         Ok(outcomes)
     }
 
-    /// Writes the set-up commands still waiting (see `setup`), ahead of the
-    /// command about to go; their answers are read by [`Self::setup_answers`]
-    /// before that command's.
-    async fn write_setup(&mut self) -> Result<Vec<(async_imap::imap_proto::RequestId, String)>> {
+    /// Writes the set-up commands still waiting (see `setup`) and then
+    /// `commands`, in one write and all with tags of our own (so that an
+    /// answer that comes early is known as ours). Returns the set-up's tags
+    /// with their commands, whose answers [`Self::setup_answers`] reads
+    /// first, and the tags of `commands`.
+    #[allow(clippy::type_complexity)]
+    async fn write_with_setup(
+        &mut self,
+        commands: &[String],
+        what: &str,
+    ) -> Result<(
+        Vec<(async_imap::imap_proto::RequestId, String)>,
+        Vec<async_imap::imap_proto::RequestId>,
+    )> {
         let setup = std::mem::take(&mut self.setup);
-        let tags = self.write_tagged(&setup, "ID and ENABLE").await?;
-        Ok(tags.into_iter().zip(setup).collect())
+        let mut lines = setup.clone();
+        lines.extend_from_slice(commands);
+        let mut tags = self.write_tagged(&lines, what).await?;
+        let own = tags.split_off(setup.len());
+        Ok((tags.into_iter().zip(setup).collect(), own))
     }
 
     /// Writes command lines with tags of our own (async-imap never gives
@@ -768,7 +813,7 @@ impl ImapSession {
     }
 
     /// Reads the answers to set-up commands written by
-    /// [`Self::write_setup`]. A refused ID or ENABLE CONDSTORE costs
+    /// [`Self::write_with_setup`]. A refused ID or ENABLE CONDSTORE costs
     /// nothing; QRESYNC was counted on.
     async fn setup_answers(
         &mut self,
@@ -839,20 +884,11 @@ impl ImapSession {
             bail!("refusing to send {verb}: an argument holds a line break or NUL");
         }
         self.commands += 1;
-        let setup = self.write_setup().await?;
-        // Never LOGIN or AUTHENTICATE: those go through async-imap's own calls.
-        tracing::debug!(target: "mailferry::imap", "C: {command}");
-        let tag = self
-            .session
-            .run_command(command)
-            .await
-            .map_err(|e| match e {
-                async_imap::error::Error::Io(io) => {
-                    anyhow::Error::from(io).context(format!("sending {verb}"))
-                }
-                other => anyhow!("sending {verb}: {other}"),
-            })?;
+        // Never LOGIN or AUTHENTICATE (async-imap's own calls send those):
+        // what goes here is logged.
+        let (setup, mut tags) = self.write_with_setup(&[command.to_string()], &verb).await?;
         self.setup_answers(setup).await?;
+        let tag = tags.pop().expect("one command written");
         Ok((tag, verb))
     }
 
@@ -1029,7 +1065,7 @@ impl ImapSession {
                 .context("not sending APPEND: an earlier FETCH was left unread"));
         }
         if !self.setup.is_empty() {
-            let setup = self.write_setup().await?;
+            let (setup, _) = self.write_with_setup(&[], "ID and ENABLE").await?;
             self.setup_answers(setup).await?;
         }
         let line = self.append_line(folder, flags, internal_date, body, plain_nul, true)?;
@@ -1303,6 +1339,70 @@ impl ImapSession {
     /// Lists every folder (under `root` when given), with STATUS figures in
     /// the same round trip when the server has LIST-STATUS.
     pub async fn list(&mut self, root: Option<&str>) -> Result<Vec<ListedFolder>> {
+        let command = self.list_command(root);
+        let mut listing = Listing::default();
+        self.run(&command, |r| {
+            listing.absorb(r);
+            Ok(())
+        })
+        .await?;
+        Ok(listing.folders())
+    }
+
+    /// [`Self::list`] and [`Self::personal_namespace`] in one round trip:
+    /// NAMESPACE (or `LIST "" ""` for the delimiter) is written behind the
+    /// listing. A namespace the server will not tell is asked for again on
+    /// its own, and its error is the second value.
+    pub async fn list_and_namespace(
+        &mut self,
+        root: Option<&str>,
+    ) -> Result<(Vec<ListedFolder>, Result<Namespace>)> {
+        let has_namespace = self.caps.has("NAMESPACE");
+        let second = if has_namespace {
+            "NAMESPACE"
+        } else {
+            "LIST \"\" \"\""
+        };
+        let slot = self.session.get_ref().namespace_slot();
+        slot.lock().unwrap().take();
+        let mut listing = Listing::default();
+        let mut delimiter = None;
+        let outcomes = self
+            .pipeline(&[self.list_command(root), second.to_string()], |i, r| {
+                match (i, r) {
+                    (0, r) => listing.absorb(r),
+                    (_, Response::MailboxData(MailboxDatum::List(l))) => {
+                        delimiter = l.delimiter.as_ref().map(|d| unescape(d));
+                    }
+                    _ => {}
+                }
+                Ok(())
+            })
+            .await?;
+        let mut outcomes = outcomes.into_iter();
+        if let Some(Err(refusal)) = outcomes.next() {
+            return Err(anyhow::Error::from(refusal));
+        }
+        let answered = matches!(outcomes.next(), Some(Ok(())));
+        let namespace = match (answered, has_namespace) {
+            (true, true) => match slot.lock().unwrap().take().as_deref() {
+                Some(text) => parse_personal_namespace(text),
+                None => None,
+            },
+            (true, false) => Some(Namespace {
+                prefix: String::new(),
+                delimiter,
+            }),
+            (false, _) => None,
+        };
+        let namespace = match namespace {
+            Some(ns) => Ok(ns),
+            None => self.personal_namespace().await,
+        };
+        Ok((listing.folders(), namespace))
+    }
+
+    fn list_command(&self, root: Option<&str>) -> String {
         let mut returns = Vec::new();
         if self.caps.has("SPECIAL-USE") {
             returns.push("SPECIAL-USE".to_string());
@@ -1314,33 +1414,11 @@ impl ImapSession {
             Some(r) => quote(&format!("{}*", r)),
             None => "\"*\"".to_string(),
         };
-        let command = if returns.is_empty() {
+        if returns.is_empty() {
             format!("LIST \"\" {pattern}")
         } else {
             format!("LIST \"\" {pattern} RETURN ({})", returns.join(" "))
-        };
-        let mut folders: Vec<ListedFolder> = Vec::new();
-        let mut statuses: HashMap<String, MailboxStatus> = HashMap::new();
-        self.run(&command, |r| {
-            match r {
-                Response::MailboxData(MailboxDatum::List(l)) => folders.push(ListedFolder {
-                    wire_name: unescape(&l.name),
-                    delimiter: l.delimiter.as_ref().map(|d| unescape(d)),
-                    attributes: l.name_attributes.iter().map(attribute_name).collect(),
-                    status: None,
-                }),
-                Response::MailboxData(MailboxDatum::Status { mailbox, status }) => {
-                    statuses.insert(unescape(mailbox), status_from(status));
-                }
-                _ => {}
-            }
-            Ok(())
-        })
-        .await?;
-        for f in &mut folders {
-            f.status = statuses.remove(&f.wire_name);
         }
-        Ok(folders)
     }
 
     fn status_items(&self) -> &'static str {
@@ -1683,7 +1761,16 @@ impl ImapSession {
             // Owed answers or cut mid-command: LOGOUT would not be read as one.
             return;
         }
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.session.logout()).await;
+        // Nothing is owed after LOGOUT: its answer is not waited for (a
+        // round trip at the end of every account), the connection is closed
+        // once the line is out.
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            use tokio::io::AsyncWriteExt as _;
+            self.write_tagged(&["LOGOUT".to_string()], "LOGOUT").await?;
+            self.session.get_mut().shutdown().await?;
+            anyhow::Ok(())
+        })
+        .await;
     }
 }
 

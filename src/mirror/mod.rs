@@ -468,7 +468,11 @@ async fn run_account(
     let mut counts = MirrorCounts::default();
     let mut session = ctx.connect().await?;
     shared.connections.fetch_add(1, Ordering::Relaxed);
-    let listed = match session.list(ctx.account.user_root.as_deref()).await {
+    // The namespace goes with the listing: one round trip for both.
+    let (listed, namespace) = match session
+        .list_and_namespace(ctx.account.user_root.as_deref())
+        .await
+    {
         Ok(l) => l,
         Err(e) => {
             shared.absorb_session(&session);
@@ -492,7 +496,7 @@ async fn run_account(
             .account_id(&ctx.account.name, &ctx.server.host, &ctx.account.username)?;
     // Where the mailbox keeps its folders, so that upload can move them
     // from this server's namespace to the target's.
-    if let Ok(ns) = session.personal_namespace().await {
+    if let Ok(ns) = namespace {
         ctx.store
             .index()
             .set_personal_prefix(account_id, &ns.prefix)?;

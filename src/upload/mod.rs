@@ -499,7 +499,8 @@ async fn run_account(
 
     // The first session tells the target's namespace and folders.
     let mut s = ctx.connect().await?;
-    let ns = s.imap.personal_namespace().await?;
+    let (listed, ns) = s.imap.list_and_namespace(None).await?;
+    let ns = ns?;
     let namespace = Namespace {
         prefix: mutf7::display(&ns.prefix),
         delimiter: ns
@@ -508,10 +509,7 @@ async fn run_account(
     };
     // Only folders that can hold mail: a parent that exists only because
     // a child was created (\Noselect, \NonExistent) must still be created.
-    let existing: std::collections::HashSet<String> = s
-        .imap
-        .list(None)
-        .await?
+    let existing: std::collections::HashSet<String> = listed
         .into_iter()
         .filter(|f| f.is_selectable())
         .map(|f| f.wire_name)
