@@ -20,7 +20,10 @@ ensure_packages /usr/bin/time=time python3=python3
 messages=${1:-10000}
 bench=${BENCH_DIR:-/tmp/mailferry-bench}
 cargo build --release --locked --bin mailferry >/dev/null 2>&1
-bin=$PWD/target/release/mailferry
+# Where cargo put it (CARGO_TARGET_DIR, relative to here, or target/).
+target=${CARGO_TARGET_DIR:-target}
+case $target in /*) ;; *) target=$PWD/$target ;; esac
+bin=$target/release/mailferry
 
 mkdir -p "$bench"
 port=$(free_port)

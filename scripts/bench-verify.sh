@@ -17,7 +17,10 @@ bench=$(mktemp -d /tmp/mailferry-bench-verify.XXXXXX)
 trap 'rm -rf "$bench"' EXIT
 [ -f "$store/index.sqlite" ] || { echo "no store at $store: run scripts/bench-mirror.sh first" >&2; exit 2; }
 cargo build --release --locked --bin mailferry >/dev/null 2>&1
-bin=$PWD/target/release/mailferry
+# Where cargo put it (CARGO_TARGET_DIR, relative to here, or target/).
+target=${CARGO_TARGET_DIR:-target}
+case $target in /*) ;; *) target=$PWD/$target ;; esac
+bin=$target/release/mailferry
 
 find "$store/objects" -type f -exec cat {} + >/dev/null
 count=$(find "$store/objects" -type f | wc -l)

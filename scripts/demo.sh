@@ -25,7 +25,10 @@ ensure_packages dnsmasq=dnsmasq-base
 
 started=$SECONDS
 cargo build --release --locked
-bin=$PWD/target/release/mailferry
+# Where cargo put it (CARGO_TARGET_DIR, relative to here, or target/).
+target=${CARGO_TARGET_DIR:-target}
+case $target in /*) ;; *) target=$PWD/$target ;; esac
+bin=$target/release/mailferry
 
 work=$(mktemp -d /tmp/mailferry-demo.XXXXXX)
 port=$(free_port)
