@@ -26,6 +26,7 @@ pub mod preflight;
 pub mod progress;
 pub mod rate;
 pub mod report;
+pub mod shard;
 pub mod stop;
 pub mod store;
 pub mod upload;

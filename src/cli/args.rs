@@ -143,6 +143,20 @@ pub struct SourceArgs {
     pub danger_accept_invalid_certs: bool,
 }
 
+/// One worker's part of a batch split across several workers.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ShardArgs {
+    /// Only the accounts of shard I of N (counting from 0): those whose
+    /// EmailAddress hashes to I. The same on every run and machine.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+
+    /// Split the batch into N shards and take the one JOB_COMPLETION_INDEX
+    /// names, as a Kubernetes Indexed Job sets it.
+    #[arg(long, value_name = "N", env = "MAILFERRY_SHARDS")]
+    pub shards: Option<u32>,
+}
+
 /// Which accounts a command works on.
 #[derive(Debug, Args)]
 pub struct AccountsArgs {
@@ -154,6 +168,9 @@ pub struct AccountsArgs {
     /// Only these accounts (by EmailAddress); may be repeated.
     #[arg(long, value_name = "EMAIL")]
     pub only: Vec<String>,
+
+    #[command(flatten)]
+    pub shard: ShardArgs,
 
     /// Accounts worked on at the same time [default: 4, or the config's].
     #[arg(long)]
@@ -582,6 +599,9 @@ pub struct VerifyArgs {
     /// Only these accounts (with --target); may be repeated.
     #[arg(long, value_name = "EMAIL")]
     pub only: Vec<String>,
+
+    #[command(flatten)]
+    pub shard: ShardArgs,
 
     #[command(flatten)]
     pub target_settings: TargetArgs,

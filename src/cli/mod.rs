@@ -24,9 +24,10 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 
-use crate::cli::args::{AccountsArgs, Cli, Command, SourceArgs, TargetArgs};
+use crate::cli::args::{AccountsArgs, Cli, Command, ShardArgs, SourceArgs, TargetArgs};
 use mailferry::config::{self, Config, OAuthFlow, OAuthLayer, Password, ServerLayer, TargetLayer};
 use mailferry::outcome::FailureKind;
+use mailferry::shard::Shard;
 use mailferry::store::{Creation, Store};
 use std::path::PathBuf;
 
@@ -90,7 +91,7 @@ pub fn run(cli: Cli) -> Result<i32> {
     }
 }
 
-/// The accounts file, narrowed to `--only`.
+/// The accounts file, narrowed to `--only` and to this worker's shard.
 pub fn load_accounts(args: &AccountsArgs) -> Result<Config> {
     let mut config = config::load(&args.accounts)?;
     for note in &config.notes {
@@ -101,10 +102,50 @@ pub fn load_accounts(args: &AccountsArgs) -> Result<Config> {
         }
     }
     narrow(&mut config, &args.only, &args.accounts)?;
+    let index = std::env::var("JOB_COMPLETION_INDEX").ok();
+    if let Some(shard) = shard_of(&args.shard, index.as_deref())? {
+        let before = config.accounts.len();
+        config.accounts.retain(|a| shard.holds(&a.name));
+        eprintln!(
+            "note: shard {shard}: {} of the {before} accounts",
+            config.accounts.len()
+        );
+    }
     if let Some(n) = args.accounts_at_once {
         config.accounts_at_once = n.max(1);
     }
     Ok(config)
+}
+
+/// The shard this worker takes: `--shard I/N`, or `--shards N` (also
+/// MAILFERRY_SHARDS) with the index a Kubernetes Indexed Job gives its pod
+/// (`job_index`, from JOB_COMPLETION_INDEX). Neither: the whole batch.
+pub fn shard_of(args: &ShardArgs, job_index: Option<&str>) -> Result<Option<Shard>> {
+    match (&args.shard, args.shards) {
+        (Some(text), shards) => {
+            let shard = Shard::parse(text)?;
+            if let Some(n) = shards.filter(|n| *n != shard.count) {
+                bail!("--shard {shard} and --shards {n} (or MAILFERRY_SHARDS) disagree");
+            }
+            Ok(Some(shard))
+        }
+        (None, Some(count)) => {
+            let Some(index) = job_index else {
+                bail!(
+                    "--shards {count} (or MAILFERRY_SHARDS) takes the shard from \
+                     JOB_COMPLETION_INDEX, which is not set (a Kubernetes Indexed Job sets it); \
+                     elsewhere say --shard I/{count}"
+                );
+            };
+            let Ok(index) = index.trim().parse::<u32>() else {
+                bail!("JOB_COMPLETION_INDEX {index:?} is not a shard number");
+            };
+            Shard::new(index, count)
+                .map(Some)
+                .map_err(|e| anyhow::anyhow!("JOB_COMPLETION_INDEX {index}: {e}"))
+        }
+        (None, None) => Ok(None),
+    }
 }
 
 /// Keeps the accounts `--only` names (any case); a name not in `file` is

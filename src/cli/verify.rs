@@ -15,6 +15,14 @@ pub fn run(cli: &Cli, args: &VerifyArgs) -> Result<i32> {
     if args.target {
         return run_target(cli, args);
     }
+    // The store's own check covers every blob, whoever stored it: a shard
+    // would not narrow it, and saying so is better than ignoring it.
+    if let Some(shard) = &args.shard.shard {
+        anyhow::bail!(
+            "--shard {shard} narrows `verify --target` to a shard's accounts; \
+             `verify` of the store checks every blob"
+        );
+    }
     let (root, _) = crate::cli::store_to_read(cli, args.accounts.as_deref())?;
     let jobs = args
         .jobs
@@ -33,6 +41,7 @@ fn run_target(cli: &Cli, args: &VerifyArgs) -> Result<i32> {
     let accounts = crate::cli::args::AccountsArgs {
         accounts: args.accounts.clone().expect("clap requires --accounts"),
         only: args.only.clone(),
+        shard: args.shard.clone(),
         accounts_at_once: None,
     };
     let mut config = load_accounts(&accounts)?;

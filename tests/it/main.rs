@@ -20,6 +20,7 @@ mod oauth;
 mod pst;
 mod report;
 mod servers;
+mod shard;
 mod store;
 mod truth;
 mod upload;
