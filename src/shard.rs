@@ -1,8 +1,9 @@
 //! One worker's part of a batch split across workers (`--shard I/N`): the
 //! accounts whose address hashes to I of N. The hash is SHA-256 of the
-//! address, trimmed and in lower case; its first 8 bytes, read big-endian,
-//! modulo N. It depends on nothing but the address, so every run, machine
-//! and version puts an account in the same shard.
+//! address, trimmed, with ASCII letters in lower case (not Unicode's
+//! folding, whose tables change between versions); its first 8 bytes, read
+//! big-endian, modulo N. It depends on nothing but the address, so every
+//! run, machine and version puts an account in the same shard.
 
 use std::fmt;
 
@@ -49,7 +50,7 @@ impl Shard {
 
     /// The shard an account's address falls in, of `count`.
     pub fn of(address: &str, count: u32) -> u32 {
-        let digest = Sha256::digest(address.trim().to_lowercase().as_bytes());
+        let digest = Sha256::digest(address.trim().to_ascii_lowercase().as_bytes());
         let first: [u8; 8] = digest[..8].try_into().expect("32 bytes");
         (u64::from_be_bytes(first) % u64::from(count.max(1))) as u32
     }
