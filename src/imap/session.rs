@@ -1582,11 +1582,13 @@ impl ImapSession {
     /// it (some refuse `1:*` in an empty folder): list after the EXAMINE.
     /// A refused EXAMINE leaves no folder selected (RFC 3501 6.3.1), so the
     /// listing behind it cannot answer for another folder.
-    pub async fn examine_and_list(
+    /// Each listed message is kept as a `T` made from it as it arrives
+    /// (a compact row; a whole folder's `FetchedMessage`s would be large).
+    pub async fn examine_and_list<T: From<FetchedMessage>>(
         &mut self,
         folder: &str,
         items: &str,
-    ) -> Result<(Selected, Option<Vec<FetchedMessage>>)> {
+    ) -> Result<(Selected, Option<Vec<T>>)> {
         let commands = [
             self.open_command(folder, "EXAMINE", None),
             format!("UID FETCH 1:* ({items})"),
@@ -1602,7 +1604,7 @@ impl ImapSession {
                         let m = fetched_from(attrs);
                         // Without UID: an unsolicited flag update.
                         if m.has_uid {
-                            listed.push(m);
+                            listed.push(T::from(m));
                         }
                     }
                     _ => {}

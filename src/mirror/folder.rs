@@ -76,23 +76,21 @@ pub(crate) async fn examine(
         || -> Result<bool> { Ok(!job.skip_ids.load(Ordering::SeqCst) && !index_of().is_empty()?) };
     // A folder the store has never seen is listed whole whatever EXAMINE
     // says: the listing goes with it, in one round trip.
+    // A listing with IDs may be what broke the connection (a header the
+    // server cannot send): the retry lists without them.
+    let listing_failed = |with_ids: bool, e: anyhow::Error| {
+        if with_ids {
+            job.skip_ids.store(true, Ordering::SeqCst);
+        }
+        e
+    };
     let fresh = known.and_then(|k| k.uidvalidity).is_none();
     let fresh_ids = fresh && ids_worth_asking()?;
     let (selected, prelisted) = if fresh {
-        match session
+        session
             .examine_and_list(&job.wire_name, listing_items(fresh_ids))
             .await
-        {
-            Ok(both) => both,
-            Err(e) => {
-                // The listing may be what broke the connection (a header
-                // the server cannot send): the retry lists without IDs.
-                if fresh_ids {
-                    job.skip_ids.store(true, Ordering::SeqCst);
-                }
-                return Err(e);
-            }
-        }
+            .map_err(|e| listing_failed(fresh_ids, e))?
     } else {
         (session.examine(&job.wire_name, qresync_state).await?, None)
     };
@@ -161,12 +159,7 @@ pub(crate) async fn examine(
     .await
     {
         Ok(o) => o,
-        Err(e) => {
-            if want_ids {
-                job.skip_ids.store(true, Ordering::SeqCst);
-            }
-            return Err(e);
-        }
+        Err(e) => return Err(listing_failed(want_ids, e)),
     };
     let mut zero_uid = observed.zero_uid;
     let mut diff = diff(&live, synced_uid, observed);
@@ -389,19 +382,19 @@ async fn observe(
     look: &Look,
     qresync_changed: Vec<FetchedMessage>,
     qresync_vanished: Vec<u32>,
-    prelisted: Option<Vec<FetchedMessage>>,
+    prelisted: Option<Vec<Listed>>,
 ) -> Result<Observed> {
     let mut seen = Observed::default();
     let synced_uid = look.synced_uid;
     if look.exists > 0 && look.has_new {
         let (listed, zero_uid) = (&mut seen.listed, &mut seen.zero_uid);
-        let mut take = |m: FetchedMessage| {
+        let mut take = |m: Listed| {
             if m.uid == 0 {
                 *zero_uid = true;
             }
             // `n:*` answers with the last message even when it is below n.
             if m.uid > synced_uid {
-                listed.push(m.into());
+                listed.push(m);
             }
         };
         match prelisted {
@@ -410,7 +403,7 @@ async fn observe(
             None => {
                 session
                     .uid_fetch(&format!("{}:*", synced_uid + 1), look.items, None, |m| {
-                        take(m);
+                        take(m.into());
                         Ok(())
                     })
                     .await?;
