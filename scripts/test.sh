@@ -21,6 +21,8 @@ command -v saslpasswd2 >/dev/null 2>&1 || need+=(sasl2-bin)
 command -v makeuserdb >/dev/null 2>&1 || [ -x /usr/sbin/makeuserdb ] || need+=(courier-authlib-userdb)
 [ -x /usr/libexec/gam_server ] || need+=(gamin)
 command -v mbsync >/dev/null 2>&1 || need+=(isync)
+# Azurite (Microsoft's Azure Storage emulator) for the store in object storage.
+command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 servers=${MAILFERRY_TEST_SERVERS:-/var/tmp/mailferry-test-servers}
 missing_debs=()
 for pkg in cyrus-imapd courier-imap; do
@@ -37,6 +39,13 @@ if [ ${#missing_debs[@]} -gt 0 ]; then
     $SUDO mkdir -p "$servers"
     (cd "$servers" && $SUDO apt-get download -qq "${missing_debs[@]}")
 fi
+
+azurite=${MAILFERRY_AZURITE_DIR:-$HOME/.cache/mailferry-test/azurite}
+if [ ! -x "$azurite/node_modules/.bin/azurite-blob" ]; then
+    mkdir -p "$azurite"
+    (cd "$azurite" && npm install --no-audit --no-fund --silent azurite@3.35.0)
+fi
+export MAILFERRY_AZURITE="$azurite/node_modules/.bin/azurite-blob"
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings

@@ -57,6 +57,8 @@ pub struct Config {
     /// How many accounts are mirrored at the same time.
     pub accounts_at_once: usize,
     pub store: Option<PathBuf>,
+    /// The part of the batch this worker takes (`--shard`); `None`: all of it.
+    pub shard: Option<crate::shard::Shard>,
     /// How the accounts file was read, for the user (never a password).
     pub notes: Vec<String>,
 }

@@ -179,9 +179,8 @@ pub async fn cutover(
         }
         _ => (None, None),
     };
-    let snapshot = Snapshot::gather(
-        store.root(),
-        &store.index(),
+    let snapshot = Snapshot::read(&store.index())?.select(
+        store.shown(),
         &Selection {
             batch: Some((
                 options.accounts_file.as_path(),

@@ -208,6 +208,13 @@ pub fn make_private(root: &Path) -> io::Result<u64> {
     Ok(changed)
 }
 
+/// Makes a directory's entries durable (a file renamed into it).
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot fsync directory {}", dir.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

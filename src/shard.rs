@@ -11,7 +11,7 @@ use anyhow::{Result, bail};
 use sha2::{Digest, Sha256};
 
 /// The shard a worker takes: `index` of `count`, counting from 0.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Shard {
     pub index: u32,
     pub count: u32,

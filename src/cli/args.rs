@@ -51,11 +51,37 @@ Exit codes (when several apply, the first in this list that does):
     after_help = EXAMPLES
 )]
 pub struct Cli {
-    /// The store directory (blobs and index). Default: $MAILFERRY_STORE,
-    /// else the accounts file's `store`, else ./mailferry-store. Only a
-    /// first `mirror`, `sync` or `import` makes a new store.
+    /// The store: a directory (blobs and index), or object storage
+    /// (az://container/prefix, s3://bucket/prefix; credentials from the
+    /// environment as Azure's and AWS's tools read them). Default:
+    /// $MAILFERRY_STORE, else the accounts file's `store`, else
+    /// ./mailferry-store. Only a first `mirror`, `sync` or `import` makes a
+    /// new store.
     #[arg(long, short = 's', global = true)]
     pub store: Option<PathBuf>,
+
+    /// With a store in object storage: the local directory where each
+    /// shard's index is kept while a worker runs (restored from the store
+    /// when missing or older).
+    #[arg(
+        long,
+        global = true,
+        env = "MAILFERRY_WORK_DIR",
+        default_value = "mailferry-work",
+        value_name = "DIR"
+    )]
+    pub work_dir: PathBuf,
+
+    /// With a store in object storage: how long a worker's hold on its
+    /// shard lasts unless renewed (every third of it). A worker killed
+    /// without ending its run keeps the shard that long.
+    #[arg(long, global = true, env = "MAILFERRY_LEASE", default_value = "2m", value_parser = parse_interval, value_name = "DURATION")]
+    pub lease: std::time::Duration,
+
+    /// With a store in object storage: how often a running worker writes
+    /// its shard's index to the store (also at the end of each run).
+    #[arg(long, global = true, env = "MAILFERRY_SNAPSHOT_EVERY", default_value = "5m", value_parser = parse_interval, value_name = "DURATION")]
+    pub snapshot_every: std::time::Duration,
 
     /// More log output (-v info, -vv debug, -vvv trace). Logs go to stderr.
     #[arg(long, short = 'v', action = clap::ArgAction::Count, global = true)]

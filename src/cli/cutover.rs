@@ -56,8 +56,9 @@ pub fn run(cli: &Cli, args: &CutoverArgs) -> Result<i32> {
     };
     let accounts = config.accounts.len();
     let quiet = cli.quiet;
-    let run = crate::cli::runtime()?.block_on(cutover(store, &config, options, &|| {
+    let run = crate::cli::runtime()?.block_on(cutover(store.clone(), &config, options, &|| {
         crate::cli::ui::progress(quiet, accounts)
     }))?;
+    store.close()?;
     emit(&run, Form::json(args.json))
 }

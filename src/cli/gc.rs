@@ -56,5 +56,6 @@ pub fn run(cli: &Cli, args: &GcArgs) -> Result<i32> {
         leftovers,
         deleted: args.delete,
     };
+    store.close()?;
     emit(&collected, Form::json(args.json))
 }

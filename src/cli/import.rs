@@ -62,6 +62,7 @@ pub fn run(cli: &Cli, args: &ImportArgs) -> Result<i32> {
             eprint!("{imported}");
         }
     }
+    store.close()?;
     Ok(if complete { EXIT_OK } else { EXIT_INCOMPLETE })
 }
 
@@ -124,6 +125,7 @@ fn from_export_folders(cli: &Cli, file: &std::path::Path, only: &[String]) -> Re
             }
         }
     }
+    store.close()?;
     Ok(if complete { EXIT_OK } else { EXIT_INCOMPLETE })
 }
 

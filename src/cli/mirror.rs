@@ -20,7 +20,8 @@ pub fn run(cli: &Cli, args: &MirrorArgs) -> Result<i32> {
     );
     config.limit_rate(args.link.max_rate);
     let store = open_store(cli, Some(&config), Creation::Allowed)?;
-    let summary = mirror_with(cli, &config, &args.mirror, store)?;
+    let summary = mirror_with(cli, &config, &args.mirror, store.clone())?;
+    store.close()?;
     emit(&summary, Form::json(args.json))
 }
 

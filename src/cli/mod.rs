@@ -28,7 +28,8 @@ use crate::cli::args::{AccountsArgs, Cli, Command, ShardArgs, SourceArgs, Target
 use mailferry::config::{self, Config, OAuthFlow, OAuthLayer, Password, ServerLayer, TargetLayer};
 use mailferry::outcome::FailureKind;
 use mailferry::shard::Shard;
-use mailferry::store::{Creation, Store};
+use mailferry::store::remote::ObjectUrl;
+use mailferry::store::{Creation, ObjectPlace, Place, Store};
 use std::path::PathBuf;
 
 /// Everything finished.
@@ -106,6 +107,7 @@ pub fn load_accounts(args: &AccountsArgs) -> Result<Config> {
     if let Some(shard) = shard_of(&args.shard, index.as_deref())? {
         let before = config.accounts.len();
         config.accounts.retain(|a| shard.holds(&a.name));
+        config.shard = Some(shard);
         eprintln!(
             "note: shard {shard}: {} of the {before} accounts",
             config.accounts.len()
@@ -287,16 +289,46 @@ pub fn store_to_read(
     Ok((root, config))
 }
 
+/// Where the store is: a directory, or object storage with this worker's
+/// shard and working directory.
+pub fn store_place(cli: &Cli, config: Option<&Config>) -> Result<Place> {
+    let root = store_path(cli, config);
+    let Some(url) = root.to_str().map(ObjectUrl::parse).transpose()?.flatten() else {
+        return Ok(Place::Dir(root));
+    };
+    Ok(Place::Objects(ObjectPlace {
+        url,
+        settings: mailferry::store::remote::settings_from_env(),
+        work: cli.work_dir.clone(),
+        shard: config
+            .and_then(|c| c.shard)
+            .unwrap_or(Shard { index: 0, count: 1 }),
+        lease: cli.lease,
+        snapshot_every: cli.snapshot_every,
+    }))
+}
+
 /// Opens the store for writing and says which one it is; only a command
 /// that fills a store from nothing may make one.
 pub fn open_store(cli: &Cli, config: Option<&Config>, creation: Creation) -> Result<Arc<Store>> {
-    let root = store_path(cli, config);
-    let store = Store::open(&root, creation)?;
-    let shown = std::fs::canonicalize(&root).unwrap_or(root);
+    let place = store_place(cli, config)?;
+    let store = Store::open_at(&place, creation)?;
+    let shown = match &place {
+        Place::Dir(root) => std::fs::canonicalize(root)
+            .unwrap_or(root.clone())
+            .display()
+            .to_string(),
+        Place::Objects(o) => format!(
+            "{} (shard {}, index in {})",
+            o.url,
+            o.shard,
+            o.shard_dir().display()
+        ),
+    };
     if store.made() {
-        eprintln!("store: {} (new)", shown.display());
+        eprintln!("store: {shown} (new)");
     } else {
-        eprintln!("store: {}", shown.display());
+        eprintln!("store: {shown}");
     }
     if store.made_private() > 0 {
         eprintln!(
@@ -315,7 +347,7 @@ pub fn warn_lost_index(store: &Store) {
         eprintln!(
             "WARNING: the store {} holds messages but its index was missing or empty (deleted, \
              truncated or replaced); a new index is being built. {}.",
-            store.root().display(),
+            store.shown(),
             mailferry::store::index::LOST_INDEX_ADVICE
         );
     }

@@ -55,7 +55,8 @@ fn once(cli: &Cli, args: &SyncArgs, config: &mailferry::config::Config) -> Resul
     let store = open_store(cli, Some(config), Creation::Allowed)?;
     let mirrored = super::mirror::mirror_with(cli, config, &args.mirror, store.clone())?;
     // An account whose mirror failed still uploads what the store holds.
-    let uploaded = super::upload::upload_with(cli, config, &args.upload, store)?;
+    let uploaded = super::upload::upload_with(cli, config, &args.upload, store.clone())?;
+    store.close()?;
     let synced = Synced {
         mirror: mirrored,
         upload: uploaded,

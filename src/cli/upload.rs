@@ -22,7 +22,8 @@ pub fn run(cli: &Cli, args: &UploadArgs) -> Result<i32> {
     );
     config.limit_rate(args.link.max_rate);
     let store = open_store(cli, Some(&config), Creation::Refused)?;
-    let summary = upload_with(cli, &config, &args.upload, store)?;
+    let summary = upload_with(cli, &config, &args.upload, store.clone())?;
+    store.close()?;
     emit(&summary, Form::json(args.json))
 }
 

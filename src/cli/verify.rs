@@ -60,7 +60,8 @@ fn run_target(cli: &Cli, args: &VerifyArgs) -> Result<i32> {
             args.requeue_missing,
         )?)
     };
-    let items = check_items(&config, store, args.requeue_missing)?;
+    let items = check_items(&config, store.clone(), args.requeue_missing)?;
+    store.close()?;
     emit(&TargetsChecked { mail, items }, Form::json(args.json))
 }
 

@@ -405,6 +405,7 @@ pub fn render(snap: &Snapshot) -> String {
     );
     totals_cards(&mut out, snap);
     phases(&mut out, snap);
+    shards(&mut out, snap);
     overview(&mut out, snap);
     for (i, a) in snap.accounts.iter().enumerate() {
         account_section(&mut out, snap, i, a);
@@ -517,6 +518,37 @@ fn phases(out: &mut String, snap: &Snapshot) {
                 Some(_) => when(t),
                 None => "not run yet".into(),
             },
+        );
+    }
+    out.push_str("</div>\n");
+}
+
+/// A store in object storage: each shard's state, so that a missing or
+/// stale one is seen before the totals are believed.
+fn shards(out: &mut String, snap: &Snapshot) {
+    if snap.shards.is_empty() {
+        return;
+    }
+    out.push_str(r#"<div class="phases">"#);
+    for s in &snap.shards {
+        let (class, said) = match s.state.as_str() {
+            "missing" => (" never", "missing: no index in the store".to_string()),
+            "stale" => (
+                " never",
+                format!(
+                    "stale: stopped without ending its run; as of {}",
+                    when(s.snapshot_at)
+                ),
+            ),
+            "running" => ("", format!("running; as of {}", when(s.snapshot_at))),
+            _ => ("", format!("finished; as of {}", when(s.snapshot_at))),
+        };
+        let _ = write!(
+            out,
+            r#"<div class="phase{class}"><div class="label">Shard {shard}</div><div class="time" data-shard="{shard}" data-value="{state}">{said}</div></div>"#,
+            shard = escape(&s.shard),
+            state = escape(&s.state),
+            said = escape(&said),
         );
     }
     out.push_str("</div>\n");
@@ -934,6 +966,7 @@ mod tests {
                 complete: false,
                 summary: serde_json::Value::Null,
             }),
+            shards: Vec::new(),
         }
     }
 

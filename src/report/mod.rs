@@ -128,6 +128,24 @@ pub fn phases(snap: &Snapshot) -> String {
             when(c.finished_at)
         );
     }
+    for s in &snap.shards {
+        let said = match s.state.as_str() {
+            "missing" => "MISSING: no index snapshot in the store (never run, or removed); its \
+                          accounts are not shown as they are"
+                .to_string(),
+            "stale" => format!(
+                "STALE: its worker stopped without ending its run (killed?); index as of {}",
+                when(s.snapshot_at)
+            ),
+            "running" => format!(
+                "running on {}; index as of {}",
+                s.holder.as_deref().unwrap_or("?"),
+                when(s.snapshot_at)
+            ),
+            _ => format!("finished; index as of {}", when(s.snapshot_at)),
+        };
+        let _ = writeln!(out, "shard {}: {said}", s.shard);
+    }
     out
 }
 

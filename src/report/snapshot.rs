@@ -5,7 +5,7 @@ use crate::store::item_ledger::{ItemNotice, ItemUploadCounts};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use serde::Serialize;
 
 use crate::store::Index;
@@ -161,6 +161,9 @@ pub struct Snapshot {
     pub targets: Vec<TargetFolderStatus>,
     pub not_uploaded: Vec<NotUploaded>,
     pub cutover: Option<CutoverRecord>,
+    /// With a store in object storage: each shard of the batch.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardState>,
 }
 
 /// Which accounts a snapshot shows.
@@ -175,8 +178,13 @@ pub struct Selection<'a> {
 
 impl Snapshot {
     pub fn gather(store: &Path, index: &Index, select: &Selection<'_>) -> Result<Snapshot> {
-        let folders_all = index.folder_status(None)?;
-        let mut accounts = account_totals(&folders_all);
+        Snapshot::read(index)?.select(&store.display().to_string(), select)
+    }
+
+    /// Everything one index says, of every account it knows.
+    pub fn read(index: &Index) -> Result<Snapshot> {
+        let folders = index.folder_status(None)?;
+        let mut accounts = account_totals(&folders);
         let runs = index.account_runs()?;
         let items = index.item_counts()?;
         let items_uploaded = index.item_ledger().counts()?;
@@ -193,24 +201,6 @@ impl Snapshot {
                     ..AccountStatus::default()
                 });
             }
-        }
-        if let Some((_, batch)) = &select.batch {
-            let mut ordered = Vec::with_capacity(batch.len());
-            for name in batch {
-                let found = accounts
-                    .iter()
-                    .position(|a| a.account.eq_ignore_ascii_case(name));
-                ordered.push(match found {
-                    Some(i) => accounts.swap_remove(i),
-                    None => AccountStatus {
-                        account: name.clone(),
-                        ..AccountStatus::default()
-                    },
-                });
-            }
-            accounts = ordered;
-        } else {
-            accounts.sort_by(|a, b| a.account.cmp(&b.account));
         }
         for a in &mut accounts {
             if let Some((_, counts)) = items
@@ -238,12 +228,96 @@ impl Snapshot {
             }
             a.settle_state();
         }
+        Ok(Snapshot {
+            store: index.path().display().to_string(),
+            complete: false,
+            accounts_file: None,
+            generated_at: crate::store::index::now(),
+            last_runs: LastRuns {
+                preflight: index.last_run("preflight")?,
+                mirror: index.last_run("mirror")?,
+                upload: index.last_run("upload")?,
+                cutover: index.last_run("cutover")?,
+            },
+            accounts,
+            folders,
+            targets: index.target_status()?,
+            not_uploaded: index.not_uploaded()?,
+            cutover: last_cutover(index)?,
+            shards: Vec::new(),
+        })
+    }
+
+    /// One view of several shards' snapshots, whose accounts are apart.
+    pub fn merge(parts: Vec<Snapshot>) -> Snapshot {
+        let mut all = Snapshot {
+            store: String::new(),
+            complete: false,
+            accounts_file: None,
+            generated_at: crate::store::index::now(),
+            last_runs: LastRuns::default(),
+            accounts: Vec::new(),
+            folders: Vec::new(),
+            targets: Vec::new(),
+            not_uploaded: Vec::new(),
+            cutover: None,
+            shards: Vec::new(),
+        };
+        for part in parts {
+            let (l, r) = (&mut all.last_runs, &part.last_runs);
+            l.preflight = l.preflight.max(r.preflight);
+            l.mirror = l.mirror.max(r.mirror);
+            l.upload = l.upload.max(r.upload);
+            l.cutover = l.cutover.max(r.cutover);
+            all.accounts.extend(part.accounts);
+            all.folders.extend(part.folders);
+            all.targets.extend(part.targets);
+            all.not_uploaded.extend(part.not_uploaded);
+            if part.cutover.as_ref().map(|c| c.started_at)
+                > all.cutover.as_ref().map(|c| c.started_at)
+            {
+                all.cutover = part.cutover;
+            }
+            all.shards.extend(part.shards);
+        }
+        // Each part is sorted by account; the whole is too.
+        all.folders.sort_by(|a, b| a.account.cmp(&b.account));
+        all.targets.sort_by(|a, b| a.target.cmp(&b.target));
+        all
+    }
+
+    /// The view `select` asks for of the store named `store`: the batch's
+    /// accounts in its order (one the store never saw is shown as never
+    /// mirrored), or one account, or every account by name.
+    pub fn select(mut self, store: &str, select: &Selection<'_>) -> Result<Snapshot> {
+        let mut accounts = std::mem::take(&mut self.accounts);
+        if let Some((_, batch)) = &select.batch {
+            let mut ordered = Vec::with_capacity(batch.len());
+            for name in batch {
+                let found = accounts
+                    .iter()
+                    .position(|a| a.account.eq_ignore_ascii_case(name));
+                ordered.push(match found {
+                    Some(i) => accounts.swap_remove(i),
+                    None => {
+                        let mut a = AccountStatus {
+                            account: name.clone(),
+                            ..AccountStatus::default()
+                        };
+                        a.settle_state();
+                        a
+                    }
+                });
+            }
+            accounts = ordered;
+        } else {
+            accounts.sort_by(|a, b| a.account.cmp(&b.account));
+        }
         if let Some(one) = select.account {
             accounts.retain(|a| a.account.eq_ignore_ascii_case(one));
             if accounts.is_empty() {
                 anyhow::bail!(
-                    "no account {one} in the store {}{}",
-                    store.display(),
+                    "no account {one} in the store {store}{}",
                     select
                         .batch
                         .as_ref()
@@ -254,38 +328,108 @@ impl Snapshot {
         }
         let shown: std::collections::HashSet<String> =
             accounts.iter().map(|a| a.account.to_lowercase()).collect();
-        let folders: Vec<FolderStatus> = folders_all
-            .into_iter()
-            .filter(|f| shown.contains(&f.account.to_lowercase()))
-            .collect();
-        let mut targets = index.target_status()?;
-        let mut not_uploaded = index.not_uploaded()?;
+        self.folders
+            .retain(|f| shown.contains(&f.account.to_lowercase()));
         if select.account.is_some() || select.batch.is_some() {
             let mine: Vec<&str> = accounts
                 .iter()
                 .filter_map(|a| a.target.as_deref())
                 .collect();
-            targets.retain(|t| mine.contains(&t.target.as_str()));
-            not_uploaded.retain(|n| mine.contains(&n.target.as_str()));
+            self.targets.retain(|t| mine.contains(&t.target.as_str()));
+            self.not_uploaded
+                .retain(|n| mine.contains(&n.target.as_str()));
         }
-        Ok(Snapshot {
-            store: store.display().to_string(),
-            complete: !accounts.is_empty()
-                && accounts.iter().all(|a| a.state == AccountState::Complete),
-            accounts_file: select.batch.as_ref().map(|(f, _)| f.display().to_string()),
-            generated_at: crate::store::index::now(),
-            last_runs: LastRuns {
-                preflight: index.last_run("preflight")?,
-                mirror: index.last_run("mirror")?,
-                upload: index.last_run("upload")?,
-                cutover: index.last_run("cutover")?,
-            },
-            accounts,
-            folders,
-            targets,
-            not_uploaded,
-            cutover: last_cutover(index)?,
-        })
+        // A shard whose index is missing or stale may hold anything: the
+        // batch is not known to be complete.
+        let shards_sound = self.shards.iter().all(|s| s.sound());
+        self.complete = shards_sound
+            && !accounts.is_empty()
+            && accounts.iter().all(|a| a.state == AccountState::Complete);
+        self.accounts = accounts;
+        self.store = store.to_string();
+        self.accounts_file = select.batch.as_ref().map(|(f, _)| f.display().to_string());
+        Ok(self)
+    }
+}
+
+impl Snapshot {
+    /// The whole batch of a store in object storage: every shard's latest
+    /// index snapshot, read into `place`'s working directory and merged;
+    /// each shard's state beside it.
+    pub fn gather_objects(
+        place: &crate::store::ObjectPlace,
+        select: &Selection<'_>,
+    ) -> Result<Snapshot> {
+        use crate::store::shards;
+        let remote = crate::store::remote::Remote::new(&place.url, &place.settings)?;
+        let named = shards::shards_in(&remote)?;
+        let Some(count) = named.iter().map(|s| s.count).max() else {
+            anyhow::bail!(
+                "there is no store at {} (no shard index in it): check --store, \
+                 MAILFERRY_STORE or the accounts file's `store`, and the credentials in the \
+                 environment",
+                place.url
+            );
+        };
+        let dir = place.work.join(format!("status-{}", std::process::id()));
+        crate::files::create_dir_all(&dir, crate::files::PRIVATE_DIR)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let read = (|| {
+            let mut parts = Vec::new();
+            let mut states = Vec::new();
+            for i in 0..count {
+                let shard = crate::shard::Shard::new(i, count)?;
+                let lease = shards::read_lease(&remote, shard)?.map(|(r, _)| r);
+                let copy = dir.join(format!("shard-{i}-of-{count}.sqlite"));
+                let have = remote.get_file(&shards::snapshot_name(shard), &copy)?;
+                let now = crate::store::index::now();
+                let state = match &lease {
+                    _ if !have => "missing",
+                    Some(l) if l.state == "running" && l.expires_at > now => "running",
+                    Some(l) if l.state == "running" => "stale",
+                    _ => "finished",
+                };
+                states.push(ShardState {
+                    shard: shard.to_string(),
+                    state: state.into(),
+                    snapshot_at: lease.as_ref().and_then(|l| l.snapshot_at),
+                    holder: lease
+                        .as_ref()
+                        .filter(|_| state == "running")
+                        .map(|l| l.holder.clone()),
+                });
+                if have {
+                    let index = Index::open_read_only(&copy)?;
+                    parts.push(Snapshot::read(&index)?);
+                }
+            }
+            let mut all = Snapshot::merge(parts);
+            all.shards = states;
+            all.select(place.url.as_str(), select)
+        })();
+        let _ = std::fs::remove_dir_all(&dir);
+        read
+    }
+}
+
+/// One shard of a batch in object storage, as its lease and snapshot say.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShardState {
+    /// "I/N".
+    pub shard: String,
+    /// `running` (a worker holds it), `finished` (its last run ended),
+    /// `stale` (its worker stopped without ending its run: killed, its node
+    /// lost; the snapshot may lag what it did), or `missing` (no snapshot).
+    pub state: String,
+    /// When its snapshot was written (Unix seconds).
+    pub snapshot_at: Option<i64>,
+    /// The worker holding it, while `running`.
+    pub holder: Option<String>,
+}
+
+impl ShardState {
+    fn sound(&self) -> bool {
+        self.state == "finished" || self.state == "running"
     }
 }
 

@@ -109,6 +109,10 @@ pub trait Blobs: Send + Sync {
             .map(|raw| raw.len() as u64)
             .map_err(|e| e.fault)
     }
+    /// Requests made to a remote place so far (0 for a directory).
+    fn requests(&self) -> u64 {
+        0
+    }
 }
 
 /// What [`Blobs::put`] did.
@@ -276,23 +280,8 @@ impl Blobs for LocalBlobs {
             Err(e) => return Err(BlobFault::Unreadable(e.to_string())),
             Ok(c) => c,
         };
-        let mut decoder = zstd::stream::read::Decoder::new(&compressed[..])
-            .map_err(|e| BlobFault::Corrupt(format!("not zstd data: {e}")))?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            match decoder.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => hasher.update(&buf[..n]),
-                Err(e) => return Err(BlobFault::Corrupt(format!("does not decompress: {e}"))),
-            }
-        }
-        let actual = BlobHash(hasher.finalize().into());
-        if actual == *hash {
-            Ok(compressed.len() as u64)
-        } else {
-            Err(BlobFault::WrongContent { actual })
-        }
+        check_compressed(&compressed, hash)?;
+        Ok(compressed.len() as u64)
     }
 }
 
@@ -415,7 +404,7 @@ fn zstd_error(code: usize) -> anyhow::Error {
     )
 }
 
-fn compress(raw: &[u8]) -> Result<Vec<u8>> {
+pub(super) fn compress(raw: &[u8]) -> Result<Vec<u8>> {
     let mut c = Compressor::take()?;
     let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(raw.len()));
     // compress2 starts a new frame whatever the context did before.
@@ -505,7 +494,7 @@ fn place_unnamed(_: &File, _: &Path, _: &Path) -> Result<Option<bool>> {
 
 /// Writes `src` compressed into `file` (named `what` in errors); returns
 /// the compressed size.
-fn write_compressed(src: Source<'_>, file: &mut File, what: &Path) -> Result<u64> {
+pub(super) fn write_compressed(src: Source<'_>, file: &mut File, what: &Path) -> Result<u64> {
     let tmp = what;
     let stored_size = match src {
         Source::Bytes(raw) => {
@@ -608,19 +597,28 @@ pub struct BlobDamaged {
 /// Reads and decompresses the blob file at `path`, checking while it
 /// decompresses that the bytes hash to `expected` (no second pass).
 fn read(path: &Path, expected: &BlobHash) -> Result<Vec<u8>, BlobDamaged> {
+    let mut compressed = Vec::new();
+    if let Err(e) = File::open(path).and_then(|mut f| f.read_to_end(&mut compressed)) {
+        return Err(BlobDamaged {
+            hash: *expected,
+            fault: if e.kind() == std::io::ErrorKind::NotFound {
+                BlobFault::Missing
+            } else {
+                BlobFault::Unreadable(e.to_string())
+            },
+        });
+    }
+    decode(&compressed, expected)
+}
+
+/// Decompresses a blob's stored bytes, checking while it decompresses
+/// that they hash to `expected` (no second pass).
+pub(super) fn decode(compressed: &[u8], expected: &BlobHash) -> Result<Vec<u8>, BlobDamaged> {
     let damaged = |fault| BlobDamaged {
         hash: *expected,
         fault,
     };
-    let mut compressed = Vec::new();
-    if let Err(e) = File::open(path).and_then(|mut f| f.read_to_end(&mut compressed)) {
-        return Err(damaged(if e.kind() == std::io::ErrorKind::NotFound {
-            BlobFault::Missing
-        } else {
-            BlobFault::Unreadable(e.to_string())
-        }));
-    }
-    let mut decoder = zstd::stream::read::Decoder::new(&compressed[..])
+    let mut decoder = zstd::stream::read::Decoder::new(compressed)
         .map_err(|e| damaged(BlobFault::Corrupt(format!("not zstd data: {e}"))))?;
     let mut raw = Vec::with_capacity(compressed.len() * 3);
     let mut hasher = Sha256::new();
@@ -640,4 +638,26 @@ fn read(path: &Path, expected: &BlobHash) -> Result<Vec<u8>, BlobDamaged> {
         return Err(damaged(BlobFault::WrongContent { actual }));
     }
     Ok(raw)
+}
+
+/// Checks a blob's stored bytes against its name without keeping the
+/// raw bytes (decompressed and hashed as a stream).
+pub(super) fn check_compressed(compressed: &[u8], hash: &BlobHash) -> Result<(), BlobFault> {
+    let mut decoder = zstd::stream::read::Decoder::new(compressed)
+        .map_err(|e| BlobFault::Corrupt(format!("not zstd data: {e}")))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match decoder.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) => return Err(BlobFault::Corrupt(format!("does not decompress: {e}"))),
+        }
+    }
+    let actual = BlobHash(hasher.finalize().into());
+    if actual == *hash {
+        Ok(())
+    } else {
+        Err(BlobFault::WrongContent { actual })
+    }
 }

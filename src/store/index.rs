@@ -308,6 +308,20 @@ impl Index {
     }
 
     /// Direct access for read-only reports and tests.
+    /// Writes a consistent copy of the index to `path` (SQLite's online
+    /// backup: other writers wait only while pages are copied).
+    pub fn snapshot_to(&self, path: &Path) -> Result<()> {
+        let mut copy = Connection::open(path)
+            .with_context(|| format!("cannot create the index snapshot {}", path.display()))?;
+        rusqlite::backup::Backup::new(&self.conn, &mut copy)
+            .and_then(|b| b.run_to_completion(4096, std::time::Duration::ZERO, None))
+            .with_context(|| format!("cannot copy the index to {}", path.display()))?;
+        // One file, no -wal beside it, whatever the source's journal.
+        copy.pragma_update(None, "journal_mode", "DELETE")
+            .with_context(|| format!("cannot finish the index snapshot {}", path.display()))?;
+        Ok(())
+    }
+
     pub(super) fn connection(&self) -> &Connection {
         &self.conn
     }

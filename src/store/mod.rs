@@ -8,6 +8,11 @@
 //!   LOCK           held (advisory lock) by the one process that writes the store
 //! ```
 //!
+//! In object storage (`az://container/prefix`, `s3://bucket/prefix`), the
+//! blobs are `prefix/objects/ab/…` and each shard's index lives in a local
+//! working directory during a run, with its snapshots and lease in
+//! `prefix/index/` (see `remote.rs` and `shards.rs`).
+//!
 //! A blob is durable before any index row points at it: it is written to
 //! `tmp/`, fsynced, linked into `objects/` (a link never replaces, so two
 //! writers of the same new blob create it once), and its directory fsynced. Only
@@ -19,6 +24,8 @@ pub mod item_ledger;
 pub mod items;
 pub mod ledger;
 mod partial;
+pub mod remote;
+pub mod shards;
 pub mod verify;
 
 pub use blob::{BlobDamaged, BlobFault, BlobHash, BlobWrite, Blobs, Listed, LocalBlobs, Source};
@@ -29,16 +36,83 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
 use crate::files;
+use crate::shard::Shard;
+use remote::{ObjectBlobs, ObjectUrl, Remote};
+use shards::ShardIndex;
+
+/// Where a store is.
+#[derive(Clone)]
+pub enum Place {
+    /// A directory holding the index and the blobs.
+    Dir(PathBuf),
+    /// Blobs and every shard's index snapshot in object storage; this
+    /// worker's index in a local working directory while it runs.
+    Objects(ObjectPlace),
+}
+
+/// A store in object storage, as one worker sees it.
+#[derive(Clone)]
+pub struct ObjectPlace {
+    pub url: ObjectUrl,
+    /// `object_store` settings (credentials among them: never shown).
+    pub settings: Vec<(String, String)>,
+    /// The local working directory; the shard's index is in a directory
+    /// of its own under it.
+    pub work: PathBuf,
+    pub shard: Shard,
+    /// How long the shard's lease lasts unless renewed (every third of it).
+    pub lease: Duration,
+    /// How often the index is written to the store during a run.
+    pub snapshot_every: Duration,
+}
+
+impl ObjectPlace {
+    /// This shard's local directory: index, lock, staging.
+    pub fn shard_dir(&self) -> PathBuf {
+        self.work.join(format!(
+            "shard-{}-of-{}",
+            self.shard.index, self.shard.count
+        ))
+    }
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Place::Dir(p) => write!(f, "{}", p.display()),
+            Place::Objects(o) => write!(f, "{}", o.url),
+        }
+    }
+}
+
+impl std::fmt::Debug for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Place({self})")
+    }
+}
+
+/// The shard's index in object storage while a run holds it.
+struct Shared {
+    lease: Arc<ShardIndex>,
+    /// Dropped to stop the thread that renews the lease and writes
+    /// snapshots at intervals.
+    stop: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
 
 /// An open store, locked for writing by this process.
 pub struct Store {
     root: PathBuf,
-    index: Mutex<Index>,
+    index: Arc<Mutex<Index>>,
+    /// What people are shown: the directory, or the object-storage address.
+    shown: String,
+    shared: Option<Shared>,
     /// The store held message files but no index (deleted, truncated): a
     /// new one was started.
     lost_index: bool,
@@ -72,14 +146,28 @@ impl Store {
                 root.display()
             ),
         };
-        for dir in [root.to_path_buf(), root.join("objects"), root.join("tmp")] {
-            files::create_dir_all(&dir, files::PRIVATE_DIR)
-                .with_context(|| format!("cannot create store directory {}", dir.display()))?;
-        }
+        files::create_dir_all(&root.join("objects"), files::PRIVATE_DIR).with_context(|| {
+            format!(
+                "cannot create store directory {}",
+                root.join("objects").display()
+            )
+        })?;
         if made {
             // An empty directory given for a new store becomes private too.
             fs::set_permissions(root, fs::Permissions::from_mode(files::PRIVATE_DIR))
                 .with_context(|| format!("cannot make {} private", root.display()))?;
+        }
+        let mut store = Store::open_dir(root, None)?;
+        store.made = made;
+        Ok(store)
+    }
+
+    /// Locks the store's directory and opens its index; for a shard in
+    /// object storage, first restores its latest snapshot (`lease`).
+    fn open_dir(root: &Path, lease: Option<&ShardIndex>) -> Result<Store> {
+        for dir in [root.to_path_buf(), root.join("tmp")] {
+            files::create_dir_all(&dir, files::PRIVATE_DIR)
+                .with_context(|| format!("cannot create store directory {}", dir.display()))?;
         }
         let lock_path = root.join("LOCK");
         let mut lock = OpenOptions::new()
@@ -122,9 +210,12 @@ impl Store {
         let _ = writeln!(lock, "{}", std::process::id());
         clean_tmp(&root.join("tmp"));
         partial::clean_stale(&root.join("partial"));
+        if let Some(lease) = lease {
+            lease.restore(root)?;
+        }
         let index_path = index_path(root);
         let no_index = std::fs::metadata(&index_path).map_or(true, |m| m.len() == 0);
-        let lost_index = no_index && has_objects(&root.join("objects"));
+        let lost_index = no_index && lease.is_none() && has_objects(&root.join("objects"));
         if no_index {
             // SQLite gives its -wal and -shm files the index's mode.
             files::create(&index_path, files::PRIVATE_FILE)
@@ -133,9 +224,11 @@ impl Store {
         let index = Index::open(&index_path)?;
         Ok(Store {
             root: root.to_path_buf(),
-            index: Mutex::new(index),
+            index: Arc::new(Mutex::new(index)),
+            shown: root.display().to_string(),
+            shared: None,
             lost_index,
-            made,
+            made: false,
             made_private,
             blobs: Box::new(LocalBlobs::new(root)),
             _lock: lock,
@@ -144,6 +237,132 @@ impl Store {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The store as people name it: its directory, or its address.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    /// Opens the store at `place` (see [`Store::open`] and
+    /// [`Store::open_objects`]).
+    pub fn open_at(place: &Place, creation: Creation) -> Result<Store> {
+        match place {
+            Place::Dir(root) => Store::open(root, creation),
+            Place::Objects(o) => Store::open_objects(o, creation),
+        }
+    }
+
+    /// Opens a store in object storage for one shard: takes the shard's
+    /// lease (refusing while another worker holds it), restores the
+    /// shard's latest index snapshot into the working directory unless the
+    /// index there is as new, and from then on renews the lease and writes
+    /// a snapshot every `snapshot_every` until [`Store::close`].
+    pub fn open_objects(place: &ObjectPlace, creation: Creation) -> Result<Store> {
+        let remote = Arc::new(Remote::new(&place.url, &place.settings)?);
+        let root = place.shard_dir();
+        files::create_dir_all(&root, files::PRIVATE_DIR)
+            .with_context(|| format!("cannot create the working directory {}", root.display()))?;
+        let belongs = root.join("STORE");
+        match fs::read_to_string(&belongs) {
+            Ok(url) if url.trim() != place.url.as_str() => bail!(
+                "the working directory {} holds the index of another store ({}), not {}: give \
+                 each store its own --work-dir",
+                root.display(),
+                url.trim(),
+                place.url
+            ),
+            Ok(_) => {}
+            Err(_) => fs::write(&belongs, format!("{}\n", place.url))
+                .with_context(|| format!("cannot write {}", belongs.display()))?,
+        }
+        let shards = shards::shards_in(&remote)?;
+        let made = shards.is_empty() && remote.list("objects")?.is_empty();
+        if made && creation == Creation::Refused {
+            bail!(
+                "there is no store at {} (no index snapshot, no objects/): check --store, \
+                 MAILFERRY_STORE or the accounts file's `store`, and the credentials in the \
+                 environment; a store is made by the first `mirror`, `sync`, `cutover` or \
+                 `import`",
+                place.url
+            );
+        }
+        let lease = Arc::new(ShardIndex::take(remote.clone(), place.shard, place.lease)?);
+        let opened = (|| {
+            let mut store = Store::open_dir(&root, Some(&lease))?;
+            store.blobs = Box::new(ObjectBlobs::new(remote.clone(), &root.join("tmp")));
+            store.made = made;
+            store.shown = place.url.to_string();
+            Ok::<_, anyhow::Error>(store)
+        })();
+        let mut store = match opened {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = lease.release();
+                return Err(e);
+            }
+        };
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = {
+            let (lease, index, root) = (lease.clone(), store.index.clone(), root.clone());
+            let tick = (place.lease / 3)
+                .min(place.snapshot_every)
+                .max(Duration::from_secs(1));
+            let every = place.snapshot_every;
+            std::thread::Builder::new()
+                .name("mailferry-lease".into())
+                .spawn(move || {
+                    let mut last = std::time::Instant::now();
+                    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                        stopped.recv_timeout(tick)
+                    {
+                        let done = if last.elapsed() >= every {
+                            last = std::time::Instant::now();
+                            lease.snapshot(&index, &root, false)
+                        } else {
+                            lease.renew()
+                        };
+                        if let Err(e) = done {
+                            tracing::error!("{e:#}");
+                            if lease.lost() {
+                                return;
+                            }
+                        }
+                    }
+                })
+                .context("cannot start the lease thread")?
+        };
+        store.shared = Some(Shared {
+            lease,
+            stop: Mutex::new(Some(stop)),
+            thread: Mutex::new(Some(thread)),
+        });
+        Ok(store)
+    }
+
+    /// Ends a run on a store in object storage: writes the shard's index
+    /// snapshot and releases its lease. Nothing to do for a directory.
+    /// Dropping the store does the same, without saying what failed.
+    pub fn close(&self) -> Result<()> {
+        let Some(shared) = &self.shared else {
+            return Ok(());
+        };
+        drop(shared.stop.lock().unwrap_or_else(|e| e.into_inner()).take());
+        let Some(thread) = shared
+            .thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        else {
+            return Ok(());
+        };
+        let _ = thread.join();
+        shared.lease.snapshot(&self.index, &self.root, true)
+    }
+
+    /// Requests made to object storage so far (0 for a directory).
+    pub fn remote_requests(&self) -> u64 {
+        self.blobs.requests()
     }
 
     /// True when this open made a new, empty store.
@@ -280,6 +499,16 @@ impl Store {
     /// its name. A damaged blob is a [`BlobDamaged`] error.
     pub fn read_blob(&self, hash: &BlobHash) -> Result<Vec<u8>, BlobDamaged> {
         self.blobs.get(hash)
+    }
+}
+
+impl Drop for Store {
+    /// A run that ends without [`Store::close`] (an error, a panic) still
+    /// leaves its shard's latest index in the store and the lease free.
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            tracing::error!("{e:#}");
+        }
     }
 }
 

@@ -17,6 +17,7 @@ mod items;
 mod kill9;
 mod mirror;
 mod oauth;
+mod objects;
 mod pst;
 mod report;
 mod servers;

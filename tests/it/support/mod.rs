@@ -5,6 +5,7 @@
 //! The seeding client is deliberately separate from mailferry's IMAP code,
 //! so the tests never grade mailferry with its own reader.
 
+pub mod azurite;
 pub mod courier;
 pub mod cyrus;
 pub mod dns;

@@ -1,0 +1,356 @@
+//! Each shard's index in object storage: `<prefix>/index/shard-I-of-N.sqlite`
+//! (a consistent snapshot of the worker's local index, written at intervals
+//! and at the end of each run) and `shard-I-of-N.lease` (who runs the shard,
+//! until when, and which snapshot is the latest).
+//!
+//! The lease is taken and renewed with conditional writes, so two workers
+//! never run one shard at once; a worker that finds another's lease live
+//! refuses. A worker killed without releasing it holds it until it expires.
+//! A snapshot lags its worker's index by at most an interval: a worker that
+//! restores it fetches from the source what came after (storing nothing
+//! twice), and its upload reads the target back before appending what the
+//! ledger does not know (see `upload::folder`), so nothing is appended twice.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use super::remote::{Remote, Version};
+use super::{Index, index};
+use crate::shard::Shard;
+
+/// What the lease object says.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LeaseRecord {
+    /// The worker: host, process and a random part.
+    pub holder: String,
+    /// Unix seconds after which another worker may take the shard.
+    pub expires_at: i64,
+    /// `running`, or `released` at the end of a run.
+    pub state: String,
+    /// Counts the snapshots written; a working directory that restored or
+    /// wrote the latest knows its index is at least as new.
+    pub generation: u64,
+    /// When the latest snapshot was written (Unix seconds).
+    pub snapshot_at: Option<i64>,
+}
+
+/// Another worker runs the shard.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "shard {shard} of the store {store} is being run by another worker ({holder}) until \
+     {expires} UTC; two workers must not run one shard. If that worker is gone (killed, its \
+     node lost), its lease expires then and this command can be run again"
+)]
+pub struct LeaseHeld {
+    pub shard: Shard,
+    pub store: String,
+    pub holder: String,
+    pub expires: String,
+}
+
+/// The lease on one shard's index, held by this process.
+pub struct ShardIndex {
+    remote: std::sync::Arc<Remote>,
+    shard: Shard,
+    holder: String,
+    ttl: Duration,
+    held: Mutex<(LeaseRecord, Version)>,
+    lost: AtomicBool,
+}
+
+pub fn lease_name(shard: Shard) -> String {
+    format!("index/shard-{}-of-{}.lease", shard.index, shard.count)
+}
+
+pub fn snapshot_name(shard: Shard) -> String {
+    format!("index/shard-{}-of-{}.sqlite", shard.index, shard.count)
+}
+
+/// The shard a name under `index/` belongs to.
+pub fn shard_of_name(name: &str) -> Option<Shard> {
+    let stem = name.strip_prefix("index/shard-")?;
+    let stem = stem
+        .strip_suffix(".lease")
+        .or_else(|| stem.strip_suffix(".sqlite"))?;
+    let (i, n) = stem.split_once("-of-")?;
+    Shard::new(i.parse().ok()?, n.parse().ok()?).ok()
+}
+
+/// The shards whose index the store holds.
+pub fn shards_in(remote: &Remote) -> Result<Vec<Shard>> {
+    let mut shards: Vec<Shard> = remote
+        .list("index")?
+        .iter()
+        .filter_map(|(name, _)| shard_of_name(name))
+        .collect();
+    shards.sort_by_key(|s| (s.count, s.index));
+    shards.dedup();
+    Ok(shards)
+}
+
+/// The lease record of `shard`, with its version; `None` when never taken.
+pub fn read_lease(remote: &Remote, shard: Shard) -> Result<Option<(LeaseRecord, Version)>> {
+    let Some(f) = remote.get(&lease_name(shard))? else {
+        return Ok(None);
+    };
+    let record: LeaseRecord = serde_json::from_slice(&f.bytes).with_context(|| {
+        format!(
+            "{}/{} is not a mailferry lease",
+            remote.url(),
+            lease_name(shard)
+        )
+    })?;
+    Ok(Some((record, f.version)))
+}
+
+impl ShardIndex {
+    /// Takes the lease of `shard` for `ttl`, renewed while the run goes on.
+    pub fn take(remote: std::sync::Arc<Remote>, shard: Shard, ttl: Duration) -> Result<ShardIndex> {
+        // A batch split another way would put an account's ledger in a
+        // shard this worker never reads, and upload it twice.
+        if let Some(other) = shards_in(&remote)?
+            .into_iter()
+            .find(|s| s.count != shard.count)
+        {
+            bail!(
+                "the store {} holds the index of this batch split into {} shards, and this run \
+                 asks for {} (shard {shard}); a batch keeps the number of shards it began with: \
+                 run with --shards {} (or MAILFERRY_SHARDS={})",
+                remote.url(),
+                other.count,
+                shard.count,
+                other.count,
+                other.count
+            );
+        }
+        let holder = format!(
+            "{}/pid {}/{}",
+            hostname(),
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        for _ in 0..5 {
+            let current = read_lease(&remote, shard)?;
+            let now = index::now();
+            if let Some((rec, _)) = &current
+                && rec.state == "running"
+                && rec.expires_at > now
+            {
+                return Err(LeaseHeld {
+                    shard,
+                    store: remote.url().to_string(),
+                    holder: rec.holder.clone(),
+                    expires: chrono::DateTime::from_timestamp(rec.expires_at, 0)
+                        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                        .unwrap_or_default(),
+                }
+                .into());
+            }
+            let record = LeaseRecord {
+                holder: holder.clone(),
+                expires_at: now + ttl.as_secs() as i64,
+                state: "running".into(),
+                generation: current.as_ref().map_or(0, |(r, _)| r.generation),
+                snapshot_at: current.as_ref().and_then(|(r, _)| r.snapshot_at),
+            };
+            let version = current.as_ref().map(|(_, v)| v);
+            if let Some(v) = remote.put_if(&lease_name(shard), to_json(&record), version)? {
+                return Ok(ShardIndex {
+                    remote,
+                    shard,
+                    holder,
+                    ttl,
+                    held: Mutex::new((record, v)),
+                    lost: AtomicBool::new(false),
+                });
+            }
+            // Another worker wrote the lease meanwhile: look again.
+        }
+        bail!(
+            "cannot take the lease of shard {shard} in {}: other workers keep changing it",
+            remote.url()
+        )
+    }
+
+    pub fn shard(&self) -> Shard {
+        self.shard
+    }
+
+    /// The lease was taken over: this run's index must not be written
+    /// over the new holder's.
+    pub fn lost(&self) -> bool {
+        self.lost.load(Ordering::Relaxed)
+    }
+
+    /// Writes the lease record changed by `change`, if it is still ours.
+    fn rewrite(&self, change: impl FnOnce(&mut LeaseRecord)) -> Result<()> {
+        if self.lost() {
+            bail!(self.lost_error());
+        }
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let mut record = held.0.clone();
+        change(&mut record);
+        match self
+            .remote
+            .put_if(&lease_name(self.shard), to_json(&record), Some(&held.1))?
+        {
+            Some(v) => {
+                *held = (record, v);
+                Ok(())
+            }
+            None => {
+                self.lost.store(true, Ordering::Relaxed);
+                bail!(self.lost_error())
+            }
+        }
+    }
+
+    fn lost_error(&self) -> String {
+        format!(
+            "the lease of shard {} in {} was taken by another worker while this run went on (it \
+             was not renewed in time); this run's index is not written over theirs",
+            self.shard,
+            self.remote.url()
+        )
+    }
+
+    /// Pushes the lease's expiry `ttl` ahead.
+    pub fn renew(&self) -> Result<()> {
+        let until = index::now() + self.ttl.as_secs() as i64;
+        self.rewrite(|r| r.expires_at = until)
+    }
+
+    /// Restores the shard's latest snapshot into `root` unless the index
+    /// there is that snapshot or newer (this directory wrote or restored
+    /// it). Returns whether it restored one.
+    pub fn restore(&self, root: &Path) -> Result<bool> {
+        let generation = self
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .generation;
+        let marker = root.join("SNAPSHOT");
+        let here: Option<u64> = std::fs::read_to_string(&marker)
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+        let index_path = root.join("index.sqlite");
+        let has_index = std::fs::metadata(&index_path).is_ok_and(|m| m.len() > 0);
+        if generation == 0 || (has_index && here == Some(generation)) {
+            return Ok(false);
+        }
+        let incoming = root.join("index.sqlite.restore");
+        if !self
+            .remote
+            .get_file(&snapshot_name(self.shard), &incoming)?
+        {
+            // The lease counts snapshots that are not there: deleted by hand.
+            let _ = std::fs::remove_file(&incoming);
+            bail!(
+                "{}/{} is gone, though its lease says {generation} snapshots were written; \
+                 restore it from a backup, or remove {} to begin this shard's index anew",
+                self.remote.url(),
+                snapshot_name(self.shard),
+                lease_name(self.shard)
+            );
+        }
+        for stale in ["index.sqlite-wal", "index.sqlite-shm"] {
+            let _ = std::fs::remove_file(root.join(stale));
+        }
+        std::fs::rename(&incoming, &index_path).with_context(|| {
+            format!("cannot put the restored index at {}", index_path.display())
+        })?;
+        crate::files::sync_dir(root)?;
+        write_marker(&marker, generation)?;
+        Ok(true)
+    }
+
+    /// Writes a snapshot of `index` (its directory `root` holds the
+    /// staging copy), and records it in the lease; `released` ends the
+    /// lease (the end of a run).
+    pub fn snapshot(&self, index: &Mutex<Index>, root: &Path, released: bool) -> Result<()> {
+        // Ours still, before the upload.
+        self.renew()?;
+        let staged = root.join("snapshot.sqlite.tmp");
+        let _ = std::fs::remove_file(&staged);
+        index
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .snapshot_to(&staged)?;
+        let result = self.remote.put_file(&snapshot_name(self.shard), &staged);
+        let _ = std::fs::remove_file(&staged);
+        result?;
+        let now = index::now();
+        let until = now + self.ttl.as_secs() as i64;
+        self.rewrite(|r| {
+            r.generation += 1;
+            r.snapshot_at = Some(now);
+            if released {
+                r.state = "released".into();
+                r.expires_at = now;
+            } else {
+                r.expires_at = until;
+            }
+        })?;
+        let generation = self
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .generation;
+        write_marker(&root.join("SNAPSHOT"), generation)
+    }
+
+    /// Ends the lease without a snapshot (nothing was written).
+    pub fn release(&self) -> Result<()> {
+        let now = index::now();
+        self.rewrite(|r| {
+            r.state = "released".into();
+            r.expires_at = now;
+        })
+    }
+
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+}
+
+fn write_marker(path: &Path, generation: u64) -> Result<()> {
+    std::fs::write(path, format!("{generation}\n"))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn to_json(record: &LeaseRecord) -> Vec<u8> {
+    serde_json::to_vec_pretty(record).expect("a lease record serializes")
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_names_give_their_shard() {
+        let s = Shard::new(2, 4).unwrap();
+        assert_eq!(shard_of_name(&lease_name(s)), Some(s));
+        assert_eq!(shard_of_name(&snapshot_name(s)), Some(s));
+        assert_eq!(shard_of_name("index/shard-4-of-4.sqlite"), None);
+        assert_eq!(shard_of_name("index/notes.txt"), None);
+    }
+}
