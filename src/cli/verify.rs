@@ -23,7 +23,6 @@ pub fn run(cli: &Cli, args: &VerifyArgs) -> Result<i32> {
              `verify` of the store checks every blob"
         );
     }
-    let (root, _) = crate::cli::store_to_read(cli, args.accounts.as_deref())?;
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
@@ -31,7 +30,20 @@ pub fn run(cli: &Cli, args: &VerifyArgs) -> Result<i32> {
         !cli.quiet && !args.json,
         "verify [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
     );
-    let report = verify(&root, jobs.max(1), &progress)?;
+    let config = args
+        .accounts
+        .as_deref()
+        .map(mailferry::config::load_without_secrets)
+        .transpose()?;
+    let report = match crate::cli::store_place(cli, config.as_ref())? {
+        mailferry::store::Place::Objects(place) => {
+            mailferry::store::verify::verify_objects(&place, jobs.max(1), &progress)?
+        }
+        mailferry::store::Place::Dir(_) => {
+            let (root, _) = crate::cli::store_to_read(cli, args.accounts.as_deref())?;
+            verify(&root, jobs.max(1), &progress)?
+        }
+    };
     progress.finish();
     emit(&report, Form::json(args.json))
 }

@@ -82,14 +82,141 @@ pub fn verify(root: &Path, jobs: usize, progress: &dyn Progress) -> Result<Verif
     let started = std::time::Instant::now();
     let store = Store::open_whole(root)?;
     let index = store.index();
-    let blobs = store.blobs();
+    let checked = check(
+        &[index],
+        store.blobs(),
+        store.writer_active(),
+        jobs,
+        progress,
+    )?;
+    // Damaged blobs are marked so that the next mirror fetches them again
+    // (still holding writers off).
+    let mut marked_for_refetch = 0;
+    if !checked.damaged.is_empty() && !store.writer_active() {
+        let writable = Index::open(index.path())?;
+        for (hash, fault) in &checked.damaged {
+            writable.mark_blob_damaged(hash, fault)?;
+            marked_for_refetch += 1;
+        }
+    }
+    Ok(checked.into_verified(store.writer_active(), marked_for_refetch, started))
+}
+
+/// [`verify`] of a store in object storage: every blob there against
+/// every shard's latest index snapshot. A damaged blob is marked in the
+/// index of each shard that names it, taking that shard's lease for the
+/// moment (a shard a worker is running is left for the next verify).
+pub fn verify_objects(
+    place: &super::ObjectPlace,
+    jobs: usize,
+    progress: &dyn Progress,
+) -> Result<Verified> {
+    use super::shards;
+    let started = std::time::Instant::now();
+    let remote = std::sync::Arc::new(super::remote::Remote::new(&place.url, &place.settings)?);
+    let named = shards::shards_in(&remote)?;
+    let Some(count) = named.iter().map(|s| s.count).max() else {
+        anyhow::bail!(
+            "there is no store at {} (no shard index in it): check --store, MAILFERRY_STORE or \
+             the accounts file's `store`, and the credentials in the environment",
+            place.url
+        );
+    };
+    let dir = place.work.join(format!("verify-{}", std::process::id()));
+    crate::files::create_dir_all(&dir, crate::files::PRIVATE_DIR)?;
+    let result = (|| {
+        let now = super::index::now();
+        let mut indexes = Vec::new();
+        let mut writer_active = false;
+        for i in 0..count {
+            let shard = crate::shard::Shard::new(i, count)?;
+            let running = shards::read_lease(&remote, shard)?
+                .is_some_and(|(l, _)| l.state == "running" && l.expires_at > now);
+            writer_active |= running;
+            let copy = dir.join(format!("shard-{i}-of-{count}.sqlite"));
+            if remote.get_file(&shards::snapshot_name(shard), &copy)? {
+                indexes.push((shard, running, Index::open_read_only(&copy)?));
+            }
+        }
+        let blobs = super::remote::ObjectBlobs::new(remote.clone(), &dir);
+        let all: Vec<&Index> = indexes.iter().map(|(_, _, i)| i).collect();
+        let checked = check(&all, &blobs, writer_active, jobs, progress)?;
+        let mut marked_for_refetch = 0;
+        for (shard, running, index) in &indexes {
+            let named: Vec<_> = checked
+                .damaged
+                .iter()
+                .filter(|(h, _)| index.blob_damaged(h).ok().flatten().is_some())
+                .collect();
+            if named.is_empty() || *running {
+                continue;
+            }
+            let mut one = place.clone();
+            one.shard = *shard;
+            one.work = dir.join("mark");
+            let store = Store::open_objects(&one, super::Creation::Refused)?;
+            for (hash, fault) in named {
+                store.index().mark_blob_damaged(hash, fault)?;
+                marked_for_refetch += 1;
+            }
+            store.close()?;
+        }
+        Ok(checked.into_verified(writer_active, marked_for_refetch, started))
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// What [`check`] found.
+struct Checked {
+    faults: Vec<Fault>,
+    damaged: Vec<(BlobHash, BlobFault)>,
+    leftovers: Vec<PathBuf>,
+    in_flight: u64,
+    blobs_checked: u64,
+    bytes_checked: u64,
+}
+
+impl Checked {
+    fn into_verified(
+        mut self,
+        writer_active: bool,
+        marked_for_refetch: u64,
+        started: std::time::Instant,
+    ) -> Verified {
+        self.faults.sort();
+        self.leftovers.sort();
+        Verified {
+            leftovers: self.leftovers,
+            blobs_checked: self.blobs_checked,
+            bytes_checked: self.bytes_checked,
+            faults: self.faults,
+            writer_active,
+            in_flight: self.in_flight,
+            marked_for_refetch,
+            seconds: started.elapsed().as_secs_f64(),
+        }
+    }
+}
+
+/// Checks every blob that `indexes` list (one store's, or every shard's)
+/// in `blobs`, with `jobs` threads.
+fn check(
+    indexes: &[&Index],
+    blobs: &dyn super::Blobs,
+    writer_active: bool,
+    jobs: usize,
+    progress: &dyn Progress,
+) -> Result<Checked> {
     let mut faults = Vec::new();
-    if let Err(e) = index.check_integrity() {
-        faults.push(Fault {
-            kind: FaultKind::IndexDamaged,
-            path: index.path().to_path_buf(),
-            detail: format!("{e:#}"),
-        });
+    for index in indexes {
+        if let Err(e) = index.check_integrity() {
+            faults.push(Fault {
+                kind: FaultKind::IndexDamaged,
+                path: index.path().to_path_buf(),
+                detail: format!("{e:#}"),
+            });
+        }
     }
     // The blob area first, then the index: a blob that is listed and whose
     // row is committed in between is known, not a leftover.
@@ -104,20 +231,29 @@ pub fn verify(root: &Path, jobs: usize, progress: &dyn Progress) -> Result<Verif
             }),
         }
     }
-    let listed = index.blob_sizes()?;
-    // Rows that name a blob the blobs table lacks (the foreign key should
-    // make this impossible; a damaged index may not).
-    for h in index.blobs_named_but_not_listed()? {
-        faults.push(Fault {
-            kind: FaultKind::Missing,
-            path: BlobHash::from_hex(&h).map_or_else(|_| PathBuf::from(&h), |b| blobs.location(&b)),
-            detail: "a message row names a blob the index does not list".into(),
-        });
+    // Shards share blobs: each is checked once.
+    let mut listed: Vec<(BlobHash, u64)> = Vec::new();
+    let mut seen = HashSet::new();
+    for index in indexes {
+        for (hash, size) in index.blob_sizes()? {
+            if seen.insert(hash) {
+                listed.push((hash, size));
+            }
+        }
+        // Rows that name a blob the blobs table lacks (the foreign key
+        // should make this impossible; a damaged index may not).
+        for h in index.blobs_named_but_not_listed()? {
+            faults.push(Fault {
+                kind: FaultKind::Missing,
+                path: BlobHash::from_hex(&h)
+                    .map_or_else(|_| PathBuf::from(&h), |b| blobs.location(&b)),
+                detail: "a message row names a blob the index does not list".into(),
+            });
+        }
     }
-    let known: HashSet<&BlobHash> = listed.iter().map(|(h, _)| h).collect();
     let unlisted: Vec<(BlobHash, PathBuf)> = found
         .into_iter()
-        .filter(|(h, _)| !known.contains(h))
+        .filter(|(h, _)| !seen.contains(h))
         .collect();
     progress.planned("", listed.len() as u64, listed.iter().map(|(_, s)| s).sum());
     let next = AtomicUsize::new(0);
@@ -158,39 +294,25 @@ pub fn verify(root: &Path, jobs: usize, progress: &dyn Progress) -> Result<Verif
     // fine; while a writer runs, the rest may be its work in progress.
     let mut in_flight = 0u64;
     let mut leftovers = Vec::new();
-    for (hash, path) in unlisted {
-        if index.blob_damaged(&hash)?.is_some() {
-            continue;
+    'blob: for (hash, path) in unlisted {
+        for index in indexes {
+            if index.blob_damaged(&hash)?.is_some() {
+                continue 'blob;
+            }
         }
-        if store.writer_active() {
+        if writer_active {
             in_flight += 1;
         } else {
             leftovers.push(path);
         }
     }
-    let writer_active = store.writer_active();
-
-    // Damaged blobs are marked so that the next mirror fetches them again
-    // (still holding writers off).
-    let mut marked_for_refetch = 0;
-    if !damaged.is_empty() && !writer_active {
-        let writable = Index::open(index.path())?;
-        for (hash, fault) in &damaged {
-            writable.mark_blob_damaged(hash, fault)?;
-            marked_for_refetch += 1;
-        }
-    }
-    faults.sort();
-    leftovers.sort();
-    Ok(Verified {
+    Ok(Checked {
+        faults,
+        damaged,
         leftovers,
+        in_flight,
         blobs_checked: listed.len() as u64,
         bytes_checked: checked_bytes.into_inner(),
-        faults,
-        writer_active,
-        in_flight,
-        marked_for_refetch,
-        seconds: started.elapsed().as_secs_f64(),
     })
 }
 

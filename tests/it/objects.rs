@@ -215,3 +215,239 @@ fn remote(url: &str) -> mailferry::store::remote::Remote {
 }
 
 const DATE: &str = "03-Mar-2025 10:00:00 +0100";
+
+/// The two places a store can be, for tests that must hold in both: a
+/// directory, and a container in Azurite (with its working directory).
+struct Backend {
+    name: &'static str,
+    /// `--store`'s value.
+    store: String,
+    work: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Backend {
+    fn both() -> Vec<Backend> {
+        let dir = tempfile::tempdir().unwrap();
+        vec![
+            Backend {
+                name: "directory",
+                store: dir.path().join("store").to_str().unwrap().to_string(),
+                work: tempfile::tempdir().unwrap(),
+                _dir: Some(dir),
+            },
+            Backend {
+                name: "azure",
+                store: Azurite::shared().container("both"),
+                work: tempfile::tempdir().unwrap(),
+                _dir: None,
+            },
+        ]
+    }
+
+    fn place(&self) -> Place {
+        if self.name == "directory" {
+            Place::Dir(self.store.clone().into())
+        } else {
+            place(&self.store, self.work.path(), Shard::new(0, 1).unwrap())
+        }
+    }
+
+    fn cmd(&self, cmd: &mut std::process::Command) {
+        in_azure(cmd, self.work.path());
+    }
+
+    /// Replaces the stored blob `hash` with `bytes`, or removes it.
+    fn damage(&self, hash: &str, bytes: Option<&[u8]>) {
+        let name = format!("objects/{}/{}", &hash[..2], &hash[2..]);
+        if self.name == "directory" {
+            let path = std::path::Path::new(&self.store).join(&name);
+            match bytes {
+                Some(b) => std::fs::write(path, b).unwrap(),
+                None => std::fs::remove_file(path).unwrap(),
+            }
+        } else {
+            let remote = remote(&self.store);
+            match bytes {
+                Some(b) => {
+                    remote.put(&name, b.to_vec()).unwrap();
+                }
+                None => remote.delete(&name).unwrap(),
+            }
+        }
+    }
+}
+
+#[test]
+fn in_both_places_blobs_are_the_bytes_given_and_racing_writers_make_one() {
+    for b in Backend::both() {
+        let store = std::sync::Arc::new(Store::open_at(&b.place(), Creation::Allowed).unwrap());
+        // Bytes no mail parser likes: kept as they are.
+        let mut odd = b"From: \xff\xfe\r\nSubject: =?bad?=\r\n\r\n\x00\x01".to_vec();
+        odd.extend((0..=255u8).cycle().take(70_000));
+        let w = store.write_blob(&odd).unwrap();
+        assert_eq!(w.hash.to_hex(), sha256_hex(&odd), "{}", b.name);
+        assert_eq!(store.read_blob(&w.hash).unwrap(), odd, "{}", b.name);
+        for round in 0..10 {
+            let body = message(&format!("race {round}"), &format!("r{round}@x"), "same");
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(6));
+            let writers: Vec<_> = (0..6)
+                .map(|_| {
+                    let (store, barrier, body) = (store.clone(), barrier.clone(), body.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        store.write_blob(&body).unwrap()
+                    })
+                })
+                .collect();
+            let created = writers
+                .into_iter()
+                .map(|w| w.join().unwrap())
+                .filter(|w| w.created)
+                .count();
+            assert_eq!(created, 1, "{}: round {round}", b.name);
+            assert_eq!(
+                store
+                    .read_blob(&mailferry::store::BlobHash::of(&body))
+                    .unwrap(),
+                body,
+                "{}",
+                b.name
+            );
+        }
+        store.close().unwrap();
+    }
+}
+
+#[test]
+fn in_both_places_verify_names_a_corrupt_and_a_missing_blob_and_mirror_mends_them() {
+    let server = Dovecot::start();
+    let mut alice = server.client("alice", "alice-pw");
+    for i in 0..5 {
+        let body = "text ".repeat(100 + i);
+        alice.append("INBOX", "", DATE, &message("v", &format!("v{i}@x"), &body));
+    }
+    let csv = server.accounts_csv(&[("alice", "alice-pw")]);
+    for b in Backend::both() {
+        let store = std::path::Path::new(&b.store);
+        let mut cmd = mirror_command(&server, server.port, store, &csv, &[]);
+        b.cmd(&mut cmd);
+        let run = Run::of(&mut cmd);
+        assert_eq!(run.code, 0, "{}: {}", b.name, run.stderr);
+        let verify = |b: &Backend| {
+            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"));
+            cmd.args(["--store", &b.store, "verify", "--json"]);
+            b.cmd(&mut cmd);
+            Run::of(&mut cmd)
+        };
+        let sound = verify(&b);
+        assert_eq!(
+            sound.code, 0,
+            "{}: {}{}",
+            b.name, sound.stdout, sound.stderr
+        );
+        assert_eq!(sound.json()["blobs_checked"], 5, "{}", b.name);
+
+        let hashes: Vec<String> = (0..5)
+            .map(|i| sha256_hex(&message("v", &format!("v{i}@x"), &"text ".repeat(100 + i))))
+            .collect();
+        b.damage(&hashes[0], Some(b"not what it was"));
+        b.damage(&hashes[1], None);
+        let bad = verify(&b);
+        assert_eq!(bad.code, 1, "{}: {}{}", b.name, bad.stdout, bad.stderr);
+        let faults = bad.json()["faults"].as_array().unwrap().clone();
+        assert_eq!(faults.len(), 2, "{}: {faults:?}", b.name);
+        for (kind, hash) in [("corrupt", &hashes[0]), ("missing", &hashes[1])] {
+            let f = faults
+                .iter()
+                .find(|f| f["kind"] == kind)
+                .unwrap_or_else(|| panic!("{}: no {kind} in {faults:?}", b.name));
+            let path = f["path"].as_str().unwrap();
+            assert!(path.ends_with(&hash[2..]), "{}: {path}", b.name);
+            assert!(
+                path.starts_with(&b.store),
+                "{}: {path} names the store",
+                b.name
+            );
+        }
+        assert_eq!(bad.json()["marked_for_refetch"], 2, "{}", b.name);
+
+        // The next mirror fetches both again; the store is whole.
+        let mut cmd = mirror_command(&server, server.port, store, &csv, &[]);
+        b.cmd(&mut cmd);
+        let run = Run::of(&mut cmd);
+        assert_eq!(run.code, 0, "{}: {}", b.name, run.stderr);
+        let mended = verify(&b);
+        assert_eq!(
+            mended.code, 0,
+            "{}: {}{}",
+            b.name, mended.stdout, mended.stderr
+        );
+    }
+}
+
+#[test]
+fn in_both_places_a_mirror_killed_mid_write_is_continued_whole_by_the_next() {
+    use std::time::{Duration, Instant};
+    let server = Dovecot::start();
+    let mut alice = server.client("alice", "alice-pw");
+    let mut distinct = std::collections::HashSet::new();
+    for i in 0..240 {
+        let mut m = message(&format!("k{i}"), &format!("k{i}@x"), &format!("body {i}"));
+        if i % 8 == 0 {
+            m.extend(std::iter::repeat_n(b'q', 120_000));
+            m.extend_from_slice(b"\r\n");
+        }
+        distinct.insert(sha256_hex(&m));
+        alice.append("INBOX", "", DATE, &m);
+    }
+    let csv = server.accounts_csv(&[("alice", "alice-pw")]);
+    for b in Backend::both() {
+        let store = std::path::Path::new(&b.store);
+        let command = || {
+            let mut cmd = mirror_command(&server, server.port, store, &csv, &[]);
+            b.cmd(&mut cmd);
+            // A killed worker's hold on its shard lapses quickly here.
+            cmd.env("MAILFERRY_LEASE", "2s");
+            cmd.stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            cmd
+        };
+        // Killed at three points of the first run, each time sooner after
+        // the start than a whole run takes.
+        let mut kills = 0;
+        for after in [150, 400, 800] {
+            let mut child = command().spawn().unwrap();
+            let deadline = Instant::now() + Duration::from_millis(after);
+            while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap();
+                kills += 1;
+            }
+            child.wait().unwrap();
+            // Another worker may take the shard only once the lease lapses.
+            std::thread::sleep(Duration::from_millis(2_100));
+        }
+        assert!(kills >= 1, "{}: no run was killed mid-way", b.name);
+        let mut last = command();
+        last.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let run = Run::of(&mut last);
+        assert_eq!(run.code, 0, "{}: {}", b.name, run.stderr);
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"));
+        cmd.args(["--store", &b.store, "verify", "--json"]);
+        b.cmd(&mut cmd);
+        let verified = Run::of(&mut cmd);
+        assert_eq!(verified.code, 0, "{}: {}", b.name, verified.stdout);
+        let v = verified.json();
+        assert_eq!(v["blobs_checked"], distinct.len(), "{}: {v}", b.name);
+        assert_eq!(v["faults"].as_array().unwrap().len(), 0, "{}: {v}", b.name);
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"));
+        cmd.args(["--store", &b.store, "status", "--json", "-"]);
+        b.cmd(&mut cmd);
+        let status = Run::of(&mut cmd).json();
+        assert_eq!(status["accounts"][0]["stored"], 240, "{}: {status}", b.name);
+    }
+}
