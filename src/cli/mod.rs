@@ -296,9 +296,20 @@ pub fn store_place(cli: &Cli, config: Option<&Config>) -> Result<Place> {
     let Some(url) = root.to_str().map(ObjectUrl::parse).transpose()?.flatten() else {
         return Ok(Place::Dir(root));
     };
+    let settings = mailferry::store::remote::settings_from_env();
+    // object_store honours the SDKs' switch; it must not pass unseen.
+    for (key, value) in &settings {
+        if key.ends_with("allow_invalid_certificates") && value.eq_ignore_ascii_case("true") {
+            eprintln!(
+                "WARNING: {} is set: the object store's TLS certificate is NOT verified; \
+                 anyone on the path can read and change the mail stored at {url}",
+                key.to_ascii_uppercase()
+            );
+        }
+    }
     Ok(Place::Objects(ObjectPlace {
         url,
-        settings: mailferry::store::remote::settings_from_env(),
+        settings,
         work: cli.work_dir.clone(),
         shard: config
             .and_then(|c| c.shard)

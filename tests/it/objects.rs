@@ -163,6 +163,17 @@ fn a_batch_in_azure_storage_uploads_from_another_machine_once() {
         .map(|a| a["stored"].as_u64().unwrap())
         .sum();
     assert_eq!(stored, 8, "{status}");
+    // Certificate checks turned off through the SDKs' switch are said loudly.
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"));
+    cmd.args(["--store", &url, "status", "--json", "-"]);
+    in_azure(&mut cmd, viewer.path());
+    let run = Run::of(cmd.env("AZURE_ALLOW_INVALID_CERTIFICATES", "true"));
+    assert!(
+        run.stderr
+            .contains("WARNING: AZURE_ALLOW_INVALID_CERTIFICATES"),
+        "{}",
+        run.stderr
+    );
 
     // While one worker runs the shard, a second one is refused.
     let held = Store::open_at(
