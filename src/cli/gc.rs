@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::cli::EXIT_OK;
 use crate::cli::args::{Cli, GcArgs};
 use crate::cli::outcome::{Form, Outcome, emit};
-use mailferry::store::{Creation, Leftover};
+use mailferry::store::{Creation, Leftover, Place};
 
 /// The leftovers found, and whether they were removed.
 #[derive(Debug, Serialize)]
@@ -45,17 +45,28 @@ impl Outcome for Collected {
 }
 
 pub fn run(cli: &Cli, args: &GcArgs) -> Result<i32> {
-    let (_, config) = crate::cli::store_to_read(cli, args.accounts.as_deref())?;
-    let store = crate::cli::open_store(cli, config.as_ref(), Creation::Refused)?;
-    let leftovers = store.leftovers()?;
-    if args.delete {
-        store.remove_leftovers(&leftovers)?;
-    }
+    let config = args
+        .accounts
+        .as_deref()
+        .map(mailferry::config::load_without_secrets)
+        .transpose()?;
+    let leftovers = match crate::cli::store_place(cli, config.as_ref())? {
+        Place::Objects(place) => mailferry::store::shards::leftovers(&place, args.delete)?,
+        Place::Dir(_) => {
+            let (_, config) = crate::cli::store_to_read(cli, args.accounts.as_deref())?;
+            let store = crate::cli::open_store(cli, config.as_ref(), Creation::Refused)?;
+            let leftovers = store.leftovers()?;
+            if args.delete {
+                store.remove_leftovers(&leftovers)?;
+            }
+            store.close()?;
+            leftovers
+        }
+    };
     let collected = Collected {
         bytes: leftovers.iter().map(|l| l.bytes).sum(),
         leftovers,
         deleted: args.delete,
     };
-    store.close()?;
     emit(&collected, Form::json(args.json))
 }

@@ -54,12 +54,16 @@ pub struct Exported {
     /// A mirror, upload or import was writing the store: the export is
     /// the store as it was when it began.
     pub writer_active: bool,
+    /// A store in object storage: shards whose index is missing or stale,
+    /// whose mail may not all be here.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shards_incomplete: Vec<String>,
 }
 
 impl Exported {
     /// Everything the store held is in the export.
     pub fn complete(&self) -> bool {
-        self.damaged.is_empty() && !self.writer_active
+        self.damaged.is_empty() && !self.writer_active && self.shards_incomplete.is_empty()
     }
 }
 
@@ -67,6 +71,12 @@ impl std::fmt::Display for Exported {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         for s in &self.damaged {
             writeln!(f, "not exported: {s}")?;
+        }
+        for s in &self.shards_incomplete {
+            writeln!(
+                f,
+                "{s}: its accounts' mail may not all be in this export (see `mailferry status`)"
+            )?;
         }
         if self.removed > 0 {
             writeln!(
@@ -105,7 +115,6 @@ impl std::fmt::Display for Exported {
 
 /// Writes the store at `root` out as files.
 pub fn export(root: &Path, opts: &ExportOptions) -> Result<Exported> {
-    let mode = opts.mode;
     // No writer may start while this runs; one already running is said.
     let store = Store::open_whole(root)?;
     let index = store.index();
@@ -124,6 +133,64 @@ pub fn export(root: &Path, opts: &ExportOptions) -> Result<Exported> {
         }
         bail!("nothing to export (check --folder)");
     }
+    write_out(&rows, &|h| store.read_blob(h), store.writer_active(), opts)
+}
+
+/// [`export`] of a store in object storage: every shard's latest index
+/// snapshot, the blobs read from the store. A shard whose snapshot is
+/// missing or stale is named: its mail may not all be in the export.
+pub fn export_objects(place: &crate::store::ObjectPlace, opts: &ExportOptions) -> Result<Exported> {
+    use crate::store::shards::{ShardState, View};
+    let view = View::read(place, "export")?;
+    let mut rows = Vec::new();
+    let mut account_known = false;
+    for (copy, index) in view.indexes() {
+        let mut part = index.messages(
+            opts.account.as_deref(),
+            opts.folder.as_deref(),
+            opts.include_expunged,
+        )?;
+        // Folder ids are each index's own: kept apart per shard.
+        for r in &mut part {
+            r.folder_id += i64::from(copy.shard.index) << 40;
+        }
+        rows.extend(part);
+        if let Some(a) = &opts.account {
+            account_known |= !index.folder_status(Some(a))?.is_empty();
+        }
+    }
+    if rows.is_empty() {
+        if let Some(a) = &opts.account
+            && !account_known
+        {
+            bail!("the store {} has no account {a}", place.url);
+        }
+        bail!("nothing to export (check --folder)");
+    }
+    let blobs = view.blobs();
+    let mut exported = write_out(
+        &rows,
+        &|h| crate::store::Blobs::get(&blobs, h),
+        view.writer_active(),
+        opts,
+    )?;
+    exported.shards_incomplete = view
+        .shards
+        .iter()
+        .filter(|c| matches!(c.state, ShardState::Missing | ShardState::Stale))
+        .map(|c| format!("shard {} is {}", c.shard, c.state.as_str()))
+        .collect();
+    Ok(exported)
+}
+
+/// Writes `rows` out, their bytes from `read`.
+fn write_out(
+    rows: &[Row],
+    read: &dyn Fn(&BlobHash) -> Result<Vec<u8>, crate::store::BlobDamaged>,
+    writer_active: bool,
+    opts: &ExportOptions,
+) -> Result<Exported> {
+    let mode = opts.mode;
     let not_empty = std::fs::read_dir(&opts.dir).is_ok_and(|mut d| d.next().is_some());
     if not_empty && !opts.update && !opts.force {
         bail!(
@@ -141,7 +208,7 @@ pub fn export(root: &Path, opts: &ExportOptions) -> Result<Exported> {
     let mut mbox: Option<(i64, std::fs::File)> = None;
     let mut mbox_started: HashSet<i64> = HashSet::new();
     let mut written: HashSet<PathBuf> = HashSet::new();
-    for r in &rows {
+    for r in rows {
         let place = match places.get(&r.folder_id) {
             Some(p) => p.clone(),
             None => {
@@ -151,7 +218,7 @@ pub fn export(root: &Path, opts: &ExportOptions) -> Result<Exported> {
             }
         };
         // A damaged blob is named and skipped; the rest goes on.
-        let raw = match store.read_blob(&BlobHash::from_hex(&r.hash)?) {
+        let raw = match read(&BlobHash::from_hex(&r.hash)?) {
             Ok(raw) => raw,
             Err(e) => {
                 skipped.push(format!(
@@ -232,7 +299,8 @@ pub fn export(root: &Path, opts: &ExportOptions) -> Result<Exported> {
         folders: places.len() as u64,
         damaged: skipped,
         removed,
-        writer_active: store.writer_active(),
+        writer_active,
+        shards_incomplete: Vec::new(),
     })
 }
 

@@ -5,7 +5,7 @@ use crate::store::item_ledger::{ItemNotice, ItemUploadCounts};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use serde::Serialize;
 
 use crate::store::Index;
@@ -360,55 +360,27 @@ impl Snapshot {
         place: &crate::store::ObjectPlace,
         select: &Selection<'_>,
     ) -> Result<Snapshot> {
-        use crate::store::shards;
-        let remote = crate::store::remote::Remote::new(&place.url, &place.settings)?;
-        let named = shards::shards_in(&remote)?;
-        let Some(count) = named.iter().map(|s| s.count).max() else {
-            anyhow::bail!(
-                "there is no store at {} (no shard index in it): check --store, \
-                 MAILFERRY_STORE or the accounts file's `store`, and the credentials in the \
-                 environment",
-                place.url
-            );
-        };
-        let dir = place.work.join(format!("status-{}", std::process::id()));
-        crate::files::create_dir_all(&dir, crate::files::PRIVATE_DIR)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-        let read = (|| {
-            let mut parts = Vec::new();
-            let mut states = Vec::new();
-            for i in 0..count {
-                let shard = crate::shard::Shard::new(i, count)?;
-                let lease = shards::read_lease(&remote, shard)?.map(|(r, _)| r);
-                let copy = dir.join(format!("shard-{i}-of-{count}.sqlite"));
-                let have = remote.get_file(&shards::snapshot_name(shard), &copy)?;
-                let now = crate::store::index::now();
-                let state = match &lease {
-                    _ if !have => "missing",
-                    Some(l) if l.state == "running" && l.expires_at > now => "running",
-                    Some(l) if l.state == "running" => "stale",
-                    _ => "finished",
-                };
-                states.push(ShardState {
-                    shard: shard.to_string(),
-                    state: state.into(),
-                    snapshot_at: lease.as_ref().and_then(|l| l.snapshot_at),
-                    holder: lease
-                        .as_ref()
-                        .filter(|_| state == "running")
-                        .map(|l| l.holder.clone()),
-                });
-                if have {
-                    let index = Index::open_read_only(&copy)?;
-                    parts.push(Snapshot::read(&index)?);
-                }
-            }
-            let mut all = Snapshot::merge(parts);
-            all.shards = states;
-            all.select(place.url.as_str(), select)
-        })();
-        let _ = std::fs::remove_dir_all(&dir);
-        read
+        let view = crate::store::shards::View::read(place, "status")?;
+        let mut parts = Vec::new();
+        for (_, index) in view.indexes() {
+            parts.push(Snapshot::read(index)?);
+        }
+        let mut all = Snapshot::merge(parts);
+        all.shards = view
+            .shards
+            .iter()
+            .map(|c| ShardState {
+                shard: c.shard.to_string(),
+                state: c.state.as_str().into(),
+                snapshot_at: c.lease.as_ref().and_then(|l| l.snapshot_at),
+                holder: c
+                    .lease
+                    .as_ref()
+                    .filter(|_| c.state == crate::store::shards::ShardState::Running)
+                    .map(|l| l.holder.clone()),
+            })
+            .collect();
+        all.select(place.url.as_str(), select)
     }
 }
 

@@ -449,9 +449,8 @@ impl Store {
         // may be another's, and removing it would lose mail.
         if self.shared.is_some() {
             bail!(
-                "gc of a store in object storage is not done yet: a blob one shard's index does \
-                 not name may belong to another shard; leftovers there cost space only (`verify` \
-                 counts them)"
+                "the leftovers of a store in object storage are those no shard's index names \
+                 (see `shards::leftovers`), not those of one shard"
             );
         }
         let mut out = Vec::new();

@@ -320,6 +320,200 @@ impl ShardIndex {
     }
 }
 
+/// What a shard's lease and snapshot say of it, for a reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardState {
+    /// Its last run ended and wrote its index.
+    Finished,
+    /// A worker holds it now; its index is as of the last snapshot.
+    Running,
+    /// Its worker stopped without ending its run (killed, its node lost):
+    /// the snapshot may lag what it did.
+    Stale,
+    /// No snapshot in the store.
+    Missing,
+}
+
+impl ShardState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShardState::Finished => "finished",
+            ShardState::Running => "running",
+            ShardState::Stale => "stale",
+            ShardState::Missing => "missing",
+        }
+    }
+}
+
+/// One shard as a reader sees it: its lease and its latest snapshot.
+pub struct ShardCopy {
+    pub shard: Shard,
+    pub state: ShardState,
+    pub lease: Option<LeaseRecord>,
+    /// The snapshot, opened read-only (`None` when missing).
+    pub index: Option<Index>,
+}
+
+/// Every shard of a store in object storage, their latest snapshots read
+/// into a directory of the working directory (removed when dropped): what
+/// `status`, `report`, `verify` and `export` read.
+pub struct View {
+    pub remote: std::sync::Arc<Remote>,
+    pub shards: Vec<ShardCopy>,
+    dir: std::path::PathBuf,
+}
+
+impl View {
+    /// Reads every shard of the store at `place` (`what`: the command, for
+    /// the directory's name).
+    pub fn read(place: &super::ObjectPlace, what: &str) -> Result<View> {
+        let remote = std::sync::Arc::new(Remote::new(&place.url, &place.settings)?);
+        let Some(count) = shards_in(&remote)?.iter().map(|s| s.count).max() else {
+            bail!(
+                "there is no store at {} (no shard index in it): check --store, \
+                 MAILFERRY_STORE or the accounts file's `store`, and the credentials in the \
+                 environment",
+                place.url
+            );
+        };
+        let dir = place.work.join(format!("{what}-{}", std::process::id()));
+        crate::files::create_dir_all(&dir, crate::files::PRIVATE_DIR)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let mut view = View {
+            remote,
+            shards: Vec::new(),
+            dir,
+        };
+        for i in 0..count {
+            let shard = Shard::new(i, count)?;
+            let lease = read_lease(&view.remote, shard)?.map(|(r, _)| r);
+            let copy = view.dir.join(format!("shard-{i}-of-{count}.sqlite"));
+            let have = view.remote.get_file(&snapshot_name(shard), &copy)?;
+            let now = index::now();
+            let state = match &lease {
+                _ if !have => ShardState::Missing,
+                Some(l) if l.state == "running" && l.expires_at > now => ShardState::Running,
+                Some(l) if l.state == "running" => ShardState::Stale,
+                _ => ShardState::Finished,
+            };
+            let index = if have {
+                Some(Index::open_read_only(&copy)?)
+            } else {
+                None
+            };
+            view.shards.push(ShardCopy {
+                shard,
+                state,
+                lease,
+                index,
+            });
+        }
+        Ok(view)
+    }
+
+    /// The indexes read (shards with a snapshot).
+    pub fn indexes(&self) -> impl Iterator<Item = (&ShardCopy, &Index)> {
+        self.shards
+            .iter()
+            .filter_map(|c| c.index.as_ref().map(|i| (c, i)))
+    }
+
+    /// A worker runs some shard now.
+    pub fn writer_active(&self) -> bool {
+        self.shards.iter().any(|c| c.state == ShardState::Running)
+    }
+
+    /// The store's blobs, for reading.
+    pub fn blobs(&self) -> super::remote::ObjectBlobs {
+        super::remote::ObjectBlobs::new(self.remote.clone(), &self.dir)
+    }
+}
+
+impl Drop for View {
+    fn drop(&mut self) {
+        // The indexes first: their files are in the directory.
+        for c in &mut self.shards {
+            c.index = None;
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `gc` of a store in object storage: the blobs no shard's index names.
+/// Every shard must have finished its last run (a running, stale or
+/// missing one may name blobs its snapshot does not); every shard's lease
+/// is held meanwhile, so no worker starts. With `delete`, they are removed.
+pub fn leftovers(place: &super::ObjectPlace, delete: bool) -> Result<Vec<super::Leftover>> {
+    let remote = std::sync::Arc::new(Remote::new(&place.url, &place.settings)?);
+    let before = View::read(place, "gc")?;
+    let unsound: Vec<String> = before
+        .shards
+        .iter()
+        .filter(|c| c.state != ShardState::Finished)
+        .map(|c| format!("shard {} is {}", c.shard, c.state.as_str()))
+        .collect();
+    if !unsound.is_empty() {
+        bail!(
+            "gc needs every shard of {} finished, and {}: a blob its index does not show yet \
+             may be its mail. Let it finish (or run it again), then gc",
+            place.url,
+            unsound.join(", ")
+        );
+    }
+    let shards: Vec<Shard> = before.shards.iter().map(|c| c.shard).collect();
+    drop(before);
+    let mut held = Vec::new();
+    for shard in shards {
+        match ShardIndex::take(remote.clone(), shard, place.lease) {
+            Ok(l) => held.push(l),
+            Err(e) => {
+                for l in &held {
+                    let _ = l.release();
+                }
+                return Err(e);
+            }
+        }
+    }
+    let result = (|| {
+        // Read again under the leases: the latest snapshots.
+        let view = View::read(place, "gc")?;
+        let mut named = std::collections::HashSet::new();
+        for (_, index) in view.indexes() {
+            // Every row of the blobs table, damaged ones too.
+            for (hash, _) in index.blob_sizes()? {
+                named.insert(hash);
+            }
+        }
+        let blobs = view.blobs();
+        let mut out = Vec::new();
+        for listed in super::Blobs::list(&blobs)? {
+            if let super::Listed::Blob {
+                hash,
+                location,
+                stored_size,
+            } = listed
+                && !named.contains(&hash)
+            {
+                out.push(super::Leftover {
+                    hash,
+                    path: location,
+                    bytes: stored_size,
+                });
+            }
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        if delete {
+            let hashes: Vec<_> = out.iter().map(|l| l.hash).collect();
+            super::Blobs::remove(&blobs, &hashes)?;
+        }
+        Ok(out)
+    })();
+    for l in &held {
+        let _ = l.release();
+    }
+    result
+}
+
 fn write_marker(path: &Path, generation: u64) -> Result<()> {
     std::fs::write(path, format!("{generation}\n"))
         .with_context(|| format!("cannot write {}", path.display()))

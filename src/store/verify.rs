@@ -111,60 +111,37 @@ pub fn verify_objects(
     jobs: usize,
     progress: &dyn Progress,
 ) -> Result<Verified> {
-    use super::shards;
     let started = std::time::Instant::now();
-    let remote = std::sync::Arc::new(super::remote::Remote::new(&place.url, &place.settings)?);
-    let named = shards::shards_in(&remote)?;
-    let Some(count) = named.iter().map(|s| s.count).max() else {
-        anyhow::bail!(
-            "there is no store at {} (no shard index in it): check --store, MAILFERRY_STORE or \
-             the accounts file's `store`, and the credentials in the environment",
-            place.url
-        );
-    };
-    let dir = place.work.join(format!("verify-{}", std::process::id()));
-    crate::files::create_dir_all(&dir, crate::files::PRIVATE_DIR)?;
-    let result = (|| {
-        let now = super::index::now();
-        let mut indexes = Vec::new();
-        let mut writer_active = false;
-        for i in 0..count {
-            let shard = crate::shard::Shard::new(i, count)?;
-            let running = shards::read_lease(&remote, shard)?
-                .is_some_and(|(l, _)| l.state == "running" && l.expires_at > now);
-            writer_active |= running;
-            let copy = dir.join(format!("shard-{i}-of-{count}.sqlite"));
-            if remote.get_file(&shards::snapshot_name(shard), &copy)? {
-                indexes.push((shard, running, Index::open_read_only(&copy)?));
-            }
+    let view = super::shards::View::read(place, "verify")?;
+    let writer_active = view.writer_active();
+    let blobs = view.blobs();
+    let all: Vec<&Index> = view.indexes().map(|(_, i)| i).collect();
+    let checked = check(&all, &blobs, writer_active, jobs, progress)?;
+    let mut marked_for_refetch = 0;
+    for (copy, index) in view.indexes() {
+        let named: Vec<_> = checked
+            .damaged
+            .iter()
+            .filter(|(h, _)| index.blob_damaged(h).ok().flatten().is_some())
+            .collect();
+        if named.is_empty() || copy.state == super::shards::ShardState::Running {
+            continue;
         }
-        let blobs = super::remote::ObjectBlobs::new(remote.clone(), &dir);
-        let all: Vec<&Index> = indexes.iter().map(|(_, _, i)| i).collect();
-        let checked = check(&all, &blobs, writer_active, jobs, progress)?;
-        let mut marked_for_refetch = 0;
-        for (shard, running, index) in &indexes {
-            let named: Vec<_> = checked
-                .damaged
-                .iter()
-                .filter(|(h, _)| index.blob_damaged(h).ok().flatten().is_some())
-                .collect();
-            if named.is_empty() || *running {
-                continue;
-            }
-            let mut one = place.clone();
-            one.shard = *shard;
-            one.work = dir.join("mark");
-            let store = Store::open_objects(&one, super::Creation::Refused)?;
-            for (hash, fault) in named {
-                store.index().mark_blob_damaged(hash, fault)?;
-                marked_for_refetch += 1;
-            }
-            store.close()?;
+        let mut one = place.clone();
+        one.shard = copy.shard;
+        one.work = place
+            .work
+            .join(format!("verify-mark-{}", std::process::id()));
+        let store = Store::open_objects(&one, super::Creation::Refused)?;
+        for (hash, fault) in named {
+            store.index().mark_blob_damaged(hash, fault)?;
+            marked_for_refetch += 1;
         }
-        Ok(checked.into_verified(writer_active, marked_for_refetch, started))
-    })();
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+        store.close()?;
+        drop(store);
+        let _ = std::fs::remove_dir_all(&one.work);
+    }
+    Ok(checked.into_verified(writer_active, marked_for_refetch, started))
 }
 
 /// What [`check`] found.
