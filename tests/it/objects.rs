@@ -562,3 +562,220 @@ fn in_both_places_export_writes_every_stored_message_byte_for_byte() {
         );
     }
 }
+
+/// Writes a migration CSV named `name` mapping each source `s{i}` to `{to}{i}`.
+fn batch_csv(server: &Dovecot, name: &str, to: &str) -> std::path::PathBuf {
+    let mut text = String::from("EmailAddress,UserName,Password,TargetAddress,TargetPassword\n");
+    for i in 0..12 {
+        text.push_str(&format!("s{i}@example.com,s{i},pw,{to}{i},pw\n"));
+    }
+    let path = server.dir().join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Starts `cmd` and SIGKILLs it once `after` has passed; true when it was
+/// still running then (killed mid-way).
+fn kill_after(mut cmd: std::process::Command, after: std::time::Duration) -> bool {
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(after);
+    let running = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    running
+}
+
+/// Per account, what status says, without the target's name (the
+/// single-machine run uploads into other mailboxes). What a killed worker
+/// appended after its last index snapshot is found at the target by the
+/// worker that takes over and counted as already there, not as uploaded:
+/// the two are compared as their sum, what is settled at the target.
+fn per_account(status: &serde_json::Value) -> Vec<serde_json::Value> {
+    let mut out: Vec<serde_json::Value> = status["accounts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no accounts in {status}"))
+        .iter()
+        .map(|a| {
+            let mut keep = serde_json::Map::new();
+            for k in [
+                "account",
+                "folders",
+                "at_source",
+                "stored",
+                "stored_bytes",
+                "skipped",
+                "failed",
+                "pending",
+                "state",
+            ] {
+                keep.insert(k.into(), a[k].clone());
+            }
+            let settled = a["uploaded"].as_u64().unwrap() + a["already_present"].as_u64().unwrap();
+            keep.insert("settled".into(), settled.into());
+            serde_json::Value::Object(keep)
+        })
+        .collect();
+    out.sort_by_key(|a| a["account"].as_str().unwrap().to_string());
+    out
+}
+
+#[test]
+fn twelve_accounts_on_four_shards_with_one_killed_and_moved_land_once() {
+    use std::time::Duration;
+    let mut users = Vec::new();
+    for i in 0..12 {
+        for prefix in ["s", "t", "b"] {
+            users.push((format!("{prefix}{i}"), "pw".to_string()));
+        }
+    }
+    let server = Dovecot::start_with(DovecotConfig {
+        users,
+        ..DovecotConfig::default()
+    });
+    // The same message in every mailbox: stored once across the shards.
+    let everywhere = message("to all staff", "all-staff@x", "the same for all");
+    let mut distinct = std::collections::HashSet::from([sha256_hex(&everywhere)]);
+    for i in 0..12 {
+        let mut c = server.client(&format!("s{i}"), "pw");
+        c.append("INBOX", "", DATE, &everywhere);
+        for j in 0..40 {
+            let mut m = message(&format!("s{i} m{j}"), &format!("s{i}-{j}@x"), "body");
+            if j % 5 == 0 {
+                m.extend(std::iter::repeat_n(b'w', 80_000));
+                m.extend_from_slice(b"\r\n");
+            }
+            c.append("INBOX", "", DATE, &m);
+        }
+    }
+    for i in 0..12 {
+        for m in server.client(&format!("s{i}"), "pw").messages("INBOX") {
+            distinct.insert(sha256_hex(&m.body));
+        }
+    }
+    let sharded_csv = batch_csv(&server, "sharded.csv", "t");
+    let single_csv = batch_csv(&server, "single.csv", "b");
+    // The shard with the most accounts is the one killed.
+    let mut per_shard = [0; 4];
+    for i in 0..12 {
+        per_shard[Shard::of(&format!("s{i}@example.com"), 4) as usize] += 1;
+    }
+    let victim = (0..4).max_by_key(|&s| per_shard[s]).unwrap() as u32;
+
+    // One machine, one store directory: the baseline.
+    let single = tempfile::tempdir().unwrap();
+    let (run, _) = mirror(&server, single.path(), &single_csv, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let (run, _) = upload(
+        &server,
+        single.path(),
+        &single_csv,
+        &["--target-kind", "imap"],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let baseline = mailferry(&[
+        "--store",
+        single.path().to_str().unwrap(),
+        "status",
+        "--json",
+        "-",
+    ])
+    .json();
+
+    // Four workers at once on one store in Azure storage.
+    let url = Azurite::shared().container("four");
+    let store = std::path::Path::new(&url);
+    let works: Vec<tempfile::TempDir> = (0..5).map(|_| tempfile::tempdir().unwrap()).collect();
+    let moved = works[4].path();
+    let stage = |make: &dyn Fn(&str, &std::path::Path) -> std::process::Command| {
+        let killed = std::thread::scope(|scope| {
+            let mut killer = None;
+            let mut others = Vec::new();
+            for s in 0..4u32 {
+                let mut cmd = make(&format!("{s}/4"), works[s as usize].path());
+                cmd.env("MAILFERRY_LEASE", "3s");
+                if s == victim {
+                    killer = Some(scope.spawn(move || kill_after(cmd, Duration::from_millis(700))));
+                } else {
+                    others.push(scope.spawn(move || Run::of(&mut cmd)));
+                }
+            }
+            for o in others {
+                let run = o.join().unwrap();
+                assert_eq!(run.code, 0, "{}", run.stderr);
+            }
+            killer.unwrap().join().unwrap()
+        });
+        assert!(killed, "shard {victim} was still running when killed");
+        // "Elsewhere": another working directory, once the lease lapsed.
+        std::thread::sleep(Duration::from_millis(3_200));
+        let mut cmd = make(&format!("{victim}/4"), moved);
+        let run = Run::of(&mut cmd);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!("shard {victim}/4")),
+            "{}",
+            run.stderr
+        );
+    };
+    stage(&|shard, work| {
+        let mut cmd = mirror_command(
+            &server,
+            server.port,
+            store,
+            &sharded_csv,
+            &["--shard", shard],
+        );
+        in_azure(&mut cmd, work);
+        cmd
+    });
+    stage(&|shard, work| {
+        let mut cmd = upload_command(
+            &server,
+            server.port,
+            store,
+            &sharded_csv,
+            &["--target-kind", "imap", "--shard", shard],
+        );
+        in_azure(&mut cmd, work);
+        cmd
+    });
+
+    // Every message landed once, in its own mailbox.
+    for i in 0..12 {
+        let mut want: Vec<Vec<u8>> = server
+            .client(&format!("s{i}"), "pw")
+            .messages("INBOX")
+            .into_iter()
+            .map(|m| m.body)
+            .collect();
+        let mut got: Vec<Vec<u8>> = server
+            .client(&format!("t{i}"), "pw")
+            .messages("INBOX")
+            .into_iter()
+            .map(|m| m.body)
+            .collect();
+        want.sort();
+        got.sort();
+        assert_eq!(got.len(), want.len(), "t{i}");
+        assert!(got == want, "t{i} holds other messages than s{i}");
+    }
+    // Each content once in the store, the shared one too.
+    assert_eq!(remote(&url).list("objects").unwrap().len(), distinct.len());
+    // The batch's status from the store equals the single machine's.
+    let viewer = tempfile::tempdir().unwrap();
+    let merged = status_of(&url, viewer.path());
+    assert_eq!(merged["complete"], true, "{merged}");
+    assert_eq!(baseline["complete"], true, "{baseline}");
+    assert_eq!(per_account(&merged), per_account(&baseline));
+    let states: Vec<&str> = merged["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["finished"; 4], "{merged}");
+}
