@@ -22,6 +22,7 @@ pub fn run(cli: &Cli, args: &MirrorArgs) -> Result<i32> {
     let store = open_store(cli, Some(&config), Creation::Allowed)?;
     let summary = mirror_with(cli, &config, &args.mirror, store.clone())?;
     store.close()?;
+    crate::cli::say_requests(&store);
     emit(&summary, Form::json(args.json))
 }
 

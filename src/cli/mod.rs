@@ -352,6 +352,15 @@ pub fn open_store(cli: &Cli, config: Option<&Config>, creation: Creation) -> Res
     Ok(Arc::new(store))
 }
 
+/// With a store in object storage: how many requests the run made of it
+/// (what the service bills), after the last snapshot.
+pub fn say_requests(store: &Store) {
+    let n = store.remote_requests();
+    if n > 0 {
+        eprintln!("object storage: {n} requests");
+    }
+}
+
 /// Says so when a store's index was missing or empty and a new one begun.
 pub fn warn_lost_index(store: &Store) {
     if store.lost_index() {

@@ -24,6 +24,7 @@ pub fn run(cli: &Cli, args: &UploadArgs) -> Result<i32> {
     let store = open_store(cli, Some(&config), Creation::Refused)?;
     let summary = upload_with(cli, &config, &args.upload, store.clone())?;
     store.close()?;
+    crate::cli::say_requests(&store);
     emit(&summary, Form::json(args.json))
 }
 

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod deploy;
 mod dns;
 mod exchange;
 mod export;
