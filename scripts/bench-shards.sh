@@ -3,9 +3,9 @@
 # storage (Azurite, Microsoft's Azure Storage emulator) by one worker, and by
 # four shard workers at once, on the same corpus and the same Dovecot.
 #
-#   scripts/bench-shards.sh             MESSAGES=24000 ACCOUNTS=12 scripts/bench-shards.sh
+#   scripts/bench-shards.sh             MESSAGES=24000 ACCOUNTS=96 scripts/bench-shards.sh
 #
-# The corpus: MESSAGES (default 12,000) in ACCOUNTS (default 12) accounts of
+# The corpus: MESSAGES (default 12,000) in ACCOUNTS (default 48) accounts of
 # 3 folders, served by a fresh, warmed-up Dovecot (scripts/lib-dovecot.sh).
 # Each run starts from an empty container:
 #   - 1 worker:  `mirror` of the whole batch, 4 accounts at once;
@@ -24,7 +24,7 @@ cd "$(dirname "$0")/.."
 ensure_packages /usr/bin/time=time curl=curl
 
 messages=${MESSAGES:-12000}
-accounts=${ACCOUNTS:-12}
+accounts=${ACCOUNTS:-48}
 bench=${BENCH_DIR:-/tmp/mailferry-bench-shards}
 azurite=${MAILFERRY_AZURITE_DIR:-$HOME/.cache/mailferry-test/azurite}
 if [ ! -x "$azurite/node_modules/.bin/azurite-blob" ]; then
@@ -47,22 +47,28 @@ bench_dovecot "$bench" "$bench/dovecot" "$port" "$messages" "$users" "--accounts
 csv=$bench/accounts.csv ca=$bench/dovecot/ca.pem
 accounts_csv "$csv" "$accounts"
 
-# Azurite on a free port, its data set aside at exit.
-trash "$bench/azurite"
-mkdir -p "$bench/azurite"
-az_port=$(free_port)
-"$azurite/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$az_port" \
-    --location "$bench/azurite" --silent --disableTelemetry --skipApiVersionCheck \
-    > "$bench/azurite.log" 2>&1 &
-az_pid=$!
-for _ in $(seq 1 100); do
-    grep -q "listens on" "$bench/azurite.log" && break
-    sleep 0.1
-done
 account=devstoreaccount1
 key="Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-export AZURE_STORAGE_ACCOUNT_NAME=$account AZURE_STORAGE_ACCOUNT_KEY=$key
-export AZURE_STORAGE_ENDPOINT=http://127.0.0.1:$az_port/$account AZURE_ALLOW_HTTP=true
+export AZURE_STORAGE_ACCOUNT_NAME=$account AZURE_STORAGE_ACCOUNT_KEY=$key AZURE_ALLOW_HTTP=true
+
+# A fresh Azurite (in memory) for each run, so that every run meets an
+# empty emulator: its metadata grows slower with every blob it holds.
+start_azurite() {
+    az_port=$(free_port)
+    "$azurite/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$az_port" \
+        --inMemoryPersistence --silent --disableTelemetry --skipApiVersionCheck \
+        > "$bench/azurite.log" 2>&1 &
+    az_pid=$!
+    for _ in $(seq 1 100); do
+        grep -q "listens on" "$bench/azurite.log" && break
+        sleep 0.1
+    done
+    export AZURE_STORAGE_ENDPOINT=http://127.0.0.1:$az_port/$account
+    container batch
+}
+stop_azurite() { kill "$az_pid"; wait "$az_pid" 2>/dev/null || true; az_pid=""; }
+# CPU seconds the emulator has used (user + system).
+azurite_cpu() { awk -v t="$(getconf CLK_TCK)" '{ printf "%.1f", ($14 + $15) / t }' "/proc/$az_pid/stat"; }
 
 # A container, made with a SharedKey-signed REST request (the emulator's
 # published key; object-storage clients do not make containers).
@@ -77,52 +83,69 @@ container() {
         -H "Authorization: SharedKey $account:$sig" -H "Content-Length: 0" \
         "http://127.0.0.1:$az_port/$account/$c?restype=container" >/dev/null
 }
-container one
-container four
 
 mirror_args=(mirror --accounts "$csv" --host localhost --port "$port" --ca-file "$ca" --json)
 work=$bench/work
 trash "$work"
-
-measure one "$bin" --store az://one/batch --work-dir "$work/one" --quiet \
-    "${mirror_args[@]}" --accounts-at-once 4
-
-four() {
-    local s pids=()
-    for s in 0 1 2 3; do
-        "$bin" --store az://four/batch --work-dir "$work/four-$s" --quiet \
-            "${mirror_args[@]}" --accounts-at-once 1 --shard "$s/4" \
-            > "$bench/out.four-$s" 2> "$bench/err.four-$s" &
-        pids+=($!)
-    done
-    for s in "${pids[@]}"; do wait "$s"; done
-}
-measure four four
+# Four workers as one timed command: bash -c "$four" NAME AT_ONCE ARGS...
+export MF_BIN=$bin MF_WORK=$work MF_BENCH=$bench
+four='name=$1 at_once=$2; shift 2
+for s in 0 1 2 3; do
+    "$MF_BIN" --store az://batch/b --work-dir "$MF_WORK/$name-$s" --quiet "$@" \
+        --accounts-at-once "$at_once" --shard "$s/4" > "$MF_BENCH/out.$name-$s" 2> "$MF_BENCH/err.$name-$s" &
+done
+fail=0
+for p in $(jobs -p); do wait "$p" || fail=1; done
+exit $fail'
 
 requests() { grep -ho 'object storage: [0-9]*' "$@" | grep -o '[0-9]*$' | awk '{ n += $1 } END { print n + 0 }'; }
-fetched() { grep -ho '"bodies_fetched": [0-9]*' "$@" | grep -o '[0-9]*$' | awk '{ n += $1 } END { print n + 0 }'; }
-r_one=$(requests "$bench/err.one")
-r_four=$(requests "$bench"/err.four-?)
-f_one=$(fetched "$bench/out.one")
-f_four=$(fetched "$bench"/out.four-?)
-"$bin" --store az://one/batch --work-dir "$work/v" --quiet verify --json > "$bench/verify-one.json"
-"$bin" --store az://four/batch --work-dir "$work/v" --quiet verify --json > "$bench/verify-four.json"
-blobs_one=$(json_number "$bench/verify-one.json" blobs_checked)
-blobs_four=$(json_number "$bench/verify-four.json" blobs_checked)
-bytes_one=$(json_number "$bench/verify-one.json" bytes_checked)
-bytes_four=$(json_number "$bench/verify-four.json" bytes_checked)
+# The totals of each summary (the last bodies_fetched of each file).
+fetched() { local f; for f; do grep -o '"bodies_fetched": [0-9]*' "$f" | tail -1 | grep -o '[0-9]*$'; done | awk '{ n += $1 } END { print n + 0 }'; }
 per() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) printf "n/a"; else printf "%.2f", a / b }'; }
+
+# run LABEL COMMAND...: on a fresh emulator; then its figures as a row.
+rows=""
+run() {
+    local label=$1 outs errs blobs bytes cpu
+    shift
+    start_azurite
+    measure "$label" "$@"
+    cpu=$(azurite_cpu)
+    "$bin" --store az://batch/b --work-dir "$work/v-$label" --quiet verify --json > "$bench/verify-$label.json"
+    stop_azurite
+    blobs=$(json_number "$bench/verify-$label.json" blobs_checked)
+    bytes=$(json_number "$bench/verify-$label.json" bytes_checked)
+    if [ "$label" = one ]; then outs=("$bench/out.one"); errs=("$bench/err.one")
+    else outs=("$bench/out.$label"-?); errs=("$bench/err.$label"-?); fi
+    local f r
+    f=$(fetched "${outs[@]}")
+    r=$(requests "${errs[@]}")
+    eval "local secs=\$secs_$label"
+    rows+="| $title | $secs | $cpu | $f | $blobs | $((bytes / 1048576)) | $r | $(per "$r" "$f") |"$'\n'
+}
+
+trash "$bench/dir-store"
+measure dir "$bin" --store "$bench/dir-store" --quiet "${mirror_args[@]}" --accounts-at-once 4
+title="1 worker, 4 accounts at once"
+run one "$bin" --store az://batch/b --work-dir "$work/one" --quiet "${mirror_args[@]}" --accounts-at-once 4
+title="4 shard workers at once, 1 account at once each"
+run four bash -c "$four" x four 1 "${mirror_args[@]}"
+title="4 shard workers at once, 4 accounts at once each (as on 4 machines)"
+run fourx4 bash -c "$four" x fourx4 4 "${mirror_args[@]}"
+split=""
+for s in 0 1 2 3; do
+    split+="$(grep -c '"account":' "$bench/out.four-$s") accounts; "
+done
 
 tee "$bench/results.md" <<TABLE
 
 ### One worker against four shard workers, store in Azurite
 
-$(cat "$bench_corpus_txt"); $(nproc) cores; Dovecot, Azurite and every worker on this machine
+$(cat "$bench_corpus_txt"); $(nproc) cores; Dovecot, Azurite (a fresh one per run, in memory) and every worker on this machine
 
-| run | wall s | peak RSS MB | bodies fetched | blobs in the store | stored MB | requests to the object store | requests per message |
+| run | wall s | Azurite CPU s | bodies fetched | blobs in the store | stored MB | requests to the object store | requests per message |
 | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
-| 1 worker, 4 accounts at once | $secs_one | $((rss_one / 1024)) | $f_one | $blobs_one | $((bytes_one / 1048576)) | $r_one | $(per "$r_one" "$f_one") |
-| 4 shard workers at once, 1 account each | $secs_four | – | $f_four | $blobs_four | $((bytes_four / 1048576)) | $r_four | $(per "$r_four" "$f_four") |
+${rows%$'\n'}
 
-4 workers / 1 worker, wall: **$(ratio "$secs_four" "$secs_one")**
+4 workers / 1 worker, wall: **$(ratio "$secs_four" "$secs_one")** (1 account at once each), **$(ratio "$secs_fourx4" "$secs_one")** (4 each). Accounts per shard: ${split%; }. For scale, the same mirror into a directory store: ${secs_dir} s.
 TABLE

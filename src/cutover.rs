@@ -118,6 +118,36 @@ pub struct CutoverRun {
     pub items_checked: Option<ItemsChecked>,
     #[serde(flatten)]
     pub verdict: Cutover,
+    /// A shard's cutover of a batch in object storage: the whole batch as
+    /// every shard's latest index says (filled in by the caller once this
+    /// shard's index is in the store).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchView>,
+}
+
+/// The whole batch across its shards (see [`CutoverRun::batch`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchView {
+    pub accounts: u64,
+    pub accounts_complete: u64,
+    /// Every account of every shard complete, and no shard stale or missing.
+    pub complete: bool,
+    pub shards: Vec<crate::report::snapshot::ShardState>,
+}
+
+impl BatchView {
+    pub fn of(snapshot: &Snapshot) -> BatchView {
+        BatchView {
+            accounts: snapshot.accounts.len() as u64,
+            accounts_complete: snapshot
+                .accounts
+                .iter()
+                .filter(|a| a.state == crate::report::snapshot::AccountState::Complete)
+                .count() as u64,
+            complete: snapshot.complete,
+            shards: snapshot.shards.clone(),
+        }
+    }
 }
 
 impl std::fmt::Display for CutoverRun {
@@ -133,7 +163,20 @@ impl std::fmt::Display for CutoverRun {
         if let Some(i) = &self.items_checked {
             writeln!(f, "{i}")?;
         }
-        write!(f, "{}", self.verdict)
+        write!(f, "{}", self.verdict)?;
+        if let Some(b) = &self.batch {
+            writeln!(
+                f,
+                "the whole batch (every shard): {} of {} accounts complete{}",
+                b.accounts_complete,
+                b.accounts,
+                if b.complete { ": COMPLETE" } else { "" }
+            )?;
+            for s in &b.shards {
+                writeln!(f, "  shard {}: {}", s.shard, s.state)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -207,6 +250,7 @@ pub async fn cutover(
         items_uploaded,
         items_checked,
         verdict: result,
+        batch: None,
     })
 }
 

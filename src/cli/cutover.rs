@@ -60,5 +60,25 @@ pub fn run(cli: &Cli, args: &CutoverArgs) -> Result<i32> {
         crate::cli::ui::progress(quiet, accounts)
     }))?;
     store.close()?;
+    crate::cli::say_requests(&store);
+    let mut run = run;
+    // One shard of a batch in object storage: the whole batch too, from
+    // every shard's index (this one's now written), over the whole file.
+    if let (Some(_), mailferry::store::Place::Objects(place)) =
+        (config.shard, crate::cli::store_place(cli, Some(&config))?)
+    {
+        let all = mailferry::config::load_without_secrets(&args.accounts.accounts)?;
+        let batch = mailferry::report::Snapshot::gather_objects(
+            &place,
+            &mailferry::report::Selection {
+                batch: Some((
+                    args.accounts.accounts.as_path(),
+                    all.accounts.iter().map(|a| a.name.clone()).collect(),
+                )),
+                account: None,
+            },
+        )?;
+        run.batch = Some(mailferry::cutover::BatchView::of(&batch));
+    }
     emit(&run, Form::json(args.json))
 }

@@ -27,6 +27,8 @@ const ONE_REQUEST: u64 = 32 << 20;
 const PART: usize = 8 << 20;
 /// Requests in flight at once for a batch of small blobs.
 const IN_FLIGHT: usize = 16;
+/// How often a conditional write is repeated after its connection broke.
+const WRITE_TRIES: u32 = 4;
 
 /// An object-storage address for a store: `az://container/prefix`,
 /// `s3://bucket/prefix`, or an `https://` address of either.
@@ -195,13 +197,25 @@ impl Remote {
 
     async fn put_new_async(&self, name: &str, bytes: Vec<u8>) -> Result<bool> {
         let key = self.key(name);
-        self.count(1);
         let payload = PutPayload::from(bytes);
-        match self
-            .store
-            .put_opts(&key, payload.clone(), PutMode::Create.into())
-            .await
-        {
+        let mut tries = 0;
+        let answer = loop {
+            self.count(1);
+            let answer = self
+                .store
+                .put_opts(&key, payload.clone(), PutMode::Create.into())
+                .await;
+            // object_store does not repeat a conditional write whose
+            // connection broke (it may have been done); for a name that is
+            // its content, doing it again is harmless: "already there".
+            if tries < WRITE_TRIES && matches!(answer, Err(object_store::Error::Generic { .. })) {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100 << tries)).await;
+                continue;
+            }
+            break answer;
+        };
+        match answer {
             Ok(_) => Ok(true),
             Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
             // An S3 look-alike without conditional writes: ask, then write.

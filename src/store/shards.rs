@@ -137,6 +137,20 @@ impl ShardIndex {
         for _ in 0..5 {
             let current = read_lease(&remote, shard)?;
             let now = index::now();
+            // Ours already: a write whose answer was lost went through.
+            if let Some((rec, v)) = &current
+                && rec.holder == holder
+                && rec.state == "running"
+            {
+                return Ok(ShardIndex {
+                    remote,
+                    shard,
+                    holder,
+                    ttl,
+                    held: Mutex::new((rec.clone(), v.clone())),
+                    lost: AtomicBool::new(false),
+                });
+            }
             if let Some((rec, _)) = &current
                 && rec.state == "running"
                 && rec.expires_at > now
@@ -159,7 +173,11 @@ impl ShardIndex {
                 snapshot_at: current.as_ref().and_then(|(r, _)| r.snapshot_at),
             };
             let version = current.as_ref().map(|(_, v)| v);
-            if let Some(v) = remote.put_if(&lease_name(shard), to_json(&record), version)? {
+            // A broken connection: look again (the write may have been done).
+            let Ok(written) = remote.put_if(&lease_name(shard), to_json(&record), version) else {
+                continue;
+            };
+            if let Some(v) = written {
                 return Ok(ShardIndex {
                     remote,
                     shard,
@@ -195,10 +213,20 @@ impl ShardIndex {
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         let mut record = held.0.clone();
         change(&mut record);
-        match self
-            .remote
-            .put_if(&lease_name(self.shard), to_json(&record), Some(&held.1))?
-        {
+        let written =
+            match self
+                .remote
+                .put_if(&lease_name(self.shard), to_json(&record), Some(&held.1))
+            {
+                Ok(w) => w,
+                // A broken connection: the write may have been done. If the
+                // lease now says what was written, it was.
+                Err(e) => match read_lease(&self.remote, self.shard)? {
+                    Some((now, v)) if now == record => Some(v),
+                    _ => return Err(e),
+                },
+            };
+        match written {
             Some(v) => {
                 *held = (record, v);
                 Ok(())

@@ -163,6 +163,18 @@ fn a_batch_in_azure_storage_uploads_from_another_machine_once() {
         .map(|a| a["stored"].as_u64().unwrap())
         .sum();
     assert_eq!(stored, 8, "{status}");
+    // The report of the batch shows each shard's state.
+    let page = viewer.path().join("report.html");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"));
+    cmd.args(["--store", &url, "report", "--html"]).arg(&page);
+    in_azure(&mut cmd, viewer.path());
+    let run = Run::of(&mut cmd);
+    assert!(run.code <= 1, "{}", run.stderr);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        html.contains(r#"data-shard="0/1" data-value="finished""#),
+        "no shard in the report"
+    );
     // Certificate checks turned off through the SDKs' switch are said loudly.
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"));
     cmd.args(["--store", &url, "status", "--json", "-"]);
@@ -778,4 +790,105 @@ fn twelve_accounts_on_four_shards_with_one_killed_and_moved_land_once() {
         .map(|s| s["state"].as_str().unwrap())
         .collect();
     assert_eq!(states, ["finished"; 4], "{merged}");
+}
+
+#[test]
+fn a_shards_cutover_gives_the_whole_batch_as_every_shard_left_it() {
+    let server = Dovecot::start();
+    let mut names = Vec::new();
+    for user in ["alice", "bob"] {
+        server.client(user, &format!("{user}-pw")).append(
+            "INBOX",
+            "",
+            DATE,
+            &message(user, &format!("{user}-c@x"), "x"),
+        );
+        names.push(format!("{user}@example.com"));
+    }
+    let csv = server.migration_csv(&[
+        ("alice", "alice-pw", "alice-365", "alice-365-pw"),
+        ("bob", "bob-pw", "bob-365", "bob-365-pw"),
+    ]);
+    let url = Azurite::shared().container("cutover");
+    let work = tempfile::tempdir().unwrap();
+    let run_shard = |i: u32| {
+        let shard = format!("{i}/2");
+        let mut args = vec![
+            "--store".to_string(),
+            url.clone(),
+            "cutover".into(),
+            "--json".into(),
+            "--shard".into(),
+            shard.clone(),
+            "--accounts".into(),
+            csv.to_str().unwrap().into(),
+        ];
+        args.extend(source_flags(&server));
+        args.extend(target_flags(&server));
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"));
+        cmd.args(&args);
+        in_azure(&mut cmd, &work.path().join(format!("w{i}")));
+        let run = Run::of(&mut cmd);
+        assert!(run.code <= 1, "{}", run.stderr);
+        run.json()
+    };
+    // Shards in the order their accounts fall: the first has its own done
+    // and the other's shard not run yet.
+    let first = Shard::of(&names[0], 2);
+    let one = run_shard(first);
+    assert_eq!(one["complete"], true, "its own accounts: {one:#}");
+    assert_eq!(one["batch"]["accounts"], 2, "{one:#}");
+    assert_eq!(one["batch"]["complete"], false, "{one:#}");
+    let other = one["batch"]["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["shard"] != format!("{first}/2"))
+        .cloned()
+        .unwrap();
+    if Shard::of(&names[1], 2) != first {
+        assert_eq!(other["state"], "missing", "{one:#}");
+        assert_eq!(one["batch"]["accounts_complete"], 1, "{one:#}");
+        let two = run_shard(1 - first);
+        assert_eq!(two["batch"]["accounts_complete"], 2, "{two:#}");
+        assert_eq!(two["batch"]["complete"], true, "{two:#}");
+    } else {
+        // Both accounts in one shard: the other shard never runs.
+        assert_eq!(one["batch"]["accounts_complete"], 2, "{one:#}");
+    }
+}
+
+#[test]
+fn a_running_worker_writes_its_index_to_the_store_at_intervals_and_keeps_its_lease() {
+    let url = Azurite::shared().container("intervals");
+    let work = tempfile::tempdir().unwrap();
+    let shard = Shard::new(1, 3).unwrap();
+    let Place::Objects(mut p) = place(&url, work.path(), shard) else {
+        unreachable!()
+    };
+    p.snapshot_every = std::time::Duration::from_secs(1);
+    p.lease = std::time::Duration::from_secs(3);
+    let store = Store::open_at(&Place::Objects(p), Creation::Allowed).unwrap();
+    let remote = remote(&url);
+    let lease = || {
+        mailferry::store::shards::read_lease(&remote, shard)
+            .unwrap()
+            .unwrap()
+            .0
+    };
+    assert_eq!(lease().generation, 0, "no snapshot yet");
+    std::thread::sleep(std::time::Duration::from_millis(3_500));
+    let running = lease();
+    assert_eq!(running.state, "running");
+    assert!(running.generation >= 2, "{running:?}");
+    // Renewed: past its first expiry, still live.
+    assert!(
+        running.expires_at > mailferry::store::index::now(),
+        "{running:?}"
+    );
+    assert!(remote.exists("index/shard-1-of-3.sqlite").unwrap());
+    store.close().unwrap();
+    let ended = lease();
+    assert_eq!(ended.state, "released");
+    assert_eq!(ended.generation, running.generation + 1);
 }
