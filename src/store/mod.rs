@@ -277,7 +277,7 @@ impl Store {
                 .with_context(|| format!("cannot write {}", belongs.display()))?,
         }
         let shards = shards::shards_in(&remote)?;
-        let made = shards.is_empty() && remote.list("objects")?.is_empty();
+        let made = shards.is_empty() && !remote.any("objects")?;
         if made && creation == Creation::Refused {
             bail!(
                 "there is no store at {} (no index snapshot, no objects/): check --store, \

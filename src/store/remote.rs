@@ -208,7 +208,7 @@ impl Remote {
             // object_store does not repeat a conditional write whose
             // connection broke (it may have been done); for a name that is
             // its content, doing it again is harmless: "already there".
-            if tries < WRITE_TRIES && matches!(answer, Err(object_store::Error::Generic { .. })) {
+            if tries < WRITE_TRIES && matches!(&answer, Err(e) if transport_failed(e)) {
                 tries += 1;
                 tokio::time::sleep(std::time::Duration::from_millis(100 << tries)).await;
                 continue;
@@ -261,11 +261,26 @@ impl Remote {
                 version: v.version.clone(),
             }),
         };
-        self.count(1);
-        match self.run(
-            self.store
-                .put_opts(&self.key(name), bytes.into(), PutOptions::from(mode)),
-        ) {
+        let payload = PutPayload::from(bytes);
+        let mut tries = 0;
+        let answer = loop {
+            self.count(1);
+            let answer = self.run(self.store.put_opts(
+                &self.key(name),
+                payload.clone(),
+                PutOptions::from(mode.clone()),
+            ));
+            // Made again when its connection broke: if the first went
+            // through, this one is refused, and the caller reads the
+            // object back to tell.
+            if tries < WRITE_TRIES && matches!(&answer, Err(e) if transport_failed(e)) {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100 << tries));
+                continue;
+            }
+            break answer;
+        };
+        match answer {
             Ok(r) => Ok(Some(Version {
                 e_tag: r.e_tag,
                 version: r.version,
@@ -337,6 +352,17 @@ impl Remote {
                 (name.to_string(), m.size)
             })
             .collect())
+    }
+
+    /// Is there any object under `dir`? (One page of a listing at most.)
+    pub fn any(&self, dir: &str) -> Result<bool> {
+        let base = self.key(dir);
+        self.count(1);
+        match self.run(async { self.store.list(Some(&base)).next().await }) {
+            None => Ok(false),
+            Some(Ok(_)) => Ok(true),
+            Some(Err(e)) => Err(self.error("list", dir, e)),
+        }
     }
 
     /// Removes `name` (gone already is fine).
@@ -427,6 +453,21 @@ impl Remote {
             redact(&e.to_string())
         )
     }
+}
+
+/// Did the request fail on its way (a connection broken or refused), not
+/// with the service's answer? Such a write may or may not have been done.
+fn transport_failed(e: &object_store::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.downcast_ref::<object_store::client::HttpError>()
+            .is_some()
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 fn read_full(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -556,7 +597,14 @@ impl Blobs for ObjectBlobs {
     fn put_all(&self, items: &[(Source<'_>, BlobHash)]) -> Result<Vec<Put>> {
         let mut out: Vec<Option<Put>> = vec![None; items.len()];
         let mut small = Vec::new();
+        // The same message twice in one batch (two UIDs, one content) is
+        // written once; the others find it there.
+        let mut first: std::collections::HashMap<BlobHash, usize> = Default::default();
         for (at, (src, hash)) in items.iter().enumerate() {
+            if first.contains_key(hash) {
+                continue;
+            }
+            first.insert(*hash, at);
             match src {
                 Source::File(path) => out[at] = Some(self.put_large(path, hash, false)?),
                 Source::Bytes(raw) => small.push((at, *hash, blob::compress(raw)?)),
@@ -584,18 +632,19 @@ impl Blobs for ObjectBlobs {
         for (at, put) in done {
             out[at] = Some(put);
         }
-        // The same message twice in one batch: the second finds the first's.
-        let mut seen = std::collections::HashSet::new();
-        let mut puts: Vec<Put> = out
-            .into_iter()
-            .map(|p| p.expect("every item put"))
-            .collect();
-        for (put, (_, hash)) in puts.iter_mut().zip(items) {
-            if !seen.insert(*hash) {
-                put.created = false;
+        for (at, (_, hash)) in items.iter().enumerate() {
+            if out[at].is_none() {
+                let written = out[first[hash]].expect("the first of a content is put");
+                out[at] = Some(Put {
+                    created: false,
+                    ..written
+                });
             }
         }
-        Ok(puts)
+        Ok(out
+            .into_iter()
+            .map(|p| p.expect("every item put"))
+            .collect())
     }
 
     fn get(&self, hash: &BlobHash) -> Result<Vec<u8>, BlobDamaged> {

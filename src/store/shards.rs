@@ -173,11 +173,7 @@ impl ShardIndex {
                 snapshot_at: current.as_ref().and_then(|(r, _)| r.snapshot_at),
             };
             let version = current.as_ref().map(|(_, v)| v);
-            // A broken connection: look again (the write may have been done).
-            let Ok(written) = remote.put_if(&lease_name(shard), to_json(&record), version) else {
-                continue;
-            };
-            if let Some(v) = written {
+            if let Some(v) = remote.put_if(&lease_name(shard), to_json(&record), version)? {
                 return Ok(ShardIndex {
                     remote,
                     shard,

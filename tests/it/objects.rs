@@ -351,6 +351,26 @@ fn in_both_places_blobs_are_the_bytes_given_and_racing_writers_make_one() {
                 b.name
             );
         }
+        // A batch holding one content twice (two UIDs) makes it once.
+        use mailferry::store::{BlobHash, Source};
+        let bodies: Vec<Vec<u8>> = (0..20)
+            .map(|i| message(&format!("batch {i}"), &format!("bb{i}@x"), "small"))
+            .collect();
+        let mut srcs: Vec<(Source<'_>, BlobHash)> = bodies
+            .iter()
+            .map(|b| (Source::Bytes(b), BlobHash::of(b)))
+            .collect();
+        srcs.push((Source::Bytes(&bodies[3]), BlobHash::of(&bodies[3])));
+        let writes = store.write_blobs(&srcs).unwrap();
+        assert_eq!(writes.len(), 21, "{}", b.name);
+        assert_eq!(
+            writes.iter().filter(|w| w.created).count(),
+            20,
+            "{}",
+            b.name
+        );
+        assert!(writes[3].created && !writes[20].created, "{}", b.name);
+        assert!(writes.iter().all(|w| w.stored_size.is_some()), "{}", b.name);
         store.close().unwrap();
     }
 }
@@ -891,4 +911,25 @@ fn a_running_worker_writes_its_index_to_the_store_at_intervals_and_keeps_its_lea
     let ended = lease();
     assert_eq!(ended.state, "released");
     assert_eq!(ended.generation, running.generation + 1);
+}
+
+#[test]
+fn a_wrong_storage_key_is_a_clear_error_that_never_shows_the_key() {
+    let server = alice_with_one_message();
+    let csv = server.accounts_csv(&[("alice", "alice-pw")]);
+    let url = Azurite::shared().container("wrong-key");
+    let work = tempfile::tempdir().unwrap();
+    let wrong = "d3JvbmctYnV0LXdlbGwtZm9ybWVkLWtleS1mb3ItdGhlLXRlc3Q=";
+    let mut cmd = mirror_command(&server, server.port, std::path::Path::new(&url), &csv, &[]);
+    in_azure(&mut cmd, work.path());
+    cmd.env("AZURE_STORAGE_ACCOUNT_KEY", wrong);
+    let run = Run::of(&mut cmd);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains(&url), "names the store: {}", run.stderr);
+    assert!(
+        run.stderr.contains("403"),
+        "says what the service said: {}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains(wrong) && !run.stdout.contains(wrong));
 }
