@@ -46,6 +46,9 @@ if [ ! -x "$azurite/node_modules/.bin/azurite-blob" ]; then
     (cd "$azurite" && npm install --no-audit --no-fund --silent azurite@3.35.0)
 fi
 export MAILFERRY_AZURITE="$azurite/node_modules/.bin/azurite-blob"
+# moto's S3 server stands in for Amazon S3 (tests/it/support/moto.rs).
+python3 -c 'import moto.server' >/dev/null 2>&1 \
+    || python3 -m pip install -q --disable-pip-version-check 'moto[server]==5.2.1'
 # The Kubernetes manifests are checked against Kubernetes' OpenAPI schema.
 python3 -m kubernetes_validate --version >/dev/null 2>&1 \
     || python3 -m pip install -q --disable-pip-version-check kubernetes-validate==1.37.0

@@ -308,12 +308,18 @@ impl Index {
     }
 
     /// Direct access for read-only reports and tests.
-    /// Writes a consistent copy of the index to `path` (SQLite's online
-    /// backup: other writers wait only while pages are copied).
-    pub fn snapshot_to(&self, path: &Path) -> Result<()> {
+    /// Writes a consistent copy of the index at `index` to `path` through
+    /// a connection of its own (SQLite's online backup of what a read
+    /// transaction sees: the writer goes on meanwhile, in WAL mode).
+    pub fn snapshot_file(index: &Path, path: &Path) -> Result<()> {
+        let source = Connection::open_with_flags(
+            index,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_context(|| format!("cannot open index {}", index.display()))?;
         let mut copy = Connection::open(path)
             .with_context(|| format!("cannot create the index snapshot {}", path.display()))?;
-        rusqlite::backup::Backup::new(&self.conn, &mut copy)
+        rusqlite::backup::Backup::new(&source, &mut copy)
             .and_then(|b| b.run_to_completion(4096, std::time::Duration::ZERO, None))
             .with_context(|| format!("cannot copy the index to {}", path.display()))?;
         // One file, no -wal beside it, whatever the source's journal.

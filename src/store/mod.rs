@@ -100,10 +100,31 @@ impl std::fmt::Debug for Place {
 /// The shard's index in object storage while a run holds it.
 struct Shared {
     lease: Arc<ShardIndex>,
-    /// Dropped to stop the thread that renews the lease and writes
-    /// snapshots at intervals.
-    stop: Mutex<Option<std::sync::mpsc::Sender<()>>>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The threads that renew the lease and write snapshots at intervals,
+    /// each stopped by dropping its sender.
+    threads: Mutex<Vec<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>>,
+}
+
+/// Runs `work` every `every` on a thread of its own until the sender is
+/// dropped; `work` returning false ends it early.
+fn every(
+    name: &str,
+    every: Duration,
+    mut work: impl FnMut() -> bool + Send + 'static,
+) -> Result<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)> {
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every)
+            {
+                if !work() {
+                    return;
+                }
+            }
+        })
+        .with_context(|| format!("cannot start the {name} thread"))?;
+    Ok((stop, thread))
 }
 
 /// An open store, locked for writing by this process.
@@ -287,7 +308,31 @@ impl Store {
                 place.url
             );
         }
-        let lease = Arc::new(ShardIndex::take(remote.clone(), place.shard, place.lease)?);
+        // The lease's requests give up well within its life.
+        let lease_remote = Arc::new(Remote::with_timeout(&place.url, &place.settings, "30s")?);
+        let lease = Arc::new(ShardIndex::take(lease_remote, place.shard, place.lease)?);
+        // Renewed from now on, a restore of a large snapshot included; a
+        // lease taken over by another worker stops this run, as a signal
+        // would: two workers must not go on with one shard.
+        let renewing = {
+            let lease = lease.clone();
+            every(
+                "mailferry-lease",
+                (place.lease / 3).max(Duration::from_secs(1)),
+                move || match lease.renew() {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::error!("{e:#}");
+                        if lease.lost() {
+                            eprintln!("error: {e:#}; stopping");
+                            crate::stop::request(crate::stop::Signal::Terminate);
+                            return false;
+                        }
+                        true
+                    }
+                },
+            )?
+        };
         let opened = (|| {
             let mut store = Store::open_dir(&root, Some(&lease))?;
             store.blobs = Box::new(ObjectBlobs::new(remote.clone(), &root.join("tmp")));
@@ -298,44 +343,29 @@ impl Store {
         let mut store = match opened {
             Ok(s) => s,
             Err(e) => {
+                drop(renewing.0);
+                let _ = renewing.1.join();
                 let _ = lease.release();
                 return Err(e);
             }
         };
-        let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        let thread = {
-            let (lease, index, root) = (lease.clone(), store.index.clone(), root.clone());
-            let tick = (place.lease / 3)
-                .min(place.snapshot_every)
-                .max(Duration::from_secs(1));
-            let every = place.snapshot_every;
-            std::thread::Builder::new()
-                .name("mailferry-lease".into())
-                .spawn(move || {
-                    let mut last = std::time::Instant::now();
-                    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                        stopped.recv_timeout(tick)
-                    {
-                        let done = if last.elapsed() >= every {
-                            last = std::time::Instant::now();
-                            lease.snapshot(&index, &root, false)
-                        } else {
-                            lease.renew()
-                        };
-                        if let Err(e) = done {
-                            tracing::error!("{e:#}");
-                            if lease.lost() {
-                                return;
-                            }
-                        }
+        let snapshots = {
+            let (lease, index, root) = (lease.clone(), index_path(&root), root.clone());
+            every(
+                "mailferry-snapshot",
+                place.snapshot_every.max(Duration::from_secs(1)),
+                move || match lease.snapshot(&index, &root, false) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::error!("{e:#}");
+                        !lease.lost()
                     }
-                })
-                .context("cannot start the lease thread")?
+                },
+            )?
         };
         store.shared = Some(Shared {
             lease,
-            stop: Mutex::new(Some(stop)),
-            thread: Mutex::new(Some(thread)),
+            threads: Mutex::new(vec![renewing, snapshots]),
         });
         Ok(store)
     }
@@ -347,17 +377,18 @@ impl Store {
         let Some(shared) = &self.shared else {
             return Ok(());
         };
-        drop(shared.stop.lock().unwrap_or_else(|e| e.into_inner()).take());
-        let Some(thread) = shared
-            .thread
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        else {
+        let threads =
+            std::mem::take(&mut *shared.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        if threads.is_empty() {
             return Ok(());
-        };
-        let _ = thread.join();
-        shared.lease.snapshot(&self.index, &self.root, true)
+        }
+        for (stop, thread) in threads {
+            drop(stop);
+            let _ = thread.join();
+        }
+        shared
+            .lease
+            .snapshot(&index_path(&self.root), &self.root, true)
     }
 
     /// Requests made to object storage so far (0 for a directory).

@@ -137,13 +137,23 @@ impl Remote {
     /// Connects (lazily: no request is made) to the store at `url` with
     /// `settings` (see [`settings_from_env`]).
     pub fn new(url: &ObjectUrl, settings: &[(String, String)]) -> Result<Remote> {
+        // A large part over a slow link takes longer than the default 30 s.
+        Remote::with_timeout(url, settings, "10m")
+    }
+
+    /// [`Remote::new`] whose requests give up after `timeout` ("30s"):
+    /// for the lease, which must be renewed well within its life.
+    pub fn with_timeout(
+        url: &ObjectUrl,
+        settings: &[(String, String)],
+        timeout: &str,
+    ) -> Result<Remote> {
         // reqwest is built without a default TLS provider (mailferry
         // passes its own to each client); object_store's client needs one.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut settings: Vec<(String, String)> = settings.to_vec();
-        // A large part over a slow link takes longer than the default 30 s.
         if !settings.iter().any(|(k, _)| k == "timeout") {
-            settings.push(("timeout".into(), "10m".into()));
+            settings.push(("timeout".into(), timeout.into()));
         }
         let (store, prefix) = object_store::parse_url_opts(&url.url, settings)
             .map_err(|e| anyhow!("cannot use the store {url}: {}", redact(&e.to_string())))?;
@@ -398,22 +408,32 @@ impl Remote {
             .await
             .map_err(|e| self.error("write", name, e))?;
         let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, PART);
-        let mut file =
-            std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let mut buf = vec![0u8; PART];
-        loop {
-            let n = read_full(&mut file, &mut buf)
+        let sent = async {
+            let mut file = std::fs::File::open(path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
-            if n == 0 {
-                break;
+            let mut buf = vec![0u8; PART];
+            loop {
+                let n = read_full(&mut file, &mut buf)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                if n == 0 {
+                    break;
+                }
+                // At most two parts in flight: memory stays at a few parts.
+                writer
+                    .wait_for_capacity(2)
+                    .await
+                    .map_err(|e| self.error("write", name, e))?;
+                self.count(1);
+                writer.write(&buf[..n]);
             }
-            // At most two parts in flight: memory stays at a few parts.
-            writer
-                .wait_for_capacity(2)
-                .await
-                .map_err(|e| self.error("write", name, e))?;
+            Ok::<_, anyhow::Error>(())
+        }
+        .await;
+        if let Err(e) = sent {
+            // The parts sent so far would stay in the store, billed.
             self.count(1);
-            writer.write(&buf[..n]);
+            let _ = writer.abort().await;
+            return Err(e);
         }
         self.count(1);
         writer

@@ -37,6 +37,11 @@ pub struct LeaseRecord {
     pub generation: u64,
     /// When the latest snapshot was written (Unix seconds).
     pub snapshot_at: Option<i64>,
+    /// The latest snapshot's object: a name of its own per snapshot, so
+    /// that a late upload by a worker that lost the lease never replaces
+    /// the one this record names.
+    #[serde(default)]
+    pub snapshot: Option<String>,
 }
 
 /// Another worker runs the shard.
@@ -58,6 +63,8 @@ pub struct ShardIndex {
     remote: std::sync::Arc<Remote>,
     shard: Shard,
     holder: String,
+    /// The holder's random part, in its snapshots' names.
+    tag: String,
     ttl: Duration,
     held: Mutex<(LeaseRecord, Version)>,
     lost: AtomicBool,
@@ -67,17 +74,22 @@ pub fn lease_name(shard: Shard) -> String {
     format!("index/shard-{}-of-{}.lease", shard.index, shard.count)
 }
 
-pub fn snapshot_name(shard: Shard) -> String {
-    format!("index/shard-{}-of-{}.sqlite", shard.index, shard.count)
+/// A snapshot's object: its shard, generation and writer.
+pub fn snapshot_name(shard: Shard, generation: u64, writer: &str) -> String {
+    format!(
+        "index/shard-{}-of-{}.{generation}.{writer}.sqlite",
+        shard.index, shard.count
+    )
 }
 
 /// The shard a name under `index/` belongs to.
 pub fn shard_of_name(name: &str) -> Option<Shard> {
     let stem = name.strip_prefix("index/shard-")?;
-    let stem = stem
-        .strip_suffix(".lease")
-        .or_else(|| stem.strip_suffix(".sqlite"))?;
-    let (i, n) = stem.split_once("-of-")?;
+    if !(stem.ends_with(".lease") || stem.ends_with(".sqlite")) {
+        return None;
+    }
+    let (i, rest) = stem.split_once("-of-")?;
+    let n = rest.split('.').next()?;
     Shard::new(i.parse().ok()?, n.parse().ok()?).ok()
 }
 
@@ -128,12 +140,8 @@ impl ShardIndex {
                 other.count
             );
         }
-        let holder = format!(
-            "{}/pid {}/{}",
-            hostname(),
-            std::process::id(),
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
+        let tag = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+        let holder = format!("{}/pid {}/{tag}", hostname(), std::process::id());
         for _ in 0..5 {
             let current = read_lease(&remote, shard)?;
             let now = index::now();
@@ -146,6 +154,7 @@ impl ShardIndex {
                     remote,
                     shard,
                     holder,
+                    tag,
                     ttl,
                     held: Mutex::new((rec.clone(), v.clone())),
                     lost: AtomicBool::new(false),
@@ -171,6 +180,7 @@ impl ShardIndex {
                 state: "running".into(),
                 generation: current.as_ref().map_or(0, |(r, _)| r.generation),
                 snapshot_at: current.as_ref().and_then(|(r, _)| r.snapshot_at),
+                snapshot: current.as_ref().and_then(|(r, _)| r.snapshot.clone()),
             };
             let version = current.as_ref().map(|(_, v)| v);
             if let Some(v) = remote.put_if(&lease_name(shard), to_json(&record), version)? {
@@ -178,6 +188,7 @@ impl ShardIndex {
                     remote,
                     shard,
                     holder,
+                    tag,
                     ttl,
                     held: Mutex::new((record, v)),
                     lost: AtomicBool::new(false),
@@ -222,6 +233,15 @@ impl ShardIndex {
                     _ => return Err(e),
                 },
             };
+        // Refused: unless a write of ours whose answer was lost made the
+        // lease what this one would have (it was made again, and refused).
+        let written = match written {
+            None => match read_lease(&self.remote, self.shard)? {
+                Some((now, v)) if now == record => Some(v),
+                _ => None,
+            },
+            some => some,
+        };
         match written {
             Some(v) => {
                 *held = (record, v);
@@ -253,33 +273,30 @@ impl ShardIndex {
     /// there is that snapshot or newer (this directory wrote or restored
     /// it). Returns whether it restored one.
     pub fn restore(&self, root: &Path) -> Result<bool> {
-        let generation = self
-            .held
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .0
-            .generation;
+        let (generation, snapshot) = {
+            let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            (held.0.generation, held.0.snapshot.clone())
+        };
         let marker = root.join("SNAPSHOT");
         let here: Option<u64> = std::fs::read_to_string(&marker)
             .ok()
             .and_then(|s| s.trim().parse().ok());
         let index_path = root.join("index.sqlite");
         let has_index = std::fs::metadata(&index_path).is_ok_and(|m| m.len() > 0);
-        if generation == 0 || (has_index && here == Some(generation)) {
+        let Some(snapshot) = snapshot.filter(|_| generation > 0) else {
+            return Ok(false);
+        };
+        if has_index && here == Some(generation) {
             return Ok(false);
         }
         let incoming = root.join("index.sqlite.restore");
-        if !self
-            .remote
-            .get_file(&snapshot_name(self.shard), &incoming)?
-        {
-            // The lease counts snapshots that are not there: deleted by hand.
+        if !self.remote.get_file(&snapshot, &incoming)? {
+            // The lease names a snapshot that is not there: deleted by hand.
             let _ = std::fs::remove_file(&incoming);
             bail!(
-                "{}/{} is gone, though its lease says {generation} snapshots were written; \
-                 restore it from a backup, or remove {} to begin this shard's index anew",
+                "{}/{snapshot} is gone, though the shard's lease names it; restore it from a \
+                 backup, or remove {} to begin this shard's index anew",
                 self.remote.url(),
-                snapshot_name(self.shard),
                 lease_name(self.shard)
             );
         }
@@ -294,39 +311,44 @@ impl ShardIndex {
         Ok(true)
     }
 
-    /// Writes a snapshot of `index` (its directory `root` holds the
-    /// staging copy), and records it in the lease; `released` ends the
-    /// lease (the end of a run).
-    pub fn snapshot(&self, index: &Mutex<Index>, root: &Path, released: bool) -> Result<()> {
+    /// Writes a snapshot of the index at `index` (`root`, its directory,
+    /// holds the staging copy) as an object of its own, then names it in
+    /// the lease and removes the one before; `released` ends the lease
+    /// (the end of a run).
+    pub fn snapshot(&self, index: &Path, root: &Path, released: bool) -> Result<()> {
         // Ours still, before the upload.
         self.renew()?;
         let staged = root.join("snapshot.sqlite.tmp");
         let _ = std::fs::remove_file(&staged);
-        index
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .snapshot_to(&staged)?;
-        let result = self.remote.put_file(&snapshot_name(self.shard), &staged);
+        Index::snapshot_file(index, &staged)?;
+        let (generation, before) = {
+            let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            (held.0.generation + 1, held.0.snapshot.clone())
+        };
+        let name = snapshot_name(self.shard, generation, &self.tag);
+        let result = self.remote.put_file(&name, &staged);
         let _ = std::fs::remove_file(&staged);
         result?;
         let now = index::now();
         let until = now + self.ttl.as_secs() as i64;
-        self.rewrite(|r| {
-            r.generation += 1;
+        if let Err(e) = self.rewrite(|r| {
+            r.generation = generation;
             r.snapshot_at = Some(now);
+            r.snapshot = Some(name.clone());
             if released {
                 r.state = "released".into();
                 r.expires_at = now;
             } else {
                 r.expires_at = until;
             }
-        })?;
-        let generation = self
-            .held
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .0
-            .generation;
+        }) {
+            // Not named by the lease: nobody will read it.
+            let _ = self.remote.delete(&name);
+            return Err(e);
+        }
+        if let Some(before) = before.filter(|b| *b != name) {
+            let _ = self.remote.delete(&before);
+        }
         write_marker(&root.join("SNAPSHOT"), generation)
     }
 
@@ -400,6 +422,26 @@ impl View {
                 place.url
             );
         };
+        // What a reader that was killed left (a copy of every index).
+        if let Ok(entries) = std::fs::read_dir(&place.work) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                let pid = name
+                    .rsplit_once('-')
+                    .and_then(|(kind, pid)| {
+                        ["status", "verify", "export", "gc", "verify-mark"]
+                            .contains(&kind)
+                            .then(|| pid.parse::<u32>().ok())
+                    })
+                    .flatten();
+                if let Some(pid) = pid
+                    && pid != std::process::id()
+                    && !Path::new(&format!("/proc/{pid}")).exists()
+                {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
         let dir = place.work.join(format!("{what}-{}", std::process::id()));
         crate::files::create_dir_all(&dir, crate::files::PRIVATE_DIR)
             .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -412,7 +454,10 @@ impl View {
             let shard = Shard::new(i, count)?;
             let lease = read_lease(&view.remote, shard)?.map(|(r, _)| r);
             let copy = view.dir.join(format!("shard-{i}-of-{count}.sqlite"));
-            let have = view.remote.get_file(&snapshot_name(shard), &copy)?;
+            let have = match lease.as_ref().and_then(|l| l.snapshot.as_deref()) {
+                Some(name) => view.remote.get_file(name, &copy)?,
+                None => false,
+            };
             let now = index::now();
             let state = match &lease {
                 _ if !have => ShardState::Missing,
@@ -498,6 +543,20 @@ pub fn leftovers(place: &super::ObjectPlace, delete: bool) -> Result<Vec<super::
             }
         }
     }
+    // Renewed while gc works (a large store takes longer than a lease).
+    let held = std::sync::Arc::new(held);
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let renewer = {
+        let held = held.clone();
+        let tick = (place.lease / 3).max(std::time::Duration::from_secs(1));
+        std::thread::spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(tick) {
+                for l in held.iter() {
+                    let _ = l.renew();
+                }
+            }
+        })
+    };
     let result = (|| {
         // Read again under the leases: the latest snapshots.
         let view = View::read(place, "gc")?;
@@ -526,13 +585,22 @@ pub fn leftovers(place: &super::ObjectPlace, delete: bool) -> Result<Vec<super::
             }
         }
         out.sort_by(|a, b| a.path.cmp(&b.path));
+        if let Some(l) = held.iter().find(|l| l.lost()) {
+            bail!(
+                "gc stopped before removing anything: the lease of shard {} was taken by a \
+                 worker meanwhile",
+                l.shard()
+            );
+        }
         if delete {
             let hashes: Vec<_> = out.iter().map(|l| l.hash).collect();
             super::Blobs::remove(&blobs, &hashes)?;
         }
         Ok(out)
     })();
-    for l in &held {
+    drop(stop);
+    let _ = renewer.join();
+    for l in held.iter() {
         let _ = l.release();
     }
     result
@@ -567,8 +635,8 @@ mod tests {
     fn index_names_give_their_shard() {
         let s = Shard::new(2, 4).unwrap();
         assert_eq!(shard_of_name(&lease_name(s)), Some(s));
-        assert_eq!(shard_of_name(&snapshot_name(s)), Some(s));
-        assert_eq!(shard_of_name("index/shard-4-of-4.sqlite"), None);
+        assert_eq!(shard_of_name(&snapshot_name(s, 7, "ab12cd34")), Some(s));
+        assert_eq!(shard_of_name("index/shard-4-of-4.1.x.sqlite"), None);
         assert_eq!(shard_of_name("index/notes.txt"), None);
     }
 }

@@ -124,7 +124,9 @@ pub fn verify_objects(
             .iter()
             .filter(|(h, _)| index.blob_damaged(h).ok().flatten().is_some())
             .collect();
-        if named.is_empty() || copy.state == super::shards::ShardState::Running {
+        // Only a shard whose last run ended: a running one is its
+        // worker's, and a stale one's newer index may be on its node.
+        if named.is_empty() || copy.state != super::shards::ShardState::Finished {
             continue;
         }
         let mut one = place.clone();
@@ -132,14 +134,21 @@ pub fn verify_objects(
         one.work = place
             .work
             .join(format!("verify-mark-{}", std::process::id()));
-        let store = Store::open_objects(&one, super::Creation::Refused)?;
-        for (hash, fault) in named {
-            store.index().mark_blob_damaged(hash, fault)?;
-            marked_for_refetch += 1;
-        }
-        store.close()?;
-        drop(store);
+        let marked = (|| {
+            let store = match Store::open_objects(&one, super::Creation::Refused) {
+                Ok(s) => s,
+                // A worker took it meanwhile: the next verify marks them.
+                Err(e) if e.downcast_ref::<super::shards::LeaseHeld>().is_some() => return Ok(0),
+                Err(e) => return Err(e),
+            };
+            for (hash, fault) in &named {
+                store.index().mark_blob_damaged(hash, fault)?;
+            }
+            store.close()?;
+            Ok::<_, anyhow::Error>(named.len() as u64)
+        })();
         let _ = std::fs::remove_dir_all(&one.work);
+        marked_for_refetch += marked?;
     }
     Ok(checked.into_verified(writer_active, marked_for_refetch, started))
 }

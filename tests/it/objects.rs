@@ -96,7 +96,7 @@ fn a_batch_in_azure_storage_uploads_from_another_machine_once() {
         .expect("the shard's lease");
     assert_eq!(lease.state, "released");
     assert_eq!(lease.generation, 1);
-    assert!(remote.exists("index/shard-0-of-1.sqlite").unwrap());
+    assert!(remote.exists(lease.snapshot.as_deref().unwrap()).unwrap());
 
     // Another machine (another working directory) uploads from the store.
     let mut cmd = upload_command(
@@ -906,11 +906,20 @@ fn a_running_worker_writes_its_index_to_the_store_at_intervals_and_keeps_its_lea
         running.expires_at > mailferry::store::index::now(),
         "{running:?}"
     );
-    assert!(remote.exists("index/shard-1-of-3.sqlite").unwrap());
+    assert!(remote.exists(running.snapshot.as_deref().unwrap()).unwrap());
     store.close().unwrap();
     let ended = lease();
     assert_eq!(ended.state, "released");
     assert_eq!(ended.generation, running.generation + 1);
+    // Each snapshot is an object of its own; the one before is removed.
+    let copies: Vec<String> = remote
+        .list("index")
+        .unwrap()
+        .into_iter()
+        .map(|(name, _)| name)
+        .filter(|n| n.ends_with(".sqlite"))
+        .collect();
+    assert_eq!(copies, [ended.snapshot.clone().unwrap()], "{copies:?}");
 }
 
 #[test]
@@ -932,4 +941,166 @@ fn a_wrong_storage_key_is_a_clear_error_that_never_shows_the_key() {
         run.stderr
     );
     assert!(!run.stderr.contains(wrong) && !run.stdout.contains(wrong));
+}
+
+#[test]
+fn in_s3_too_a_store_keeps_each_content_once_exactly_and_one_worker_per_shard() {
+    use crate::support::moto::Moto;
+    let s3 = Moto::shared();
+    let url = s3.bucket("batch");
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("md");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(maildir.join(sub)).unwrap();
+    }
+    let mut sent = Vec::new();
+    for i in 0..3 {
+        let m = message(&format!("s3 {i}"), &format!("s3-{i}@x"), "bare\nLF \u{e9}");
+        std::fs::write(maildir.join("cur").join(format!("{i}.mail:2,S")), &m).unwrap();
+        sent.push(m);
+    }
+    // The same content a second time.
+    std::fs::write(maildir.join("cur").join("3.mail:2,S"), &sent[0]).unwrap();
+    let work = dir.path().join("work");
+    let run = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"));
+        cmd.args(["--store", &url]).args(args);
+        for (k, v) in s3.env() {
+            cmd.env(k, v);
+        }
+        cmd.env("MAILFERRY_WORK_DIR", &work);
+        Run::of(&mut cmd)
+    };
+    let imported = run(&[
+        "import",
+        maildir.to_str().unwrap(),
+        "--account",
+        "s3@example.com",
+    ]);
+    assert_eq!(imported.code, 0, "{}", imported.stderr);
+    let verified = run(&["verify", "--json"]);
+    assert_eq!(verified.code, 0, "{}", verified.stdout);
+    assert_eq!(verified.json()["blobs_checked"], 3);
+    let out = dir.path().join("eml");
+    let exported = run(&["export", "--format", "eml", out.to_str().unwrap()]);
+    assert_eq!(exported.code, 0, "{}", exported.stderr);
+    let mut got: Vec<Vec<u8>> = walkdir::WalkDir::new(&out)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| std::fs::read(e.path()).unwrap())
+        .collect();
+    got.sort();
+    // import keeps one message per content in a folder.
+    let mut want = sent.clone();
+    want.sort();
+    assert_eq!(got.len(), want.len(), "files exported: {}", exported.stderr);
+    assert!(
+        got == want,
+        "the exported bytes differ from the files imported"
+    );
+
+    // One worker per shard, with S3's conditional writes.
+    let held = Store::open_at(
+        &Place::Objects(ObjectPlace {
+            url: mailferry::store::remote::ObjectUrl::parse(&url)
+                .unwrap()
+                .unwrap(),
+            settings: s3.settings(),
+            work: dir.path().join("elsewhere"),
+            shard: Shard::new(0, 1).unwrap(),
+            lease: std::time::Duration::from_secs(60),
+            snapshot_every: std::time::Duration::from_secs(300),
+        }),
+        Creation::Refused,
+    )
+    .unwrap();
+    let refused = run(&[
+        "import",
+        maildir.to_str().unwrap(),
+        "--account",
+        "s3@example.com",
+    ]);
+    assert_ne!(refused.code, 0, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("being run by another worker"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!refused.stderr.contains("s3-secret-never-shown"));
+    held.close().unwrap();
+}
+
+#[test]
+fn a_worker_whose_lease_is_taken_stops_and_writes_nothing_over_the_new_holder() {
+    let server = Dovecot::start();
+    let mut alice = server.client("alice", "alice-pw");
+    for i in 0..100 {
+        let body = "x".repeat(20_000);
+        alice.append(
+            "INBOX",
+            "",
+            DATE,
+            &message(&format!("t{i}"), &format!("t{i}@x"), &body),
+        );
+    }
+    let csv = server.accounts_csv(&[("alice", "alice-pw")]);
+    let url = Azurite::shared().container("taken");
+    let work = tempfile::tempdir().unwrap();
+    // Slow enough (about 10 s) for the lease to be renewed a few times.
+    let mut cmd = mirror_command(
+        &server,
+        server.port,
+        std::path::Path::new(&url),
+        &csv,
+        &["--max-rate", "200k"],
+    );
+    in_azure(&mut cmd, work.path());
+    cmd.env("MAILFERRY_LEASE", "3s");
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let remote = remote(&url);
+    let shard = Shard::new(0, 1).unwrap();
+    let started = std::time::Instant::now();
+    while mailferry::store::shards::read_lease(&remote, shard)
+        .unwrap()
+        .is_none()
+    {
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1_500));
+    // Another worker takes the shard over (as after an expiry).
+    let thief = serde_json::json!({
+        "holder": "elsewhere/pid 1/thief",
+        "expires_at": mailferry::store::index::now() + 600,
+        "state": "running",
+        "generation": 0,
+        "snapshot_at": null,
+        "snapshot": null,
+    });
+    remote
+        .put(
+            "index/shard-0-of-1.lease",
+            serde_json::to_vec(&thief).unwrap(),
+        )
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("taken by another worker"), "{stderr}");
+    let (now, _) = mailferry::store::shards::read_lease(&remote, shard)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        now.holder, "elsewhere/pid 1/thief",
+        "the new holder's lease stands"
+    );
+    assert_eq!(
+        now.snapshot, None,
+        "no snapshot written over the new holder's"
+    );
 }

@@ -13,6 +13,7 @@ pub mod exchange;
 pub mod graph;
 pub mod hostile;
 pub mod identity;
+pub mod moto;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
