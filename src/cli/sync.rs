@@ -57,6 +57,9 @@ fn once(cli: &Cli, args: &SyncArgs, config: &mailferry::config::Config) -> Resul
     // An account whose mirror failed still uploads what the store holds.
     let uploaded = super::upload::upload_with(cli, config, &args.upload, store.clone())?;
     store.close()?;
+    crate::cli::say_requests(&store);
+    // Free before the summary is out: whoever reads it may take the store.
+    drop(store);
     let synced = Synced {
         mirror: mirrored,
         upload: uploaded,
