@@ -1,7 +1,8 @@
-//! Each shard's index in object storage: `<prefix>/index/shard-I-of-N.sqlite`
+//! Each shard's index in object storage: `<prefix>/index/shard-I-of-N.G.W.sqlite`
 //! (a consistent snapshot of the worker's local index, written at intervals
-//! and at the end of each run) and `shard-I-of-N.lease` (who runs the shard,
-//! until when, and which snapshot is the latest).
+//! and at the end of each run; G counts them, W is the writer) and
+//! `shard-I-of-N.lease` (who runs the shard, until when, and which snapshot
+//! is the latest: a copy the lease does not name is never read).
 //!
 //! The lease is taken and renewed with conditional writes, so two workers
 //! never run one shard at once; a worker that finds another's lease live
