@@ -143,6 +143,15 @@ impl ShardIndex {
         }
         let tag = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
         let holder = format!("{}/pid {}/{tag}", hostname(), std::process::id());
+        let held = |record: LeaseRecord, version: Version| ShardIndex {
+            remote: remote.clone(),
+            shard,
+            holder: holder.clone(),
+            tag: tag.clone(),
+            ttl,
+            held: Mutex::new((record, version)),
+            lost: AtomicBool::new(false),
+        };
         for _ in 0..5 {
             let current = read_lease(&remote, shard)?;
             let now = index::now();
@@ -151,15 +160,7 @@ impl ShardIndex {
                 && rec.holder == holder
                 && rec.state == "running"
             {
-                return Ok(ShardIndex {
-                    remote,
-                    shard,
-                    holder,
-                    tag,
-                    ttl,
-                    held: Mutex::new((rec.clone(), v.clone())),
-                    lost: AtomicBool::new(false),
-                });
+                return Ok(held(rec.clone(), v.clone()));
             }
             if let Some((rec, _)) = &current
                 && rec.state == "running"
@@ -185,15 +186,7 @@ impl ShardIndex {
             };
             let version = current.as_ref().map(|(_, v)| v);
             if let Some(v) = remote.put_if(&lease_name(shard), to_json(&record), version)? {
-                return Ok(ShardIndex {
-                    remote,
-                    shard,
-                    holder,
-                    tag,
-                    ttl,
-                    held: Mutex::new((record, v)),
-                    lost: AtomicBool::new(false),
-                });
+                return Ok(held(record, v));
             }
             // Another worker wrote the lease meanwhile: look again.
         }

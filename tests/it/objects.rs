@@ -237,6 +237,18 @@ fn status_of(url: &str, work: &std::path::Path) -> serde_json::Value {
     run.json()
 }
 
+/// The bytes of every file under `dir`, sorted.
+fn files_under(dir: &std::path::Path) -> Vec<Vec<u8>> {
+    let mut all: Vec<Vec<u8>> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| std::fs::read(e.path()).unwrap())
+        .collect();
+    all.sort();
+    all
+}
+
 fn remote(url: &str) -> mailferry::store::remote::Remote {
     mailferry::store::remote::Remote::new(
         &mailferry::store::remote::ObjectUrl::parse(url)
@@ -577,13 +589,7 @@ fn in_both_places_export_writes_every_stored_message_byte_for_byte() {
         b.cmd(&mut cmd);
         let run = Run::of(&mut cmd);
         assert_eq!(run.code, 0, "{}: {}", b.name, run.stderr);
-        let mut got: Vec<Vec<u8>> = walkdir::WalkDir::new(out.path())
-            .into_iter()
-            .map(|e| e.unwrap())
-            .filter(|e| e.file_type().is_file())
-            .map(|e| std::fs::read(e.path()).unwrap())
-            .collect();
-        got.sort();
+        let got = files_under(out.path());
         let mut want = sent.clone();
         want.sort();
         assert_eq!(got.len(), want.len(), "{}", b.name);
@@ -984,13 +990,7 @@ fn in_s3_too_a_store_keeps_each_content_once_exactly_and_one_worker_per_shard() 
     let out = dir.path().join("eml");
     let exported = run(&["export", "--format", "eml", out.to_str().unwrap()]);
     assert_eq!(exported.code, 0, "{}", exported.stderr);
-    let mut got: Vec<Vec<u8>> = walkdir::WalkDir::new(&out)
-        .into_iter()
-        .map(|e| e.unwrap())
-        .filter(|e| e.file_type().is_file())
-        .map(|e| std::fs::read(e.path()).unwrap())
-        .collect();
-    got.sort();
+    let got = files_under(&out);
     // import keeps one message per content in a folder.
     let mut want = sent.clone();
     want.sort();
