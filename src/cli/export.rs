@@ -9,12 +9,7 @@ use mailferry::mailfiles::Format;
 use mailferry::mailfiles::export::{ExportOptions, export, export_objects};
 
 pub fn run(cli: &Cli, args: &ExportArgs) -> Result<i32> {
-    let config = args
-        .accounts
-        .as_deref()
-        .map(mailferry::config::load_without_secrets)
-        .transpose()?;
-    let place = crate::cli::store_place(cli, config.as_ref())?;
+    let (place, _) = crate::cli::store_to_read(cli, args.accounts.as_deref())?;
     let options = ExportOptions {
         dir: args.dir.clone(),
         format: match args.format {
@@ -31,10 +26,7 @@ pub fn run(cli: &Cli, args: &ExportArgs) -> Result<i32> {
     };
     let exported = match place {
         mailferry::store::Place::Objects(place) => export_objects(&place, &options)?,
-        mailferry::store::Place::Dir(_) => {
-            let (root, _) = crate::cli::store_to_read(cli, args.accounts.as_deref())?;
-            export(&root, &options)?
-        }
+        mailferry::store::Place::Dir(root) => export(&root, &options)?,
     };
     eprint!("{exported}");
     Ok(if exported.complete() {

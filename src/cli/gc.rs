@@ -45,15 +45,10 @@ impl Outcome for Collected {
 }
 
 pub fn run(cli: &Cli, args: &GcArgs) -> Result<i32> {
-    let config = args
-        .accounts
-        .as_deref()
-        .map(mailferry::config::load_without_secrets)
-        .transpose()?;
-    let leftovers = match crate::cli::store_place(cli, config.as_ref())? {
+    let (place, config) = crate::cli::store_to_read(cli, args.accounts.as_deref())?;
+    let leftovers = match place {
         Place::Objects(place) => mailferry::store::shards::leftovers(&place, args.delete)?,
         Place::Dir(_) => {
-            let (_, config) = crate::cli::store_to_read(cli, args.accounts.as_deref())?;
             let store = crate::cli::open_store(cli, config.as_ref(), Creation::Refused)?;
             let leftovers = store.leftovers()?;
             if args.delete {

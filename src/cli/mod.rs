@@ -274,19 +274,22 @@ pub fn store_path(cli: &Cli, config: Option<&Config>) -> PathBuf {
 }
 
 /// For a command that only reads: the accounts file, when given, and the
-/// store that it or the flags name, which must exist.
+/// store that it or the flags name; a directory must be a store (a store
+/// in object storage is looked for when it is read).
 pub fn store_to_read(
     cli: &Cli,
     accounts: Option<&std::path::Path>,
-) -> Result<(PathBuf, Option<Config>)> {
+) -> Result<(Place, Option<Config>)> {
     // Passwords are not needed to read the store: a TOML's password_env
     // need not be set for `status` in a cron job.
     let config = accounts.map(config::load_without_secrets).transpose()?;
-    let root = store_path(cli, config.as_ref());
-    if !mailferry::store::exists(&root) {
-        return Err(mailferry::store::no_store(&root));
+    let place = store_place(cli, config.as_ref())?;
+    if let Place::Dir(root) = &place
+        && !mailferry::store::exists(root)
+    {
+        return Err(mailferry::store::no_store(root));
     }
-    Ok((root, config))
+    Ok((place, config))
 }
 
 /// Where the store is: a directory, or object storage with this worker's

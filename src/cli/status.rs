@@ -16,20 +16,19 @@ use mailferry::store::{Place, Store};
 /// What the store says of the batch, read without taking its lock (a run
 /// may be going on). With an accounts file, every account in it is shown.
 pub fn snapshot(cli: &Cli, accounts: Option<&Path>, account: Option<&str>) -> Result<Snapshot> {
-    let config = accounts
-        .map(mailferry::config::load_without_secrets)
-        .transpose()?;
+    let (place, config) = crate::cli::store_to_read(cli, accounts)?;
     let batch = match (accounts, &config) {
         (Some(file), Some(c)) => Some((file, c.accounts.iter().map(|a| a.name.clone()).collect())),
         _ => None,
     };
     let select = Selection { batch, account };
-    if let Place::Objects(place) = crate::cli::store_place(cli, config.as_ref())? {
-        return Snapshot::gather_objects(&place, &select);
+    match place {
+        Place::Objects(place) => Snapshot::gather_objects(&place, &select),
+        Place::Dir(root) => {
+            let store = Store::open_read_only(&root)?;
+            Snapshot::gather(&root, store.index(), &select)
+        }
     }
-    let (root, _) = crate::cli::store_to_read(cli, accounts)?;
-    let store = Store::open_read_only(&root)?;
-    Snapshot::gather(&root, store.index(), &select)
 }
 
 pub fn run(cli: &Cli, args: &StatusArgs) -> Result<i32> {

@@ -30,19 +30,12 @@ pub fn run(cli: &Cli, args: &VerifyArgs) -> Result<i32> {
         !cli.quiet && !args.json,
         "verify [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
     );
-    let config = args
-        .accounts
-        .as_deref()
-        .map(mailferry::config::load_without_secrets)
-        .transpose()?;
-    let report = match crate::cli::store_place(cli, config.as_ref())? {
+    let (place, _) = crate::cli::store_to_read(cli, args.accounts.as_deref())?;
+    let report = match place {
         mailferry::store::Place::Objects(place) => {
             mailferry::store::verify::verify_objects(&place, jobs.max(1), &progress)?
         }
-        mailferry::store::Place::Dir(_) => {
-            let (root, _) = crate::cli::store_to_read(cli, args.accounts.as_deref())?;
-            verify(&root, jobs.max(1), &progress)?
-        }
+        mailferry::store::Place::Dir(root) => verify(&root, jobs.max(1), &progress)?,
     };
     progress.finish();
     emit(&report, Form::json(args.json))
