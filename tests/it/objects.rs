@@ -44,6 +44,14 @@ fn blobs_in_azure_storage_come_back_byte_for_byte_and_once() {
     store.close().unwrap();
 }
 
+/// `mailferry --store STORE ARGS…` pointed at the emulator, its index in `work`.
+fn in_store(store: &str, work: &std::path::Path, args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"));
+    cmd.args(["--store", store]).args(args);
+    in_azure(&mut cmd, work);
+    cmd
+}
+
 /// `cmd` pointed at the emulator, with its index in `work`.
 fn in_azure(cmd: &mut std::process::Command, work: &std::path::Path) {
     for (k, v) in Azurite::shared().env() {
@@ -98,16 +106,19 @@ fn a_batch_in_azure_storage_uploads_from_another_machine_once() {
     assert_eq!(lease.generation, 1);
     assert!(remote.exists(lease.snapshot.as_deref().unwrap()).unwrap());
 
+    let upload_from = |work: &std::path::Path| {
+        let mut cmd = upload_command(
+            &server,
+            server.port,
+            store,
+            &csv,
+            &["--target-kind", "imap"],
+        );
+        in_azure(&mut cmd, work);
+        Run::of(&mut cmd)
+    };
     // Another machine (another working directory) uploads from the store.
-    let mut cmd = upload_command(
-        &server,
-        server.port,
-        store,
-        &csv,
-        &["--target-kind", "imap"],
-    );
-    in_azure(&mut cmd, elsewhere.path());
-    let run = Run::of(&mut cmd);
+    let run = upload_from(elsewhere.path());
     assert_eq!(run.code, 0, "{}", run.stderr);
     for target in ["alice-365", "bob-365"] {
         let got = server
@@ -119,15 +130,7 @@ fn a_batch_in_azure_storage_uploads_from_another_machine_once() {
 
     // The first machine's index is older than the store's now: it restores
     // the newer one, and appends nothing twice.
-    let mut cmd = upload_command(
-        &server,
-        server.port,
-        store,
-        &csv,
-        &["--target-kind", "imap"],
-    );
-    in_azure(&mut cmd, here.path());
-    let run = Run::of(&mut cmd);
+    let run = upload_from(here.path());
     assert_eq!(run.code, 0, "{}", run.stderr);
     let counted = |key: &str| -> u64 {
         run.json()["accounts"]
@@ -165,10 +168,7 @@ fn a_batch_in_azure_storage_uploads_from_another_machine_once() {
     assert_eq!(stored, 8, "{status}");
     // The report of the batch shows each shard's state.
     let page = viewer.path().join("report.html");
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"));
-    cmd.args(["--store", &url, "report", "--html"]).arg(&page);
-    in_azure(&mut cmd, viewer.path());
-    let run = Run::of(&mut cmd);
+    let run = Run::of(in_store(&url, viewer.path(), &["report", "--html"]).arg(&page));
     assert!(run.code <= 1, "{}", run.stderr);
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(
@@ -176,9 +176,7 @@ fn a_batch_in_azure_storage_uploads_from_another_machine_once() {
         "no shard in the report"
     );
     // Certificate checks turned off through the SDKs' switch are said loudly.
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"));
-    cmd.args(["--store", &url, "status", "--json", "-"]);
-    in_azure(&mut cmd, viewer.path());
+    let mut cmd = in_store(&url, viewer.path(), &["status", "--json", "-"]);
     let run = Run::of(cmd.env("AZURE_ALLOW_INVALID_CERTIFICATES", "true"));
     assert!(
         run.stderr
@@ -195,10 +193,7 @@ fn a_batch_in_azure_storage_uploads_from_another_machine_once() {
     .unwrap();
     let status = status_of(&url, viewer.path());
     assert_eq!(status["shards"][0]["state"], "running", "{status}");
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"));
-    cmd.args(["--store", &url, "gc", "--delete"]);
-    in_azure(&mut cmd, viewer.path());
-    let run = Run::of(&mut cmd);
+    let run = Run::of(&mut in_store(&url, viewer.path(), &["gc", "--delete"]));
     assert_ne!(run.code, 0, "gc while a shard runs: {}", run.stderr);
     assert!(
         run.stderr.contains("shard 0/1 is running"),
@@ -229,10 +224,7 @@ fn a_batch_in_azure_storage_uploads_from_another_machine_once() {
 
 /// `status --json` of the store at `url`, read from `work`.
 fn status_of(url: &str, work: &std::path::Path) -> serde_json::Value {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"));
-    cmd.args(["--store", url, "status", "--json", "-"]);
-    in_azure(&mut cmd, work);
-    let run = Run::of(&mut cmd);
+    let run = Run::of(&mut in_store(url, work, &["status", "--json", "-"]));
     assert!(run.code == 0 || run.code == 1, "{}", run.stderr);
     run.json()
 }
@@ -300,6 +292,11 @@ impl Backend {
 
     fn cmd(&self, cmd: &mut std::process::Command) {
         in_azure(cmd, self.work.path());
+    }
+
+    /// `mailferry --store STORE ARGS…` on this backend.
+    fn run(&self, args: &[&str]) -> Run {
+        Run::of(&mut in_store(&self.store, self.work.path(), args))
     }
 
     /// Replaces the stored blob `hash` with `bytes`, or removes it.
@@ -402,12 +399,7 @@ fn in_both_places_verify_names_a_corrupt_and_a_missing_blob_and_mirror_mends_the
         b.cmd(&mut cmd);
         let run = Run::of(&mut cmd);
         assert_eq!(run.code, 0, "{}: {}", b.name, run.stderr);
-        let verify = |b: &Backend| {
-            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"));
-            cmd.args(["--store", &b.store, "verify", "--json"]);
-            b.cmd(&mut cmd);
-            Run::of(&mut cmd)
-        };
+        let verify = |b: &Backend| b.run(&["verify", "--json"]);
         let sound = verify(&b);
         assert_eq!(
             sound.code, 0,
@@ -463,13 +455,11 @@ fn in_both_places_verify_names_a_corrupt_and_a_missing_blob_and_mirror_mends_the
         assert_eq!(leftovers.len(), 1, "{}: {leftovers:?}", b.name);
         assert!(leftovers[0].as_str().unwrap().ends_with(&orphan[2..]));
         let gc = |delete: bool| {
-            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"));
-            cmd.args(["--store", &b.store, "gc", "--json"]);
-            if delete {
-                cmd.arg("--delete");
-            }
-            b.cmd(&mut cmd);
-            Run::of(&mut cmd)
+            b.run(if delete {
+                &["gc", "--json", "--delete"][..]
+            } else {
+                &["gc", "--json"][..]
+            })
         };
         let listed = gc(false);
         assert_eq!(listed.code, 0, "{}: {}", b.name, listed.stderr);
@@ -537,18 +527,12 @@ fn in_both_places_a_mirror_killed_mid_write_is_continued_whole_by_the_next() {
             .stderr(std::process::Stdio::piped());
         let run = Run::of(&mut last);
         assert_eq!(run.code, 0, "{}: {}", b.name, run.stderr);
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"));
-        cmd.args(["--store", &b.store, "verify", "--json"]);
-        b.cmd(&mut cmd);
-        let verified = Run::of(&mut cmd);
+        let verified = b.run(&["verify", "--json"]);
         assert_eq!(verified.code, 0, "{}: {}", b.name, verified.stdout);
         let v = verified.json();
         assert_eq!(v["blobs_checked"], distinct.len(), "{}: {v}", b.name);
         assert_eq!(v["faults"].as_array().unwrap().len(), 0, "{}: {v}", b.name);
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"));
-        cmd.args(["--store", &b.store, "status", "--json", "-"]);
-        b.cmd(&mut cmd);
-        let status = Run::of(&mut cmd).json();
+        let status = b.run(&["status", "--json", "-"]).json();
         assert_eq!(status["accounts"][0]["stored"], 240, "{}: {status}", b.name);
     }
 }
@@ -583,11 +567,8 @@ fn in_both_places_export_writes_every_stored_message_byte_for_byte() {
             assert_eq!(run.code, 0, "{}: {}", b.name, run.stderr);
         }
         let out = tempfile::tempdir().unwrap();
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"));
-        cmd.args(["--store", &b.store, "export", "--format", "eml"])
-            .arg(out.path().join("eml"));
-        b.cmd(&mut cmd);
-        let run = Run::of(&mut cmd);
+        let eml = out.path().join("eml");
+        let run = b.run(&["export", "--format", "eml", eml.to_str().unwrap()]);
         assert_eq!(run.code, 0, "{}: {}", b.name, run.stderr);
         let got = files_under(out.path());
         let mut want = sent.clone();
