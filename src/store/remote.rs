@@ -190,9 +190,14 @@ impl Remote {
     }
 
     /// Runs `f` on this store's runtime and waits for it, from any thread.
+    /// Unconstrained: called from a task of another tokio runtime (an
+    /// upload reading a blob), `f` would spend that task's cooperative
+    /// budget, and once it is spent every poll says "yield" and wakes at
+    /// once; as this thread never goes back to that runtime to refill it,
+    /// the wait would spin for ever.
     fn run<F: Future>(&self, f: F) -> F::Output {
         let _in = self.runtime.enter();
-        futures::executor::block_on(f)
+        futures::executor::block_on(tokio::task::unconstrained(f))
     }
 
     fn count(&self, n: u64) {
