@@ -27,7 +27,9 @@ use serde::Serialize;
 use crate::config::{Account, OAuthFlow, OAuthSettings};
 use crate::outcome::error_chain;
 use crate::progress::Progress;
+use crate::store::Intent;
 use crate::store::Store;
+use crate::store::item_ledger::{IntendedItem, ItemIntent};
 use crate::store::item_ledger::{ItemReason, ItemState, ItemToSend};
 use crate::store::items::ItemKind;
 use client::GraphClient;
@@ -257,6 +259,28 @@ async fn upload_account(
         mailbox: &mailbox,
         invite_attendees: options.invite_attendees,
     };
+    // Said before anything is sent, for a worker that takes the shard over.
+    let intended: Vec<IntendedItem> = work
+        .iter()
+        .filter_map(|item| {
+            let container = found[&(item.kind, item.collection.clone())].as_ref().ok()?;
+            Some(IntendedItem {
+                kind: item.kind.as_str().into(),
+                collection: item.collection.clone(),
+                uid: item.uid.clone(),
+                blob: item.blob.to_hex(),
+                tag: ctx.tag(item),
+                container_id: container.id.clone(),
+            })
+        })
+        .collect();
+    if !intended.is_empty() {
+        store.intend(&Intent::Items(ItemIntent {
+            account: account.name.clone(),
+            target: account.target.clone(),
+            items: intended,
+        }))?;
+    }
     // In chunks of a batch's size, 4 chunks at a time (a chained batch
     // holds one of the mailbox's 4 slots): fresh creates go in one
     // `$batch`, the rest (lookups, updates) one by one.

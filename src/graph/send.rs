@@ -136,7 +136,7 @@ impl Context<'_> {
     /// hash, bound to the target, kind, collection and UID, so the same
     /// text in two calendars (or two accounts into one mailbox) is two
     /// items at the target, never one taken for the other.
-    fn tag(&self, item: &ItemToSend) -> String {
+    pub(super) fn tag(&self, item: &ItemToSend) -> String {
         crate::store::BlobHash::of(
             format!(
                 "mailferry item\0{}\0{}\0{}\0{}\0{}",

@@ -4,11 +4,35 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Result, anyhow, bail};
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 use super::index::now;
 use super::items::ItemKind;
 use super::{BlobHash, Index};
+
+/// The creates and updates about to go to one target mailbox, said before
+/// them where a store's index lives in object storage (see
+/// [`super::Intent`]): a worker that takes the shard over marks them
+/// pending, so each create is looked up by its tag before it is made again.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ItemIntent {
+    pub account: String,
+    pub target: String,
+    pub items: Vec<IntendedItem>,
+}
+
+/// One item of an [`ItemIntent`], named as the source names it (row ids
+/// differ between a snapshot and the index that wrote the intent).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct IntendedItem {
+    pub kind: String,
+    pub collection: String,
+    pub uid: String,
+    /// The blob being sent (hex), the tag it goes with, its container.
+    pub blob: String,
+    pub tag: String,
+    pub container_id: String,
+}
 
 /// Where an item stands at one target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -245,6 +269,50 @@ impl ItemLedger<'_> {
             });
         }
         Ok(out)
+    }
+
+    /// Marks pending what `intent` names, unless the ledger has the item
+    /// done as that blob. An item the index does not know (imported after
+    /// its snapshot) is passed over: it was not sent from this index.
+    /// Returns how many it marked.
+    pub fn replay(&self, intent: &ItemIntent) -> Result<u64> {
+        let tx = self.index.connection().unchecked_transaction()?;
+        let mut marked = 0;
+        {
+            let mut find = tx.prepare(
+                "SELECT i.id, u.state, u.blob_hash
+                 FROM items i JOIN accounts a ON a.id = i.account_id
+                 LEFT JOIN item_uploads u ON u.item_id = i.id AND u.target = ?5
+                 WHERE a.name = ?1 COLLATE NOCASE AND i.kind = ?2 AND i.collection = ?3
+                       AND i.uid = ?4",
+            )?;
+            let target = intent.target.to_lowercase();
+            for item in &intent.items {
+                let found = find
+                    .query_row(
+                        params![intent.account, item.kind, item.collection, item.uid, target],
+                        |r| {
+                            Ok((
+                                r.get::<_, i64>(0)?,
+                                r.get::<_, Option<String>>(1)?,
+                                r.get::<_, Option<String>>(2)?,
+                            ))
+                        },
+                    )
+                    .optional()?;
+                let Some((id, state, blob)) = found else {
+                    continue;
+                };
+                if state.as_deref() == Some("done") && blob.as_deref() == Some(&item.blob) {
+                    continue;
+                }
+                let blob = BlobHash::from_hex(&item.blob)?;
+                self.mark_pending(id, &target, &blob, &item.tag, &item.container_id)?;
+                marked += 1;
+            }
+        }
+        tx.commit()?;
+        Ok(marked)
     }
 
     /// Before a create or an update goes out: the blob being sent and its

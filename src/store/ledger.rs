@@ -307,6 +307,23 @@ pub struct KnownFolder {
     pub display: String,
 }
 
+/// The APPENDs about to be made into one target folder, said before them
+/// where a store's index lives in object storage (see [`super::Intent`]):
+/// a worker that takes the shard over marks them pending, and settles them
+/// by reading the target back, as a restart on the same disk would.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Appends {
+    pub mailbox: String,
+    pub host: String,
+    pub wire: String,
+    pub display: String,
+    pub account: String,
+    pub uidvalidity: u32,
+    pub uidnext: u32,
+    /// Each message's blob (hex) and its copies.
+    pub blobs: Vec<(String, u64)>,
+}
+
 /// Where a pending APPEND's message will be, and what is sent.
 pub struct Attempt<'a> {
     pub uidvalidity: u32,
@@ -618,6 +635,44 @@ impl Ledger<'_> {
         Ok(())
     }
 
+    /// Marks pending what `intent` names, unless the ledger has it placed
+    /// (done or present). A pending entry keeps the lower UIDNEXT, so the
+    /// read-back starts early enough for both. Returns how many it marked.
+    pub fn replay(&self, intent: &Appends) -> Result<u64> {
+        let target = self.target_id(&intent.mailbox, &intent.host)?;
+        let folder = self.target_folder_id(target, &intent.wire, &intent.display)?;
+        let tx = self.index.connection().unchecked_transaction()?;
+        let mut marked = 0;
+        {
+            let mut insert = tx.prepare(
+                "INSERT INTO uploads (target_folder_id, blob_hash, state, uidvalidity, uidnext,
+                                      duplicates, attempts, updated_at, account)
+                 VALUES (?1, ?2, 'pending', ?3, ?4, ?5, 1, ?6, ?7)
+                 ON CONFLICT (target_folder_id, blob_hash) DO UPDATE SET
+                    uidnext = CASE WHEN state = 'pending' AND uidvalidity = ?3
+                                        AND uidnext IS NOT NULL
+                                   THEN MIN(uidnext, ?4) ELSE ?4 END,
+                    state = 'pending', uidvalidity = ?3, uid = NULL, reason = NULL,
+                    reason_kind = NULL, duplicates = ?5, updated_at = ?6, account = ?7
+                 WHERE state NOT IN ('done', 'present')",
+            )?;
+            for (hex, copies) in &intent.blobs {
+                let blob = BlobHash::from_hex(hex)?;
+                marked += insert.execute(params![
+                    folder,
+                    blob.to_hex(),
+                    intent.uidvalidity,
+                    intent.uidnext,
+                    copies.saturating_sub(1) as i64,
+                    now(),
+                    intent.account,
+                ])? as u64;
+            }
+        }
+        tx.commit()?;
+        Ok(marked)
+    }
+
     /// After the server's OK (or a confirmed match at the target).
     pub fn mark_done(
         &self,
@@ -912,6 +967,72 @@ mod tests {
             entries[&hash].reason.as_deref(),
             Some("NO [PARSE] invalid header")
         );
+    }
+
+    #[test]
+    fn an_intent_marks_pending_what_the_ledger_has_not_placed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.sqlite");
+        // 0 done, 1 failed, 2 pending from UIDNEXT 5, 3 present; 4 unknown.
+        index_of_schema_6(
+            &path,
+            &[
+                ("done", ""),
+                ("failed", "NO [OVERQUOTA] quota exceeded"),
+                ("pending", ""),
+                ("present", ""),
+            ],
+        );
+        let index = Index::open(&path).unwrap();
+        let blob = |i: usize| BlobHash::from_hex(&format!("{i:064x}")).unwrap();
+        index
+            .connection()
+            .execute(
+                "INSERT INTO blobs (hash, size, stored_size, created_at) VALUES (?1, 1, 1, 0)",
+                [blob(4).to_hex()],
+            )
+            .unwrap();
+        let a = Attempt {
+            uidvalidity: 7,
+            uidnext: 5,
+            copies: 1,
+            account: "a@x",
+            sent: None,
+        };
+        index.ledger().mark_pending(1, &blob(2), &a).unwrap();
+        let intent = Appends {
+            mailbox: "a".into(),
+            host: "h".into(),
+            wire: "INBOX".into(),
+            display: "INBOX".into(),
+            account: "a@x".into(),
+            uidvalidity: 7,
+            uidnext: 9,
+            blobs: (0..5).map(|i| (blob(i).to_hex(), 2)).collect(),
+        };
+        assert_eq!(index.ledger().replay(&intent).unwrap(), 3);
+        let entries = index.ledger().entries(1).unwrap();
+        let state = |i: usize| entries[&blob(i)].state;
+        assert_eq!(state(0), State::Done);
+        assert_eq!(state(3), State::Present);
+        for i in [1, 2, 4] {
+            assert_eq!(state(i), State::Pending, "{i}");
+            assert_eq!(entries[&blob(i)].account.as_deref(), Some("a@x"));
+        }
+        // The read-back starts where the earlier attempt's message would be.
+        assert_eq!(entries[&blob(2)].uidnext, Some(5));
+        assert_eq!(entries[&blob(4)].uidnext, Some(9));
+        assert_eq!(entries[&blob(1)].reason, None);
+        // Another target folder, new to this index, is made for it.
+        let elsewhere = Appends {
+            wire: "Archive".into(),
+            display: "Archive".into(),
+            ..intent
+        };
+        assert_eq!(index.ledger().replay(&elsewhere).unwrap(), 5);
+        let folder = index.ledger().find_target_folder(1, "Archive").unwrap();
+        let archived = index.ledger().entries(folder.unwrap()).unwrap();
+        assert_eq!(archived.len(), 5);
     }
 
     #[test]

@@ -127,6 +127,43 @@ fn every(
     Ok((stop, thread))
 }
 
+/// What a worker is about to send to a target, written to object storage
+/// before it is sent. A directory's index records each send before it goes
+/// out and is there after a crash; a worker's local index may be lost with
+/// its node, and the snapshot a new worker restores may be older than what
+/// was sent. Each run's last snapshot holds what its intents said, and they
+/// are removed then.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Intent {
+    Appends(ledger::Appends),
+    Items(item_ledger::ItemIntent),
+}
+
+/// Marks pending in `store`'s index what the shard's intents name. An
+/// intent that cannot be read is named and passed over: its messages are
+/// still found at the target before anything is appended again, only
+/// counted as already there.
+fn replay_intents(store: &Store, lease: &ShardIndex) -> Result<()> {
+    for (name, bytes) in lease.intents()? {
+        match serde_json::from_slice::<Intent>(&bytes) {
+            Ok(intent) => {
+                let index = store.index();
+                let marked = match &intent {
+                    Intent::Appends(a) => index.ledger().replay(a)?,
+                    Intent::Items(i) => index.item_ledger().replay(i)?,
+                };
+                tracing::debug!("{name}: {marked} entries pending");
+            }
+            Err(e) => tracing::warn!(
+                "{}/{name} is not a mailferry intent ({e}); passed over",
+                store.shown()
+            ),
+        }
+    }
+    Ok(())
+}
+
 /// An open store, locked for writing by this process.
 pub struct Store {
     root: PathBuf,
@@ -349,6 +386,13 @@ impl Store {
                 return Err(e);
             }
         };
+        // What a worker that died was about to append, beyond its snapshot.
+        if let Err(e) = replay_intents(&store, &lease) {
+            drop(renewing.0);
+            let _ = renewing.1.join();
+            let _ = lease.release();
+            return Err(e);
+        }
         let snapshots = {
             let (lease, index, root) = (lease.clone(), index_path(&root), root.clone());
             every(
@@ -389,6 +433,17 @@ impl Store {
         shared
             .lease
             .snapshot(&index_path(&self.root), &self.root, true)
+    }
+
+    /// Says `intent` before its APPENDs where the index lives in object
+    /// storage (a directory's index records each one before it is sent,
+    /// and is there after a crash; a worker's disk may not be).
+    pub fn intend(&self, intent: &Intent) -> Result<()> {
+        let Some(shared) = &self.shared else {
+            return Ok(());
+        };
+        let body = serde_json::to_vec(intent).context("cannot write an intent")?;
+        shared.lease.write_intent(body)
     }
 
     /// Requests made to object storage so far (0 for a directory).

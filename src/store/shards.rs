@@ -69,6 +69,9 @@ pub struct ShardIndex {
     ttl: Duration,
     held: Mutex<(LeaseRecord, Version)>,
     lost: AtomicBool,
+    /// Intent objects read at the start and written since: removed once a
+    /// snapshot that holds what they say ends the run.
+    intents: Mutex<Vec<String>>,
 }
 
 pub fn lease_name(shard: Shard) -> String {
@@ -81,6 +84,12 @@ pub fn snapshot_name(shard: Shard, generation: u64, writer: &str) -> String {
         "index/shard-{}-of-{}.{generation}.{writer}.sqlite",
         shard.index, shard.count
     )
+}
+
+/// Where a shard's intents are: what its worker was about to append, each
+/// written before the appends it names.
+pub fn intents_dir(shard: Shard) -> String {
+    format!("index/shard-{}-of-{}.intents", shard.index, shard.count)
 }
 
 /// The shard a name under `index/` belongs to.
@@ -151,6 +160,7 @@ impl ShardIndex {
             ttl,
             held: Mutex::new((record, version)),
             lost: AtomicBool::new(false),
+            intents: Mutex::new(Vec::new()),
         };
         for _ in 0..5 {
             let current = read_lease(&remote, shard)?;
@@ -343,7 +353,61 @@ impl ShardIndex {
         if let Some(before) = before.filter(|b| *b != name) {
             let _ = self.remote.delete(&before);
         }
+        if released {
+            // The run's last snapshot holds all the intents said; one left
+            // behind is read again by the next worker, which is harmless.
+            let done = std::mem::take(&mut *self.intents.lock().unwrap_or_else(|e| e.into_inner()));
+            for intent in done {
+                let _ = self.remote.delete(&intent);
+            }
+        }
         write_marker(&root.join("SNAPSHOT"), generation)
+    }
+
+    /// Writes `body` as an intent object of its own, before the work it
+    /// names: a worker that takes the shard over after this one dies
+    /// learns from it what the snapshot it restores does not say yet.
+    pub fn write_intent(&self, body: Vec<u8>) -> Result<()> {
+        if self.lost() {
+            bail!(self.lost_error());
+        }
+        let mut intents = self.intents.lock().unwrap_or_else(|e| e.into_inner());
+        let name = format!(
+            "{}/{}-{}-{:06}.json",
+            intents_dir(self.shard),
+            index::now(),
+            self.tag,
+            intents.len()
+        );
+        self.remote.put(&name, body)?;
+        intents.push(name);
+        Ok(())
+    }
+
+    /// The intents earlier workers of the shard left (and this one wrote),
+    /// oldest first, as (name, bytes).
+    pub fn intents(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut names: Vec<String> = self
+            .remote
+            .list(&intents_dir(self.shard))?
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        names.sort();
+        let mut out = Vec::new();
+        for name in names {
+            // Removed meanwhile by nobody else (the lease is ours): skip.
+            if let Some(f) = self.remote.get(&name)? {
+                out.push((name, f.bytes));
+            }
+        }
+        let mut known = self.intents.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, _) in &out {
+            if !known.contains(name) {
+                known.push(name.clone());
+            }
+        }
+        Ok(out)
     }
 
     /// Ends the lease without a snapshot (nothing was written).

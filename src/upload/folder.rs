@@ -184,6 +184,22 @@ pub(crate) async fn run(
         uidnext,
         limit,
     };
+    if !appends.is_empty() {
+        ctx.store
+            .intend(&crate::store::Intent::Appends(ledger::Appends {
+                mailbox: ctx.account.target.clone(),
+                host: ctx.options.target.server.address(),
+                wire: job.wire_name.clone(),
+                display: job.display_name.clone(),
+                account: ctx.account.name.clone(),
+                uidvalidity,
+                uidnext,
+                blobs: appends
+                    .iter()
+                    .map(|o| (o.blob.to_hex(), o.copies))
+                    .collect(),
+            }))?;
+    }
     let token_stale = || token.as_ref().is_some_and(|t| t.is_stale());
     if imap.appends_ahead() {
         // Written ahead. A message refused for a passing fault goes one

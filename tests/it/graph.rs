@@ -26,6 +26,9 @@ struct Tenant {
     identity: Identity,
     graph: Graph,
     dir: tempfile::TempDir,
+    /// A store in Azure storage (the emulator) and the working directory
+    /// its commands use, instead of the directory `store()`.
+    azure: Option<(String, std::cell::RefCell<PathBuf>)>,
 }
 
 impl Tenant {
@@ -48,7 +51,30 @@ impl Tenant {
             identity,
             graph,
             dir,
+            azure: None,
         }
+    }
+
+    /// A command on this tenant's store.
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailferry"));
+        cmd.env_remove("MAILFERRY_STORE");
+        match &self.azure {
+            None => {
+                cmd.args(["--store", self.store().to_str().unwrap()]);
+            }
+            Some((url, work)) => {
+                for (k, v) in crate::support::azurite::Azurite::shared().env() {
+                    cmd.env(k, v);
+                }
+                cmd.args(["--store", url])
+                    .env("MAILFERRY_WORK_DIR", &*work.borrow())
+                    .env("MAILFERRY_LEASE", "3s")
+                    .env_remove("MAILFERRY_SHARDS")
+                    .env_remove("JOB_COMPLETION_INDEX");
+            }
+        }
+        cmd
     }
 
     fn store(&self) -> PathBuf {
@@ -56,25 +82,19 @@ impl Tenant {
     }
 
     fn import(&self, mailbox: &str, files: &[&Path]) {
-        let store = self.store();
-        let mut args = vec![
-            "--store",
-            store.to_str().unwrap(),
-            "import",
-            "--account",
-            mailbox,
-        ];
-        args.extend(files.iter().map(|f| f.to_str().unwrap()));
-        let run = mailferry(&args);
+        let run = Run::of(
+            self.command()
+                .args(["import", "--account", mailbox])
+                .args(files),
+        );
         assert!(run.code == 0 || run.code == 1, "{}", run.stderr);
     }
 
     /// `upload --items-only` against this tenant's Graph.
     fn upload_command(&self, extra: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailferry"));
-        cmd.env_remove("MAILFERRY_STORE")
-            .env(SECRET_VAR, &self.identity.client_secret)
-            .args(["--store", self.store().to_str().unwrap(), "upload"])
+        let mut cmd = self.command();
+        cmd.env(SECRET_VAR, &self.identity.client_secret)
+            .arg("upload")
             .args([
                 "--accounts",
                 self.dir.path().join("accounts.csv").to_str().unwrap(),
@@ -94,14 +114,9 @@ impl Tenant {
     }
 
     fn status(&self) -> serde_json::Value {
-        let run = mailferry(&[
-            "--store",
-            self.store().to_str().unwrap(),
-            "status",
-            "--json",
-            "-",
-        ]);
-        serde_json::from_str(&run.stdout).unwrap()
+        let run = Run::of(self.command().args(["status", "--json", "-"]));
+        serde_json::from_str(&run.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {} {}", run.stdout, run.stderr))
     }
 }
 
@@ -518,6 +533,72 @@ fn killed_uploads_lose_nothing_and_double_nothing() {
     let status = t.status();
     let alice = find_in(&status["accounts"], "account", ALICE);
     assert_eq!(alice["items_uploaded"]["done"], 300, "seed {seed}: {alice}");
+}
+
+/// A store in object storage: an upload killed while items go, taken
+/// over from another working directory (its index restored from the
+/// snapshot taken before the upload began), creates no item twice and
+/// accounts for every one.
+#[test]
+fn an_upload_killed_and_taken_over_elsewhere_creates_no_item_twice() {
+    let mut t = Tenant::start(&[ALICE]);
+    let first = t.dir.path().join("work-first");
+    t.azure = Some((
+        crate::support::azurite::Azurite::shared().container("items"),
+        std::cell::RefCell::new(first),
+    ));
+    let cards = t.dir.path().join("many.vcf");
+    std::fs::write(&cards, generated_cards(200)).unwrap();
+    let events = t.dir.path().join("many.ics");
+    std::fs::write(&events, generated_series(100)).unwrap();
+    t.import(ALICE, &[&cards, &events]);
+    t.graph.ignore_transaction_ids(ALICE);
+    let mut child = t
+        .upload_command(&[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let before = t.graph.requests();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while t.graph.contacts(ALICE).len() + t.graph.events(ALICE).len() < 40
+        && child.try_wait().unwrap().is_none()
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the upload ended first"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let there = t.graph.contacts(ALICE).len() + t.graph.events(ALICE).len();
+    assert!(there > 0 && there < 300, "{there} items there");
+    assert!(t.graph.requests() > before);
+
+    // Elsewhere, once the lease lapsed.
+    std::thread::sleep(Duration::from_millis(3_200));
+    if let Some((_, work)) = &t.azure {
+        *work.borrow_mut() = t.dir.path().join("work-second");
+    }
+    let (run, json) = t.upload(&[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let contacts = t.graph.contacts(ALICE);
+    let mut names: Vec<String> = contacts
+        .iter()
+        .map(|(_, c)| c["displayName"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(contacts.len(), 200, "duplicates or losses");
+    assert_eq!(names.len(), 200);
+    assert_eq!(t.graph.events(ALICE).len(), 100, "duplicates or losses");
+    let a = account(&json, ALICE);
+    assert_eq!(a["failed"], 0, "{a}");
+    assert!(a["reconciled"].as_u64().unwrap() > 0, "{a}");
+    let alice = find_in(&t.status()["accounts"], "account", ALICE);
+    assert_eq!(alice["items_uploaded"]["done"], 300, "{alice}");
 }
 
 fn generated_cards(n: usize) -> String {
