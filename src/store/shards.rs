@@ -9,8 +9,11 @@
 //! refuses. A worker killed without releasing it holds it until it expires.
 //! A snapshot lags its worker's index by at most an interval: a worker that
 //! restores it fetches from the source what came after (storing nothing
-//! twice), and its upload reads the target back before appending what the
-//! ledger does not know (see `upload::folder`), so nothing is appended twice.
+//! twice). What a worker sends to a target is said first, in an intent
+//! object under `shard-I-of-N.intents/` (see [`super::Intent`]): whoever
+//! restores the snapshot marks it pending, and the upload settles it by
+//! reading the target back, as after a crash on the same disk. A run's last
+//! snapshot holds what its intents said, and removes them.
 
 use std::path::Path;
 use std::sync::Mutex;
