@@ -446,9 +446,10 @@ impl Store {
         shared.lease.write_intent(body)
     }
 
-    /// Requests made to object storage so far (0 for a directory).
+    /// Requests made to object storage so far (0 for a directory): blobs,
+    /// and the lease, snapshots and intents (a client of their own).
     pub fn remote_requests(&self) -> u64 {
-        self.blobs.requests()
+        self.blobs.requests() + self.shared.as_ref().map_or(0, |s| s.lease.requests())
     }
 
     /// True when this open made a new, empty store.

@@ -422,6 +422,11 @@ impl ShardIndex {
         })
     }
 
+    /// Requests this lease's client made (lease, snapshots, intents).
+    pub fn requests(&self) -> u64 {
+        self.remote.requests()
+    }
+
     pub fn holder(&self) -> &str {
         &self.holder
     }

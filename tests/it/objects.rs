@@ -120,6 +120,18 @@ fn a_batch_in_azure_storage_uploads_from_another_machine_once() {
     // Another machine (another working directory) uploads from the store.
     let run = upload_from(elsewhere.path());
     assert_eq!(run.code, 0, "{}", run.stderr);
+    // What it says it asked counts the lease's, snapshots' and intents'
+    // requests with the blobs': 8 blob reads, an intent per target folder
+    // (2) written and removed, the snapshot restored and written, the lease
+    // taken and released, at least.
+    let said: u64 = run
+        .stderr
+        .split("object storage: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count of requests: {}", run.stderr));
+    assert!(said >= 8 + 2 * 2 + 2 + 2, "{said} requests said");
     for target in ["alice-365", "bob-365"] {
         let got = server
             .client(target, &format!("{target}-pw"))
