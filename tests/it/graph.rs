@@ -55,6 +55,39 @@ impl Tenant {
         }
     }
 
+    /// 200 contacts and 100 events (a series with a cancelled instance
+    /// among them) for ALICE, whose events Graph does not keep single by
+    /// their transaction ids: only mailferry's own lookup may.
+    fn import_many_for_kills(&self) {
+        let cards = self.dir.path().join("many.vcf");
+        std::fs::write(&cards, generated_cards(200)).unwrap();
+        let events = self.dir.path().join("many.ics");
+        std::fs::write(&events, generated_series(100)).unwrap();
+        self.import(ALICE, &[&cards, &events]);
+        self.graph.ignore_transaction_ids(ALICE);
+    }
+
+    /// ALICE's contacts at the target, and how many names they have.
+    fn contacts_and_names(&self) -> (usize, usize) {
+        let contacts = self.graph.contacts(ALICE);
+        let mut names: Vec<String> = contacts
+            .iter()
+            .map(|(_, c)| c["displayName"].as_str().unwrap().to_string())
+            .collect();
+        names.sort();
+        names.dedup();
+        (contacts.len(), names.len())
+    }
+
+    /// An upload on its own, to be killed.
+    fn spawn_upload(&self) -> std::process::Child {
+        self.upload_command(&[])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
     /// A command on this tenant's store.
     fn command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailferry"));
@@ -458,13 +491,7 @@ fn a_mailbox_out_of_the_apps_scope_fails_alone_and_status_says_why() {
 #[test]
 fn killed_uploads_lose_nothing_and_double_nothing() {
     let t = Tenant::start(&[ALICE]);
-    let cards = t.dir.path().join("many.vcf");
-    std::fs::write(&cards, generated_cards(200)).unwrap();
-    let events = t.dir.path().join("many.ics");
-    std::fs::write(&events, generated_series(100)).unwrap();
-    t.import(ALICE, &[&cards, &events]);
-    // Only mailferry's own lookup may keep events single.
-    t.graph.ignore_transaction_ids(ALICE);
+    t.import_many_for_kills();
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -473,12 +500,7 @@ fn killed_uploads_lose_nothing_and_double_nothing() {
     // Some kill must land while items are going: some there, some not.
     let mut partial = false;
     for round in 0..8u64 {
-        let mut child = t
-            .upload_command(&[])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = t.spawn_upload();
         // After a random number of requests reached Graph (so on any
         // machine the kill lands among the items), or when it ends.
         let before = t.graph.requests();
@@ -505,15 +527,11 @@ fn killed_uploads_lose_nothing_and_double_nothing() {
         partial,
         "seed {seed}: no kill landed while items were going"
     );
-    let contacts = t.graph.contacts(ALICE);
-    let mut names: Vec<String> = contacts
-        .iter()
-        .map(|(_, c)| c["displayName"].as_str().unwrap().to_string())
-        .collect();
-    names.sort();
-    names.dedup();
-    assert_eq!(contacts.len(), 200, "seed {seed}: duplicates or losses");
-    assert_eq!(names.len(), 200, "seed {seed}");
+    assert_eq!(
+        t.contacts_and_names(),
+        (200, 200),
+        "seed {seed}: duplicates or losses"
+    );
     let events = t.graph.events(ALICE);
     assert_eq!(events.len(), 100, "seed {seed}");
     // The series with a cancelled instance lost it, whatever the kills.
@@ -547,18 +565,8 @@ fn an_upload_killed_and_taken_over_elsewhere_creates_no_item_twice() {
         crate::support::azurite::Azurite::shared().container("items"),
         std::cell::RefCell::new(first),
     ));
-    let cards = t.dir.path().join("many.vcf");
-    std::fs::write(&cards, generated_cards(200)).unwrap();
-    let events = t.dir.path().join("many.ics");
-    std::fs::write(&events, generated_series(100)).unwrap();
-    t.import(ALICE, &[&cards, &events]);
-    t.graph.ignore_transaction_ids(ALICE);
-    let mut child = t
-        .upload_command(&[])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    t.import_many_for_kills();
+    let mut child = t.spawn_upload();
     let before = t.graph.requests();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while t.graph.contacts(ALICE).len() + t.graph.events(ALICE).len() < 40
@@ -584,15 +592,7 @@ fn an_upload_killed_and_taken_over_elsewhere_creates_no_item_twice() {
     }
     let (run, json) = t.upload(&[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let contacts = t.graph.contacts(ALICE);
-    let mut names: Vec<String> = contacts
-        .iter()
-        .map(|(_, c)| c["displayName"].as_str().unwrap().to_string())
-        .collect();
-    names.sort();
-    names.dedup();
-    assert_eq!(contacts.len(), 200, "duplicates or losses");
-    assert_eq!(names.len(), 200);
+    assert_eq!(t.contacts_and_names(), (200, 200), "duplicates or losses");
     assert_eq!(t.graph.events(ALICE).len(), 100, "duplicates or losses");
     let a = account(&json, ALICE);
     assert_eq!(a["failed"], 0, "{a}");
