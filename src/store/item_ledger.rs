@@ -286,6 +286,7 @@ impl ItemLedger<'_> {
                  WHERE a.name = ?1 COLLATE NOCASE AND i.kind = ?2 AND i.collection = ?3
                        AND i.uid = ?4",
             )?;
+            let mut known = tx.prepare("SELECT 1 FROM blobs WHERE hash = ?1")?;
             let target = intent.target.to_lowercase();
             for item in &intent.items {
                 let found = find
@@ -307,6 +308,9 @@ impl ItemLedger<'_> {
                     continue;
                 }
                 let blob = BlobHash::from_hex(&item.blob)?;
+                if !known.exists([blob.to_hex()])? {
+                    continue;
+                }
                 self.mark_pending(id, &target, &blob, &item.tag, &item.container_id)?;
                 marked += 1;
             }

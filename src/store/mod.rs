@@ -140,23 +140,29 @@ pub enum Intent {
     Items(item_ledger::ItemIntent),
 }
 
-/// Marks pending in `store`'s index what the shard's intents name. An
-/// intent that cannot be read is named and passed over: its messages are
-/// still found at the target before anything is appended again, only
-/// counted as already there.
+/// Marks pending in `store`'s index what the shard's intents name, unless
+/// the run before ended (its last snapshot holds them). An intent that
+/// cannot be read is named, passed over and kept.
 fn replay_intents(store: &Store, lease: &ShardIndex) -> Result<()> {
     for (name, bytes) in lease.intents()? {
+        if lease.after_release() {
+            lease.covered(&name);
+            continue;
+        }
         match serde_json::from_slice::<Intent>(&bytes) {
             Ok(intent) => {
                 let index = store.index();
                 let marked = match &intent {
-                    Intent::Appends(a) => index.ledger().replay(a)?,
-                    Intent::Items(i) => index.item_ledger().replay(i)?,
-                };
+                    Intent::Appends(a) => index.ledger().replay(a),
+                    Intent::Items(i) => index.item_ledger().replay(i),
+                }
+                .with_context(|| format!("cannot replay the intent {}/{name}", store.shown()))?;
+                lease.covered(&name);
                 tracing::debug!("{name}: {marked} entries pending");
             }
+            // Kept for a version that reads it.
             Err(e) => tracing::warn!(
-                "{}/{name} is not a mailferry intent ({e}); passed over",
+                "{}/{name} is not an intent this version reads ({e}); passed over and kept",
                 store.shown()
             ),
         }

@@ -75,6 +75,8 @@ pub struct ShardIndex {
     /// Intent objects read at the start and written since: removed once a
     /// snapshot that holds what they say ends the run.
     intents: Mutex<Vec<String>>,
+    /// The lease was released when this run took it.
+    after_release: bool,
 }
 
 pub fn lease_name(shard: Shard) -> String {
@@ -155,7 +157,7 @@ impl ShardIndex {
         }
         let tag = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
         let holder = format!("{}/pid {}/{tag}", hostname(), std::process::id());
-        let held = |record: LeaseRecord, version: Version| ShardIndex {
+        let held = |record: LeaseRecord, version: Version, after_release: bool| ShardIndex {
             remote: remote.clone(),
             shard,
             holder: holder.clone(),
@@ -164,6 +166,7 @@ impl ShardIndex {
             held: Mutex::new((record, version)),
             lost: AtomicBool::new(false),
             intents: Mutex::new(Vec::new()),
+            after_release,
         };
         for _ in 0..5 {
             let current = read_lease(&remote, shard)?;
@@ -173,7 +176,7 @@ impl ShardIndex {
                 && rec.holder == holder
                 && rec.state == "running"
             {
-                return Ok(held(rec.clone(), v.clone()));
+                return Ok(held(rec.clone(), v.clone(), false));
             }
             if let Some((rec, _)) = &current
                 && rec.state == "running"
@@ -199,7 +202,8 @@ impl ShardIndex {
             };
             let version = current.as_ref().map(|(_, v)| v);
             if let Some(v) = remote.put_if(&lease_name(shard), to_json(&record), version)? {
-                return Ok(held(record, v));
+                let released = current.as_ref().is_some_and(|(r, _)| r.state == "released");
+                return Ok(held(record, v, released));
             }
             // Another worker wrote the lease meanwhile: look again.
         }
@@ -325,6 +329,14 @@ impl ShardIndex {
     pub fn snapshot(&self, index: &Path, root: &Path, released: bool) -> Result<()> {
         // Ours still, before the upload.
         self.renew()?;
+        // The intents this copy holds: those known before it is taken (one
+        // written while it is taken stays, for the next worker to read).
+        let covered = released.then(|| {
+            self.intents
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+        });
         let staged = root.join("snapshot.sqlite.tmp");
         let _ = std::fs::remove_file(&staged);
         Index::snapshot_file(index, &staged)?;
@@ -356,13 +368,16 @@ impl ShardIndex {
         if let Some(before) = before.filter(|b| *b != name) {
             let _ = self.remote.delete(&before);
         }
-        if released {
-            // The run's last snapshot holds all the intents said; one left
-            // behind is read again by the next worker, which is harmless.
-            let done = std::mem::take(&mut *self.intents.lock().unwrap_or_else(|e| e.into_inner()));
+        if let Some(done) = covered {
+            // The run's last snapshot holds what they said; one left behind
+            // (a failed removal) is passed over by the next run.
             for intent in done {
                 let _ = self.remote.delete(&intent);
             }
+            self.intents
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
         }
         write_marker(&root.join("SNAPSHOT"), generation)
     }
@@ -387,8 +402,9 @@ impl ShardIndex {
         Ok(())
     }
 
-    /// The intents earlier workers of the shard left (and this one wrote),
-    /// oldest first, as (name, bytes).
+    /// The intents earlier workers of the shard left, oldest first, as
+    /// (name, bytes). Each is removed at the end of this run only once
+    /// [`ShardIndex::covered`] says its effects are in this run's index.
     pub fn intents(&self) -> Result<Vec<(String, Vec<u8>)>> {
         let mut names: Vec<String> = self
             .remote
@@ -404,13 +420,22 @@ impl ShardIndex {
                 out.push((name, f.bytes));
             }
         }
-        let mut known = self.intents.lock().unwrap_or_else(|e| e.into_inner());
-        for (name, _) in &out {
-            if !known.contains(name) {
-                known.push(name.clone());
-            }
-        }
         Ok(out)
+    }
+
+    /// The intent `name` is held by this run's index (replayed, or said
+    /// by a run that ended): removed after this run's last snapshot.
+    pub fn covered(&self, name: &str) {
+        let mut known = self.intents.lock().unwrap_or_else(|e| e.into_inner());
+        if !known.iter().any(|k| k == name) {
+            known.push(name.to_string());
+        }
+    }
+
+    /// The run before this one ended and wrote its last snapshot: every
+    /// intent there is already in it (left only by a failed removal).
+    pub fn after_release(&self) -> bool {
+        self.after_release
     }
 
     /// Ends the lease without a snapshot (nothing was written).
